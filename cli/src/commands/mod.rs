@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod describe;
+pub mod link_commands;
+pub mod list;
+pub mod paths;
+pub mod plugin_info;

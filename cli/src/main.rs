@@ -1,0 +1,108 @@
+//! `nnunet`: nnU-Net v2 in one binary.
+
+mod args;
+mod commands;
+mod output;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use nnunet_core::Registries;
+use nnunet_core::paths::NnunetPaths;
+
+// Link the built-in extension crates so that their registrations are part of this binary.
+use nnunet_planners as _;
+use nnunet_plugins as _;
+use nnunet_trainers as _;
+
+/// nnU-Net v2 rebuilt in Rust: self-configuring biomedical image segmentation.
+///
+/// nnU-Net's flag spellings work as in nnU-Net (-tr, -pl, -p, -device, -chk, -np, --c, --npz,
+/// underscores in long flags), besides GNU-style long options.
+#[derive(Parser, Debug)]
+#[command(name = "nnunet", version, about, long_about = None)]
+struct Cli {
+    /// Load a plugin (a cdylib built against this nnunet); repeatable. NNUNET_PLUGINS
+    /// (`:`-separated) adds more.
+    #[arg(long = "plugin", global = true, value_name = "LIBRARY")]
+    plugins: Vec<PathBuf>,
+    /// Raw datasets folder (default: $nnUNet_raw).
+    #[arg(long, global = true, value_name = "DIR")]
+    nnunet_raw: Option<PathBuf>,
+    /// Preprocessed data folder (default: $nnUNet_preprocessed).
+    #[arg(long, global = true, value_name = "DIR")]
+    nnunet_preprocessed: Option<PathBuf>,
+    /// Results folder (default: $nnUNet_results).
+    #[arg(long, global = true, value_name = "DIR")]
+    nnunet_results: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the registered trainers, planners, losses, augmentations, readers or architectures.
+    List(commands::list::Args),
+    /// Describe one registered extension; for a trainer, print the hyperparameters it uses.
+    Describe(commands::describe::Args),
+    /// Show the nnU-Net folders in use and, with -d, where a dataset is.
+    Paths(commands::paths::Args),
+    /// Show a plugin's descriptor and whether this nnunet can load it.
+    PluginInfo(commands::plugin_info::Args),
+    /// Create links named like nnU-Net's commands (nnUNetv2_train, …) to this binary.
+    LinkCommands(commands::link_commands::Args),
+}
+
+/// Shared state of a run: the folders and the registries with the plugins loaded.
+pub struct Context {
+    pub paths: NnunetPaths,
+    pub registries: Registries,
+}
+
+fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
+    let mut argv = argv;
+    let argv0 = argv.first().cloned().unwrap_or_else(|| "nnunet".into());
+    if let args::Invocation::Subcommand(sub) = args::invocation(argv0.as_ref()) {
+        let exists = Cli::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == sub);
+        if !exists {
+            anyhow::bail!(
+                "{} is nnU-Net's command for `nnunet {sub}`, which this version of nnunet-rs does \
+                 not have yet (see `nnunet --help` for the commands it has)",
+                PathBuf::from(&argv0).display()
+            );
+        }
+        argv.insert(1, sub.into());
+    }
+    let cli = Cli::parse_from(args::normalize(argv));
+    let mut registries = Registries::builtin()?;
+    let mut plugin_paths = nnunet_core::plugin::paths_from_env();
+    plugin_paths.extend(cli.plugins.iter().cloned());
+    for path in &plugin_paths {
+        nnunet_core::plugin::load(path, &mut registries)?;
+    }
+    let ctx = Context {
+        paths: NnunetPaths::new(cli.nnunet_raw, cli.nnunet_preprocessed, cli.nnunet_results),
+        registries,
+    };
+    match cli.command {
+        Command::List(a) => commands::list::run(&ctx, a),
+        Command::Describe(a) => commands::describe::run(&ctx, a),
+        Command::Paths(a) => commands::paths::run(&ctx, a),
+        Command::PluginInfo(a) => commands::plugin_info::run(a),
+        Command::LinkCommands(a) => commands::link_commands::run(a, &Cli::command()),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(std::env::args_os().collect()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! nnunet-core: the extension traits of nnunet-rs, their registries, the dynamic plugin loader,
+//! and the pipeline they plug into.
+//!
+//! Extension points, each with a registry keyed by the name users type:
+//! [`Reader`] (file formats), [`Planner`] (`-pl`), [`Trainer`] (`-tr`), [`Loss`],
+//! [`Augmentation`] and [`Architecture`]. Built-ins register at link time with [`register!`];
+//! plugins are `cdylib`s that call [`export_plugin!`] and are loaded with [`plugin::load`].
+
+pub mod augmentation;
+pub mod error;
+pub mod io;
+pub mod loss;
+pub mod network;
+pub mod paths;
+pub mod planning;
+pub mod plugin;
+pub mod registry;
+pub mod training;
+
+pub use augmentation::Augmentation;
+pub use error::{Error, Result};
+pub use io::Reader;
+pub use loss::Loss;
+pub use network::Architecture;
+pub use planning::Planner;
+pub use registry::Registries;
+pub use training::{Trainer, TrainerSettings};
+
+#[doc(hidden)]
+pub use inventory;

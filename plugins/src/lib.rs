@@ -1,0 +1,2 @@
+//! Built-in extensions of nnunet-rs: readers/writers of image formats, losses, augmentations and
+//! network architectures, each registered under nnU-Net's name.

@@ -1,0 +1,124 @@
+//! The `nnunet` command line: listings, unknown names, nnU-Net's flag spellings, the nnU-Net
+//! command names, and the nnU-Net folder variables.
+
+use nnunet_tests::{nnunet, run};
+
+#[test]
+fn list_trainers_shows_nnunet_names_with_descriptions() {
+    let (out, stdout, stderr) = run(nnunet().args(["list", "trainers"]));
+    assert!(out.status.success(), "{stderr}");
+    for name in [
+        "nnUNetTrainer",
+        "nnUNetTrainer_50epochs",
+        "nnUNetTrainerNoDeepSupervision",
+        "nnUNetTrainerAdam",
+        "nnUNetTrainerAdan",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{stdout}"));
+        let description = line[name.len()..]
+            .trim()
+            .trim_end_matches("[built-in]")
+            .trim();
+        assert!(description.len() > 10, "no description: {line}");
+    }
+}
+
+#[test]
+fn unknown_names_suggest_the_nearest() {
+    let (out, _, stderr) = run(nnunet().args(["describe", "-tr", "nnUNetTrainer_50epoch"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("unknown trainer 'nnUNetTrainer_50epoch'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did you mean nnUNetTrainer_50epochs"),
+        "{stderr}"
+    );
+    let (out, _, stderr) = run(nnunet().args(["describe", "--trainer", "nnunettrainernoda"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("did you mean nnUNetTrainerNoDA"),
+        "{stderr}"
+    );
+    let (out, _, stderr) = run(nnunet().args(["describe", "-pl", "ExperimentPlaner"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("unknown planner 'ExperimentPlaner'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn nnunet_and_gnu_spellings_are_the_same() {
+    let (a, sa, _) = run(nnunet().args(["describe", "-tr", "nnUNetTrainer_5epochs"]));
+    let (b, sb, _) = run(nnunet().args(["describe", "--trainer=nnUNetTrainer_5epochs"]));
+    assert!(a.status.success() && b.status.success());
+    assert_eq!(sa, sb);
+    assert!(sa.contains("\"num_epochs\": 5"), "{sa}");
+}
+
+#[test]
+fn nnunet_command_names_without_a_counterpart_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("nnUNetv2_train");
+    std::os::unix::fs::symlink(nnunet_tests::nnunet_bin(), &link).unwrap();
+    let mut cmd = std::process::Command::new(&link);
+    let (out, _, stderr) = run(cmd.args(["4", "3d_fullres", "0"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("nnUNetv2_train is nnU-Net's command for `nnunet train`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unset_folder_variables_are_named_with_how_to_set_them() {
+    let (out, _, stderr) = run(nnunet().args(["paths", "-d", "4"]));
+    assert!(!out.status.success());
+    assert!(stderr.contains("nnUNet_raw is not set"), "{stderr}");
+    assert!(stderr.contains("export nnUNet_raw="), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn datasets_are_found_by_id_or_name_and_duplicates_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    std::fs::create_dir_all(raw.join("Dataset004_Hippocampus")).unwrap();
+    let (out, stdout, stderr) = run(nnunet().env("nnUNet_raw", &raw).args(["paths", "-d", "4"]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("Dataset004_Hippocampus\n"), "{stdout}");
+    let (out, stdout, _) = run(nnunet()
+        .args(["paths", "-d", "Dataset004_Hippocampus", "--nnunet-raw"])
+        .arg(&raw));
+    assert!(out.status.success());
+    assert!(stdout.starts_with("Dataset004_Hippocampus\n"), "{stdout}");
+    std::fs::create_dir_all(raw.join("Dataset004_Other")).unwrap();
+    let (out, _, stderr) = run(nnunet().env("nnUNet_raw", &raw).args(["paths", "-d", "4"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("more than one dataset has ID 004"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn list_survives_a_closed_pipe() {
+    use std::io::Read;
+    let mut child = nnunet()
+        .args(["list", "trainers"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // stdout is dropped here: the rest of the listing meets a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
