@@ -53,6 +53,13 @@ enum Command {
     PluginInfo(commands::plugin_info::Args),
     /// Create links named like nnU-Net's commands (nnUNetv2_train, …) to this binary.
     LinkCommands(commands::link_commands::Args),
+    /// Check a raw dataset (dataset.json, files, labels, shapes, geometry) and list every problem.
+    Verify(commands::verify::Args),
+    /// Convert a Medical Segmentation Decathlon task (TaskXX_Name) into a v2 dataset.
+    ConvertMsd(commands::convert_msd::Args),
+    /// Convert a folder of images and masks (one folder per case, or image and mask folders)
+    /// into a v2 dataset with its dataset.json.
+    ConvertFolder(commands::convert_folder::Args),
 }
 
 /// Shared state of a run: the folders and the registries with the plugins loaded.
@@ -94,6 +101,9 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
         Command::Paths(a) => commands::paths::run(&ctx, a),
         Command::PluginInfo(a) => commands::plugin_info::run(a),
         Command::LinkCommands(a) => commands::link_commands::run(a, &Cli::command()),
+        Command::Verify(a) => commands::verify::run(&ctx, a),
+        Command::ConvertMsd(a) => commands::convert_msd::run(&ctx, a),
+        Command::ConvertFolder(a) => commands::convert_folder::run(&ctx, a),
     }
 }
 

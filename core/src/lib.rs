@@ -7,7 +7,9 @@
 //! plugins are `cdylib`s that call [`export_plugin!`] and are loaded with [`plugin::load`].
 
 pub mod augmentation;
+pub mod dataset;
 pub mod error;
+pub mod integrity;
 pub mod io;
 pub mod loss;
 pub mod network;
@@ -18,6 +20,7 @@ pub mod registry;
 pub mod training;
 
 pub use augmentation::Augmentation;
+pub use dataset::DatasetJson;
 pub use error::{Error, Result};
 pub use io::Reader;
 pub use loss::Loss;

@@ -5,14 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// Packages the integration tests run: the binary and the plugin libraries.
-const PACKAGES: &[&str] = &[
-    "nnunet-cli",
-    "custom_trainer",
-    "custom_reader",
-    "mismatched_plugin",
-];
-
 /// The profile folder of the running test binary (`target/debug` or `target/release`).
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -24,14 +16,16 @@ fn profile_dir() -> PathBuf {
 }
 
 /// Builds the binary and the plugins once per test process, with the tests' profile and target
-/// folder, so that the plugins' descriptors match the binary's.
+/// folder, so that the plugins' descriptors match the binary's. The whole workspace with all
+/// targets is built, as `cargo test --workspace` resolves it, so that cargo reuses what the test
+/// run already compiled instead of building the dependencies again with other features.
 pub fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = profile_dir();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.arg("build")
+        cmd.args(["build", "--workspace", "--all-targets"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("CARGO_TARGET_DIR", dir.parent().expect("target dir"));
         match dir.file_name().and_then(|n| n.to_str()) {
@@ -44,11 +38,8 @@ pub fn built() -> &'static Path {
             }
             None => panic!("unexpected target layout {}", dir.display()),
         }
-        for p in PACKAGES {
-            cmd.args(["-p", p]);
-        }
         let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "cargo build of {PACKAGES:?} failed");
+        assert!(status.success(), "cargo build of the workspace failed");
         dir
     })
 }

@@ -1,0 +1,39 @@
+//! Turning the datasets researchers have into nnU-Net v2 raw datasets: Medical Segmentation
+//! Decathlon tasks ([`msd`]) and plain folders of images and masks ([`folder`]).
+
+pub mod folder;
+pub mod msd;
+
+use std::path::Path;
+
+use nnunet_core::{Error, Result};
+
+/// Writes `value` as `dataset.json` the way nnU-Net does (4-space indentation, keys in order).
+pub fn write_dataset_json(folder: &Path, value: &serde_json::Value) -> Result<()> {
+    let path = folder.join("dataset.json");
+    let mut bytes = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, formatter);
+    serde::Serialize::serialize(value, &mut serializer)
+        .map_err(|e| Error::invalid_file(&path, format!("cannot serialise: {e}")))?;
+    std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))
+}
+
+/// Creates `imagesTr`, `labelsTr` and `imagesTs` in a new dataset folder. An existing folder is
+/// refused unless `overwrite` is set, so nothing a user made is replaced by accident.
+pub fn create_dataset_folder(target: &Path, overwrite: bool) -> Result<()> {
+    if target.exists() {
+        if !overwrite {
+            return Err(Error::Invalid(format!(
+                "{} already exists; pass --overwrite to replace it",
+                target.display()
+            )));
+        }
+        std::fs::remove_dir_all(target).map_err(|e| Error::io(target, e))?;
+    }
+    for sub in ["imagesTr", "labelsTr", "imagesTs"] {
+        let dir = target.join(sub);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Image readers/writers, registered under nnU-Net's reader class names so that
+//! `overwrite_image_reader_writer` in `dataset.json` selects them as in nnU-Net.
+
+pub mod natural_image;
+pub mod nifti;
+pub mod tiff3d;

@@ -1,0 +1,172 @@
+//! Reads the NIfTI fixtures written by nibabel (`fixtures/nifti/make_fixtures.py`) and compares
+//! with what SimpleITK and nibabel report for them (`fixtures/nifti/expected.json`).
+
+use std::path::{Path, PathBuf};
+
+use nnunet_core::io::Reader;
+use nnunet_plugins::readers::nifti::{NibabelIO, SimpleItkIO};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nifti")
+}
+
+fn cases() -> Vec<Value> {
+    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
+    serde_json::from_str::<Value>(&text)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn usizes(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
+}
+
+fn assert_close(what: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= 1e-5, "{what}: {got:?} vs {want:?}");
+    }
+}
+
+fn check(reader: &dyn Reader, file: &Path, expected: &Value, label: &str) {
+    let image = reader
+        .read_images(&[file])
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    assert_eq!(
+        image.data.shape(),
+        &usizes(&expected["shape"])[..],
+        "{label}"
+    );
+    assert_close(
+        &format!("{label} spacing"),
+        &image.properties.spacing,
+        &floats(&expected["spacing"]),
+    );
+    let want = floats(&expected["values"]);
+    let got: Vec<f32> = image.data.iter().copied().collect();
+    assert_eq!(got.len(), want.len(), "{label}");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(*g, *w as f32, "{label}: voxel {i}");
+    }
+}
+
+#[test]
+fn simpleitkio_matches_simpleitk() {
+    for case in cases() {
+        let file = fixtures().join(case["file"].as_str().unwrap());
+        let sitk = &case["sitk"];
+        let label = format!("SimpleITKIO {}", file.display());
+        check(&SimpleItkIO, &file, sitk, &label);
+        let props = SimpleItkIO.read_images(&[&file]).unwrap().properties;
+        assert_close(
+            &format!("{label} origin"),
+            &props.origin,
+            &floats(&sitk["origin"]),
+        );
+        assert_close(
+            &format!("{label} direction"),
+            &props.direction,
+            &floats(&sitk["direction"]),
+        );
+        assert_close(
+            &format!("{label} ITK spacing"),
+            &floats(&props.extra["sitk_spacing"]),
+            &floats(&sitk["itk_spacing"]),
+        );
+    }
+}
+
+#[test]
+fn nibabelio_matches_nibabel() {
+    let mut checked = 0;
+    for case in cases() {
+        let file = fixtures().join(case["file"].as_str().unwrap());
+        let label = format!("NibabelIO {}", file.display());
+        match case.get("nibabel") {
+            Some(nib) => {
+                check(&NibabelIO, &file, nib, &label);
+                let props = NibabelIO.read_images(&[&file]).unwrap().properties;
+                let affine: Vec<f64> = props.extra["original_affine"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(floats)
+                    .collect();
+                let want: Vec<f64> = nib["affine"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(floats)
+                    .collect();
+                assert_close(&format!("{label} affine"), &affine, &want);
+                checked += 1;
+            }
+            None => assert!(NibabelIO.read_images(&[&file]).is_err(), "{label}"),
+        }
+    }
+    assert!(checked >= 4);
+}
+
+#[test]
+fn fixture_label_maps_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "labels_u8.nii",
+        "ct_int16.nii.gz",
+        "q_vs_s.nii.gz",
+        "slice_2d.nii.gz",
+    ] {
+        let file = fixtures().join(name);
+        for (reader, nibabel) in [(&SimpleItkIO as &dyn Reader, false), (&NibabelIO, true)] {
+            if nibabel && name.starts_with("slice") {
+                continue;
+            }
+            let seg = match reader.read_segmentation(&file) {
+                Ok(s) => s,
+                // float fixtures are not label maps
+                Err(e) => {
+                    assert!(e.to_string().contains("not an integer"), "{e}");
+                    continue;
+                }
+            };
+            let out = dir.path().join(format!("out_{nibabel}_{name}"));
+            let data = seg.data.index_axis(ndarray::Axis(0), 0);
+            reader
+                .write_segmentation(data, &out, &seg.properties)
+                .unwrap();
+            let back = reader.read_segmentation(&out).unwrap();
+            assert_eq!(back.data, seg.data, "{name}");
+            assert_eq!(back.properties.spacing, seg.properties.spacing, "{name}");
+            assert_eq!(back.properties.origin, seg.properties.origin, "{name}");
+            assert_eq!(
+                back.properties.direction, seg.properties.direction,
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn readers_are_chosen_by_ending_as_in_nnunet() {
+    let gz = fixtures().join("ct_int16.nii.gz");
+    let nii = fixtures().join("labels_u8.nii");
+    assert!(SimpleItkIO.can_read(&gz));
+    assert!(!SimpleItkIO.can_read(&nii));
+    assert!(NibabelIO.can_read(&gz));
+    assert!(NibabelIO.can_read(&nii));
+}
