@@ -47,6 +47,8 @@ enum Command {
     List(commands::list::Args),
     /// Describe one registered extension; for a trainer, print the hyperparameters it uses.
     Describe(commands::describe::Args),
+    /// Show what nnU-Net sees in an image: reader, shape, spacing, geometry, intensities.
+    Info(commands::info::Args),
     /// Show the nnU-Net folders in use and, with -d, where a dataset is.
     Paths(commands::paths::Args),
     /// Show a plugin's descriptor and whether this nnunet can load it.
@@ -98,6 +100,7 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
     match cli.command {
         Command::List(a) => commands::list::run(&ctx, a),
         Command::Describe(a) => commands::describe::run(&ctx, a),
+        Command::Info(a) => commands::info::run(&ctx, a),
         Command::Paths(a) => commands::paths::run(&ctx, a),
         Command::PluginInfo(a) => commands::plugin_info::run(a),
         Command::LinkCommands(a) => commands::link_commands::run(a, &Cli::command()),

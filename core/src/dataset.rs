@@ -972,7 +972,9 @@ pub fn choose_reader<'r>(
     )
 }
 
-pub(crate) fn choose_reader_for<'r>(
+/// As [`choose_reader`], from the parts of `dataset.json` it uses: a reader name that overrides the
+/// choice, and the file ending.
+pub fn choose_reader_for<'r>(
     registries: &'r Registries,
     overwrite: Option<&str>,
     file_ending: &str,

@@ -122,3 +122,32 @@ fn list_survives_a_closed_pipe() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn info_shows_what_nnunet_sees_in_an_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let png = tmp.path().join("photo.png");
+    image::RgbImage::from_fn(5, 3, |x, _| image::Rgb([x as u8, 10, 200]))
+        .save(&png)
+        .unwrap();
+    let (out, stdout, stderr) = run(nnunet().arg("info").arg(&png));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("reader:    NaturalImage2DIO [built-in]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("shape:     [3, 1, 3, 5]"), "{stdout}");
+    assert!(stdout.contains("spacing:   [999.0, 1.0, 1.0]"), "{stdout}");
+    assert!(stdout.contains("channel 0: min 0, max 4"), "{stdout}");
+
+    let (out, stdout, stderr) = run(nnunet().arg("info").arg("--segmentation").arg(&png));
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stderr.contains("photo.png"), "{stderr}");
+
+    let broken = tmp.path().join("broken.nii.gz");
+    std::fs::write(&broken, b"\x1f\x8b\x08\x00 not really gzip").unwrap();
+    let (out, _, stderr) = run(nnunet().arg("info").arg(&broken));
+    assert!(!out.status.success());
+    assert!(stderr.contains("broken.nii.gz"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
