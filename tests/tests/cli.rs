@@ -151,3 +151,34 @@ fn info_shows_what_nnunet_sees_in_an_image() {
     assert!(stderr.contains("broken.nii.gz"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn link_commands_makes_links_for_existing_subcommands_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    let (out, stdout, stderr) = run(nnunet().arg("link-commands").arg(&bin));
+    assert!(out.status.success(), "{stderr}");
+    let msd = bin.join("nnUNetv2_convert_MSD_dataset");
+    assert!(msd.symlink_metadata().is_ok(), "{stdout}");
+    assert_eq!(
+        std::fs::read_link(&msd).unwrap().canonicalize().unwrap(),
+        nnunet_tests::nnunet_bin().canonicalize().unwrap()
+    );
+    assert!(
+        !bin.join("nnUNetv2_train").exists(),
+        "no train subcommand yet:\n{stdout}"
+    );
+    // Through the link, the binary is the subcommand: its help names the MSD input flag.
+    let (out, stdout, _) = run(std::process::Command::new(&msd).arg("--help"));
+    assert!(out.status.success());
+    assert!(stdout.contains("--overwrite-id"), "{stdout}");
+    // Existing files are kept unless --force.
+    let (out, _, stderr) = run(nnunet().arg("link-commands").arg(&bin));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("nnUNetv2_convert_MSD_dataset exists"),
+        "{stderr}"
+    );
+    let (out, _, stderr) = run(nnunet().arg("link-commands").arg(&bin).arg("--force"));
+    assert!(out.status.success(), "{stderr}");
+}
