@@ -242,6 +242,7 @@ pub fn verify_dataset(
             &mut report,
             reader.as_ref(),
             case,
+            &ending,
             channels,
             expected_labels.as_ref(),
         );
@@ -427,20 +428,12 @@ fn check_explicit_files(report: &mut Report, cases: &[TrainingCase]) {
     }
 }
 
-/// The file ending of a channel file `<case>_XXXX<ending>`.
-fn file_ending_of<'a>(file: &'a Path, case: &str) -> &'a str {
-    file.file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix(case))
-        .map(|rest| rest.get(5..).unwrap_or(""))
-        .unwrap_or("")
-}
-
 /// Reads one case and checks its content.
 fn check_case(
     report: &mut Report,
     reader: &dyn Reader,
     case: &TrainingCase,
+    ending: &str,
     channels: Option<usize>,
     labels: Option<&(Vec<i64>, BTreeSet<i64>)>,
 ) {
@@ -533,7 +526,6 @@ fn check_case(
             let one_per_file = images.iter().all(|(_, i)| i.data.shape()[0] == 1);
             if all_read && got != n && one_per_file {
                 let dir = first_file.parent().unwrap_or(Path::new(""));
-                let ending = file_ending_of(first_file, &case.id);
                 for i in got..n {
                     report.problem(
                         dir.join(format!("{}_{i:04}{ending}", case.id)),
