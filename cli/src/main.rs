@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod output;
+mod progress;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -62,6 +63,16 @@ enum Command {
     /// Convert a folder of images and masks (one folder per case, or image and mask folders)
     /// into a v2 dataset with its dataset.json.
     ConvertFolder(commands::convert_folder::Args),
+    /// Extract the dataset fingerprint (shapes, spacings, intensities) from a raw dataset.
+    ExtractFingerprint(commands::extract_fingerprint::Args),
+    /// Plan the experiment (configurations, patch and batch sizes, networks) from the fingerprint.
+    Plan(commands::plan::Args),
+    /// Preprocess the training cases for the configurations of a plans file.
+    Preprocess(commands::preprocess::Args),
+    /// Fingerprint, plan and preprocess a dataset in one go.
+    PlanAndPreprocess(commands::plan_and_preprocess::Args),
+    /// Copy a dataset's plans to another dataset (same topology, e.g. for fine-tuning).
+    MovePlans(commands::move_plans::Args),
 }
 
 /// Shared state of a run: the folders and the registries with the plugins loaded.
@@ -107,6 +118,11 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
         Command::Verify(a) => commands::verify::run(&ctx, a),
         Command::ConvertMsd(a) => commands::convert_msd::run(&ctx, a),
         Command::ConvertFolder(a) => commands::convert_folder::run(&ctx, a),
+        Command::ExtractFingerprint(a) => commands::extract_fingerprint::run(&ctx, a),
+        Command::Plan(a) => commands::plan::run(&ctx, a),
+        Command::Preprocess(a) => commands::preprocess::run(&ctx, a),
+        Command::PlanAndPreprocess(a) => commands::plan_and_preprocess::run(&ctx, a),
+        Command::MovePlans(a) => commands::move_plans::run(&ctx, a),
     }
 }
 

@@ -9,14 +9,19 @@
 pub mod augmentation;
 pub mod dataset;
 pub mod error;
+pub mod fingerprint;
 pub mod integrity;
 pub mod io;
 pub mod loss;
 pub mod network;
+pub mod numpy_random;
 pub mod paths;
 pub mod planning;
+pub mod plans;
 pub mod plugin;
+pub mod preprocessing;
 pub mod registry;
+pub mod statistics;
 pub mod training;
 
 pub use augmentation::Augmentation;

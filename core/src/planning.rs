@@ -17,8 +17,13 @@ pub struct PlanningInput<'a> {
     pub plans_name: &'a str,
     /// Memory budget of the target GPU in GB (`-gpu_memory_target`), if given.
     pub gpu_memory_target_gb: Option<f64>,
-    /// Target spacing forced by `-overwrite_target_spacing`, if given.
+    /// Target spacing forced by `-overwrite_target_spacing`, if given (untransposed array order).
     pub overwrite_target_spacing: Option<[f64; 3]>,
+    /// Name of the reader that reads the dataset (`SimpleITKIO`, `NaturalImage2DIO`, …), written to
+    /// the plans as `image_reader_writer`.
+    pub reader_name: &'a str,
+    /// Preprocessor written into every configuration (`-preprocessor_name`; `DefaultPreprocessor`).
+    pub preprocessor_name: &'a str,
 }
 
 /// Makes plans for a dataset. Registered under nnU-Net's planner class names

@@ -3,9 +3,14 @@
 pub mod convert_folder;
 pub mod convert_msd;
 pub mod describe;
+pub mod extract_fingerprint;
 pub mod info;
 pub mod link_commands;
 pub mod list;
+pub mod move_plans;
 pub mod paths;
+pub mod plan;
+pub mod plan_and_preprocess;
 pub mod plugin_info;
+pub mod preprocess;
 pub mod verify;

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Benchmark: fingerprint + planning + preprocessing (`plan-and-preprocess`, configurations 2d and
+# 3d_fullres, plus 3d_lowres where planned) of the same generated CT-like dataset, nnunet against
+# nnU-Net v2.8.1's nnUNetv2_plan_and_preprocess, with the same number of worker processes. Prints
+# the wall time and peak memory (maximum resident set size of the process tree's largest process
+# as reported by GNU time, plus the sum over all processes for the reference, whose workers are
+# separate processes) of each, and the ratios.
+#
+#   bash bench/plan_and_preprocess.sh [CASES] [NP]
+#
+# Needs the reference environment (../shared/reference/setup.sh installs it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CASES=${1:-10}
+NP=${2:-2}
+REF=${NNUNET_REF:-$HOME/.cache/nnunet-reference}
+if [ ! -x "$REF/venv/bin/python" ]; then
+  bash ../shared/reference/setup.sh >/dev/null
+fi
+cargo build --release -q -p nnunet-cli
+NNUNET=$PWD/target/release/nnunet
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# The dataset: CASES CT-like volumes of 64-96 slices of 256x256 at 0.8 mm in-plane and 2.5-5 mm
+# slices, int16, with an organ and a lesion label; both tools read the same files.
+"$REF/venv/bin/python" - "$WORK/raw/Dataset950_BenchCt" "$CASES" <<'PY'
+import json, os, sys
+import numpy as np, SimpleITK as sitk
+out, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(f"{out}/imagesTr"); os.makedirs(f"{out}/labelsTr")
+rng = np.random.default_rng(0)
+for c in range(n):
+    z = 64 + (c * 8) % 40
+    zz, yy, xx = np.meshgrid(np.arange(z), np.arange(256), np.arange(256), indexing="ij")
+    body = (yy - 128) ** 2 + (xx - 128) ** 2 < 110 ** 2
+    organ = ((zz - z / 2) / (z / 3)) ** 2 + ((yy - 140) / 40) ** 2 + ((xx - 110) / 50) ** 2 < 1
+    lesion = ((zz - z / 2) / 4) ** 2 + ((yy - 140) / 8) ** 2 + ((xx - 110) / 8) ** 2 < 1
+    img = np.where(body, 30 + 20 * np.sin(xx / 11.0), -1000) + np.where(organ, 60, 0) + np.where(lesion, 80, 0)
+    img = (img + rng.normal(0, 10, img.shape)).astype(np.int16)
+    lab = (organ.astype(np.uint8) + lesion.astype(np.uint8))
+    sp = (0.8, 0.8, (2.5, 5.0, 3.0)[c % 3])
+    for arr, path in ((img, f"{out}/imagesTr/case_{c:03d}_0000.nii.gz"), (lab, f"{out}/labelsTr/case_{c:03d}.nii.gz")):
+        im = sitk.GetImageFromArray(arr); im.SetSpacing(sp); sitk.WriteImage(im, path, True)
+json.dump({"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1, "lesion": 2},
+           "numTraining": n, "file_ending": ".nii.gz", "name": "BenchCt"}, open(f"{out}/dataset.json", "w"), indent=4)
+print(f"dataset: {n} cases of (64..96)x256x256 int16, spacing 0.8 x 0.8 x 2.5/5/3 mm")
+PY
+
+run() {  # name, preprocessed dir, command...
+  local name=$1 pre=$2; shift 2
+  mkdir -p "$pre" "$WORK/results"
+  /usr/bin/time -f "%e %M" -o "$WORK/$name.time" env nnUNet_raw="$WORK/raw" nnUNet_preprocessed="$pre" \
+    nnUNet_results="$WORK/results" OMP_NUM_THREADS=1 "$@" >"$WORK/$name.log" 2>&1 \
+    || { cat "$WORK/$name.log"; exit 1; }
+}
+
+# Peak memory of the reference includes its worker processes: sample the whole process tree.
+tree_rss_peak() {  # pid -> prints the peak summed RSS in KB while pid lives
+  local pid=$1 peak=0 sum
+  while kill -0 "$pid" 2>/dev/null; do
+    sum=$(ps -o rss= --ppid "$pid" -p "$pid" 2>/dev/null | awk '{s+=$1} END {print s+0}')
+    for child in $(pgrep -P "$pid"); do
+      sum=$((sum + $(ps -o rss= --ppid "$child" 2>/dev/null | awk '{s+=$1} END {print s+0}')))
+    done
+    [ "$sum" -gt "$peak" ] && peak=$sum
+    sleep 0.2
+  done
+  echo "$peak"
+}
+
+measure() {  # name, preprocessed dir, command...
+  local name=$1
+  run "$@" &
+  local pid=$!
+  sleep 0.1
+  local peak
+  peak=$(tree_rss_peak "$pid")
+  wait "$pid"
+  read -r secs maxrss <"$WORK/$name.time"
+  echo "$name $secs $maxrss $peak" >>"$WORK/results.txt"
+}
+
+measure ours "$WORK/pre_ours" "$NNUNET" plan-and-preprocess -d 950 -np "$NP" -npfp "$NP" -c 2d 3d_fullres 3d_lowres
+measure reference "$WORK/pre_ref" "$REF/venv/bin/nnUNetv2_plan_and_preprocess" -d 950 -np "$NP" -npfp "$NP" -c 2d 3d_fullres 3d_lowres
+
+"$REF/venv/bin/python" - "$WORK" <<'PY'
+import json, sys
+work = sys.argv[1]
+rows = {l.split()[0]: l.split()[1:] for l in open(f"{work}/results.txt")}
+for name in ("ours", "reference"):
+    secs, maxrss, tree = rows[name]
+    print(f"{name:10s} wall {float(secs):7.1f} s   peak RSS {int(tree) / 1024:7.0f} MB (process tree), "
+          f"{int(maxrss) / 1024:7.0f} MB (largest process)")
+o, r = rows["ours"], rows["reference"]
+print(f"speed-up (reference time / ours): {float(r[0]) / float(o[0]):.2f}x")
+print(f"memory (ours / reference, process tree): {int(o[2]) / max(int(r[2]), 1):.2f}")
+a = json.load(open(f"{work}/pre_ours/Dataset950_BenchCt/nnUNetPlans.json"))
+b = json.load(open(f"{work}/pre_ref/Dataset950_BenchCt/nnUNetPlans.json"))
+print("plans identical to the reference:", a == b)
+PY

@@ -1,0 +1,157 @@
+//! `nnunet preprocess -d ID [-plans_name NAME] [-c 2d 3d_fullres 3d_lowres] [-np N …]`: preprocesses
+//! the training cases for each configuration of a plans file, as nnU-Net's `nnUNetv2_preprocess`,
+//! into `nnUNet_preprocessed/<dataset>/<data_identifier>/`. A re-run keeps the cases an earlier
+//! (possibly interrupted) run finished with the same inputs and settings.
+
+use nnunet_core::DatasetJson;
+use nnunet_core::dataset::training_cases;
+use nnunet_core::plans::Plans;
+use nnunet_core::preprocessing::preprocess_dataset;
+
+use crate::Context;
+
+/// Preprocessing options, shared with `plan-and-preprocess`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PreprocessOptions {
+    /// Configurations to preprocess (those missing from the plans are skipped).
+    #[arg(short = 'c', long = "configurations", num_args = 1.., default_values_t = ["2d".to_string(), "3d_fullres".to_string(), "3d_lowres".to_string()])]
+    pub configurations: Vec<String>,
+    /// Worker threads: one number for all configurations, or one per configuration
+    /// (default: the number of CPU cores).
+    #[arg(long = "num-processes", num_args = 1.., value_name = "N")]
+    pub num_processes: Vec<usize>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Dataset IDs or names.
+    #[arg(short = 'd', long = "dataset", num_args = 1.., required = true)]
+    datasets: Vec<String>,
+    /// Plans identifier (nnUNetPlans for nnUNetPlans.json).
+    #[arg(long = "plans-name", default_value = "nnUNetPlans")]
+    plans_name: String,
+    #[command(flatten)]
+    options: PreprocessOptions,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    for dataset in &args.datasets {
+        preprocess(ctx, dataset, &args.plans_name, &args.options)?;
+    }
+    Ok(())
+}
+
+/// Preprocesses one dataset with the plans `plans_name`.
+pub fn preprocess(
+    ctx: &Context,
+    dataset: &str,
+    plans_name: &str,
+    options: &PreprocessOptions,
+) -> anyhow::Result<()> {
+    let name = ctx.paths.dataset_name(dataset)?;
+    let raw = ctx.paths.raw()?.join(&name);
+    let preprocessed = ctx.paths.preprocessed()?.join(&name);
+    let plans_file = preprocessed.join(format!("{plans_name}.json"));
+    if !plans_file.is_file() {
+        anyhow::bail!(
+            "{}: no such plans file; run `nnunet plan -d {dataset}` first{}",
+            plans_file.display(),
+            if plans_name == "nnUNetPlans" {
+                String::new()
+            } else {
+                format!(" (with the planner that writes {plans_name})")
+            }
+        );
+    }
+    let plans = Plans::from_file(&plans_file)?;
+    let dataset_json = DatasetJson::from_file(&raw.join("dataset.json"))?;
+    let reader = ctx
+        .registries
+        .readers
+        .create(plans.image_reader_writer()?)?;
+    let n = &options.num_processes;
+    if !(n.is_empty() || n.len() == 1 || n.len() == options.configurations.len()) {
+        anyhow::bail!(
+            "-np takes one number, or one per configuration ({} configurations, {} numbers)",
+            options.configurations.len(),
+            n.len()
+        );
+    }
+    let default_np = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let known = plans.configuration_names();
+    let mut out = std::io::stdout().lock();
+    for (i, config_name) in options.configurations.iter().enumerate() {
+        if !known.contains(config_name) {
+            crate::output::line(
+                &mut out,
+                format_args!(
+                    "{name}: no configuration '{config_name}' in {plans_name}, skipped (it has: {})",
+                    known.join(", ")
+                ),
+            )?;
+            continue;
+        }
+        let configuration = plans.configuration(config_name)?;
+        let folder = preprocessed.join(configuration.data_identifier()?);
+        let num_processes = match n.len() {
+            0 => default_np,
+            1 => n[0],
+            _ => n[i],
+        };
+        let cases = training_cases(&raw, &dataset_json)?.len();
+        let bar = crate::progress::bar(cases, &format!("{name} {config_name}"));
+        let summary = preprocess_dataset(
+            &raw,
+            &dataset_json,
+            reader.as_ref(),
+            &plans,
+            &configuration,
+            &folder,
+            num_processes,
+            &|| bar.inc(1),
+        );
+        bar.finish_and_clear();
+        let summary = summary?;
+        crate::output::line(
+            &mut out,
+            format_args!(
+                "{name} {config_name}: {} cases preprocessed{} into {}",
+                summary.written,
+                if summary.reused > 0 {
+                    format!(", {} kept from an earlier run", summary.reused)
+                } else {
+                    String::new()
+                },
+                summary.folder.display()
+            ),
+        )?;
+    }
+    copy_ground_truth(&raw, &dataset_json, &preprocessed)?;
+    Ok(())
+}
+
+/// Copies the raw label maps to `gt_segmentations/` (where evaluation finds them), skipping
+/// files already there with the same size.
+fn copy_ground_truth(
+    raw: &std::path::Path,
+    dataset_json: &DatasetJson,
+    preprocessed: &std::path::Path,
+) -> anyhow::Result<()> {
+    let folder = preprocessed.join("gt_segmentations");
+    std::fs::create_dir_all(&folder).map_err(|e| anyhow::anyhow!("{}: {e}", folder.display()))?;
+    for case in training_cases(raw, dataset_json)? {
+        let target = folder.join(format!("{}{}", case.id, dataset_json.file_ending));
+        let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).ok();
+        if size(&target).is_some() && size(&target) == size(&case.label) {
+            continue;
+        }
+        std::fs::copy(&case.label, &target).map_err(|e| {
+            anyhow::anyhow!(
+                "copying {} to {}: {e}",
+                case.label.display(),
+                target.display()
+            )
+        })?;
+    }
+    Ok(())
+}

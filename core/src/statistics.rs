@@ -1,0 +1,572 @@
+//! Reductions with numpy semantics: float32 pairwise sums, mean/std and linear percentiles.
+//!
+//! nnU-Net computes its intensity statistics with numpy on float32 arrays. To give bit-identical
+//! numbers this module follows numpy's algorithms exactly:
+//!
+//! * `np.sum` of a contiguous float32 array is a pairwise sum in float32 with blocks of 128
+//!   elements summed with 8 accumulators ([`pairwise_sum_f32`]). The same sum can be computed from
+//!   a stream of values ([`pairwise_sum_f32_stream`]) or in parallel from sources that can start at
+//!   any position ([`pairwise_sum_f32_parallel`]), with the same result bit for bit.
+//! * `np.mean` is `float32(float64(sum) / n)`; `np.std` (ddof 0) sums the float32 squares of the
+//!   float32 differences to that mean the same way and takes a float32 square root.
+//! * `np.percentile(v, p)` (method `linear`) interpolates between two order statistics with the
+//!   difference taken in float32 and the interpolation in float64 ([`percentile_linear`]). The
+//!   order statistics can come from a sorted slice or a [`ValueHistogram`].
+//! * `np.median` of float64 values ([`median_f64`]).
+//!
+//! The pairwise sums are generic over `f32`/`f64` ([`PairwiseFloat`]); float64 versions of the
+//! mean, std and percentile exist because numpy promotes to float64 when float32 samples are
+//! concatenated with an empty list (a case without foreground in nnU-Net's fingerprint).
+
+/// numpy's block size for pairwise summation.
+const BLOCK: usize = 128;
+
+/// The float types numpy sums pairwise here: `f32` and `f64`.
+pub trait PairwiseFloat:
+    Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + std::ops::Add<Output = Self>
+{
+}
+
+impl PairwiseFloat for f32 {}
+impl PairwiseFloat for f64 {}
+
+/// Sums at most [`BLOCK`] values as numpy's pairwise sum does at a leaf.
+#[inline]
+fn leaf_sum<T: PairwiseFloat>(a: &[T]) -> T {
+    let n = a.len();
+    if n < 8 {
+        let mut res = T::default();
+        for &x in a {
+            res = res + x;
+        }
+        return res;
+    }
+    let mut r = [T::default(); 8];
+    r.copy_from_slice(&a[..8]);
+    let full = n - n % 8;
+    let mut i = 8;
+    while i < full {
+        for (k, acc) in r.iter_mut().enumerate() {
+            *acc = *acc + a[i + k];
+        }
+        i += 8;
+    }
+    let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for &x in &a[full..] {
+        res = res + x;
+    }
+    res
+}
+
+/// Where numpy splits a pairwise sum of `n > 128` values: the left part's length.
+#[inline]
+fn split(n: usize) -> usize {
+    let half = n / 2;
+    half - half % 8
+}
+
+/// `np.sum(values)` of a contiguous float32 or float64 array: numpy's pairwise summation in that
+/// type.
+pub fn pairwise_sum<T: PairwiseFloat>(values: &[T]) -> T {
+    let n = values.len();
+    if n <= BLOCK {
+        leaf_sum(values)
+    } else {
+        let n2 = split(n);
+        pairwise_sum(&values[..n2]) + pairwise_sum(&values[n2..])
+    }
+}
+
+/// `np.sum(values)` for a contiguous float32 array: numpy's pairwise summation in float32.
+pub fn pairwise_sum_f32(values: &[f32]) -> f32 {
+    pairwise_sum(values)
+}
+
+/// A sequential source of values: each call fills `out` with the next `out.len()` values.
+pub trait ValueSource<T> {
+    /// Writes the next `out.len()` values of the sequence into `out`.
+    fn fill(&mut self, out: &mut [T]);
+}
+
+impl<T, F: FnMut(&mut [T])> ValueSource<T> for F {
+    fn fill(&mut self, out: &mut [T]) {
+        self(out)
+    }
+}
+
+fn stream_rec<T: PairwiseFloat, S: ValueSource<T> + ?Sized>(
+    n: usize,
+    source: &mut S,
+    buf: &mut [T; BLOCK],
+) -> T {
+    if n <= BLOCK {
+        let b = &mut buf[..n];
+        source.fill(b);
+        leaf_sum(b)
+    } else {
+        let n2 = split(n);
+        let left = stream_rec(n2, source, buf);
+        left + stream_rec(n - n2, source, buf)
+    }
+}
+
+/// The pairwise sum of the next `n` values of `source`, equal bit for bit to [`pairwise_sum`] of
+/// those values, without holding more than 128 of them.
+pub fn pairwise_sum_stream<T: PairwiseFloat, S: ValueSource<T> + ?Sized>(
+    n: usize,
+    source: &mut S,
+) -> T {
+    let mut buf = [T::default(); BLOCK];
+    stream_rec(n, source, &mut buf)
+}
+
+/// [`pairwise_sum_stream`] for float32 values.
+pub fn pairwise_sum_f32_stream<S: ValueSource<f32> + ?Sized>(n: usize, source: &mut S) -> f32 {
+    pairwise_sum_stream(n, source)
+}
+
+/// The pairwise sum of values `0..n` of a sequence, computed in parallel (with `rayon::join`, so
+/// inside the current rayon pool). `open(start)` must return a source positioned at value
+/// `start`. Sub-sums of at most `grain` values are computed sequentially from one source. The
+/// result equals [`pairwise_sum`] of the whole sequence bit for bit.
+pub fn pairwise_sum_parallel<T, S, F>(n: usize, open: &F, grain: usize) -> T
+where
+    T: PairwiseFloat,
+    S: ValueSource<T>,
+    F: Fn(usize) -> S + Sync,
+{
+    fn rec<T: PairwiseFloat, S: ValueSource<T>, F: Fn(usize) -> S + Sync>(
+        start: usize,
+        n: usize,
+        open: &F,
+        grain: usize,
+    ) -> T {
+        if n <= grain.max(BLOCK) {
+            let mut source = open(start);
+            pairwise_sum_stream(n, &mut source)
+        } else {
+            let n2 = split(n);
+            let (a, b) = rayon::join(
+                || rec(start, n2, open, grain),
+                || rec(start + n2, n - n2, open, grain),
+            );
+            a + b
+        }
+    }
+    rec(0, n, open, grain)
+}
+
+/// [`pairwise_sum_parallel`] for float32 values.
+pub fn pairwise_sum_f32_parallel<S, F>(n: usize, open: &F, grain: usize) -> f32
+where
+    S: ValueSource<f32>,
+    F: Fn(usize) -> S + Sync,
+{
+    pairwise_sum_parallel(n, open, grain)
+}
+
+/// `np.mean` of `n` float32 values from their float32 pairwise sum: `float32(float64(sum) / n)`.
+pub fn mean_from_sum(sum: f32, n: usize) -> f32 {
+    (sum as f64 / n as f64) as f32
+}
+
+/// `np.std` (ddof 0) of `n` float32 values from the float32 pairwise sum of `(x - mean)^2`, each
+/// term computed in float32: `sqrt_f32(float32(float64(sum_sq) / n))`.
+pub fn std_from_sum_of_squares(sum_sq: f32, n: usize) -> f32 {
+    ((sum_sq as f64 / n as f64) as f32).sqrt()
+}
+
+/// The float32 term `(x - mean)^2` that `np.std` sums.
+#[inline]
+pub fn squared_deviation(x: f32, mean: f32) -> f32 {
+    let d = x - mean;
+    d * d
+}
+
+/// `np.mean` of `n` float64 values from their pairwise sum.
+pub fn mean_f64_from_sum(sum: f64, n: usize) -> f64 {
+    sum / n as f64
+}
+
+/// `np.std` (ddof 0) of `n` float64 values from the pairwise sum of `(x - mean)^2`.
+pub fn std_f64_from_sum_of_squares(sum_sq: f64, n: usize) -> f64 {
+    (sum_sq / n as f64).sqrt()
+}
+
+/// `np.mean(values)` of a float32 array (NaN for an empty one).
+pub fn mean_f32(values: &[f32]) -> f32 {
+    mean_from_sum(pairwise_sum_f32(values), values.len())
+}
+
+/// `np.std(values)` (ddof 0) of a float32 array (NaN for an empty one).
+pub fn std_f32(values: &[f32]) -> f32 {
+    let mean = mean_f32(values);
+    let mut it = values.iter().map(|&x| squared_deviation(x, mean));
+    let sum_sq = pairwise_sum_f32_stream(values.len(), &mut |out: &mut [f32]| {
+        for o in out {
+            *o = it.next().unwrap_or(0.0);
+        }
+    });
+    std_from_sum_of_squares(sum_sq, values.len())
+}
+
+/// `np.percentile(v, p)` with the default `linear` method, for `n` values whose `k`-th smallest
+/// (0-based) is `order_statistic(k)`, with `p` in percent as a float64 (so the result is float64):
+/// the virtual index is `(n - 1) * p / 100`; the two neighbouring order statistics `a <= b` are
+/// interpolated with their difference taken in float32. Returns NaN for `n == 0`.
+pub fn percentile_linear(n: usize, p: f64, order_statistic: impl Fn(usize) -> f32) -> f64 {
+    if n == 0 {
+        return f64::NAN;
+    }
+    let q = p / 100.0;
+    let h = (n - 1) as f64 * q;
+    let (lo, hi) = if h >= (n - 1) as f64 {
+        (n - 1, n - 1)
+    } else if h < 0.0 {
+        (0, 0)
+    } else {
+        let lo = h.floor() as usize;
+        (lo, lo + 1)
+    };
+    let g = h - lo as f64;
+    let a = order_statistic(lo);
+    let b = order_statistic(hi);
+    let d = (b - a) as f64;
+    if g >= 0.5 {
+        b as f64 - d * (1.0 - g)
+    } else {
+        a as f64 + d * g
+    }
+}
+
+/// [`percentile_linear`] for float64 data: the same interpolation with the difference of the two
+/// order statistics taken in float64 (`np.percentile` of a float64 array).
+pub fn percentile_linear_f64(n: usize, p: f64, order_statistic: impl Fn(usize) -> f64) -> f64 {
+    if n == 0 {
+        return f64::NAN;
+    }
+    let h = (n - 1) as f64 * (p / 100.0);
+    let (lo, hi) = if h >= (n - 1) as f64 {
+        (n - 1, n - 1)
+    } else if h < 0.0 {
+        (0, 0)
+    } else {
+        let lo = h.floor() as usize;
+        (lo, lo + 1)
+    };
+    let g = h - lo as f64;
+    let (a, b) = (order_statistic(lo), order_statistic(hi));
+    let d = b - a;
+    if g >= 0.5 {
+        b - d * (1.0 - g)
+    } else {
+        a + d * g
+    }
+}
+
+/// [`percentile_linear`] of a slice that is sorted ascending.
+pub fn percentile_linear_sorted(sorted: &[f32], p: f64) -> f64 {
+    percentile_linear(sorted.len(), p, |k| sorted[k])
+}
+
+/// `np.median` of float64 values: the middle value, or the mean of the two middle values
+/// (`(a + b) / 2`). NaN for an empty slice.
+pub fn median_f64(values: &[f64]) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The distinct float32 values of a multiset, sorted ascending, with how often each occurs: the
+/// order statistics of a large sample without storing the sample.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ValueHistogram {
+    values: Vec<f32>,
+    /// `cumulative[i]` = number of samples `<= values[i]`.
+    cumulative: Vec<u64>,
+}
+
+impl ValueHistogram {
+    /// Builds the histogram from `(value, count)` pairs in any order; equal values are merged and
+    /// zero counts dropped. Values are ordered with [`f32::total_cmp`].
+    pub fn from_counts(mut pairs: Vec<(f32, u64)>) -> Self {
+        pairs.retain(|&(_, c)| c > 0);
+        pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        let mut values = Vec::with_capacity(pairs.len());
+        let mut cumulative: Vec<u64> = Vec::with_capacity(pairs.len());
+        let mut total = 0u64;
+        for (v, c) in pairs {
+            total += c;
+            if values
+                .last()
+                .is_some_and(|&last: &f32| last.to_bits() == v.to_bits())
+            {
+                *cumulative.last_mut().expect("non-empty") = total;
+            } else {
+                values.push(v);
+                cumulative.push(total);
+            }
+        }
+        Self { values, cumulative }
+    }
+
+    /// Merges several histograms.
+    pub fn merge<'a>(parts: impl IntoIterator<Item = &'a ValueHistogram>) -> Self {
+        let mut pairs = Vec::new();
+        for h in parts {
+            pairs.extend(h.iter());
+        }
+        Self::from_counts(pairs)
+    }
+
+    /// The `(value, count)` pairs, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = (f32, u64)> + '_ {
+        self.values.iter().enumerate().map(|(i, &v)| {
+            let before = if i == 0 { 0 } else { self.cumulative[i - 1] };
+            (v, self.cumulative[i] - before)
+        })
+    }
+
+    /// The number of samples.
+    pub fn len(&self) -> u64 {
+        self.cumulative.last().copied().unwrap_or(0)
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `k`-th smallest sample (0-based); `k < len()`.
+    pub fn order_statistic(&self, k: u64) -> f32 {
+        let i = self.cumulative.partition_point(|&c| c <= k);
+        self.values[i]
+    }
+
+    /// The smallest sample.
+    pub fn min(&self) -> Option<f32> {
+        self.values.first().copied()
+    }
+
+    /// The largest sample.
+    pub fn max(&self) -> Option<f32> {
+        self.values.last().copied()
+    }
+
+    /// `np.percentile` (linear) of the samples as a float32 array, `p` in percent.
+    pub fn percentile(&self, p: f64) -> f64 {
+        percentile_linear(self.len() as usize, p, |k| self.order_statistic(k as u64))
+    }
+
+    /// `np.percentile` (linear) of the samples widened to a float64 array, `p` in percent.
+    pub fn percentile_f64(&self, p: f64) -> f64 {
+        percentile_linear_f64(self.len() as usize, p, |k| {
+            self.order_statistic(k as u64) as f64
+        })
+    }
+}
+
+#[cfg(test)]
+// The expected float32 values are numpy's float64 reprs of them.
+#[allow(clippy::excessive_precision)]
+mod tests {
+    use super::*;
+
+    /// The test sequence, identical in numpy:
+    /// `((i * 7919 % 10007).astype(float64) / 37.0 - 100.0).astype(float32)`.
+    fn xs(n: usize) -> Vec<f32> {
+        (0..n as i64)
+            .map(|i| ((i * 7919 % 10007) as f64 / 37.0 - 100.0) as f32)
+            .collect()
+    }
+
+    // (n, np.sum(v, dtype=float32), np.mean(v), np.std(v)) from numpy 2.4.
+    const SUMS: [(usize, f32, f32, f32); 10] = [
+        (1, -100.0, -100.0, 0.0),
+        (5, 17.513504028320312, 3.5027008056640625, 76.56906127929688),
+        (8, 324.4864807128906, 40.56081008911133, 82.15386199951172),
+        (13, 518.8378295898438, 39.91060256958008, 79.44564056396484),
+        (100, 3567.053955078125, 35.67053985595703, 78.1490707397461),
+        (128, 4525.837890625, 35.35810852050781, 78.22805786132812),
+        (129, 4504.89208984375, 34.9216423034668, 78.08056640625),
+        (1000, 35325.97265625, 35.32597351074219, 78.11017608642578),
+        (12345, 434839.75, 35.22395706176758, 78.07577514648438),
+        (1000003, 35216528.0, 35.21642303466797, 78.07495880126953),
+    ];
+
+    #[test]
+    fn pairwise_sum_mean_std_match_numpy() {
+        assert_eq!(pairwise_sum_f32(&[]), 0.0);
+        for &(n, sum, mean, std) in &SUMS {
+            let v = xs(n);
+            assert_eq!(pairwise_sum_f32(&v), sum, "sum n={n}");
+            assert_eq!(mean_f32(&v), mean, "mean n={n}");
+            assert_eq!(std_f32(&v), std, "std n={n}");
+        }
+    }
+
+    #[test]
+    fn streamed_and_parallel_sums_equal_the_plain_sum() {
+        for &(n, sum, _, _) in &SUMS {
+            let v = xs(n);
+            let mut pos = 0;
+            let streamed = pairwise_sum_f32_stream(n, &mut |out: &mut [f32]| {
+                out.copy_from_slice(&v[pos..pos + out.len()]);
+                pos += out.len();
+            });
+            assert_eq!(streamed, sum, "stream n={n}");
+            for grain in [1, 200, 4096] {
+                let open = |start: usize| {
+                    let v = &v;
+                    let mut pos = start;
+                    move |out: &mut [f32]| {
+                        out.copy_from_slice(&v[pos..pos + out.len()]);
+                        pos += out.len();
+                    }
+                };
+                assert_eq!(
+                    pairwise_sum_f32_parallel(n, &open, grain),
+                    sum,
+                    "parallel n={n} grain={grain}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn percentiles_match_numpy() {
+        // np.percentile(v, np.array((0.5, 50.0, 99.5))) from numpy 2.4.
+        let expected: [(usize, [f64; 3]); 6] = [
+            (1, [-100.0, -100.0, -100.0]),
+            (
+                2,
+                [-98.92986488342285, 7.013511657714844, 112.95688819885254],
+            ),
+            (
+                3,
+                [-98.42405410766601, 57.5945930480957, 113.46269901275635],
+            ),
+            (
+                10,
+                [-98.51378395080566, 23.527027130126953, 156.74392150878907],
+            ),
+            (
+                201,
+                [-98.70270538330078, 35.486488342285156, 168.3783721923828],
+            ),
+            (
+                1000,
+                [-98.70405673980713, 35.35135269165039, 168.89310768127442],
+            ),
+        ];
+        for (n, want) in expected {
+            let mut v = xs(n);
+            let hist = ValueHistogram::from_counts(v.iter().map(|&x| (x, 1)).collect());
+            v.sort_by(f32::total_cmp);
+            for (p, w) in [0.5, 50.0, 99.5].into_iter().zip(want) {
+                assert_eq!(percentile_linear_sorted(&v, p), w, "n={n} p={p}");
+                assert_eq!(hist.percentile(p), w, "histogram n={n} p={p}");
+            }
+        }
+        assert!(percentile_linear_sorted(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn float64_statistics_match_numpy() {
+        // v = xs(n).astype(np.float64): np.sum, np.mean, np.std, np.percentile from numpy 2.4.
+        let expected: [(usize, f64, f64, f64, [f64; 3]); 5] = [
+            (
+                5,
+                17.51350724697113,
+                3.502701449394226,
+                76.56906440331484,
+                [-99.10540542602538, 1.162162184715271, 112.898374710083],
+            ),
+            (
+                129,
+                4504.891869366169,
+                34.92164239818736,
+                78.08056451098402,
+                [-99.1697314453125, 35.486488342285156, 167.0464874267578],
+            ),
+            (
+                1000,
+                35325.97296575457,
+                35.325972965754566,
+                78.11017556138026,
+                [-98.70405673980713, 35.35135269165039, 168.89310768127442],
+            ),
+            (
+                12345,
+                434839.7567174658,
+                35.223957611783376,
+                78.07577302635399,
+                [-98.68324310302734, 35.216217041015625, 169.1081085205078],
+            ),
+            (
+                1000003,
+                35216529.51185995,
+                35.216423862588364,
+                78.07495782053384,
+                [-98.64865112304688, 35.216217041015625, 169.08108520507812],
+            ),
+        ];
+        for (n, sum, mean, std, pct) in expected {
+            let v: Vec<f64> = xs(n).into_iter().map(f64::from).collect();
+            let s = pairwise_sum(&v);
+            assert_eq!(s, sum, "sum n={n}");
+            let m = mean_f64_from_sum(s, n);
+            assert_eq!(m, mean, "mean n={n}");
+            let sq: Vec<f64> = v.iter().map(|x| (x - m) * (x - m)).collect();
+            assert_eq!(
+                std_f64_from_sum_of_squares(pairwise_sum(&sq), n),
+                std,
+                "std n={n}"
+            );
+            let hist = ValueHistogram::from_counts(xs(n).into_iter().map(|x| (x, 1)).collect());
+            for (p, w) in [0.5, 50.0, 99.5].into_iter().zip(pct) {
+                assert_eq!(hist.percentile_f64(p), w, "n={n} p={p}");
+            }
+            let open = |start: usize| {
+                let v = &v;
+                let mut pos = start;
+                move |out: &mut [f64]| {
+                    out.copy_from_slice(&v[pos..pos + out.len()]);
+                    pos += out.len();
+                }
+            };
+            assert_eq!(pairwise_sum_parallel(n, &open, 1000), sum, "parallel n={n}");
+        }
+    }
+
+    #[test]
+    fn histogram_counts() {
+        let h = ValueHistogram::from_counts(vec![(3.0, 2), (1.0, 1), (3.0, 1), (2.0, 0)]);
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.iter().collect::<Vec<_>>(), [(1.0, 1), (3.0, 3)]);
+        assert_eq!(
+            (0..4).map(|k| h.order_statistic(k)).collect::<Vec<_>>(),
+            [1.0, 3.0, 3.0, 3.0]
+        );
+        assert_eq!((h.min(), h.max()), (Some(1.0), Some(3.0)));
+        let m = ValueHistogram::merge([&h, &h]);
+        assert_eq!(m.len(), 8);
+        assert_eq!(m.percentile(50.0), 3.0);
+        assert!(ValueHistogram::default().is_empty());
+    }
+
+    #[test]
+    fn median_matches_numpy() {
+        assert_eq!(median_f64(&[0.3, 0.1, 0.7, 0.2]), 0.25);
+        assert_eq!(median_f64(&[0.1, 0.2, 0.35]), 0.2);
+        assert!(median_f64(&[]).is_nan());
+    }
+}
