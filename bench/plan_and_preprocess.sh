@@ -55,14 +55,20 @@ run() {  # name, preprocessed dir, command...
     || { cat "$WORK/$name.log"; exit 1; }
 }
 
-# Peak memory of the reference includes its worker processes: sample the whole process tree.
+# Peak memory of the reference includes its worker processes: sample the summed RSS of the whole
+# process tree below the measured command.
 tree_rss_peak() {  # pid -> prints the peak summed RSS in KB while pid lives
   local pid=$1 peak=0 sum
   while kill -0 "$pid" 2>/dev/null; do
-    sum=$(ps -o rss= --ppid "$pid" -p "$pid" 2>/dev/null | awk '{s+=$1} END {print s+0}')
-    for child in $(pgrep -P "$pid"); do
-      sum=$((sum + $(ps -o rss= --ppid "$child" 2>/dev/null | awk '{s+=$1} END {print s+0}')))
-    done
+    sum=$(ps -eo pid=,ppid=,rss= | awk -v root="$pid" '
+      { parent[$1] = $2; rss[$1] = $3 }
+      END {
+        for (p in parent) {
+          q = p
+          while (q != "" && q != 0 && q != 1) { if (q == root) { s += rss[p]; break } q = parent[q] }
+        }
+        print s + 0
+      }')
     [ "$sum" -gt "$peak" ] && peak=$sum
     sleep 0.2
   done

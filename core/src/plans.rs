@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::fingerprint::IntensityProperties;
+use crate::preprocessing::resampling::ResamplingSettings;
 
 /// A plans file.
 #[derive(Clone, Debug)]
@@ -23,29 +25,6 @@ pub struct Configuration {
     /// Its resolved JSON (parent fields overwritten by the child's).
     pub json: Map<String, Value>,
     path: PathBuf,
-}
-
-/// The dataset-wide intensity statistics of one channel (`foreground_intensity_properties_per_channel`).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct IntensityProperties {
-    pub mean: f64,
-    pub median: f64,
-    pub std: f64,
-    pub min: f64,
-    pub max: f64,
-    pub percentile_00_5: f64,
-    pub percentile_99_5: f64,
-}
-
-/// The resampling arguments of a plans configuration (`resampling_fn_*_kwargs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResamplingKwargs {
-    /// Spline order in the plane (or in 3D when not separate).
-    pub order: usize,
-    /// Order along the separate (coarse) axis.
-    pub order_z: usize,
-    /// `Some(true/false)` forces (or forbids) resampling the coarse axis separately.
-    pub force_separate_z: Option<bool>,
 }
 
 impl Plans {
@@ -310,7 +289,7 @@ impl Configuration {
     }
 
     /// The resampling arguments stored under `key` (`resampling_fn_data_kwargs`, …).
-    pub fn resampling_kwargs(&self, key: &str) -> Result<ResamplingKwargs> {
+    pub fn resampling_kwargs(&self, key: &str) -> Result<ResamplingSettings> {
         let obj = self
             .field(key)?
             .as_object()
@@ -334,7 +313,7 @@ impl Configuration {
                 )));
             }
         };
-        Ok(ResamplingKwargs {
+        Ok(ResamplingSettings {
             order: order("order", 3)?,
             order_z: order("order_z", 0)?,
             force_separate_z,

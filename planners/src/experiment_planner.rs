@@ -2,6 +2,7 @@
 //! `ExperimentPlanner.plan_experiment`), for any [`PlannerPreset`].
 
 use nnunet_core::planning::{Planner, PlanningInput};
+use nnunet_core::preprocessing::normalization::Scheme;
 use nnunet_core::{Error, Result};
 use serde_json::{Map, Value, json};
 
@@ -223,14 +224,8 @@ fn read_fingerprint(fingerprint: &Value) -> Result<Fingerprint> {
 /// The normalization class for a channel name (matched case-insensitively; ZScore otherwise) and
 /// whether it leaves pixels outside the mask at zero when the mask is used.
 fn normalization_scheme(channel_name: &str) -> (&'static str, bool) {
-    match channel_name.to_lowercase().as_str() {
-        "ct" => ("CTNormalization", false),
-        "nonorm" => ("NoNormalization", false),
-        "zscore" => ("ZScoreNormalization", true),
-        "rescale_to_0_1" => ("RescaleTo01Normalization", false),
-        "rgb_to_0_1" => ("RGBTo01Normalization", false),
-        _ => ("ZScoreNormalization", true),
-    }
+    let scheme = Scheme::for_channel_name(channel_name);
+    (scheme.plans_name(), scheme.keeps_outside_of_mask_at_zero())
 }
 
 // ---- Planning ----------------------------------------------------------------------------------

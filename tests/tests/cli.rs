@@ -164,7 +164,11 @@ fn link_commands_makes_links_for_existing_subcommands_only() {
         std::fs::read_link(&msd).unwrap().canonicalize().unwrap(),
         nnunet_tests::nnunet_bin().canonicalize().unwrap()
     );
-    assert!(bin.join("nnUNetv2_plan_and_preprocess").symlink_metadata().is_ok());
+    assert!(
+        bin.join("nnUNetv2_plan_and_preprocess")
+            .symlink_metadata()
+            .is_ok()
+    );
     assert!(
         !bin.join("nnUNetv2_train").exists(),
         "no train subcommand yet:\n{stdout}"

@@ -43,7 +43,7 @@ pub struct CaseSettings {
     target_spacing: Vec<f64>,
     schemes: Vec<Scheme>,
     use_mask: Vec<bool>,
-    intensity: Vec<Option<crate::plans::IntensityProperties>>,
+    intensity: Vec<Option<crate::fingerprint::IntensityProperties>>,
     data_resampling: resampling::ResamplingSettings,
     seg_resampling: resampling::ResamplingSettings,
     classes: Vec<ClassSet>,
@@ -83,22 +83,14 @@ impl CaseSettings {
                 _ => Ok(plans.intensity_properties(c).ok()),
             })
             .collect::<Result<Vec<_>>>()?;
-        let to_settings = |key: &str| -> Result<resampling::ResamplingSettings> {
-            let k = configuration.resampling_kwargs(key)?;
-            Ok(resampling::ResamplingSettings {
-                order: k.order,
-                order_z: k.order_z,
-                force_separate_z: k.force_separate_z,
-            })
-        };
         Ok(CaseSettings {
             transpose_forward: plans.transpose_forward()?,
             target_spacing: configuration.spacing()?,
             schemes,
             use_mask,
             intensity,
-            data_resampling: to_settings("resampling_fn_data_kwargs")?,
-            seg_resampling: to_settings("resampling_fn_seg_kwargs")?,
+            data_resampling: configuration.resampling_kwargs("resampling_fn_data_kwargs")?,
+            seg_resampling: configuration.resampling_kwargs("resampling_fn_seg_kwargs")?,
             classes: foreground::classes_to_sample(labels),
         })
     }

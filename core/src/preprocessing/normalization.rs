@@ -6,7 +6,7 @@
 use ndarray::{ArrayView3, ArrayViewMut3, Zip};
 
 use crate::error::{Error, Result};
-use crate::plans::IntensityProperties;
+use crate::fingerprint::IntensityProperties;
 use crate::statistics;
 
 /// A normalisation scheme, by the class name the plans use.
@@ -208,7 +208,9 @@ mod tests {
             std: 10.0,
             percentile_00_5: -100.0,
             percentile_99_5: 200.0,
-            ..Default::default()
+            min: -2000.0,
+            max: 3000.0,
+            median: 50.0,
         };
         normalize_channel(img.view_mut(), None, Scheme::Ct, false, Some(&p), 0).unwrap();
         assert_eq!(img.as_slice().unwrap(), &[-15.0, 0.0, 15.0]);
