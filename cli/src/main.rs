@@ -73,6 +73,8 @@ enum Command {
     PlanAndPreprocess(commands::plan_and_preprocess::Args),
     /// Copy a dataset's plans to another dataset (same topology, e.g. for fine-tuning).
     MovePlans(commands::move_plans::Args),
+    /// Measure how fast a trainer's training data pipeline makes batches (batches/s).
+    BenchmarkDataloader(commands::benchmark_dataloader::Args),
 }
 
 /// Shared state of a run: the folders and the registries with the plugins loaded.
@@ -123,6 +125,7 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
         Command::Preprocess(a) => commands::preprocess::run(&ctx, a),
         Command::PlanAndPreprocess(a) => commands::plan_and_preprocess::run(&ctx, a),
         Command::MovePlans(a) => commands::move_plans::run(&ctx, a),
+        Command::BenchmarkDataloader(a) => commands::benchmark_dataloader::run(&ctx, a),
     }
 }
 

@@ -7,6 +7,7 @@
 //! plugins are `cdylib`s that call [`export_plugin!`] and are loaded with [`plugin::load`].
 
 pub mod augmentation;
+pub mod data_loading;
 pub mod dataset;
 pub mod error;
 pub mod fingerprint;

@@ -1,5 +1,6 @@
 //! Built-in extensions of nnunet-rs: readers/writers of image formats, losses, augmentations and
 //! network architectures, each registered under nnU-Net's name.
 
+pub mod augmentations;
 pub mod conversion;
 pub mod readers;

@@ -193,6 +193,42 @@ fn png_folder_dataset_is_planned_and_preprocessed() {
     assert!(stdout.contains("1 cases preprocessed, 3 kept"), "{stdout}");
     assert!(!ds.join("nnUNetPlans_2d/3.npy.partial").exists());
     stored_cases(&ds.join("nnUNetPlans_2d"));
+
+    // The training data pipeline runs on the preprocessed cases and reports its speed; the
+    // augmented samples can be looked at.
+    let pngs = tmp.path().join("augmented");
+    let (out, stdout, stderr) = run(nnunet()
+        .env("nnUNet_preprocessed", &pre)
+        .args([
+            "benchmark-dataloader",
+            "-d",
+            "601",
+            "-c",
+            "2d",
+            "-n",
+            "4",
+            "--workers",
+            "2",
+        ])
+        .arg("--debug-png")
+        .arg(&pngs));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with("ms/batch") && last.contains(" batches/s, "),
+        "{stdout}"
+    );
+    let written = std::fs::read_dir(&pngs).unwrap().count();
+    assert!(written >= 4, "{written} debug images");
+    let (out, _, stderr) = run(nnunet().env("nnUNet_preprocessed", &pre).args([
+        "benchmark-dataloader",
+        "-d",
+        "601",
+        "-c",
+        "3d_fullres",
+    ]));
+    assert!(!out.status.success());
+    assert!(stderr.contains("no configuration '3d_fullres'"), "{stderr}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod benchmark_dataloader;
 pub mod convert_folder;
 pub mod convert_msd;
 pub mod describe;

@@ -57,6 +57,21 @@ impl CaseSettings {
         labels: &Labels,
         num_channels: usize,
     ) -> Result<Self> {
+        if let Some(name) = configuration
+            .json
+            .get("preprocessor_name")
+            .and_then(serde_json::Value::as_str)
+            && name != "DefaultPreprocessor"
+        {
+            return Err(Error::invalid_file(
+                plans.path(),
+                format!(
+                    "configuration '{}' asks for the preprocessor '{name}'; only nnU-Net's \
+                     DefaultPreprocessor exists",
+                    configuration.name
+                ),
+            ));
+        }
         let schemes = configuration
             .normalization_schemes()?
             .iter()

@@ -1,0 +1,682 @@
+//! Intensity transforms: Gaussian noise, Gaussian blur, multiplicative brightness, contrast,
+//! simulated low resolution and gamma, with nnU-Net's default parameters.
+
+use ndarray::{Array4, ArrayViewMut3, Axis};
+use nnunet_core::augmentation::{AugmentationContext, Sample};
+use nnunet_core::{Augmentation, Error, Result};
+use rand::rngs::SmallRng;
+use rand::{Rng, RngCore, SeedableRng};
+use rayon::prelude::*;
+
+use super::{RandomScalar, chance, round_half_even};
+
+/// Channels selected with probability `p_per_channel` each (`torch.rand(c) < p`).
+fn pick_channels(rng: &mut dyn RngCore, c: usize, p_per_channel: f64) -> Vec<usize> {
+    (0..c).filter(|_| chance(rng, p_per_channel)).collect()
+}
+
+/// The contiguous data of one image channel.
+fn channel_mut(image: &mut Array4<f32>, c: usize) -> Result<ArrayViewMut3<'_, f32>> {
+    if !image.is_standard_layout() {
+        *image = image.as_standard_layout().into_owned();
+    }
+    if c >= image.shape()[0] {
+        return Err(Error::Invalid(format!(
+            "image has {} channels, channel {c} requested",
+            image.shape()[0]
+        )));
+    }
+    Ok(image.index_axis_mut(Axis(0), c))
+}
+
+fn slice_of<'a>(v: &'a mut ArrayViewMut3<'_, f32>) -> Result<&'a mut [f32]> {
+    v.as_slice_mut()
+        .ok_or_else(|| Error::Invalid("image channel is not contiguous".into()))
+}
+
+/// Additive Gaussian noise with standard deviation drawn from `noise_variance` (the reference's
+/// name; the value is used as the standard deviation).
+#[derive(Clone, Debug)]
+pub struct GaussianNoiseTransform {
+    pub p: f64,
+    pub noise_variance: RandomScalar,
+    pub p_per_channel: f64,
+    pub synchronize_channels: bool,
+}
+
+impl GaussianNoiseTransform {
+    /// p 0.1, sigma U(0, 0.1), all channels, one sigma for all.
+    pub fn nnunet_default() -> Self {
+        Self {
+            p: 0.1,
+            noise_variance: RandomScalar::Uniform(0.0, 0.1),
+            p_per_channel: 1.0,
+            synchronize_channels: true,
+        }
+    }
+}
+
+/// Adds `sigma * N(0, 1)` to every value of `out`, deterministically from `seed`, in parallel.
+fn add_gaussian(out: &mut [f32], sigma: f64, seed: u64) {
+    const CHUNK: usize = 1 << 14;
+    let sigma = sigma as f32;
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            let mut r =
+                SmallRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            for pair in chunk.chunks_mut(2) {
+                // Box-Muller
+                let u1: f32 = 1.0 - r.random::<f32>();
+                let u2: f32 = r.random::<f32>();
+                let rad = (-2.0 * u1.ln()).sqrt() * sigma;
+                let (sn, cs) = (std::f32::consts::TAU * u2).sin_cos();
+                pair[0] += rad * cs;
+                if pair.len() > 1 {
+                    pair[1] += rad * sn;
+                }
+            }
+        });
+}
+
+impl Augmentation for GaussianNoiseTransform {
+    fn apply(
+        &self,
+        sample: &mut Sample,
+        _: &AugmentationContext,
+        rng: &mut dyn RngCore,
+    ) -> Result<()> {
+        if !chance(rng, self.p) {
+            return Ok(());
+        }
+        let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
+        if channels.is_empty() {
+            return Ok(());
+        }
+        let shared = self.noise_variance.sample(rng);
+        for &c in &channels {
+            let sigma = if self.synchronize_channels {
+                shared
+            } else {
+                self.noise_variance.sample(rng)
+            };
+            let seed = rng.next_u64();
+            let mut ch = channel_mut(&mut sample.image, c)?;
+            add_gaussian(slice_of(&mut ch)?, sigma, seed);
+        }
+        Ok(())
+    }
+}
+
+/// Python's `round` to the nearest odd integer, as `_round_to_nearest_odd`.
+fn round_to_nearest_odd(n: f64) -> i64 {
+    let r = round_half_even(n) as i64;
+    if r.rem_euclid(2) == 1 {
+        r
+    } else if n - r as f64 >= 0.0 {
+        r + 1
+    } else {
+        r - 1
+    }
+}
+
+/// The normalised 1D Gaussian kernel of `blur_dimension` (truncate 6).
+pub(crate) fn gaussian_kernel(sigma: f64) -> Vec<f64> {
+    let k = round_to_nearest_odd(sigma * 6.0 + 0.5).max(1) as usize;
+    let half = (k as f64 - 1.0) * 0.5;
+    let pdf: Vec<f64> = (0..k)
+        .map(|i| {
+            let x = if k == 1 {
+                0.0
+            } else {
+                -half + i as f64 * (2.0 * half) / (k as f64 - 1.0)
+            };
+            (-0.5 * (x / sigma).powi(2)).exp()
+        })
+        .collect();
+    let s: f64 = pdf.iter().sum();
+    pdf.into_iter().map(|v| v / s).collect()
+}
+
+/// Reflect index (no edge repetition) into `0..len`.
+#[inline]
+fn reflect(i: isize, len: usize) -> usize {
+    if len == 1 {
+        return 0;
+    }
+    let period = 2 * (len as isize - 1);
+    let m = i.rem_euclid(period);
+    (if m >= len as isize { period - m } else { m }) as usize
+}
+
+/// Convolves `data` (shape `[z, y, x]`, contiguous) along `axis` with `kernel`, reflect padding.
+pub(crate) fn convolve_axis(data: &mut [f32], shape: [usize; 3], axis: usize, kernel: &[f64]) {
+    let len = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let h = (kernel.len() / 2) as isize;
+    if inner == 1 {
+        data.par_chunks_mut(len).for_each(|line| {
+            let src = line.to_vec();
+            for (i, v) in line.iter_mut().enumerate() {
+                let mut acc = 0.0f64;
+                for (k, w) in kernel.iter().enumerate() {
+                    acc += w * src[reflect(i as isize + k as isize - h, len)] as f64;
+                }
+                *v = acc as f32;
+            }
+        });
+        return;
+    }
+    let src = data.to_vec();
+    data.par_chunks_mut(inner)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let o = row / len;
+            let i = (row % len) as isize;
+            let mut acc = vec![0.0f64; inner];
+            for (k, w) in kernel.iter().enumerate() {
+                let r = reflect(i + k as isize - h, len);
+                let base = (o * len + r) * inner;
+                for (a, s) in acc.iter_mut().zip(&src[base..base + inner]) {
+                    *a += w * *s as f64;
+                }
+            }
+            for (v, a) in out.iter_mut().zip(acc) {
+                *v = a as f32;
+            }
+        });
+}
+
+/// The spatial axes (of `[z, y, x]`) that exist for this data: y, x for 2D, all three for 3D.
+fn spatial_axes(context: &AugmentationContext, _shape: [usize; 3]) -> Vec<usize> {
+    if context.is_2d {
+        vec![1, 2]
+    } else {
+        vec![0, 1, 2]
+    }
+}
+
+fn spatial_shape(image: &Array4<f32>) -> [usize; 3] {
+    let s = image.shape();
+    [s[1], s[2], s[3]]
+}
+
+/// Separable Gaussian blur with sigma drawn per channel and axis.
+#[derive(Clone, Debug)]
+pub struct GaussianBlurTransform {
+    pub p: f64,
+    pub blur_sigma: RandomScalar,
+    pub synchronize_channels: bool,
+    pub synchronize_axes: bool,
+    pub p_per_channel: f64,
+}
+
+impl GaussianBlurTransform {
+    /// p 0.2, sigma U(0.5, 1), independent per channel and axis, p per channel 0.5.
+    pub fn nnunet_default() -> Self {
+        Self {
+            p: 0.2,
+            blur_sigma: RandomScalar::Uniform(0.5, 1.0),
+            synchronize_channels: false,
+            synchronize_axes: false,
+            p_per_channel: 0.5,
+        }
+    }
+}
+
+impl Augmentation for GaussianBlurTransform {
+    fn apply(
+        &self,
+        sample: &mut Sample,
+        context: &AugmentationContext,
+        rng: &mut dyn RngCore,
+    ) -> Result<()> {
+        if !chance(rng, self.p) {
+            return Ok(());
+        }
+        let shape = spatial_shape(&sample.image);
+        let axes = spatial_axes(context, shape);
+        let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
+        let draw = |rng: &mut dyn RngCore| -> Vec<f64> {
+            if self.synchronize_axes {
+                vec![self.blur_sigma.sample(rng); axes.len()]
+            } else {
+                axes.iter().map(|_| self.blur_sigma.sample(rng)).collect()
+            }
+        };
+        let shared = if self.synchronize_channels {
+            Some(draw(rng))
+        } else {
+            None
+        };
+        for &c in &channels {
+            let sigmas = match &shared {
+                Some(s) => s.clone(),
+                None => draw(rng),
+            };
+            let mut ch = channel_mut(&mut sample.image, c)?;
+            let data = slice_of(&mut ch)?;
+            for (&axis, &sigma) in axes.iter().zip(&sigmas) {
+                if sigma > 0.0 && shape[axis] > 1 {
+                    convolve_axis(data, shape, axis, &gaussian_kernel(sigma));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Multiplies each selected channel by a random factor.
+#[derive(Clone, Debug)]
+pub struct MultiplicativeBrightnessTransform {
+    pub p: f64,
+    pub multiplier_range: RandomScalar,
+    pub synchronize_channels: bool,
+    pub p_per_channel: f64,
+}
+
+impl MultiplicativeBrightnessTransform {
+    /// p 0.15, BGContrast(0.75, 1.25) per channel.
+    pub fn nnunet_default() -> Self {
+        Self {
+            p: 0.15,
+            multiplier_range: RandomScalar::BgContrast(0.75, 1.25),
+            synchronize_channels: false,
+            p_per_channel: 1.0,
+        }
+    }
+}
+
+impl Augmentation for MultiplicativeBrightnessTransform {
+    fn apply(
+        &self,
+        sample: &mut Sample,
+        _: &AugmentationContext,
+        rng: &mut dyn RngCore,
+    ) -> Result<()> {
+        if !chance(rng, self.p) {
+            return Ok(());
+        }
+        let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
+        let shared = if self.synchronize_channels {
+            self.multiplier_range.sample(rng)
+        } else {
+            1.0
+        };
+        for &c in &channels {
+            let m = if self.synchronize_channels {
+                shared
+            } else {
+                self.multiplier_range.sample(rng)
+            } as f32;
+            let mut ch = channel_mut(&mut sample.image, c)?;
+            slice_of(&mut ch)?.par_iter_mut().for_each(|v| *v *= m);
+        }
+        Ok(())
+    }
+}
+
+fn mean_min_max(data: &[f32]) -> (f64, f32, f32) {
+    let (sum, mn, mx) = data
+        .par_iter()
+        .fold(
+            || (0.0f64, f32::INFINITY, f32::NEG_INFINITY),
+            |(s, a, b), &v| (s + v as f64, a.min(v), b.max(v)),
+        )
+        .reduce(
+            || (0.0, f32::INFINITY, f32::NEG_INFINITY),
+            |x, y| (x.0 + y.0, x.1.min(y.1), x.2.max(y.2)),
+        );
+    (sum / data.len().max(1) as f64, mn, mx)
+}
+
+/// `x -> (x - mean) * factor + mean` per channel, optionally clipped to the channel's range.
+#[derive(Clone, Debug)]
+pub struct ContrastTransform {
+    pub p: f64,
+    pub contrast_range: RandomScalar,
+    pub preserve_range: bool,
+    pub synchronize_channels: bool,
+    pub p_per_channel: f64,
+}
+
+impl ContrastTransform {
+    /// p 0.15, BGContrast(0.75, 1.25) per channel, range preserved.
+    pub fn nnunet_default() -> Self {
+        Self {
+            p: 0.15,
+            contrast_range: RandomScalar::BgContrast(0.75, 1.25),
+            preserve_range: true,
+            synchronize_channels: false,
+            p_per_channel: 1.0,
+        }
+    }
+}
+
+impl Augmentation for ContrastTransform {
+    fn apply(
+        &self,
+        sample: &mut Sample,
+        _: &AugmentationContext,
+        rng: &mut dyn RngCore,
+    ) -> Result<()> {
+        if !chance(rng, self.p) {
+            return Ok(());
+        }
+        let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
+        if channels.is_empty() {
+            return Ok(());
+        }
+        let shared = if self.synchronize_channels {
+            self.contrast_range.sample(rng)
+        } else {
+            1.0
+        };
+        let factors: Vec<f64> = channels
+            .iter()
+            .map(|_| {
+                if self.synchronize_channels {
+                    shared
+                } else {
+                    self.contrast_range.sample(rng)
+                }
+            })
+            .collect();
+        for (&c, &m) in channels.iter().zip(&factors) {
+            let mut ch = channel_mut(&mut sample.image, c)?;
+            let data = slice_of(&mut ch)?;
+            let (mean, mn, mx) = mean_min_max(data);
+            let preserve = self.preserve_range;
+            data.par_iter_mut().for_each(|v| {
+                let mut y = ((*v as f64 - mean) * m + mean) as f32;
+                if preserve {
+                    y = y.clamp(mn, mx);
+                }
+                *v = y;
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Resizes `data` (`[z, y, x]`) along `axis` to `new_len`: nearest-exact or linear
+/// (`align_corners=False`), as torch's `interpolate`.
+fn resize_axis(
+    data: &[f32],
+    shape: [usize; 3],
+    axis: usize,
+    new_len: usize,
+    linear: bool,
+) -> Vec<f32> {
+    let len = shape[axis];
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let scale = len as f64 / new_len as f64;
+    // per output index: (i0, i1, lambda)
+    let taps: Vec<(usize, usize, f32)> = (0..new_len)
+        .map(|d| {
+            if linear {
+                let src = ((d as f64 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (src.floor() as usize).min(len - 1);
+                let i1 = (i0 + 1).min(len - 1);
+                (i0, i1, (src - i0 as f64).clamp(0.0, 1.0) as f32)
+            } else {
+                let i = (((d as f64 + 0.5) * scale).floor() as usize).min(len - 1);
+                (i, i, 0.0)
+            }
+        })
+        .collect();
+    let mut out = vec![0.0f32; outer * new_len * inner];
+    if inner == 1 {
+        out.par_chunks_mut(new_len)
+            .zip(data.par_chunks(len))
+            .for_each(|(o, line)| {
+                for (v, &(i0, i1, l)) in o.iter_mut().zip(&taps) {
+                    *v = line[i0] * (1.0 - l) + line[i1] * l;
+                }
+            });
+        return out;
+    }
+    out.par_chunks_mut(inner).enumerate().for_each(|(row, o)| {
+        let ob = row / new_len;
+        let (i0, i1, l) = taps[row % new_len];
+        let a = &data[(ob * len + i0) * inner..(ob * len + i0 + 1) * inner];
+        let b = &data[(ob * len + i1) * inner..(ob * len + i1 + 1) * inner];
+        for ((v, &x0), &x1) in o.iter_mut().zip(a).zip(b) {
+            *v = x0 * (1.0 - l) + x1 * l;
+        }
+    });
+    out
+}
+
+/// Downsamples a channel (nearest) by a random factor and upsamples it back (linear).
+#[derive(Clone, Debug)]
+pub struct SimulateLowResolutionTransform {
+    pub p: f64,
+    pub scale: RandomScalar,
+    pub synchronize_channels: bool,
+    pub synchronize_axes: bool,
+    /// Spatial axes (0 = z, 1 = y, 2 = x) left at full resolution.
+    pub ignore_axes: Vec<usize>,
+    pub p_per_channel: f64,
+}
+
+impl SimulateLowResolutionTransform {
+    /// p 0.25, scale U(0.5, 1) shared by the axes, p per channel 0.5; z is ignored for dummy 2D.
+    pub fn nnunet_default(dummy_2d: bool) -> Self {
+        Self {
+            p: 0.25,
+            scale: RandomScalar::Uniform(0.5, 1.0),
+            synchronize_channels: false,
+            synchronize_axes: true,
+            ignore_axes: if dummy_2d { vec![0] } else { Vec::new() },
+            p_per_channel: 0.5,
+        }
+    }
+}
+
+impl Augmentation for SimulateLowResolutionTransform {
+    fn apply(
+        &self,
+        sample: &mut Sample,
+        context: &AugmentationContext,
+        rng: &mut dyn RngCore,
+    ) -> Result<()> {
+        if !chance(rng, self.p) {
+            return Ok(());
+        }
+        let shape = spatial_shape(&sample.image);
+        let axes = spatial_axes(context, shape);
+        let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
+        let draw = |rng: &mut dyn RngCore| -> Vec<f64> {
+            if self.synchronize_axes {
+                vec![self.scale.sample(rng); axes.len()]
+            } else {
+                axes.iter().map(|_| self.scale.sample(rng)).collect()
+            }
+        };
+        let shared = if self.synchronize_channels {
+            Some(draw(rng))
+        } else {
+            None
+        };
+        let all: Vec<Vec<f64>> = channels
+            .iter()
+            .map(|_| shared.clone().unwrap_or_else(|| draw(rng)))
+            .collect();
+        for (&c, scales) in channels.iter().zip(&all) {
+            let mut ch = channel_mut(&mut sample.image, c)?;
+            let data = slice_of(&mut ch)?;
+            let mut new_shape = shape;
+            for (&axis, &s) in axes.iter().zip(scales) {
+                if !self.ignore_axes.contains(&axis) {
+                    new_shape[axis] = (round_half_even(shape[axis] as f64 * s) as usize).max(1);
+                }
+            }
+            if new_shape == shape {
+                continue;
+            }
+            let mut cur = data.to_vec();
+            let mut cur_shape = shape;
+            for axis in 0..3 {
+                if new_shape[axis] != shape[axis] {
+                    cur = resize_axis(&cur, cur_shape, axis, new_shape[axis], false);
+                    cur_shape[axis] = new_shape[axis];
+                }
+            }
+            for axis in 0..3 {
+                if cur_shape[axis] != shape[axis] {
+                    cur = resize_axis(&cur, cur_shape, axis, shape[axis], true);
+                    cur_shape[axis] = shape[axis];
+                }
+            }
+            data.copy_from_slice(&cur);
+        }
+        Ok(())
+    }
+}
+
+/// Gamma correction on the channel's range, optionally of the inverted image and with the
+/// channel's mean and standard deviation restored.
+#[derive(Clone, Debug)]
+pub struct GammaTransform {
+    pub p: f64,
+    pub gamma: RandomScalar,
+    pub p_invert_image: f64,
+    pub synchronize_channels: bool,
+    pub p_per_channel: f64,
+    pub p_retain_stats: f64,
+}
+
+impl GammaTransform {
+    /// BGContrast(0.7, 1.5), retained stats; inverted with p 0.1, else p 0.3.
+    pub fn nnunet_default(invert: bool) -> Self {
+        Self {
+            p: if invert { 0.1 } else { 0.3 },
+            gamma: RandomScalar::BgContrast(0.7, 1.5),
+            p_invert_image: if invert { 1.0 } else { 0.0 },
+            synchronize_channels: false,
+            p_per_channel: 1.0,
+            p_retain_stats: 1.0,
+        }
+    }
+}
+
+/// Mean and unbiased standard deviation (one pass, f64 accumulators).
+fn mean_std(data: &[f32]) -> (f64, f64) {
+    let n = data.len().max(1) as f64;
+    let (s, ss) = data
+        .par_chunks(1 << 14)
+        .map(|c| {
+            c.iter().fold((0.0f64, 0.0f64), |(a, b), &v| {
+                let v = v as f64;
+                (a + v, b + v * v)
+            })
+        })
+        .reduce(|| (0.0, 0.0), |x, y| (x.0 + y.0, x.1 + y.1));
+    let mean = s / n;
+    let var = ((ss - n * mean * mean) / (n - 1.0).max(1.0)).max(0.0);
+    (mean, var.sqrt())
+}
+
+impl Augmentation for GammaTransform {
+    fn apply(
+        &self,
+        sample: &mut Sample,
+        _: &AugmentationContext,
+        rng: &mut dyn RngCore,
+    ) -> Result<()> {
+        if !chance(rng, self.p) {
+            return Ok(());
+        }
+        let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
+        if channels.is_empty() {
+            return Ok(());
+        }
+        let retain: Vec<bool> = channels
+            .iter()
+            .map(|_| chance(rng, self.p_retain_stats))
+            .collect();
+        let invert: Vec<bool> = channels
+            .iter()
+            .map(|_| chance(rng, self.p_invert_image))
+            .collect();
+        let shared = if self.synchronize_channels {
+            self.gamma.sample(rng)
+        } else {
+            1.0
+        };
+        let gammas: Vec<f64> = channels
+            .iter()
+            .map(|_| {
+                if self.synchronize_channels {
+                    shared
+                } else {
+                    self.gamma.sample(rng)
+                }
+            })
+            .collect();
+        const EPS: f64 = 1e-7;
+        for (k, &c) in channels.iter().enumerate() {
+            let mut ch = channel_mut(&mut sample.image, c)?;
+            let data = slice_of(&mut ch)?;
+            let sign = if invert[k] { -1.0f64 } else { 1.0 };
+            if invert[k] {
+                data.par_iter_mut().for_each(|v| *v = -*v);
+            }
+            let stats = retain[k].then(|| mean_std(data));
+            let (_, mn, mx) = mean_min_max(data);
+            let (mn, mx) = (mn as f64, mx as f64);
+            let range = mx - mn;
+            let denom = range.max(EPS);
+            let g = gammas[k];
+            let (mn32, inv, range32, g32) =
+                (mn as f32, (1.0 / denom) as f32, range as f32, g as f32);
+            data.par_iter_mut().for_each(|v| {
+                let x = ((*v - mn32) * inv).max(0.0);
+                *v = x.powf(g32) * range32 + mn32;
+            });
+            if let Some((mean, std)) = stats {
+                let (m2, s2) = mean_std(data);
+                let f = std / s2.max(EPS);
+                data.par_iter_mut()
+                    .for_each(|v| *v = ((*v as f64 - m2) * f + mean) as f32);
+            }
+            if sign < 0.0 {
+                data.par_iter_mut().for_each(|v| *v = -*v);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_sizes() {
+        // sigma 1 -> round_to_nearest_odd(6.5) = 7 (6 rounds half-even, 6.5 - 6 >= 0 -> 7)
+        assert_eq!(gaussian_kernel(1.0).len(), 7);
+        assert_eq!(gaussian_kernel(0.5).len(), 3);
+        let s: f64 = gaussian_kernel(0.7).iter().sum();
+        assert!((s - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn reflect_indices() {
+        assert_eq!(reflect(-1, 5), 1);
+        assert_eq!(reflect(5, 5), 3);
+        assert_eq!(reflect(-7, 5), 1);
+        assert_eq!(reflect(3, 1), 0);
+    }
+
+    #[test]
+    fn resize_roundtrip_identity() {
+        let data: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        let out = resize_axis(&data, [2, 3, 4], 2, 4, true);
+        assert_eq!(out, data);
+        let out = resize_axis(&data, [2, 3, 4], 1, 3, false);
+        assert_eq!(out, data);
+    }
+}

@@ -1,0 +1,196 @@
+//! nnU-Net's training and validation transform pipelines (`get_training_transforms`,
+//! `get_validation_transforms`), without the deep-supervision downsampling the loader does.
+
+use nnunet_core::augmentation::AugmentationContext;
+use nnunet_core::training::{AugmentationSettings, PipelineKind};
+use nnunet_core::{Augmentation, Error, Registries, Result};
+
+use super::cascade::{
+    ApplyRandomBinaryOperatorTransform, ChannelSelection, RemoveRandomConnectedComponentTransform,
+};
+use super::geometry::DaGeometry;
+use super::intensity::{
+    ContrastTransform, GammaTransform, GaussianBlurTransform, GaussianNoiseTransform,
+    MultiplicativeBrightnessTransform, SimulateLowResolutionTransform,
+};
+use super::spatial::SpatialTransform;
+use super::utility::{
+    ConvertSegmentationToRegionsTransform, MaskImageTransform, MirrorTransform,
+    MoveSegAsOneHotToDataTransform, RemoveLabelTransform,
+};
+
+/// What the pipelines depend on besides the [`AugmentationSettings`].
+#[derive(Clone, Debug)]
+pub struct PipelineContext {
+    /// Final patch size of the configuration (2 or 3 entries).
+    pub patch_size: Vec<usize>,
+    /// Whether the configuration is 2D.
+    pub is_2d: bool,
+    /// Rotation range, dummy-2D flag and mirror axes, from
+    /// [`configure_rotation_dummy_da_mirroring_and_initial_patch_size`](super::geometry::configure_rotation_dummy_da_mirroring_and_initial_patch_size).
+    pub geometry: DaGeometry,
+    /// `use_mask_for_norm` per image channel (from the plans).
+    pub use_mask_for_norm: Vec<bool>,
+    /// Foreground labels of the previous stage, for a cascade configuration.
+    pub cascade_foreground_labels: Option<Vec<i16>>,
+    /// Regions (label sets), for region-based training.
+    pub regions: Option<Vec<Vec<i16>>>,
+    /// The dataset's ignore label, if any.
+    pub ignore_label: Option<i16>,
+}
+
+impl PipelineContext {
+    /// The final patch as `[z, y, x]` (`z = 1` for 2D).
+    pub fn patch_zyx(&self) -> Result<[usize; 3]> {
+        match (self.patch_size.as_slice(), self.is_2d) {
+            ([y, x], true) => Ok([1, *y, *x]),
+            ([z, y, x], false) => Ok([*z, *y, *x]),
+            (ps, is_2d) => Err(Error::Invalid(format!(
+                "patch size {ps:?} does not fit a {} configuration",
+                if is_2d { "2D" } else { "3D" }
+            ))),
+        }
+    }
+
+    /// The training mirror axes as sample axes (0 = z, 1 = y, 2 = x).
+    pub fn sample_mirror_axes(&self) -> Vec<usize> {
+        let offset = usize::from(self.is_2d);
+        self.geometry
+            .mirror_axes
+            .iter()
+            .map(|a| a + offset)
+            .collect()
+    }
+
+    /// The [`AugmentationContext`] the pipelines expect at `apply`.
+    pub fn augmentation_context(&self) -> AugmentationContext {
+        AugmentationContext {
+            is_2d: self.is_2d,
+            mirror_axes: self.sample_mirror_axes(),
+            ignore_label: self.ignore_label,
+        }
+    }
+
+    fn region_list(&self) -> Option<Vec<Vec<i16>>> {
+        self.regions.as_ref().map(|r| {
+            let mut r = r.clone();
+            if let Some(ignore) = self.ignore_label {
+                r.push(vec![ignore]);
+            }
+            r
+        })
+    }
+}
+
+/// RemoveLabel, cascade one-hot, regions: the tail every pipeline shares.
+fn label_tail(
+    out: &mut Vec<Box<dyn Augmentation>>,
+    settings: &AugmentationSettings,
+    ctx: &PipelineContext,
+    with_cascade_da: bool,
+) {
+    out.push(Box::new(RemoveLabelTransform::new(-1, 0)));
+    if let Some(labels) = &ctx.cascade_foreground_labels {
+        out.push(Box::new(MoveSegAsOneHotToDataTransform::new(
+            1,
+            Some(labels.clone()),
+            true,
+        )));
+        if with_cascade_da && !labels.is_empty() {
+            let p = settings.cascade_p_per_label;
+            out.push(Box::new(
+                ApplyRandomBinaryOperatorTransform::nnunet_default(
+                    ChannelSelection::Last(labels.len()),
+                    p,
+                ),
+            ));
+            out.push(Box::new(
+                RemoveRandomConnectedComponentTransform::nnunet_default(
+                    ChannelSelection::Last(labels.len()),
+                    p,
+                ),
+            ));
+        }
+    }
+    if let Some(regions) = ctx.region_list() {
+        out.push(Box::new(ConvertSegmentationToRegionsTransform::new(
+            regions, 0,
+        )));
+    }
+}
+
+fn append_extra(
+    out: &mut Vec<Box<dyn Augmentation>>,
+    settings: &AugmentationSettings,
+    registries: &Registries,
+) -> Result<()> {
+    for name in &settings.extra {
+        out.push(registries.augmentations.create(name)?);
+    }
+    Ok(())
+}
+
+/// The training transforms of `settings.pipeline`, followed by the `extra` transforms looked
+/// up by name in `registries`.
+pub fn training_pipeline(
+    settings: &AugmentationSettings,
+    ctx: &PipelineContext,
+    registries: &Registries,
+) -> Result<Vec<Box<dyn Augmentation>>> {
+    let patch = ctx.patch_zyx()?;
+    let mut out: Vec<Box<dyn Augmentation>> = Vec::new();
+    match settings.pipeline {
+        PipelineKind::DA5 => {
+            return Err(Error::Invalid(
+                "the nnUNetTrainerDA5 augmentation pipeline is not available yet in nnunet-rs"
+                    .into(),
+            ));
+        }
+        PipelineKind::None => label_tail(&mut out, settings, ctx, false),
+        PipelineKind::Default => {
+            let dummy = ctx.geometry.do_dummy_2d && !ctx.is_2d;
+            let mut spatial = SpatialTransform::new(Some(patch), ctx.geometry.rotation, dummy);
+            spatial.segmentation_nearest = settings.segmentation_nearest;
+            spatial.image_nearest = settings.image_nearest;
+            out.push(Box::new(spatial));
+            out.push(Box::new(GaussianNoiseTransform::nnunet_default()));
+            out.push(Box::new(GaussianBlurTransform::nnunet_default()));
+            out.push(Box::new(MultiplicativeBrightnessTransform::nnunet_default()));
+            out.push(Box::new(ContrastTransform::nnunet_default()));
+            out.push(Box::new(SimulateLowResolutionTransform::nnunet_default(
+                dummy,
+            )));
+            out.push(Box::new(GammaTransform::nnunet_default(true)));
+            out.push(Box::new(GammaTransform::nnunet_default(false)));
+            let axes = ctx.sample_mirror_axes();
+            if !axes.is_empty() {
+                out.push(Box::new(MirrorTransform::new(Some(axes))));
+            }
+            if ctx.use_mask_for_norm.iter().any(|&m| m) {
+                let channels: Vec<usize> = ctx
+                    .use_mask_for_norm
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| **m)
+                    .map(|(i, _)| i)
+                    .collect();
+                out.push(Box::new(MaskImageTransform::new(Some(channels), 0, 0.0)));
+            }
+            label_tail(&mut out, settings, ctx, true);
+        }
+    }
+    append_extra(&mut out, settings, registries)?;
+    Ok(out)
+}
+
+/// The validation transforms (RemoveLabel, cascade one-hot, regions). Extra transforms are not
+/// applied to validation batches.
+pub fn validation_pipeline(
+    settings: &AugmentationSettings,
+    ctx: &PipelineContext,
+) -> Result<Vec<Box<dyn Augmentation>>> {
+    ctx.patch_zyx()?;
+    let mut out: Vec<Box<dyn Augmentation>> = Vec::new();
+    label_tail(&mut out, settings, ctx, false);
+    Ok(out)
+}

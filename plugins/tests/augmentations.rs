@@ -1,0 +1,766 @@
+//! nnU-Net's augmentation transforms and pipelines: identities, label integrity, probabilities,
+//! reproducibility.
+
+use ndarray::{Array4, Axis};
+use nnunet_core::augmentation::{AugmentationContext, Sample};
+use nnunet_core::training::{AugmentationSettings, PipelineKind};
+use nnunet_core::{Augmentation, Registries};
+use nnunet_plugins::augmentations::cascade::ChannelSelection;
+use nnunet_plugins::augmentations::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// A random sample: smooth-ish image channels and a blocky label map with labels `0..n_labels`
+/// and -1 around a border (outside the nonzero region).
+fn random_sample(
+    seed: u64,
+    c: usize,
+    shape: [usize; 3],
+    n_labels: i16,
+    seg_channels: usize,
+) -> Sample {
+    random_sample_blocks(seed, c, shape, n_labels, seg_channels, 4)
+}
+
+/// [`random_sample`] with label blocks of `block` voxels per side.
+fn random_sample_blocks(
+    seed: u64,
+    c: usize,
+    shape: [usize; 3],
+    n_labels: i16,
+    seg_channels: usize,
+    block: usize,
+) -> Sample {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let image = Array4::from_shape_fn((c, shape[0], shape[1], shape[2]), |_| {
+        rng.random::<f32>() * 4.0 - 1.0
+    });
+    let nb = [
+        shape[0] / block + 1,
+        shape[1] / block + 1,
+        shape[2] / block + 1,
+    ];
+    let blocks: Vec<i16> = (0..seg_channels * nb[0] * nb[1] * nb[2])
+        .map(|_| rng.random_range(0..n_labels))
+        .collect();
+    let segmentation = Array4::from_shape_fn(
+        (seg_channels, shape[0], shape[1], shape[2]),
+        |(s, z, y, x)| {
+            if x < 2 && y < 3 {
+                -1
+            } else {
+                blocks[((s * nb[0] + z / block) * nb[1] + y / block) * nb[2] + x / block]
+            }
+        },
+    );
+    Sample {
+        image,
+        segmentation,
+    }
+}
+
+fn ctx(is_2d: bool) -> AugmentationContext {
+    AugmentationContext {
+        is_2d,
+        mirror_axes: if is_2d { vec![1, 2] } else { vec![0, 1, 2] },
+        ignore_label: None,
+    }
+}
+
+fn assert_labels(sample: &Sample, allowed: &[i16], what: &str) {
+    for &v in sample.segmentation.iter() {
+        assert!(allowed.contains(&v), "{what}: label {v} not in {allowed:?}");
+    }
+}
+
+#[test]
+fn spatial_identity_parameters_are_exact_identity() {
+    for (is_2d, shape) in [(false, [12, 14, 10]), (true, [1, 20, 18])] {
+        let sample = random_sample(1, 2, shape, 4, 2);
+        let context = ctx(is_2d);
+        let mut rng = StdRng::seed_from_u64(0);
+        // crop path
+        let mut s = sample.clone();
+        SpatialTransform::crop_only(None)
+            .apply(&mut s, &context, &mut rng)
+            .unwrap();
+        assert_eq!(s.image, sample.image);
+        assert_eq!(s.segmentation, sample.segmentation);
+        // resampling path with rotation 0 and scale 1
+        let mut t = SpatialTransform::nnunet_default(Some(shape), false);
+        t.p_rotation = 1.0;
+        t.rotation = RandomScalar::Fixed(0.0);
+        t.p_scaling = 1.0;
+        t.scaling = RandomScalar::Fixed(1.0);
+        for nearest in [false, true] {
+            t.segmentation_nearest = nearest;
+            t.image_nearest = nearest;
+            let mut s = sample.clone();
+            t.apply(&mut s, &context, &mut rng).unwrap();
+            assert_eq!(s.image, sample.image, "2d {is_2d} nearest {nearest}");
+            assert_eq!(
+                s.segmentation, sample.segmentation,
+                "2d {is_2d} nearest {nearest}"
+            );
+        }
+    }
+}
+
+#[test]
+fn spatial_centre_crop_and_padding() {
+    let sample = random_sample(2, 1, [10, 12, 14], 3, 1);
+    let mut s = sample.clone();
+    let mut rng = StdRng::seed_from_u64(0);
+    SpatialTransform::crop_only(Some([6, 8, 10]))
+        .apply(&mut s, &ctx(false), &mut rng)
+        .unwrap();
+    assert_eq!(s.image.shape(), &[1, 6, 8, 10]);
+    // centre floor(S/2) - P//2 = 2, 2, 2
+    assert_eq!(s.image[[0, 0, 0, 0]], sample.image[[0, 2, 2, 2]]);
+    assert_eq!(
+        s.segmentation[[0, 5, 7, 9]],
+        sample.segmentation[[0, 7, 9, 11]]
+    );
+    // larger output: padded with 0 (image) and -1 (segmentation)
+    let mut s = sample.clone();
+    SpatialTransform::crop_only(Some([12, 12, 14]))
+        .apply(&mut s, &ctx(false), &mut rng)
+        .unwrap();
+    assert_eq!(s.image[[0, 0, 5, 5]], 0.0);
+    assert_eq!(s.segmentation[[0, 0, 5, 5]], -1);
+    assert_eq!(s.image[[0, 1, 5, 5]], sample.image[[0, 0, 5, 5]]);
+}
+
+#[test]
+fn spatial_rotation_by_90_degrees_permutes_in_plane() {
+    // 2D, square patch, rotation of exactly 90°: a pure permutation of the pixels.
+    let sample = random_sample(3, 1, [1, 8, 8], 3, 1);
+    let mut t = SpatialTransform::nnunet_default(Some([1, 8, 8]), false);
+    t.p_rotation = 1.0;
+    t.rotation = RandomScalar::Fixed(std::f64::consts::FRAC_PI_2);
+    t.p_scaling = 0.0;
+    let mut s = sample.clone();
+    t.apply(&mut s, &ctx(true), &mut StdRng::seed_from_u64(0))
+        .unwrap();
+    let mut a: Vec<i64> = sample
+        .image
+        .iter()
+        .map(|v| (*v * 1e5).round() as i64)
+        .collect();
+    let mut b: Vec<i64> = s.image.iter().map(|v| (*v * 1e5).round() as i64).collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b);
+    let mut a: Vec<i16> = sample.segmentation.iter().copied().collect();
+    let mut b: Vec<i16> = s.segmentation.iter().copied().collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn intensity_identity_parameters_leave_data_unchanged() {
+    let sample = random_sample(4, 2, [6, 10, 12], 3, 1);
+    let context = ctx(false);
+    let mut noise = GaussianNoiseTransform::nnunet_default();
+    noise.p = 1.0;
+    noise.noise_variance = RandomScalar::Fixed(0.0);
+    let mut bright = MultiplicativeBrightnessTransform::nnunet_default();
+    bright.p = 1.0;
+    bright.multiplier_range = RandomScalar::Fixed(1.0);
+    let mut contrast = ContrastTransform::nnunet_default();
+    contrast.p = 1.0;
+    contrast.contrast_range = RandomScalar::Fixed(1.0);
+    let mut lowres = SimulateLowResolutionTransform::nnunet_default(false);
+    lowres.p = 1.0;
+    lowres.p_per_channel = 1.0;
+    lowres.scale = RandomScalar::Fixed(1.0);
+    let mut blur = GaussianBlurTransform::nnunet_default();
+    blur.p = 1.0;
+    blur.p_per_channel = 1.0;
+    blur.blur_sigma = RandomScalar::Fixed(0.0);
+    let exact: Vec<Box<dyn Augmentation>> = vec![
+        Box::new(noise),
+        Box::new(bright),
+        Box::new(lowres),
+        Box::new(blur),
+    ];
+    for t in exact {
+        let mut s = sample.clone();
+        t.apply(&mut s, &context, &mut StdRng::seed_from_u64(9))
+            .unwrap();
+        assert_eq!(s.image, sample.image);
+        assert_eq!(s.segmentation, sample.segmentation);
+    }
+    let mut gamma = GammaTransform::nnunet_default(true);
+    gamma.p = 1.0;
+    gamma.gamma = RandomScalar::Fixed(1.0);
+    let approx: Vec<Box<dyn Augmentation>> = vec![Box::new(contrast), Box::new(gamma)];
+    for t in approx {
+        let mut s = sample.clone();
+        t.apply(&mut s, &context, &mut StdRng::seed_from_u64(9))
+            .unwrap();
+        for (a, b) in s.image.iter().zip(sample.image.iter()) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn mirroring_twice_is_identity() {
+    let sample = random_sample(5, 2, [5, 6, 7], 3, 2);
+    for axes in [vec![0], vec![1, 2], vec![0, 1, 2]] {
+        let mut s = sample.clone();
+        MirrorTransform::flip(&mut s, &axes).unwrap();
+        assert_ne!(s.image, sample.image);
+        MirrorTransform::flip(&mut s, &axes).unwrap();
+        assert_eq!(s.image, sample.image);
+        assert_eq!(s.segmentation, sample.segmentation);
+    }
+    // random mirroring with one seed, twice: the same axes
+    let t = MirrorTransform::new(None);
+    let mut s = sample.clone();
+    t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(3))
+        .unwrap();
+    t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(3))
+        .unwrap();
+    assert_eq!(s.image, sample.image);
+    assert!(MirrorTransform::flip(&mut s, &[3]).is_err());
+}
+
+/// Every transform with probability 1, for label checks.
+fn all_transforms_always(dummy: bool) -> Vec<(&'static str, Box<dyn Augmentation>)> {
+    let mut spatial = SpatialTransform::new(Some([6, 12, 12]), (-3.0, 3.0), dummy);
+    spatial.p_rotation = 1.0;
+    spatial.p_scaling = 1.0;
+    let mut spatial_nn = spatial.clone();
+    spatial_nn.segmentation_nearest = true;
+    let mut noise = GaussianNoiseTransform::nnunet_default();
+    noise.p = 1.0;
+    let mut blur = GaussianBlurTransform::nnunet_default();
+    blur.p = 1.0;
+    let mut bright = MultiplicativeBrightnessTransform::nnunet_default();
+    bright.p = 1.0;
+    let mut contrast = ContrastTransform::nnunet_default();
+    contrast.p = 1.0;
+    let mut lowres = SimulateLowResolutionTransform::nnunet_default(dummy);
+    lowres.p = 1.0;
+    let mut g1 = GammaTransform::nnunet_default(true);
+    g1.p = 1.0;
+    let mut g2 = GammaTransform::nnunet_default(false);
+    g2.p = 1.0;
+    vec![
+        ("spatial", Box::new(spatial)),
+        ("spatial nearest", Box::new(spatial_nn)),
+        ("noise", Box::new(noise)),
+        ("blur", Box::new(blur)),
+        ("brightness", Box::new(bright)),
+        ("contrast", Box::new(contrast)),
+        ("lowres", Box::new(lowres)),
+        ("gamma inv", Box::new(g1)),
+        ("gamma", Box::new(g2)),
+        ("mirror", Box::new(MirrorTransform::new(None))),
+        ("mask", Box::new(MaskImageTransform::new(None, 0, 0.0))),
+    ]
+}
+
+#[test]
+fn segmentation_stays_within_labels_after_every_transform() {
+    for (is_2d, shape, dummy) in [
+        (false, [8, 16, 16], false),
+        (false, [6, 18, 18], true),
+        (true, [1, 18, 18], false),
+    ] {
+        let context = ctx(is_2d);
+        for seed in 0..6u64 {
+            for (name, t) in all_transforms_always(dummy) {
+                let mut s = random_sample(seed, 2, shape, 4, 2);
+                t.apply(&mut s, &context, &mut StdRng::seed_from_u64(seed))
+                    .unwrap();
+                assert_labels(&s, &[-1, 0, 1, 2, 3], name);
+                assert!(s.image.iter().all(|v| v.is_finite()), "{name}");
+            }
+            let mut s = random_sample(seed, 2, shape, 4, 2);
+            RemoveLabelTransform::new(-1, 0)
+                .apply(&mut s, &context, &mut StdRng::seed_from_u64(seed))
+                .unwrap();
+            assert_labels(&s, &[0, 1, 2, 3], "remove label");
+        }
+    }
+}
+
+fn pipeline_context(patch: Vec<usize>, settings: &AugmentationSettings) -> PipelineContext {
+    let is_2d = patch.len() == 2;
+    let geometry =
+        configure_rotation_dummy_da_mirroring_and_initial_patch_size(&patch, settings).unwrap();
+    PipelineContext {
+        patch_size: patch,
+        is_2d,
+        geometry,
+        use_mask_for_norm: vec![true, false],
+        cascade_foreground_labels: None,
+        regions: None,
+        ignore_label: None,
+    }
+}
+
+fn initial_zyx(ctx: &PipelineContext) -> [usize; 3] {
+    let ips = &ctx.geometry.initial_patch_size;
+    if ctx.is_2d {
+        [1, ips[0], ips[1]]
+    } else {
+        [ips[0], ips[1], ips[2]]
+    }
+}
+
+#[test]
+fn default_pipeline_output_shape_and_labels() {
+    let registries = Registries::builtin().unwrap();
+    let settings = AugmentationSettings::default();
+    for patch in [vec![8, 16, 16], vec![4, 20, 24], vec![16, 24]] {
+        let pctx = pipeline_context(patch.clone(), &settings);
+        let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+        let actx = pctx.augmentation_context();
+        let out = pctx.patch_zyx().unwrap();
+        for seed in 0..20u64 {
+            let mut s = random_sample(seed, 2, initial_zyx(&pctx), 3, 1);
+            let mut rng = StdRng::seed_from_u64(seed);
+            for t in &pipeline {
+                t.apply(&mut s, &actx, &mut rng).unwrap();
+            }
+            assert_eq!(&s.image.shape()[1..], &out[..]);
+            assert_eq!(&s.segmentation.shape()[1..], &out[..]);
+            assert_labels(&s, &[0, 1, 2], "default pipeline");
+            assert!(s.image.iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
+#[test]
+fn cascade_and_region_pipelines() {
+    let registries = Registries::builtin().unwrap();
+    let settings = AugmentationSettings::default();
+    let mut pctx = pipeline_context(vec![8, 16, 16], &settings);
+    pctx.cascade_foreground_labels = Some(vec![1, 2]);
+    pctx.regions = Some(vec![vec![1, 2], vec![2]]);
+    pctx.ignore_label = Some(3);
+    let actx = pctx.augmentation_context();
+    for kind in [PipelineKind::Default, PipelineKind::None] {
+        let settings = AugmentationSettings {
+            pipeline: kind,
+            ..Default::default()
+        };
+        let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+        for seed in 0..10u64 {
+            let shape = if kind == PipelineKind::None {
+                [8, 16, 16]
+            } else {
+                initial_zyx(&pctx)
+            };
+            let mut s = random_sample(seed, 2, shape, 4, 2);
+            let mut rng = StdRng::seed_from_u64(seed);
+            for t in &pipeline {
+                t.apply(&mut s, &actx, &mut rng).unwrap();
+            }
+            // 2 image channels + 2 one-hot channels; 2 regions + ignore
+            assert_eq!(s.image.shape(), &[4, 8, 16, 16]);
+            assert_eq!(s.segmentation.shape(), &[3, 8, 16, 16]);
+            assert_labels(&s, &[0, 1], "regions");
+            for c in 2..4 {
+                assert!(
+                    s.image
+                        .index_axis(Axis(0), c)
+                        .iter()
+                        .all(|&v| v == 0.0 || v == 1.0)
+                );
+            }
+        }
+    }
+    let val = validation_pipeline(&settings, &pctx).unwrap();
+    assert_eq!(val.len(), 3);
+}
+
+#[test]
+fn noda_and_da5_and_extra() {
+    let registries = Registries::builtin().unwrap();
+    let noda = AugmentationSettings {
+        pipeline: PipelineKind::None,
+        ..Default::default()
+    };
+    let pctx = pipeline_context(vec![8, 16, 16], &noda);
+    assert_eq!(pctx.geometry.initial_patch_size, vec![8, 16, 16]);
+    let p = training_pipeline(&noda, &pctx, &registries).unwrap();
+    assert_eq!(p.len(), 1); // RemoveLabel only
+    let da5 = AugmentationSettings {
+        pipeline: PipelineKind::DA5,
+        ..Default::default()
+    };
+    let err = training_pipeline(&da5, &pctx, &registries)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("DA5"), "{err}");
+    let extra = AugmentationSettings {
+        extra: vec!["GaussianNoiseTransform".into()],
+        ..noda.clone()
+    };
+    assert_eq!(
+        training_pipeline(&extra, &pctx, &registries).unwrap().len(),
+        2
+    );
+    let bad = AugmentationSettings {
+        extra: vec!["GaussianNoiseTransfrom".into()],
+        ..noda
+    };
+    let err = training_pipeline(&bad, &pctx, &registries)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("did you mean GaussianNoiseTransform"), "{err}");
+}
+
+#[test]
+fn all_transforms_are_registered() {
+    let registries = Registries::builtin().unwrap();
+    for name in [
+        "SpatialTransform",
+        "GaussianNoiseTransform",
+        "GaussianBlurTransform",
+        "MultiplicativeBrightnessTransform",
+        "ContrastTransform",
+        "SimulateLowResolutionTransform",
+        "GammaTransform",
+        "MirrorTransform",
+        "MaskImageTransform",
+        "RemoveLabelTransform",
+        "MoveSegAsOneHotToDataTransform",
+        "ApplyRandomBinaryOperatorTransform",
+        "RemoveRandomConnectedComponentFromOneHotEncodingTransform",
+        "ConvertSegmentationToRegionsTransform",
+    ] {
+        assert!(registries.augmentations.contains(name), "{name}");
+    }
+}
+
+/// Fraction of `n` seeds for which `t` changes the sample.
+fn fire_rate(t: &dyn Augmentation, n: u64) -> f64 {
+    let sample = random_sample(77, 1, [4, 12, 12], 3, 1);
+    let mut fired = 0;
+    for seed in 0..n {
+        let mut s = sample.clone();
+        t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(seed))
+            .unwrap();
+        if s.image != sample.image || s.segmentation != sample.segmentation {
+            fired += 1;
+        }
+    }
+    fired as f64 / n as f64
+}
+
+#[test]
+fn probabilities_match() {
+    let n = 3000;
+    let tol = 0.03;
+    let cases: Vec<(Box<dyn Augmentation>, f64)> = vec![
+        (Box::new(GaussianNoiseTransform::nnunet_default()), 0.1),
+        (
+            Box::new(MultiplicativeBrightnessTransform::nnunet_default()),
+            0.15,
+        ),
+        (Box::new(ContrastTransform::nnunet_default()), 0.15),
+        (Box::new(GammaTransform::nnunet_default(false)), 0.3),
+        // p 0.2 times p_per_channel 0.5 with one channel
+        (Box::new(GaussianBlurTransform::nnunet_default()), 0.1),
+        // rotation or scaling: 1 - 0.8 * 0.8
+        (
+            Box::new(SpatialTransform::nnunet_default(None, false)),
+            0.36,
+        ),
+        // three axes, each flipped with 0.5: 1 - 0.125
+        (Box::new(MirrorTransform::new(None)), 0.875),
+    ];
+    for (t, p) in cases {
+        let rate = fire_rate(t.as_ref(), n);
+        assert!((rate - p).abs() < tol, "rate {rate} vs p {p}");
+    }
+}
+
+#[test]
+fn same_seed_same_output() {
+    let registries = Registries::builtin().unwrap();
+    let settings = AugmentationSettings::default();
+    let mut pctx = pipeline_context(vec![8, 16, 16], &settings);
+    pctx.cascade_foreground_labels = Some(vec![1, 2]);
+    let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+    let actx = pctx.augmentation_context();
+    let run = |seed: u64| {
+        let mut s = random_sample(11, 2, initial_zyx(&pctx), 3, 2);
+        let mut rng = StdRng::seed_from_u64(seed);
+        for _ in 0..1 {
+            for t in &pipeline {
+                t.apply(&mut s, &actx, &mut rng).unwrap();
+            }
+        }
+        s
+    };
+    for seed in 0..10 {
+        let (a, b) = (run(seed), run(seed));
+        assert_eq!(a.image, b.image);
+        assert_eq!(a.segmentation, b.segmentation);
+    }
+    let differ = (0..10).any(|seed| run(seed).image != run(seed + 100).image);
+    assert!(differ);
+}
+
+#[test]
+fn cascade_transforms_keep_one_hot() {
+    let context = ctx(false);
+    for seed in 0..8u64 {
+        let mut s = random_sample(seed, 1, [6, 14, 14], 3, 2);
+        MoveSegAsOneHotToDataTransform::new(1, Some(vec![1, 2]), true)
+            .apply(&mut s, &context, &mut StdRng::seed_from_u64(seed))
+            .unwrap();
+        let mut op =
+            ApplyRandomBinaryOperatorTransform::nnunet_default(ChannelSelection::Last(2), 1.0);
+        op.p = 1.0;
+        op.apply(&mut s, &context, &mut StdRng::seed_from_u64(seed))
+            .unwrap();
+        let mut cc =
+            RemoveRandomConnectedComponentTransform::nnunet_default(ChannelSelection::Last(2), 1.0);
+        cc.p = 1.0;
+        cc.apply(&mut s, &context, &mut StdRng::seed_from_u64(seed))
+            .unwrap();
+        for z in 0..6 {
+            for y in 0..14 {
+                for x in 0..14 {
+                    let a = s.image[[1, z, y, x]];
+                    let b = s.image[[2, z, y, x]];
+                    assert!(a == 0.0 || a == 1.0);
+                    assert!(b == 0.0 || b == 1.0);
+                    assert!(a + b <= 1.0, "overlapping one-hot channels");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn errors_not_panics_on_bad_input() {
+    let mut s = random_sample(1, 1, [4, 8, 8], 2, 1);
+    s.segmentation = Array4::zeros((1, 4, 8, 7));
+    let t = SpatialTransform::crop_only(Some([4, 8, 8]));
+    assert!(
+        t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
+            .is_err()
+    );
+    let mut s = random_sample(1, 1, [4, 8, 8], 2, 1);
+    assert!(
+        MoveSegAsOneHotToDataTransform::new(1, None, true)
+            .apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
+            .is_err()
+    );
+    let op = ApplyRandomBinaryOperatorTransform {
+        p: 1.0,
+        ..ApplyRandomBinaryOperatorTransform::nnunet_default(ChannelSelection::Last(3), 1.0)
+    };
+    assert!(
+        op.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
+            .is_err()
+    );
+}
+
+/// Throughput of the default 3D pipeline on a realistic patch (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn benchmark_default_pipeline() {
+    let registries = Registries::builtin().unwrap();
+    let settings = AugmentationSettings::default();
+    let mut pctx = pipeline_context(vec![128, 128, 128], &settings);
+    pctx.use_mask_for_norm = vec![false];
+    let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+    let actx = pctx.augmentation_context();
+    let block: usize = std::env::var("BENCH_BLOCK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let mut total = std::time::Duration::ZERO;
+    let mut sums = vec![0u128; pipeline.len()];
+    let n = 40;
+    for seed in 0..n {
+        let mut s = random_sample_blocks(seed, 1, initial_zyx(&pctx), 3, 1, block);
+        let t0 = std::time::Instant::now();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut times = Vec::new();
+        for t in &pipeline {
+            let t1 = std::time::Instant::now();
+            t.apply(&mut s, &actx, &mut rng).unwrap();
+            times.push(t1.elapsed().as_millis());
+        }
+        total += t0.elapsed();
+        for (a, t) in sums.iter_mut().zip(&times) {
+            *a += *t;
+        }
+    }
+    eprintln!("mean per sample: {:?}", total / n as u32);
+    eprintln!("total ms per transform: {sums:?}");
+}
+
+/// Time of the spatial transform alone (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn benchmark_spatial() {
+    let s0 = random_sample(1, 1, [205, 205, 205], 3, 1);
+    for (seg_nn, img_nn) in [(false, false), (true, false), (true, true)] {
+        let mut t = SpatialTransform::nnunet_default(Some([128, 128, 128]), false);
+        t.p_rotation = 1.0;
+        t.p_scaling = 1.0;
+        t.segmentation_nearest = seg_nn;
+        t.image_nearest = img_nn;
+        let mut s = s0.clone();
+        let t0 = std::time::Instant::now();
+        t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(1))
+            .unwrap();
+        eprintln!(
+            "seg nearest {seg_nn} image nearest {img_nn}: {:?}",
+            t0.elapsed()
+        );
+    }
+}
+
+/// Statistics of the reference `SpatialTransform` (batchgeneratorsv2, torch) on the same data
+/// and fixed rotation 0.3 rad per axis and scale 1.1 per axis (computed with the installed
+/// reference; see the report).
+#[test]
+fn spatial_matches_reference_statistics() {
+    let (zz, yy, xx) = (14, 17, 19);
+    let image = Array4::from_shape_fn((1, zz, yy, xx), |(_, z, y, x)| {
+        ((0.3 * z as f64).sin() + (0.2 * y as f64).cos() + 0.1 * x as f64) as f32
+    });
+    let segmentation = Array4::from_shape_fn((1, zz, yy, xx), |(_, z, y, x)| {
+        ((z / 3 + y / 4 + x / 5) % 3) as i16
+    });
+    let sample = Sample {
+        image,
+        segmentation,
+    };
+    type Expected = (bool, [usize; 3], f64, f64, i64, [usize; 4]);
+    let cases: [Expected; 2] = [
+        (
+            false,
+            [10, 12, 13],
+            2204.765625,
+            5419.763621731196,
+            1513,
+            [27, 503, 520, 510],
+        ),
+        (
+            true,
+            [14, 12, 13],
+            2756.01708984375,
+            7619.208870291477,
+            2229,
+            [0, 708, 723, 753],
+        ),
+    ];
+    for (in_plane, patch, sum, weighted, seg_sum, counts) in cases {
+        let mut t = SpatialTransform::new(Some(patch), (0.3, 0.3), in_plane);
+        t.p_rotation = 1.0;
+        t.p_scaling = 1.0;
+        t.scaling = RandomScalar::Fixed(1.1);
+        let mut s = sample.clone();
+        t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
+            .unwrap();
+        let got_sum: f64 = s.image.iter().map(|&v| v as f64).sum();
+        let got_weighted: f64 = s
+            .image
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v as f64 * i as f64).rem_euclid(7.0))
+            .sum();
+        let got_seg: i64 = s.segmentation.iter().map(|&v| v as i64).sum();
+        let mut got_counts = [0usize; 4];
+        for &v in s.segmentation.iter() {
+            got_counts[(v + 1) as usize] += 1;
+        }
+        assert!(
+            (got_sum - sum).abs() < 1e-2,
+            "{in_plane}: {got_sum} vs {sum}"
+        );
+        assert!(
+            (got_weighted - weighted).abs() < 1.0,
+            "{in_plane}: {got_weighted} vs {weighted}"
+        );
+        assert_eq!(got_counts, counts, "{in_plane}");
+        assert_eq!(got_seg, seg_sum, "{in_plane}");
+    }
+}
+
+/// Intensity transforms with fixed parameters against statistics of the reference
+/// (batchgeneratorsv2, torch) on the same image.
+#[test]
+fn intensity_matches_reference_statistics() {
+    let (zz, yy, xx) = (14, 17, 19);
+    let image = Array4::from_shape_fn((1, zz, yy, xx), |(_, z, y, x)| {
+        ((0.3 * z as f64).sin() + (0.2 * y as f64).cos() + 0.1 * x as f64) as f32
+    });
+    let sample = Sample {
+        segmentation: Array4::zeros((1, zz, yy, xx)),
+        image,
+    };
+    let mut blur = GaussianBlurTransform::nnunet_default();
+    (blur.p, blur.p_per_channel, blur.blur_sigma) = (1.0, 1.0, RandomScalar::Fixed(0.8));
+    let mut lowres = SimulateLowResolutionTransform::nnunet_default(false);
+    (lowres.p, lowres.p_per_channel, lowres.scale) = (1.0, 1.0, RandomScalar::Fixed(0.6));
+    let mut gamma = GammaTransform::nnunet_default(true);
+    (gamma.p, gamma.gamma) = (1.0, RandomScalar::Fixed(1.3));
+    let mut contrast = ContrastTransform::nnunet_default();
+    (contrast.p, contrast.contrast_range) = (1.0, RandomScalar::Fixed(1.2));
+    let cases: Vec<(Box<dyn Augmentation>, f64, f64, f32)> = vec![
+        (
+            Box::new(blur),
+            5772.69720516447,
+            15884.110091926064,
+            1.994_846_2,
+        ),
+        (
+            Box::new(lowres),
+            5649.932419377321,
+            15873.246611800278,
+            2.014_254_8,
+        ),
+        (
+            Box::new(gamma),
+            5725.869581878185,
+            15880.34370970726,
+            2.063_985_8,
+        ),
+        (
+            Box::new(contrast),
+            5720.036025226116,
+            15673.135405182838,
+            2.175_11,
+        ),
+    ];
+    for (i, (t, sum, weighted, probe)) in cases.into_iter().enumerate() {
+        let mut s = sample.clone();
+        t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
+            .unwrap();
+        let got_sum: f64 = s.image.iter().map(|&v| v as f64).sum();
+        let got_weighted: f64 = s
+            .image
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v as f64 * i as f64).rem_euclid(7.0))
+            .sum();
+        let got_probe = s.image[[0, 3, 5, 7]];
+        assert!((got_sum - sum).abs() < 1e-2, "{i}: {got_sum} vs {sum}");
+        assert!(
+            (got_probe - probe).abs() < 1e-5,
+            "{i}: {got_probe} vs {probe}"
+        );
+        assert!(
+            (got_weighted - weighted).abs() < 2.0,
+            "{i}: {got_weighted} vs {weighted}"
+        );
+    }
+}
