@@ -395,11 +395,13 @@ fn noda_and_da5_and_extra() {
         pipeline: PipelineKind::DA5,
         ..Default::default()
     };
-    let err = training_pipeline(&da5, &pctx, &registries)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("DA5"), "{err}");
+    // DA5 is available: spatial, rot90, transpose, 2 x OneOf, noise, brightness, lowres,
+    // 2 x gamma, rectangles, gradient, local gamma, sharpening, mask, remove label (the NoDA
+    // geometry of this context has no mirror axes)
+    assert_eq!(
+        training_pipeline(&da5, &pctx, &registries).unwrap().len(),
+        16
+    );
     let extra = AugmentationSettings {
         extra: vec!["GaussianNoiseTransform".into()],
         ..noda.clone()
@@ -437,6 +439,15 @@ fn all_transforms_are_registered() {
         "ApplyRandomBinaryOperatorTransform",
         "RemoveRandomConnectedComponentFromOneHotEncodingTransform",
         "ConvertSegmentationToRegionsTransform",
+        "Rot90Transform",
+        "TransposeAxesTransform",
+        "MedianFilterTransform",
+        "BrightnessAdditiveTransform",
+        "BlankRectangleTransform",
+        "BrightnessGradientAdditiveTransform",
+        "LocalGammaTransform",
+        "SharpeningTransform",
+        "OneOfTransform",
     ] {
         assert!(registries.augmentations.contains(name), "{name}");
     }
@@ -762,5 +773,597 @@ fn intensity_matches_reference_statistics() {
             (got_weighted - weighted).abs() < 2.0,
             "{i}: {got_weighted} vs {weighted}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DA5
+
+fn da5_settings() -> AugmentationSettings {
+    AugmentationSettings {
+        pipeline: PipelineKind::DA5,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn da5_identity_parameters_leave_data_unchanged() {
+    for (is_2d, shape) in [(false, [6, 10, 10]), (true, [1, 12, 12])] {
+        let sample = random_sample(4, 2, shape, 3, 1);
+        let context = ctx(is_2d);
+        let mut rot = Rot90Transform::da5(None);
+        rot.p = 1.0;
+        rot.num_rot_per_combination = vec![0];
+        let mut transpose = TransposeAxesTransform::da5(Some(vec![1]));
+        transpose.p = 1.0;
+        let mut median = MedianFilterTransform::da5();
+        median.p = 1.0;
+        median.p_per_channel = 1.0;
+        median.filter_size = (1, 2);
+        let mut bright = BrightnessAdditiveTransform::da5();
+        bright.p = 1.0;
+        bright.p_per_channel = 1.0;
+        bright.sigma = 0.0;
+        let mut rect = BlankRectangleTransform::da5(None);
+        rect.p = 1.0;
+        rect.p_per_channel = 0.0;
+        let mut gradient = BrightnessGradientAdditiveTransform::da5();
+        gradient.p = 1.0;
+        gradient.p_per_channel = 1.0;
+        gradient.max_strength = SplitScalar::Scalar(RandomScalar::Fixed(0.0));
+        let mut sharpen = SharpeningTransform::da5();
+        sharpen.p = 1.0;
+        sharpen.p_per_channel = 1.0;
+        sharpen.strength = RandomScalar::Fixed(0.0);
+        let mut oneof =
+            OneOfTransform::new(vec![Box::new(median.clone()), Box::new(sharpen.clone())]);
+        oneof.p = 1.0;
+        let exact: Vec<(&str, Box<dyn Augmentation>)> = vec![
+            ("rot90", Box::new(rot)),
+            ("transpose", Box::new(transpose)),
+            ("median", Box::new(median)),
+            ("brightness additive", Box::new(bright)),
+            ("rectangles", Box::new(rect)),
+            ("gradient", Box::new(gradient)),
+            ("sharpening", Box::new(sharpen)),
+            ("one of", Box::new(oneof)),
+        ];
+        for (name, t) in exact {
+            for seed in 0..4 {
+                let mut s = sample.clone();
+                t.apply(&mut s, &context, &mut StdRng::seed_from_u64(seed))
+                    .unwrap();
+                assert_eq!(s.image, sample.image, "{name}");
+                assert_eq!(s.segmentation, sample.segmentation, "{name}");
+            }
+        }
+        let mut gamma = LocalGammaTransform::da5();
+        gamma.p = 1.0;
+        gamma.p_per_channel = 1.0;
+        gamma.gamma = SplitScalar::Scalar(RandomScalar::Fixed(1.0));
+        let mut s = sample.clone();
+        gamma
+            .apply(&mut s, &context, &mut StdRng::seed_from_u64(1))
+            .unwrap();
+        for (a, b) in s.image.iter().zip(sample.image.iter()) {
+            assert!((a - b).abs() < 1e-5, "local gamma: {a} vs {b}");
+        }
+        // a constant image is a fixed point of median filter and sharpening
+        let mut flat = sample.clone();
+        flat.image.fill(0.75);
+        let mut median = MedianFilterTransform::da5();
+        median.p = 1.0;
+        let mut sharpen = SharpeningTransform::da5();
+        sharpen.p = 1.0;
+        for t in [&median as &dyn Augmentation, &sharpen] {
+            for seed in 0..4 {
+                let mut s = flat.clone();
+                t.apply(&mut s, &context, &mut StdRng::seed_from_u64(seed))
+                    .unwrap();
+                assert!(s.image.iter().all(|&v| (v - 0.75).abs() < 1e-6));
+            }
+        }
+    }
+}
+
+#[test]
+fn rot90_four_times_is_identity_and_transpose_twice_is_identity() {
+    let sample = random_sample(5, 2, [6, 6, 6], 3, 2);
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        let mut s = sample.clone();
+        Rot90Transform::rotate(&mut s, 1, a, b).unwrap();
+        assert_ne!(s.image, sample.image);
+        for _ in 0..3 {
+            Rot90Transform::rotate(&mut s, 1, a, b).unwrap();
+        }
+        assert_eq!(s.image, sample.image);
+        assert_eq!(s.segmentation, sample.segmentation);
+        let mut s = sample.clone();
+        Rot90Transform::rotate(&mut s, 3, a, b).unwrap();
+        Rot90Transform::rotate(&mut s, 1, a, b).unwrap();
+        assert_eq!(s.image, sample.image);
+        let mut s = sample.clone();
+        Rot90Transform::rotate(&mut s, 2, a, b).unwrap();
+        Rot90Transform::rotate(&mut s, 2, a, b).unwrap();
+        assert_eq!(s.image, sample.image);
+
+        let mut s = sample.clone();
+        TransposeAxesTransform::permute(&mut s, &[a, b], &[b, a]).unwrap();
+        assert_ne!(s.image, sample.image);
+        TransposeAxesTransform::permute(&mut s, &[a, b], &[b, a]).unwrap();
+        assert_eq!(s.image, sample.image);
+        assert_eq!(s.segmentation, sample.segmentation);
+    }
+    // torch.rot90 / np.rot90 convention: [[1, 2], [3, 4]] -> [[2, 4], [1, 3]]
+    let mut s = Sample {
+        image: Array4::from_shape_vec((1, 1, 2, 2), vec![1.0, 2.0, 3.0, 4.0]).unwrap(),
+        segmentation: Array4::from_shape_vec((1, 1, 2, 2), vec![1, 2, 3, 4]).unwrap(),
+    };
+    Rot90Transform::rotate(&mut s, 1, 1, 2).unwrap();
+    assert_eq!(
+        s.image.iter().copied().collect::<Vec<_>>(),
+        [2.0, 4.0, 1.0, 3.0]
+    );
+    assert_eq!(
+        s.segmentation.iter().copied().collect::<Vec<_>>(),
+        [2, 4, 1, 3]
+    );
+    // transposing y/x of a 2D sample
+    let mut s = Sample {
+        image: Array4::from_shape_vec((1, 1, 2, 2), vec![1.0, 2.0, 3.0, 4.0]).unwrap(),
+        segmentation: Array4::from_shape_vec((1, 1, 2, 2), vec![1, 2, 3, 4]).unwrap(),
+    };
+    TransposeAxesTransform::permute(&mut s, &[1, 2], &[2, 1]).unwrap();
+    assert_eq!(
+        s.image.iter().copied().collect::<Vec<_>>(),
+        [1.0, 3.0, 2.0, 4.0]
+    );
+    // random rotations act on the allowed axes only: z untouched for 2D, shape kept
+    let rot = Rot90Transform {
+        p: 1.0,
+        ..Rot90Transform::da5(None)
+    };
+    let flat = random_sample(6, 1, [1, 8, 8], 3, 1);
+    for seed in 0..8 {
+        let mut s = flat.clone();
+        rot.apply(&mut s, &ctx(true), &mut StdRng::seed_from_u64(seed))
+            .unwrap();
+        assert_eq!(s.image.shape(), &[1, 1, 8, 8]);
+        let mut sorted_a: Vec<f32> = s.image.iter().copied().collect();
+        let mut sorted_b: Vec<f32> = flat.image.iter().copied().collect();
+        sorted_a.sort_by(f32::total_cmp);
+        sorted_b.sort_by(f32::total_cmp);
+        assert_eq!(sorted_a, sorted_b);
+    }
+    // a 3D patch (4, 8, 8): only y/x are rotated, z stays
+    let s3 = random_sample(7, 1, [4, 8, 8], 3, 1);
+    for seed in 0..8 {
+        let mut s = s3.clone();
+        rot.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(seed))
+            .unwrap();
+        assert_eq!(s.image.shape(), &[1, 4, 8, 8]);
+        let mut t = s3.clone();
+        let tr = TransposeAxesTransform::da5(None);
+        let tr = TransposeAxesTransform { p: 1.0, ..tr };
+        tr.apply(&mut t, &ctx(false), &mut StdRng::seed_from_u64(seed))
+            .unwrap();
+        assert_eq!(t.image.shape(), &[1, 4, 8, 8]);
+        // every z slice keeps its own values
+        for z in 0..4 {
+            let sum = |x: &Sample| x.image.index_axis(Axis(1), z).sum();
+            assert!((sum(&s) - sum(&s3)).abs() < 1e-3);
+            assert!((sum(&t) - sum(&s3)).abs() < 1e-3);
+        }
+    }
+}
+
+/// Every DA5 transform with probability 1 (and p per channel 1).
+fn da5_transforms_always(patch: &[usize]) -> Vec<(&'static str, Box<dyn Augmentation>)> {
+    let rot = Rot90Transform {
+        p: 1.0,
+        ..Rot90Transform::da5(None)
+    };
+    let transpose = TransposeAxesTransform {
+        p: 1.0,
+        ..TransposeAxesTransform::da5(None)
+    };
+    let median = MedianFilterTransform {
+        p: 1.0,
+        p_per_channel: 1.0,
+        ..MedianFilterTransform::da5()
+    };
+    let bright = BrightnessAdditiveTransform {
+        p: 1.0,
+        p_per_channel: 1.0,
+        ..BrightnessAdditiveTransform::da5()
+    };
+    let rect = BlankRectangleTransform {
+        p: 1.0,
+        p_per_channel: 1.0,
+        ..BlankRectangleTransform::da5(Some(patch))
+    };
+    let gradient = BrightnessGradientAdditiveTransform {
+        p: 1.0,
+        p_per_channel: 1.0,
+        ..BrightnessGradientAdditiveTransform::da5()
+    };
+    let gamma = LocalGammaTransform {
+        p: 1.0,
+        p_per_channel: 1.0,
+        ..LocalGammaTransform::da5()
+    };
+    let sharpen = SharpeningTransform {
+        p: 1.0,
+        p_per_channel: 1.0,
+        ..SharpeningTransform::da5()
+    };
+    vec![
+        ("rot90", Box::new(rot)),
+        ("transpose", Box::new(transpose)),
+        ("median", Box::new(median)),
+        ("brightness additive", Box::new(bright)),
+        ("rectangles", Box::new(rect)),
+        ("gradient", Box::new(gradient)),
+        ("local gamma", Box::new(gamma)),
+        ("sharpening", Box::new(sharpen)),
+        ("one of filter", Box::new(OneOfTransform::da5_filter())),
+        ("one of contrast", Box::new(OneOfTransform::da5_contrast())),
+    ]
+}
+
+#[test]
+fn da5_transforms_keep_labels_and_shape() {
+    for (is_2d, shape, patch) in [
+        (false, [8, 16, 16], vec![8, 16, 16]),
+        (false, [4, 18, 18], vec![4, 18, 18]),
+        (false, [10, 10, 10], vec![10, 10, 10]),
+        (true, [1, 18, 18], vec![18, 18]),
+        (true, [1, 4, 5], vec![4, 5]),
+    ] {
+        let context = ctx(is_2d);
+        for seed in 0..6u64 {
+            for (name, t) in da5_transforms_always(&patch) {
+                let mut s = random_sample(seed, 2, shape, 4, 2);
+                t.apply(&mut s, &context, &mut StdRng::seed_from_u64(seed))
+                    .unwrap();
+                assert_labels(&s, &[-1, 0, 1, 2, 3], name);
+                assert_eq!(&s.image.shape()[1..], &shape[..], "{name}");
+                assert_eq!(&s.segmentation.shape()[1..], &shape[..], "{name}");
+                assert!(s.image.iter().all(|v| v.is_finite()), "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn da5_pipeline_output_shape_and_labels() {
+    let registries = Registries::builtin().unwrap();
+    for (settings, name) in [
+        (da5_settings(), "DA5"),
+        (
+            AugmentationSettings {
+                segmentation_nearest: true,
+                ..da5_settings()
+            },
+            "DA5Segord0",
+        ),
+        (
+            AugmentationSettings {
+                segmentation_nearest: true,
+                image_nearest: true,
+                ..da5_settings()
+            },
+            "DA5ord0",
+        ),
+    ] {
+        // 3D, 3D all-equal, dummy-2D, 2D square and 2D non-square (no rot90/transpose)
+        for patch in [
+            vec![8, 16, 16],
+            vec![12, 12, 12],
+            vec![4, 20, 20],
+            vec![16, 16],
+            vec![16, 24],
+        ] {
+            let mut pctx = pipeline_context(patch.clone(), &settings);
+            if patch == vec![4, 20, 20] {
+                assert!(pctx.geometry.do_dummy_2d, "{patch:?}");
+            }
+            if patch == vec![8, 16, 16] {
+                pctx.cascade_foreground_labels = Some(vec![1, 2]);
+            }
+            let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+            let actx = pctx.augmentation_context();
+            let out = pctx.patch_zyx().unwrap();
+            for seed in 0..12u64 {
+                let seg_c = if pctx.cascade_foreground_labels.is_some() {
+                    2
+                } else {
+                    1
+                };
+                let mut s = random_sample(seed, 2, initial_zyx(&pctx), 3, seg_c);
+                let mut rng = StdRng::seed_from_u64(seed);
+                for t in &pipeline {
+                    t.apply(&mut s, &actx, &mut rng).unwrap();
+                }
+                assert_eq!(&s.image.shape()[1..], &out[..], "{name} {patch:?}");
+                assert_eq!(&s.segmentation.shape()[1..], &out[..], "{name} {patch:?}");
+                assert_eq!(s.segmentation.shape()[0], 1);
+                assert_labels(&s, &[0, 1, 2], name);
+                assert!(s.image.iter().all(|v| v.is_finite()), "{name} {patch:?}");
+                if pctx.cascade_foreground_labels.is_some() {
+                    assert_eq!(s.image.shape()[0], 4);
+                    for c in 2..4 {
+                        assert!(
+                            s.image
+                                .index_axis(Axis(0), c)
+                                .iter()
+                                .all(|&v| v == 0.0 || v == 1.0)
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // regions on top
+    let settings = da5_settings();
+    let mut pctx = pipeline_context(vec![8, 16, 16], &settings);
+    pctx.regions = Some(vec![vec![1, 2], vec![2]]);
+    pctx.ignore_label = Some(3);
+    let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+    let actx = pctx.augmentation_context();
+    for seed in 0..6u64 {
+        let mut s = random_sample(seed, 2, initial_zyx(&pctx), 4, 1);
+        let mut rng = StdRng::seed_from_u64(seed);
+        for t in &pipeline {
+            t.apply(&mut s, &actx, &mut rng).unwrap();
+        }
+        assert_eq!(s.segmentation.shape(), &[3, 8, 16, 16]);
+        assert_labels(&s, &[0, 1], "DA5 regions");
+    }
+}
+
+#[test]
+fn da5_pipeline_composition() {
+    let registries = Registries::builtin().unwrap();
+    let settings = da5_settings();
+    // 17 with equal axes, mirror axes and a mask channel; no equal axes: no rot90 /
+    // transpose; no mask without use_mask_for_norm
+    let mut pctx = pipeline_context(vec![8, 12, 16], &settings);
+    pctx.use_mask_for_norm = vec![false];
+    assert_eq!(
+        training_pipeline(&settings, &pctx, &registries)
+            .unwrap()
+            .len(),
+        14
+    );
+    let pctx = pipeline_context(vec![16, 24], &settings);
+    assert_eq!(
+        training_pipeline(&settings, &pctx, &registries)
+            .unwrap()
+            .len(),
+        15
+    );
+    let pctx = pipeline_context(vec![16, 16], &settings);
+    assert_eq!(
+        training_pipeline(&settings, &pctx, &registries)
+            .unwrap()
+            .len(),
+        17
+    );
+}
+
+#[test]
+fn da5_same_seed_same_output() {
+    let registries = Registries::builtin().unwrap();
+    let settings = da5_settings();
+    for patch in [vec![8, 16, 16], vec![16, 16]] {
+        let mut pctx = pipeline_context(patch, &settings);
+        if !pctx.is_2d {
+            pctx.cascade_foreground_labels = Some(vec![1, 2]);
+        }
+        let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+        let actx = pctx.augmentation_context();
+        let seg_c = if pctx.is_2d { 1 } else { 2 };
+        let run = |seed: u64| {
+            let mut s = random_sample(11, 2, initial_zyx(&pctx), 3, seg_c);
+            let mut rng = StdRng::seed_from_u64(seed);
+            for t in &pipeline {
+                t.apply(&mut s, &actx, &mut rng).unwrap();
+            }
+            s
+        };
+        for seed in 0..8 {
+            let (a, b) = (run(seed), run(seed));
+            assert_eq!(a.image, b.image);
+            assert_eq!(a.segmentation, b.segmentation);
+        }
+        assert!((0..8).any(|seed| run(seed).image != run(seed + 100).image));
+    }
+}
+
+#[test]
+fn da5_probabilities_match() {
+    let n = 3000;
+    let tol = 0.03;
+    let cases: Vec<(&str, Box<dyn Augmentation>, f64)> = vec![
+        (
+            "rot90",
+            Box::new(Rot90Transform {
+                num_rot_per_combination: vec![1],
+                ..Rot90Transform::da5(None)
+            }),
+            0.5,
+        ),
+        // a random order of two axes is a swap half of the time
+        (
+            "transpose",
+            Box::new(TransposeAxesTransform::da5(None)),
+            0.25,
+        ),
+        (
+            "median",
+            Box::new(MedianFilterTransform {
+                p_per_channel: 1.0,
+                ..MedianFilterTransform::da5()
+            }),
+            0.2,
+        ),
+        (
+            "brightness additive",
+            Box::new(BrightnessAdditiveTransform {
+                p_per_channel: 1.0,
+                ..BrightnessAdditiveTransform::da5()
+            }),
+            0.1,
+        ),
+        (
+            "rectangles",
+            Box::new(BlankRectangleTransform {
+                p_per_channel: 1.0,
+                ..BlankRectangleTransform::da5(Some(&[4, 12, 12]))
+            }),
+            0.4,
+        ),
+        (
+            "gradient",
+            Box::new(BrightnessGradientAdditiveTransform {
+                p_per_channel: 1.0,
+                ..BrightnessGradientAdditiveTransform::da5()
+            }),
+            0.3,
+        ),
+        (
+            "local gamma",
+            Box::new(LocalGammaTransform {
+                p_per_channel: 1.0,
+                ..LocalGammaTransform::da5()
+            }),
+            0.3,
+        ),
+        (
+            "sharpening",
+            Box::new(SharpeningTransform {
+                p_per_channel: 1.0,
+                ..SharpeningTransform::da5()
+            }),
+            0.2,
+        ),
+        // one of two transforms of p 0.2 (each with p per channel 0.5, one channel)
+        ("one of", Box::new(OneOfTransform::da5_filter()), 0.1),
+    ];
+    for (name, t, p) in cases {
+        let rate = fire_rate(t.as_ref(), n);
+        assert!((rate - p).abs() < tol, "{name}: {rate} vs {p}");
+    }
+}
+
+#[test]
+fn da5_errors_not_panics_on_bad_input() {
+    let mut s = random_sample(1, 1, [4, 8, 8], 2, 1);
+    let t = TransposeAxesTransform {
+        p: 1.0,
+        allowed_axes: Some(vec![0, 1]),
+    };
+    assert!(
+        t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
+            .is_err()
+    );
+    let t = BlankRectangleTransform {
+        p: 1.0,
+        ..BlankRectangleTransform::da5(Some(&[8, 8]))
+    };
+    assert!(
+        t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
+            .is_err()
+    );
+    let t = Rot90Transform {
+        p: 1.0,
+        allowed_axes: Some(vec![1, 3]),
+        ..Rot90Transform::da5(None)
+    };
+    assert!(
+        t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
+            .is_err()
+    );
+    s.segmentation = Array4::zeros((1, 4, 8, 7));
+    let t = Rot90Transform {
+        p: 1.0,
+        ..Rot90Transform::da5(None)
+    };
+    assert!(
+        t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
+            .is_err()
+    );
+    // tiny patches: empty size ranges and axes shorter than 6 do not panic
+    let mut s = random_sample(2, 1, [2, 3, 3], 2, 1);
+    for (name, t) in da5_transforms_always(&[2, 3, 3]) {
+        t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
+            .unwrap();
+        assert!(s.image.iter().all(|v| v.is_finite()), "{name}");
+    }
+}
+
+/// Median filter and sharpening against scipy's `median_filter` / batchgeneratorsv2's
+/// `SharpeningTransform` (values computed with the reference venv).
+#[test]
+fn da5_median_and_sharpening_match_reference() {
+    let values: Vec<f32> = (0..60)
+        .map(|i| ((i * 7) % 13) as f32 * 0.5 - (i % 3) as f32)
+        .collect();
+    let vol = Sample {
+        image: Array4::from_shape_vec((1, 3, 4, 5), values.clone()).unwrap(),
+        segmentation: Array4::zeros((1, 3, 4, 5)),
+    };
+    let plane = Sample {
+        image: Array4::from_shape_vec((1, 1, 4, 5), values[..20].to_vec()).unwrap(),
+        segmentation: Array4::zeros((1, 1, 4, 5)),
+    };
+    let m4_3d = [
+        2.0, 2.5, 2.0, 2.0, 3.5, 2.0, 2.0, 2.0, 2.0, 2.0, 2.5, 2.5, 2.5, 2.0, 1.5, 2.5, 2.5, 2.5,
+        2.0, 1.0, 2.0, 2.5, 2.0, 2.0, 2.5, 2.5, 2.5, 2.0, 2.0, 1.5, 2.5, 2.5, 2.5, 2.0, 1.5, 2.5,
+        2.5, 2.5, 1.5, 1.5, 2.0, 2.5, 2.0, 2.0, 2.5, 2.5, 2.5, 2.0, 2.0, 1.5, 2.5, 2.5, 2.5, 1.5,
+        1.5, 3.0, 3.0, 2.5, 1.5, 1.5,
+    ];
+    let m3_2d = [
+        1.5, 1.5, 2.5, 0.0, 0.0, 1.5, 2.5, 2.5, 1.5, 1.5, 1.5, 2.5, 3.0, 1.5, 1.5, 1.5, 1.5, 3.0,
+        0.5, 0.5,
+    ];
+    let sh3 = [
+        -4.0, 6.5, -12.0, 12.5, -7.75, 5.0, -0.25, 10.75, -6.0, 14.75, 0.5, 7.75, 7.75, -10.5, 1.5,
+        -2.75, 6.0, -10.75, 13.75, -1.75, 5.75, 3.75, 11.5, -5.25, 15.5, 4.0, -16.25, 11.25,
+        -10.25, 0.25, -3.75, 10.0, -11.5, 19.25, -1.0, 7.0, 1.75, 14.25, -4.0, -2.75, 4.75, -10.75,
+        10.5, -6.25, 2.5, -1.75, 13.5, -8.0, 18.0, -0.75, 7.75, 5.75, -7.75, 0.0, -2.0, 4.25, -9.5,
+        11.75, -3.5, 7.0,
+    ];
+    let sh2 = [
+        -2.5, 6.25, -9.0, 10.75, -4.75, 4.75, -2.0, 10.5, -6.25, 13.0, 0.25, 7.5, 6.0, -7.5, 1.25,
+        -1.25, 5.75, -7.75, 12.0, -2.0,
+    ];
+    let median = |size: usize| MedianFilterTransform {
+        p: 1.0,
+        filter_size: (size, size + 1),
+        p_same_for_each_channel: 0.0,
+        p_per_channel: 1.0,
+    };
+    let sharpen = SharpeningTransform {
+        p: 1.0,
+        strength: RandomScalar::Fixed(0.5),
+        p_per_channel: 1.0,
+        ..SharpeningTransform::da5()
+    };
+    type Case<'a> = (&'a Sample, Box<dyn Augmentation>, bool, &'a [f32]);
+    let cases: Vec<Case> = vec![
+        (&vol, Box::new(median(4)), false, &m4_3d),
+        (&plane, Box::new(median(3)), true, &m3_2d),
+        (&vol, Box::new(sharpen.clone()), false, &sh3),
+        (&plane, Box::new(sharpen), true, &sh2),
+    ];
+    for (i, (sample, t, is_2d, expected)) in cases.into_iter().enumerate() {
+        let mut s = sample.clone();
+        t.apply(&mut s, &ctx(is_2d), &mut StdRng::seed_from_u64(0))
+            .unwrap();
+        for (a, b) in s.image.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-5, "case {i}: {a} vs {b}");
+        }
     }
 }

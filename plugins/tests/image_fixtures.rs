@@ -257,3 +257,16 @@ fn write_files_for_nnunet_check() {
     )
     .unwrap();
 }
+
+/// Found by `cargo fuzz` (target `readers`): a 66-byte BMP whose header declares a 624 GB image
+/// made the decoder abort the process on allocation. It must be a reported problem.
+#[test]
+fn a_bmp_declaring_a_huge_image_is_an_error_not_an_abort() {
+    let file = fixtures().join("huge_header.bmp");
+    let err = NaturalImage2DIO
+        .read_images(&[file.as_path()])
+        .expect_err("a corrupt BMP must not read");
+    let text = err.to_string();
+    assert!(text.contains("huge_header.bmp"), "{text}");
+    assert!(NaturalImage2DIO.read_segmentation(&file).is_err());
+}

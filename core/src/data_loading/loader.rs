@@ -275,9 +275,18 @@ fn work(
     first: u64,
     step: u64,
 ) {
+    // With several workers the cores are busy with whole batches: the transforms' own parallel
+    // loops then only add thread wake-ups, so each worker runs them on a one-thread pool.
+    let local_pool = (step >= 2)
+        .then(|| rayon::ThreadPoolBuilder::new().num_threads(1).build().ok())
+        .flatten();
+    let make = |index: u64| match &local_pool {
+        Some(pool) => pool.install(|| producer.batch(index)),
+        None => producer.batch(index),
+    };
     let mut index = first;
     while !stop.load(Ordering::SeqCst) {
-        let batch = catch_unwind(AssertUnwindSafe(|| producer.batch(index))).unwrap_or_else(|_| {
+        let batch = catch_unwind(AssertUnwindSafe(|| make(index))).unwrap_or_else(|_| {
             Err(Error::Invalid(format!(
                 "data loading panicked while making batch {index}"
             )))

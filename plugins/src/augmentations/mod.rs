@@ -7,6 +7,7 @@
 //! it is given, so a seeded run is reproducible.
 
 pub mod cascade;
+pub mod da5;
 pub mod geometry;
 pub mod intensity;
 pub mod pipeline;
@@ -14,6 +15,11 @@ pub mod spatial;
 pub mod utility;
 
 pub use cascade::{ApplyRandomBinaryOperatorTransform, RemoveRandomConnectedComponentTransform};
+pub use da5::{
+    BlankRectangleTransform, BrightnessAdditiveTransform, BrightnessGradientAdditiveTransform,
+    LocalGammaTransform, LocalScale, MedianFilterTransform, OneOfTransform, RectangleValue,
+    Rot90Transform, SharpeningTransform, SplitScalar, TransposeAxesTransform,
+};
 pub use geometry::{DaGeometry, configure_rotation_dummy_da_mirroring_and_initial_patch_size};
 pub use intensity::{
     ContrastTransform, GammaTransform, GaussianBlurTransform, GaussianNoiseTransform,
@@ -174,4 +180,61 @@ nnunet_core::register!(
     "ConvertSegmentationToRegionsTransform",
     "segmentation to one binary channel per label present (labels > 0)",
     || Box::new(ConvertSegmentationToRegionsTransform::new(Vec::new(), 0))
+);
+nnunet_core::register!(
+    Augmentation,
+    "Rot90Transform",
+    "0-3 quarter turns of image and segmentation in a random plane of the equal-length axes \
+     (p 0.5)",
+    || Box::new(Rot90Transform::da5(None))
+);
+nnunet_core::register!(
+    Augmentation,
+    "TransposeAxesTransform",
+    "random permutation of the equal-length axes of image and segmentation (p 0.5)",
+    || Box::new(TransposeAxesTransform::da5(None))
+);
+nnunet_core::register!(
+    Augmentation,
+    "MedianFilterTransform",
+    "median filter, window 2-7 per channel (p 0.2, p per channel 0.5)",
+    || Box::new(MedianFilterTransform::da5())
+);
+nnunet_core::register!(
+    Augmentation,
+    "BrightnessAdditiveTransform",
+    "per-channel additive offset N(0, 0.5) (p 0.1, p per channel 0.5)",
+    || Box::new(BrightnessAdditiveTransform::da5())
+);
+nnunet_core::register!(
+    Augmentation,
+    "BlankRectangleTransform",
+    "1-4 boxes of side [max(1, s/10), s/3) filled with their mean (p 0.4, p per channel 0.5)",
+    || Box::new(BlankRectangleTransform::da5(None))
+);
+nnunet_core::register!(
+    Augmentation,
+    "BrightnessGradientAdditiveTransform",
+    "additive smooth Gaussian brightness gradient of peak ±U(1, 5) (p 0.3, p per channel 0.5)",
+    || Box::new(BrightnessGradientAdditiveTransform::da5())
+);
+nnunet_core::register!(
+    Augmentation,
+    "LocalGammaTransform",
+    "gamma U(0.01, 0.8) or U(1.5, 4) blended in through a smooth Gaussian map (p 0.3, p per \
+     channel 0.5)",
+    || Box::new(LocalGammaTransform::da5())
+);
+nnunet_core::register!(
+    Augmentation,
+    "SharpeningTransform",
+    "Laplacian sharpening, strength U(0.1, 1) (p 0.2, p per channel 0.5)",
+    || Box::new(SharpeningTransform::da5())
+);
+nnunet_core::register!(
+    Augmentation,
+    "OneOfTransform",
+    "one of median filter (p 0.2) or Gaussian blur sigma U(0.3, 1.5) (p 0.2), chosen uniformly \
+     (DA5's filter choice)",
+    || Box::new(OneOfTransform::da5_filter())
 );

@@ -5,8 +5,14 @@ use nnunet_core::augmentation::AugmentationContext;
 use nnunet_core::training::{AugmentationSettings, PipelineKind};
 use nnunet_core::{Augmentation, Error, Registries, Result};
 
+use super::RandomScalar;
 use super::cascade::{
     ApplyRandomBinaryOperatorTransform, ChannelSelection, RemoveRandomConnectedComponentTransform,
+};
+use super::da5::{
+    BlankRectangleTransform, BrightnessAdditiveTransform, BrightnessGradientAdditiveTransform,
+    LocalGammaTransform, OneOfTransform, Rot90Transform, SharpeningTransform,
+    TransposeAxesTransform, equal_length_axes,
 };
 use super::geometry::DaGeometry;
 use super::intensity::{
@@ -82,10 +88,34 @@ impl PipelineContext {
     }
 }
 
+/// MaskImage on the `use_mask_for_norm` channels, if any.
+fn push_mask(out: &mut Vec<Box<dyn Augmentation>>, ctx: &PipelineContext) {
+    if ctx.use_mask_for_norm.iter().any(|&m| m) {
+        let channels: Vec<usize> = ctx
+            .use_mask_for_norm
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m)
+            .map(|(i, _)| i)
+            .collect();
+        out.push(Box::new(MaskImageTransform::new(Some(channels), 0, 0.0)));
+    }
+}
+
 /// RemoveLabel, cascade one-hot, regions: the tail every pipeline shares.
 fn label_tail(
     out: &mut Vec<Box<dyn Augmentation>>,
     settings: &AugmentationSettings,
+    ctx: &PipelineContext,
+    with_cascade_da: bool,
+) {
+    label_tail_p(out, settings.cascade_p_per_label, ctx, with_cascade_da);
+}
+
+/// [`label_tail`] with the cascade transforms' probability per label.
+fn label_tail_p(
+    out: &mut Vec<Box<dyn Augmentation>>,
+    cascade_p_per_label: f64,
     ctx: &PipelineContext,
     with_cascade_da: bool,
 ) {
@@ -97,7 +127,7 @@ fn label_tail(
             true,
         )));
         if with_cascade_da && !labels.is_empty() {
-            let p = settings.cascade_p_per_label;
+            let p = cascade_p_per_label;
             out.push(Box::new(
                 ApplyRandomBinaryOperatorTransform::nnunet_default(
                     ChannelSelection::Last(labels.len()),
@@ -117,6 +147,64 @@ fn label_tail(
             regions, 0,
         )));
     }
+}
+
+/// `nnUNetTrainerDA5.get_training_transforms` (docs/reference/trainers.md 2.10), without the
+/// deep-supervision downsampling.
+fn da5_pipeline(
+    out: &mut Vec<Box<dyn Augmentation>>,
+    settings: &AugmentationSettings,
+    ctx: &PipelineContext,
+    patch: [usize; 3],
+) {
+    let dummy = ctx.geometry.do_dummy_2d && !ctx.is_2d;
+    let mut spatial = SpatialTransform::new(Some(patch), ctx.geometry.rotation, dummy);
+    spatial.p_rotation = 0.4;
+    spatial.p_rot_per_axis = 0.5;
+    spatial.p_scaling = 0.2;
+    spatial.scaling = RandomScalar::Uniform(0.7, 1.43);
+    spatial.p_synchronize_scaling_across_axes = 0.0;
+    spatial.padding_value_seg = -1;
+    spatial.segmentation_nearest = settings.segmentation_nearest;
+    spatial.image_nearest = settings.image_nearest;
+    out.push(Box::new(spatial));
+
+    // rows 3-4: on the axes of the plans' patch size sharing the most frequent length
+    let offset = usize::from(ctx.is_2d);
+    let patch_axes: Vec<usize> = (0..ctx.patch_size.len()).collect();
+    let valid: Vec<usize> = equal_length_axes(&ctx.patch_size, &patch_axes)
+        .into_iter()
+        .map(|a| a + offset)
+        .collect();
+    if !valid.is_empty() {
+        out.push(Box::new(Rot90Transform::da5(Some(valid.clone()))));
+        out.push(Box::new(TransposeAxesTransform::da5(Some(valid))));
+    }
+
+    out.push(Box::new(OneOfTransform::da5_filter()));
+    out.push(Box::new(GaussianNoiseTransform::nnunet_default()));
+    out.push(Box::new(BrightnessAdditiveTransform::da5()));
+    out.push(Box::new(OneOfTransform::da5_contrast()));
+    let mut lowres = SimulateLowResolutionTransform::nnunet_default(dummy);
+    lowres.p = 0.15;
+    lowres.scale = RandomScalar::Uniform(0.25, 1.0);
+    out.push(Box::new(lowres));
+    // rows 10 and 11 are identical (both inverted), as in the reference source
+    out.push(Box::new(GammaTransform::nnunet_default(true)));
+    out.push(Box::new(GammaTransform::nnunet_default(true)));
+    let axes = ctx.sample_mirror_axes();
+    if !axes.is_empty() {
+        out.push(Box::new(MirrorTransform::new(Some(axes))));
+    }
+    out.push(Box::new(BlankRectangleTransform::da5(Some(
+        &ctx.patch_size,
+    ))));
+    out.push(Box::new(BrightnessGradientAdditiveTransform::da5()));
+    out.push(Box::new(LocalGammaTransform::da5()));
+    out.push(Box::new(SharpeningTransform::da5()));
+    push_mask(out, ctx);
+    // the cascade transforms keep batchgeneratorsv2's default p_per_label 1
+    label_tail_p(out, 1.0, ctx, true);
 }
 
 fn append_extra(
@@ -140,12 +228,7 @@ pub fn training_pipeline(
     let patch = ctx.patch_zyx()?;
     let mut out: Vec<Box<dyn Augmentation>> = Vec::new();
     match settings.pipeline {
-        PipelineKind::DA5 => {
-            return Err(Error::Invalid(
-                "the nnUNetTrainerDA5 augmentation pipeline is not available yet in nnunet-rs"
-                    .into(),
-            ));
-        }
+        PipelineKind::DA5 => da5_pipeline(&mut out, settings, ctx, patch),
         PipelineKind::None => label_tail(&mut out, settings, ctx, false),
         PipelineKind::Default => {
             let dummy = ctx.geometry.do_dummy_2d && !ctx.is_2d;
@@ -166,16 +249,7 @@ pub fn training_pipeline(
             if !axes.is_empty() {
                 out.push(Box::new(MirrorTransform::new(Some(axes))));
             }
-            if ctx.use_mask_for_norm.iter().any(|&m| m) {
-                let channels: Vec<usize> = ctx
-                    .use_mask_for_norm
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, m)| **m)
-                    .map(|(i, _)| i)
-                    .collect();
-                out.push(Box::new(MaskImageTransform::new(Some(channels), 0, 0.0)));
-            }
+            push_mask(&mut out, ctx);
             label_tail(&mut out, settings, ctx, true);
         }
     }

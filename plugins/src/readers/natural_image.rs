@@ -154,6 +154,21 @@ fn read_bmp(file: &Path, bytes: &[u8]) -> Result<Planes> {
                 })
         });
     let two_colours = declared == 2 || (declared == 0 && bits == 1);
+    // Decoding allocates the whole image up front; a corrupt header may declare any size, so hold
+    // BMP to the same allocation limit the other formats get from the image crate.
+    let limit = Limits::default().max_alloc.unwrap_or(u64::MAX);
+    if decoder.total_bytes() > limit {
+        let (w, h) = decoder.dimensions();
+        return Err(Error::invalid_file(
+            file,
+            format!(
+                "declares a {w}x{h} image ({} MB decoded), more than the {} MB a 2D image may \
+                 take; the file is corrupt or too large",
+                decoder.total_bytes() >> 20,
+                limit >> 20
+            ),
+        ));
+    }
     let image = DynamicImage::from_decoder(decoder).map_err(|e| image_error(file, e))?;
     let mut planes = from_dynamic(file, image)?;
     if gray_palette {
