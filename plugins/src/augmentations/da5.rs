@@ -767,6 +767,22 @@ impl BrightnessGradientAdditiveTransform {
     }
 }
 
+/// Per-channel parameters for the channels marked in `apply` (others `None`): one draw shared by
+/// all of them when `shared`, else one draw per marked channel, in channel order.
+fn per_channel<T: Clone>(
+    apply: &[bool],
+    shared: bool,
+    rng: &mut dyn RngCore,
+    mut draw: impl FnMut(&mut dyn RngCore) -> T,
+) -> Vec<Option<T>> {
+    if shared {
+        let value = draw(rng);
+        apply.iter().map(|&a| a.then(|| value.clone())).collect()
+    } else {
+        apply.iter().map(|&a| a.then(|| draw(rng))).collect()
+    }
+}
+
 impl Augmentation for BrightnessGradientAdditiveTransform {
     fn apply(
         &self,
@@ -784,24 +800,13 @@ impl Augmentation for BrightnessGradientAdditiveTransform {
         }
         let shape = spatial_shape(&sample.image);
         let axes = data_axes(context);
-        let kernels: Vec<Option<std::sync::Arc<Vec<f32>>>> = if self.same_for_all_channels {
-            let k = self.kernel(rng, shape, &axes).map(std::sync::Arc::new);
-            apply
-                .iter()
-                .map(|&a| if a { k.clone() } else { None })
-                .collect()
-        } else {
-            apply
-                .iter()
-                .map(|&a| {
-                    if a {
-                        self.kernel(rng, shape, &axes).map(std::sync::Arc::new)
-                    } else {
-                        None
-                    }
-                })
-                .collect()
-        };
+        let kernels: Vec<Option<std::sync::Arc<Vec<f32>>>> =
+            per_channel(&apply, self.same_for_all_channels, rng, |rng| {
+                self.kernel(rng, shape, &axes).map(std::sync::Arc::new)
+            })
+            .into_iter()
+            .map(Option::flatten)
+            .collect();
         let range = if self.clip_intensities {
             let mn = sample.image.iter().copied().fold(f32::INFINITY, f32::min);
             let mx = sample
@@ -872,21 +877,11 @@ impl Augmentation for LocalGammaTransform {
         }
         let shape = spatial_shape(&sample.image);
         let axes = data_axes(context);
-        let mut params: Vec<Option<(std::sync::Arc<Vec<f32>>, f64)>> = Vec::with_capacity(c);
-        if self.same_for_all_channels {
-            let k = std::sync::Arc::new(local_kernel(rng, shape, &axes, &self.loc, &self.scale));
-            let g = self.gamma.sample(rng);
-            params.extend(apply.iter().map(|&a| a.then(|| (k.clone(), g))));
-        } else {
-            for &a in &apply {
-                params.push(if a {
-                    let k = local_kernel(rng, shape, &axes, &self.loc, &self.scale);
-                    Some((std::sync::Arc::new(k), self.gamma.sample(rng)))
-                } else {
-                    None
-                });
-            }
-        }
+        let params: Vec<Option<(std::sync::Arc<Vec<f32>>, f64)>> =
+            per_channel(&apply, self.same_for_all_channels, rng, |rng| {
+                let k = local_kernel(rng, shape, &axes, &self.loc, &self.scale);
+                (std::sync::Arc::new(k), self.gamma.sample(rng))
+            });
         for (i, ch) in image_channels(&mut sample.image)?.enumerate() {
             let Some((k, gamma)) = &params[i] else {
                 continue;

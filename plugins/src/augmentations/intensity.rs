@@ -238,11 +238,8 @@ impl Augmentation for GaussianBlurTransform {
         let axes = spatial_axes(context, shape);
         let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
         let draw = |rng: &mut dyn RngCore| -> Vec<f64> {
-            if self.synchronize_axes {
-                vec![self.blur_sigma.sample(rng); axes.len()]
-            } else {
-                axes.iter().map(|_| self.blur_sigma.sample(rng)).collect()
-            }
+            self.blur_sigma
+                .sample_per_axis(rng, axes.len(), self.synchronize_axes)
         };
         let shared = if self.synchronize_channels {
             Some(draw(rng))
@@ -489,11 +486,8 @@ impl Augmentation for SimulateLowResolutionTransform {
         let axes = spatial_axes(context, shape);
         let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
         let draw = |rng: &mut dyn RngCore| -> Vec<f64> {
-            if self.synchronize_axes {
-                vec![self.scale.sample(rng); axes.len()]
-            } else {
-                axes.iter().map(|_| self.scale.sample(rng)).collect()
-            }
+            self.scale
+                .sample_per_axis(rng, axes.len(), self.synchronize_axes)
         };
         let shared = if self.synchronize_channels {
             Some(draw(rng))

@@ -62,6 +62,21 @@ impl RandomScalar {
             }
         }
     }
+
+    /// One value per axis for `axes` axes: a single draw repeated when `synchronize_axes`, else
+    /// one draw per axis.
+    pub fn sample_per_axis(
+        &self,
+        rng: &mut dyn RngCore,
+        axes: usize,
+        synchronize_axes: bool,
+    ) -> Vec<f64> {
+        if synchronize_axes {
+            vec![self.sample(rng); axes]
+        } else {
+            (0..axes).map(|_| self.sample(rng)).collect()
+        }
+    }
 }
 
 /// Uniform in `[lo, hi)`; `lo` itself when the range is empty (as `sample_scalar`).
