@@ -1,0 +1,1 @@
+//! Evaluation: per-case segmentation metrics and nnU-Net's `summary.json`.

@@ -1,0 +1,1 @@
+//! Inference: sliding-window prediction and export of predictions in the input's geometry.

@@ -1,0 +1,1 @@
+//! Network architectures, registered under dynamic_network_architectures' class names.

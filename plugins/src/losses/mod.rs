@@ -1,0 +1,1 @@
+//! Training losses, registered under nnU-Net's class names.
