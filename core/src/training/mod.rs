@@ -15,6 +15,11 @@
 //! assert_eq!(nnunet_core::training::settings_of(&Epochs50).num_epochs, 50);
 //! ```
 
+pub mod log;
+pub mod plot;
+
+pub use log::EpochRecord;
+
 use serde::{Deserialize, Serialize};
 
 /// The optimiser and its arguments.

@@ -1,0 +1,1 @@
+//! `progress.png`: the training curves nnU-Net draws after every epoch.
