@@ -63,6 +63,8 @@ enum Command {
     /// Convert a folder of images and masks (one folder per case, or image and mask folders)
     /// into a v2 dataset with its dataset.json.
     ConvertFolder(commands::convert_folder::Args),
+    /// Write a generated example dataset (2D PNG or 3D NIfTI) into nnUNet_raw.
+    MakeExampleDataset(commands::make_example_dataset::Args),
     /// Extract the dataset fingerprint (shapes, spacings, intensities) from a raw dataset.
     ExtractFingerprint(commands::extract_fingerprint::Args),
     /// Plan the experiment (configurations, patch and batch sizes, networks) from the fingerprint.
@@ -75,6 +77,13 @@ enum Command {
     MovePlans(commands::move_plans::Args),
     /// Measure how fast a trainer's training data pipeline makes batches (batches/s).
     BenchmarkDataloader(commands::benchmark_dataloader::Args),
+    /// Train one fold of a configuration (nnUNetv2_train), then validate it.
+    Train(commands::train::Args),
+    /// Evaluate predicted segmentations against the reference with a dataset's labels, regions
+    /// and ignore label; writes nnU-Net's summary.json (Dice, IoU, TP/FP/FN/TN per case and mean).
+    Evaluate(commands::evaluate::Args),
+    /// Evaluate predicted segmentations against the reference for the labels given with -l.
+    EvaluateSimple(commands::evaluate::SimpleArgs),
 }
 
 /// Shared state of a run: the folders and the registries with the plugins loaded.
@@ -120,12 +129,16 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
         Command::Verify(a) => commands::verify::run(&ctx, a),
         Command::ConvertMsd(a) => commands::convert_msd::run(&ctx, a),
         Command::ConvertFolder(a) => commands::convert_folder::run(&ctx, a),
+        Command::MakeExampleDataset(a) => commands::make_example_dataset::run(&ctx, a),
         Command::ExtractFingerprint(a) => commands::extract_fingerprint::run(&ctx, a),
         Command::Plan(a) => commands::plan::run(&ctx, a),
         Command::Preprocess(a) => commands::preprocess::run(&ctx, a),
         Command::PlanAndPreprocess(a) => commands::plan_and_preprocess::run(&ctx, a),
         Command::MovePlans(a) => commands::move_plans::run(&ctx, a),
         Command::BenchmarkDataloader(a) => commands::benchmark_dataloader::run(&ctx, a),
+        Command::Train(a) => commands::train::run(&ctx, a),
+        Command::Evaluate(a) => commands::evaluate::run(&ctx, a),
+        Command::EvaluateSimple(a) => commands::evaluate::run_simple(&ctx, a),
     }
 }
 

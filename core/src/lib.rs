@@ -9,6 +9,7 @@
 pub mod augmentation;
 pub mod data_loading;
 pub mod dataset;
+pub mod device;
 pub mod error;
 pub mod evaluation;
 pub mod fingerprint;
@@ -23,6 +24,7 @@ pub mod planning;
 pub mod plans;
 pub mod plugin;
 pub mod preprocessing;
+pub mod progress;
 pub mod registry;
 pub mod statistics;
 pub mod training;

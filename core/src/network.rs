@@ -12,7 +12,8 @@
 //! through `Box<dyn Network>`.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 
@@ -85,6 +86,9 @@ pub trait Network: Send {
     /// Applies `update` to every parameter (the optimiser's step).
     fn update_parameters(&mut self, update: &mut dyn ParameterUpdate);
 
+    /// The gradients of this network's parameters, from a backward pass.
+    fn gradients(&self, grads: Gradients) -> GradientsParams;
+
     /// Moves the network to `device` (also how autodiff is switched on or off: pass a device with
     /// or without `.autodiff()`).
     fn to_device(&mut self, device: &Device);
@@ -93,8 +97,9 @@ pub trait Network: Send {
     fn boxed_clone(&self) -> Box<dyn Network>;
 }
 
-/// Per-parameter update, called with the parameter's path and its tensor flattened to the
-/// parameter's own rank (`D` erased): implementors receive the id to look up gradients.
+/// Per-parameter update, called with the parameter's path, its id (to look up gradients) and its
+/// value without autodiff; the returned value (also without autodiff) replaces it, keeping the
+/// parameter's autodiff and gradient settings.
 pub trait ParameterUpdate {
     /// The new value of parameter `path`, or `None` to keep it.
     fn update(
@@ -196,7 +201,11 @@ impl<F: FnMut(&str, burn::module::ParamId, ErasedTensor)> ModuleVisitor for Path
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let path = self.path.join(".");
-        (self.f)(&path, param.id, ErasedTensor::from_tensor(param.val()));
+        (self.f)(
+            &path,
+            param.id,
+            ErasedTensor::from_tensor(param.val().inner()),
+        );
     }
 }
 
@@ -218,9 +227,24 @@ impl ModuleMapper for PathMapper<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let path = self.path.join(".");
         let (id, tensor, mapper) = param.consume();
-        let erased = ErasedTensor::from_tensor(tensor.clone());
+        let was_autodiff = tensor.is_autodiff();
+        let require_grad = tensor.is_require_grad();
+        let strategy = tensor.gradient_checkpointing_strategy();
+        let erased = ErasedTensor::from_tensor(tensor.clone().inner());
         match self.update.update(&path, id, &erased) {
-            Some(new) => Param::from_mapped_value(id, new.into_tensor::<D>(), mapper),
+            Some(new) => {
+                let mut value = new.into_tensor::<D>();
+                if was_autodiff {
+                    value = value.autodiff();
+                    if let Some(strategy) = strategy {
+                        value = value.with_gradient_checkpointing_strategy(strategy);
+                    }
+                }
+                if require_grad {
+                    value = value.require_grad();
+                }
+                Param::from_mapped_value(id, value, mapper)
+            }
             None => Param::from_mapped_value(id, tensor, mapper),
         }
     }
@@ -247,7 +271,9 @@ pub fn map_parameters<M: Module>(module: M, update: &mut dyn ParameterUpdate) ->
 
 fn tensor_values(t: &ErasedTensor) -> Vec<f32> {
     let data: TensorData = t.flatten().into_data();
-    data.convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
+    data.convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
 }
 
 /// Loads parameter values by name, checking names and shapes.
@@ -294,11 +320,6 @@ impl ParameterUpdate for Importer<'_> {
             TensorData::new(source.values.clone(), [source.values.len()]),
             &device,
         );
-        let flat = if value.flatten().is_require_grad() {
-            flat.require_grad()
-        } else {
-            flat
-        };
         Some(ErasedTensor::from_flat(flat, &dims))
     }
 }
@@ -341,8 +362,11 @@ impl<M: SegmentationModule> Network for M {
             return Err(error);
         }
         if importer.used != tensors.len() {
-            let known: std::collections::HashSet<String> =
-                self.parameter_shapes().into_iter().map(|(n, _)| n).collect();
+            let known: std::collections::HashSet<String> = self
+                .parameter_shapes()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
             let extra = tensors
                 .iter()
                 .find(|t| !known.contains(&t.name))
@@ -358,6 +382,10 @@ impl<M: SegmentationModule> Network for M {
 
     fn update_parameters(&mut self, update: &mut dyn ParameterUpdate) {
         *self = map_parameters(self.clone(), update);
+    }
+
+    fn gradients(&self, grads: Gradients) -> GradientsParams {
+        GradientsParams::from_grads(grads, self)
     }
 
     fn to_device(&mut self, device: &Device) {

@@ -6,3 +6,4 @@ pub mod augmentations;
 pub mod conversion;
 pub mod losses;
 pub mod readers;
+pub mod synthetic;

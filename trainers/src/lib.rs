@@ -4,6 +4,9 @@
 //! reference's class of the same name makes; the families follow nnU-Net's `variants/` folders.
 //! A variant of a variant applies its base's changes first, as the Python subclass does.
 
+pub mod setup;
+pub mod validation;
+
 use nnunet_core::Trainer;
 use nnunet_core::register;
 use nnunet_core::training::{

@@ -1,1 +1,16 @@
-//! Inference: sliding-window prediction and export of predictions in the input's geometry.
+//! Inference: sliding-window prediction ([`sliding_window`]) and export of predictions in the
+//! input's geometry ([`export`]).
+
+pub mod export;
+pub mod model;
+pub mod sliding_window;
+
+pub use export::{
+    ExportSettings, ExportedPrediction, LabelHandling, export_prediction_from_logits,
+    logits_to_segmentation_in_input_geometry, visible_labels, write_prediction,
+    write_probabilities_npz,
+};
+pub use model::network_from_checkpoint;
+pub use sliding_window::{
+    SlidingWindowSettings, compute_gaussian, compute_steps, predict_sliding_window,
+};

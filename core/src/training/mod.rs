@@ -15,8 +15,12 @@
 //! assert_eq!(nnunet_core::training::settings_of(&Epochs50).num_epochs, 50);
 //! ```
 
+pub mod checkpoint;
 pub mod log;
+pub mod optimizer;
 pub mod plot;
+pub mod run;
+pub mod splits;
 
 pub use log::EpochRecord;
 

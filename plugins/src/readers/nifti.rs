@@ -1342,6 +1342,22 @@ trait NiftiWriter {
     }
 }
 
+/// Writes one float32 volume `[z, y, x]` as a 3D NIfTI file (`.nii` or `.nii.gz`) with the
+/// geometry in `properties` (spacing alone gives an axis-aligned image at the origin).
+pub fn write_volume_f32(
+    volume: ndarray::ArrayView3<'_, f32>,
+    file: &Path,
+    properties: &ImageProperties,
+) -> Result<()> {
+    let (z, y, x) = volume.dim();
+    let header = output_header(properties, [x, y, z], None, DataType::F32, file)?;
+    let mut bytes = Vec::with_capacity(volume.len() * 4);
+    for &v in volume.iter() {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    write_file(file, &header, &bytes)
+}
+
 fn single_label_channel(data: Vec<i16>, shape: [usize; 4], path: &Path) -> Result<Array4<i16>> {
     if shape[0] != 1 {
         return Err(Error::invalid_file(

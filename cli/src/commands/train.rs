@@ -1,0 +1,169 @@
+//! `nnunet train DATASET CONFIGURATION FOLD [-tr TRAINER] [-p PLANS] [--c] [--val] [--npz] …`:
+//! nnU-Net's `nnUNetv2_train`. Trains one fold into
+//! `nnUNet_results/DatasetXXX/Trainer__Plans__configuration/fold_N` (log, `progress.png`,
+//! checkpoints), then predicts the fold's validation cases and scores them into
+//! `validation/summary.json`. `--epochs`, `--iterations-per-epoch`, `--val-iterations-per-epoch`
+//! and `--initial-lr` change the trainer's schedule for this run.
+
+use nnunet_core::device::{device_from_name, set_cpu_threads};
+use nnunet_core::training::run::checkpoint_path;
+use nnunet_core::training::splits::Fold;
+use nnunet_trainers::setup::{RunRequest, ScheduleOverrides, prepare_run};
+use nnunet_trainers::validation::validate_fold;
+
+use crate::Context;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Dataset ID or name.
+    dataset: String,
+    /// Configuration (2d, 3d_fullres, 3d_lowres, …).
+    configuration: String,
+    /// Fold (0-4, or `all`).
+    fold: String,
+    /// Trainer (`-tr`).
+    #[arg(long = "trainer", default_value = "nnUNetTrainer")]
+    trainer: String,
+    /// Plans identifier (`-p`).
+    #[arg(short = 'p', long = "plans", default_value = "nnUNetPlans")]
+    plans: String,
+    /// Start from another model's checkpoint (fine-tuning); the segmentation heads are not loaded.
+    #[arg(long = "pretrained-weights", value_name = "FILE")]
+    pretrained_weights: Option<std::path::PathBuf>,
+    /// Continue from the latest checkpoint (`--c`).
+    #[arg(long = "continue")]
+    continue_training: bool,
+    /// Only run the final validation (the model must be trained).
+    #[arg(long = "val")]
+    validation_only: bool,
+    /// Validate with checkpoint_best instead of checkpoint_final.
+    #[arg(long = "val-best")]
+    val_best: bool,
+    /// Keep the validation probabilities (`.npz`), needed to find the best ensemble.
+    #[arg(long = "npz")]
+    npz: bool,
+    /// Write no checkpoints.
+    #[arg(long = "disable-checkpointing")]
+    disable_checkpointing: bool,
+    /// Device: cpu, cuda, cuda:N, wgpu.
+    #[arg(long = "device", default_value = "cpu")]
+    device: String,
+    /// Number of GPUs (only 1 is supported).
+    #[arg(long = "num-gpus", default_value_t = 1)]
+    num_gpus: usize,
+    /// Number of epochs for this run (overrides the trainer's).
+    #[arg(long = "epochs")]
+    epochs: Option<usize>,
+    /// Training iterations per epoch for this run.
+    #[arg(long = "iterations-per-epoch")]
+    iterations_per_epoch: Option<usize>,
+    /// Validation iterations per epoch for this run.
+    #[arg(long = "val-iterations-per-epoch")]
+    val_iterations_per_epoch: Option<usize>,
+    /// Initial learning rate for this run.
+    #[arg(long = "initial-lr")]
+    initial_lr: Option<f64>,
+    /// Seed of the data streams and of the network initialisation.
+    #[arg(long = "seed", default_value_t = 12345)]
+    seed: u64,
+    /// CPU threads for the network (default: all cores).
+    #[arg(long = "threads")]
+    threads: Option<usize>,
+    /// Stop after this many epochs (counted from the start of the run), writing
+    /// checkpoint_latest; continue later with --c.
+    #[arg(long = "stop-after", value_name = "EPOCHS")]
+    stop_after: Option<usize>,
+    /// Data-loading worker threads (default: 1).
+    #[arg(long = "workers", default_value_t = 1)]
+    workers: usize,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    if args.num_gpus != 1 {
+        anyhow::bail!(
+            "-num_gpus {}: training on several GPUs is not supported; train with one",
+            args.num_gpus
+        );
+    }
+    if let Some(threads) = args.threads {
+        set_cpu_threads(threads)?;
+    }
+    let name = ctx.paths.dataset_name(&args.dataset)?;
+    let fold = Fold::parse(&args.fold)?;
+    let request = RunRequest {
+        preprocessed_folder: ctx.paths.preprocessed()?.join(&name),
+        results_folder: ctx.paths.results()?.join(&name),
+        configuration: args.configuration.clone(),
+        fold,
+        trainer: args.trainer.clone(),
+        plans_identifier: args.plans.clone(),
+        overrides: ScheduleOverrides {
+            epochs: args.epochs,
+            iterations_per_epoch: args.iterations_per_epoch,
+            val_iterations_per_epoch: args.val_iterations_per_epoch,
+            initial_lr: args.initial_lr,
+        },
+        continue_training: args.continue_training || args.validation_only,
+        pretrained_weights: args.pretrained_weights.clone(),
+        device: device_from_name(&args.device)?,
+        seed: args.seed,
+        num_workers: args.workers,
+        show_progress: true,
+    };
+    if args.continue_training && args.pretrained_weights.is_some() {
+        anyhow::bail!(
+            "--c and -pretrained_weights exclude each other: a continued run has its own weights"
+        );
+    }
+    let (mut run, state) = prepare_run(&ctx.registries, &request)?;
+    if args.disable_checkpointing {
+        run.settings.disable_checkpointing = true;
+    }
+    let output = run.output_folder.clone();
+    eprintln!(
+        "{name} {} fold {}: trainer {}, output {}",
+        args.configuration,
+        fold,
+        args.trainer,
+        output.display()
+    );
+    if !args.validation_only {
+        let summary = run.train(state, args.stop_after)?;
+        if !summary.finished {
+            eprintln!(
+                "stopped after epoch {} of {}; continue with --c",
+                summary.epochs_completed, run.settings.num_epochs
+            );
+            return Ok(());
+        }
+        if let Some(best) = summary.best_ema {
+            eprintln!(
+                "training done: {} epochs, best EMA pseudo Dice {best:.4}, {:.2} iterations/s",
+                summary.epochs_completed, summary.iterations_per_second
+            );
+        }
+        if run.settings.benchmark.is_some() || run.settings.disable_checkpointing {
+            return Ok(());
+        }
+    }
+    let which = if args.val_best {
+        "checkpoint_best"
+    } else {
+        "checkpoint_final"
+    };
+    let checkpoint = checkpoint_path(&output, which);
+    if !checkpoint.is_file() {
+        anyhow::bail!(
+            "{}: not found; train the fold to the end first (or use --val_best)",
+            checkpoint.display()
+        );
+    }
+    let result = validate_fold(&ctx.registries, &request, &checkpoint, args.npz)?;
+    eprintln!(
+        "validation of {} cases: mean foreground Dice {:.4} ({})",
+        result.cases,
+        result.foreground_mean_dice,
+        result.summary_file.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! The optimisers of nnU-Net's trainers, with PyTorch's update rules: SGD with (Nesterov)
+//! momentum and no dampening, Adam with L2 weight decay, AdamW (optionally AMSGrad), and Adan.
+//!
+//! State is kept per parameter path (not per burn `ParamId`), so it survives saving and loading a
+//! checkpoint into a freshly built network. Gradient clipping is over the global L2 norm of all
+//! gradients, as `torch.nn.utils.clip_grad_norm_`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::ParamId;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::network::{ErasedTensor, NamedTensor, Network, ParameterUpdate};
+use crate::training::OptimizerKind;
+
+/// An optimiser over a network's parameters.
+pub struct Optimizer {
+    kind: OptimizerKind,
+    weight_decay: f64,
+    /// Number of steps taken.
+    steps: u64,
+    /// Per parameter path, the state buffers (flat), in the order [`buffer_names`] gives.
+    state: BTreeMap<String, Vec<Tensor<1>>>,
+}
+
+/// The state buffers an optimiser keeps per parameter.
+fn buffer_names(kind: &OptimizerKind) -> &'static [&'static str] {
+    match kind {
+        OptimizerKind::Sgd { .. } => &["momentum_buffer"],
+        OptimizerKind::Adam { .. } => &["exp_avg", "exp_avg_sq"],
+        OptimizerKind::AdamW { amsgrad: true, .. } => &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+        OptimizerKind::AdamW { amsgrad: false, .. } => &["exp_avg", "exp_avg_sq"],
+        OptimizerKind::Adan { .. } => &["m", "v", "n", "prev_grad"],
+    }
+}
+
+fn flat_gradient(grads: &GradientsParams, id: ParamId, rank: usize) -> Option<Tensor<1>> {
+    let flat = match rank {
+        1 => grads.get::<1>(id),
+        2 => grads.get::<2>(id).map(|g| g.flatten(0, 1)),
+        3 => grads.get::<3>(id).map(|g| g.flatten(0, 2)),
+        4 => grads.get::<4>(id).map(|g| g.flatten(0, 3)),
+        5 => grads.get::<5>(id).map(|g| g.flatten(0, 4)),
+        _ => None,
+    };
+    flat.map(|g| g.inner())
+}
+
+/// Collects the flat gradient of every parameter, by path.
+struct GradientCollector<'a> {
+    grads: &'a GradientsParams,
+    out: HashMap<String, Tensor<1>>,
+}
+
+impl ParameterUpdate for GradientCollector<'_> {
+    fn update(&mut self, path: &str, id: ParamId, value: &ErasedTensor) -> Option<ErasedTensor> {
+        if let Some(g) = flat_gradient(self.grads, id, value.dims().len()) {
+            self.out.insert(path.to_string(), g);
+        }
+        None
+    }
+}
+
+/// Applies one optimiser step with gradients already collected.
+struct Step<'a> {
+    optimizer: &'a mut Optimizer,
+    grads: HashMap<String, Tensor<1>>,
+    lr: f64,
+}
+
+impl ParameterUpdate for Step<'_> {
+    fn update(&mut self, path: &str, _id: ParamId, value: &ErasedTensor) -> Option<ErasedTensor> {
+        let grad = self.grads.remove(path)?;
+        let param = value.flatten();
+        let new = self.optimizer.update_one(path, param, grad, self.lr);
+        Some(ErasedTensor::from_flat(new, &value.dims()))
+    }
+}
+
+impl Optimizer {
+    /// A fresh optimiser (no state yet).
+    pub fn new(kind: OptimizerKind, weight_decay: f64) -> Self {
+        Self {
+            kind,
+            weight_decay,
+            steps: 0,
+            state: BTreeMap::new(),
+        }
+    }
+
+    /// Number of steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// One step on `network` with the gradients of a backward pass and learning rate `lr`,
+    /// clipping the gradients' global L2 norm to `max_norm` first if given. Returns the norm
+    /// before clipping.
+    pub fn step(
+        &mut self,
+        network: &mut dyn Network,
+        grads: &GradientsParams,
+        lr: f64,
+        max_norm: Option<f64>,
+    ) -> f64 {
+        let mut collector = GradientCollector {
+            grads,
+            out: HashMap::new(),
+        };
+        network.update_parameters(&mut collector);
+        let mut grads = collector.out;
+        let squares: Vec<Tensor<1>> = grads
+            .values()
+            .map(|g| (g.clone() * g.clone()).sum())
+            .collect();
+        let norm = if squares.is_empty() {
+            0.0
+        } else {
+            f64::from(Tensor::cat(squares, 0).sum().into_scalar::<f32>()).sqrt()
+        };
+        if let Some(max_norm) = max_norm {
+            let coefficient = max_norm / (norm + 1e-6);
+            if coefficient < 1.0 {
+                for g in grads.values_mut() {
+                    *g = g.clone() * coefficient;
+                }
+            }
+        }
+        self.steps += 1;
+        let mut step = Step {
+            optimizer: self,
+            grads,
+            lr,
+        };
+        network.update_parameters(&mut step);
+        norm
+    }
+
+    /// The update of one parameter `p` with gradient `g` (both flat).
+    fn update_one(&mut self, path: &str, p: Tensor<1>, g: Tensor<1>, lr: f64) -> Tensor<1> {
+        let wd = self.weight_decay;
+        let t = self.steps as i32;
+        let names = buffer_names(&self.kind);
+        let state = self
+            .state
+            .entry(path.to_string())
+            .or_insert_with(|| names.iter().map(|_| p.zeros_like()).collect());
+        match self.kind {
+            OptimizerKind::Sgd { momentum, nesterov } => {
+                let g = if wd != 0.0 { g + p.clone() * wd } else { g };
+                // PyTorch starts the momentum buffer at the first gradient.
+                let buf = if t == 1 {
+                    g.clone()
+                } else {
+                    state[0].clone() * momentum + g.clone()
+                };
+                state[0] = buf.clone();
+                let d = if nesterov { g + buf * momentum } else { buf };
+                p - d * lr
+            }
+            OptimizerKind::Adam {
+                beta1,
+                beta2,
+                epsilon,
+            } => {
+                let g = if wd != 0.0 { g + p.clone() * wd } else { g };
+                adam_update(state, p, g, lr, beta1, beta2, epsilon, t, false)
+            }
+            OptimizerKind::AdamW {
+                beta1,
+                beta2,
+                epsilon,
+                amsgrad,
+            } => {
+                let p = p * (1.0 - lr * wd);
+                adam_update(state, p, g, lr, beta1, beta2, epsilon, t, amsgrad)
+            }
+            OptimizerKind::Adan {
+                beta1,
+                beta2,
+                beta3,
+                epsilon,
+            } => {
+                // adan-pytorch: moments start at zero and are first updated on the second step
+                // (which has a previous gradient); bias corrections use the step count.
+                if t > 1 {
+                    let diff = g.clone() - state[3].clone();
+                    state[0] = state[0].clone() * (1.0 - beta1) + g.clone() * beta1;
+                    state[1] = state[1].clone() * (1.0 - beta2) + diff.clone() * beta2;
+                    let next_n = (g.clone() + diff * (1.0 - beta2)).powi_scalar(2);
+                    state[2] = state[2].clone() * (1.0 - beta3) + next_n * beta3;
+                }
+                let correct = |b: f64| 1.0 / (1.0 - (1.0 - b).powi(t));
+                let (cm, cv, cn) = (correct(beta1), correct(beta2), correct(beta3));
+                let step_size = (state[2].clone() * cn).sqrt().add_scalar(epsilon).recip() * lr;
+                let direction = state[0].clone() * cm + state[1].clone() * ((1.0 - beta2) * cv);
+                state[3] = g;
+                (p - step_size * direction) / (1.0 + wd * lr)
+            }
+        }
+    }
+
+    /// The state buffers as named tensors (`<parameter path>/<buffer>`), for checkpoints.
+    pub fn export_state(&self) -> Vec<NamedTensor> {
+        let names = buffer_names(&self.kind);
+        let mut out = Vec::new();
+        for (path, buffers) in &self.state {
+            for (name, buffer) in names.iter().zip(buffers) {
+                let data: TensorData = buffer.clone().into_data();
+                out.push(NamedTensor {
+                    name: format!("{path}/{name}"),
+                    shape: vec![buffer.dims()[0]],
+                    values: data
+                        .convert::<f32>()
+                        .try_to_vec::<f32>()
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Restores the state saved by [`Optimizer::export_state`] after `steps` steps.
+    pub fn import_state(
+        &mut self,
+        steps: u64,
+        tensors: &[NamedTensor],
+        device: &Device,
+    ) -> Result<()> {
+        let names = buffer_names(&self.kind);
+        let mut state: BTreeMap<String, Vec<Option<Tensor<1>>>> = BTreeMap::new();
+        for t in tensors {
+            let (path, buffer) = t.name.rsplit_once('/').ok_or_else(|| {
+                Error::Invalid(format!(
+                    "optimiser state entry '{}' has no buffer name",
+                    t.name
+                ))
+            })?;
+            let index = names.iter().position(|n| *n == buffer).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "optimiser state entry '{}' does not belong to this optimiser ({:?}); was the \
+                     run started with another trainer?",
+                    t.name, self.kind
+                ))
+            })?;
+            let tensor =
+                Tensor::<1>::from_data(TensorData::new(t.values.clone(), [t.values.len()]), device);
+            state
+                .entry(path.to_string())
+                .or_insert_with(|| vec![None; names.len()])[index] = Some(tensor);
+        }
+        let mut complete = BTreeMap::new();
+        for (path, buffers) in state {
+            let buffers: Option<Vec<Tensor<1>>> = buffers.into_iter().collect();
+            let buffers = buffers.ok_or_else(|| {
+                Error::Invalid(format!("optimiser state of '{path}' is incomplete"))
+            })?;
+            complete.insert(path, buffers);
+        }
+        self.state = complete;
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn adam_update(
+    state: &mut [Tensor<1>],
+    p: Tensor<1>,
+    g: Tensor<1>,
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    epsilon: f64,
+    t: i32,
+    amsgrad: bool,
+) -> Tensor<1> {
+    state[0] = state[0].clone() * beta1 + g.clone() * (1.0 - beta1);
+    state[1] = state[1].clone() * beta2 + (g.clone() * g) * (1.0 - beta2);
+    let bias1 = 1.0 - beta1.powi(t);
+    let bias2 = 1.0 - beta2.powi(t);
+    let second = if amsgrad {
+        state[2] = state[2].clone().max_pair(state[1].clone());
+        state[2].clone()
+    } else {
+        state[1].clone()
+    };
+    let denom = (second.sqrt() / bias2.sqrt()).add_scalar(epsilon);
+    p - state[0].clone() / denom * (lr / bias1)
+}

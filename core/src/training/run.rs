@@ -1,0 +1,600 @@
+//! The training loop of `nnUNetTrainer`: epochs of training and validation iterations, the
+//! learning-rate schedule, deep supervision, pseudo Dice and its moving average, the text log,
+//! `progress.png` and the checkpoints, and an exact continuation from `checkpoint_latest`.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array5, Axis};
+
+use crate::data_loading::{Batch, DataLoader};
+use crate::error::{Error, Result};
+use crate::loss::{Loss, LossSettings, Target};
+use crate::network::Network;
+use crate::training::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, CheckpointMeta};
+use crate::training::optimizer::Optimizer;
+use crate::training::{BenchmarkMode, EpochRecord, Trainer, TrainerSettings};
+
+/// Everything a training run needs, built by the trainer set-up from plans and dataset.
+pub struct TrainingRun {
+    /// `nnUNet_results/DatasetXXX/Trainer__Plans__config/fold_N`.
+    pub output_folder: PathBuf,
+    pub trainer_name: String,
+    pub plans_identifier: String,
+    pub configuration: String,
+    pub fold: String,
+    pub trainer: Box<dyn Trainer>,
+    pub settings: TrainerSettings,
+    pub network: Box<dyn Network>,
+    pub network_class_name: String,
+    pub input_channels: usize,
+    pub output_channels: usize,
+    pub loss: Box<dyn Loss>,
+    pub loss_settings: LossSettings,
+    /// Deep-supervision weights, one per network output (highest resolution first).
+    pub ds_weights: Vec<f64>,
+    /// Region-based training (sigmoid outputs, multi-channel 0/1 targets).
+    pub regions: bool,
+    pub ignore_label: Option<i64>,
+    pub train_loader: DataLoader,
+    pub val_loader: DataLoader,
+    /// The device training runs on, with autodiff.
+    pub device: Device,
+    pub seed: u64,
+    pub inference_mirror_axes: Vec<usize>,
+    /// Show a progress bar on the terminal.
+    pub show_progress: bool,
+}
+
+/// Where a run continues from: the state restored from a checkpoint.
+pub struct RunState {
+    pub epoch: usize,
+    pub logging: Vec<EpochRecord>,
+    pub best_ema: Option<f64>,
+    pub optimizer: Optimizer,
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// Epochs completed in total.
+    pub epochs_completed: usize,
+    pub logging: Vec<EpochRecord>,
+    pub best_ema: Option<f64>,
+    /// Whether all epochs are done (`checkpoint_final` written).
+    pub finished: bool,
+    /// Mean training iterations per second over this session's epochs.
+    pub iterations_per_second: f64,
+}
+
+/// Checkpoint file names in a fold folder.
+pub fn checkpoint_path(fold_folder: &Path, which: &str) -> PathBuf {
+    fold_folder.join(format!("{which}.safetensors"))
+}
+
+impl TrainingRun {
+    /// A fresh optimiser for this run's settings.
+    pub fn new_state(&self) -> RunState {
+        RunState {
+            epoch: 0,
+            logging: Vec::new(),
+            best_ema: None,
+            optimizer: Optimizer::new(self.settings.optimizer.clone(), self.settings.weight_decay),
+        }
+    }
+
+    /// Restores weights, optimiser, epoch and logs from `checkpoint`, checking that it belongs to
+    /// this run (same trainer and schedule).
+    pub fn restore(&mut self, checkpoint: &Checkpoint, path: &Path) -> Result<RunState> {
+        let meta = &checkpoint.meta;
+        if meta.trainer_name != self.trainer_name {
+            return Err(Error::invalid_file(
+                path,
+                format!(
+                    "was written by trainer {} but this run uses {}",
+                    meta.trainer_name, self.trainer_name
+                ),
+            ));
+        }
+        let differences = schedule_differences(&meta.settings, &self.settings);
+        if !differences.is_empty() {
+            return Err(Error::invalid_file(
+                path,
+                format!(
+                    "the run was started with different settings ({}); continue it with the \
+                     original values or start a new run in another results folder",
+                    differences.join(", ")
+                ),
+            ));
+        }
+        self.network
+            .import_parameters(&checkpoint.network)
+            .map_err(|e| Error::invalid_file(path, e.to_string()))?;
+        let mut optimizer =
+            Optimizer::new(self.settings.optimizer.clone(), self.settings.weight_decay);
+        optimizer
+            .import_state(meta.optimizer_steps, &checkpoint.optimizer, &self.device)
+            .map_err(|e| Error::invalid_file(path, e.to_string()))?;
+        Ok(RunState {
+            epoch: meta.current_epoch,
+            logging: meta.logging.clone(),
+            best_ema: meta.best_ema,
+            optimizer,
+        })
+    }
+
+    fn checkpoint(&self, state: &RunState) -> Checkpoint {
+        Checkpoint {
+            meta: CheckpointMeta {
+                format: CHECKPOINT_FORMAT,
+                trainer_name: self.trainer_name.clone(),
+                plans_identifier: self.plans_identifier.clone(),
+                configuration: self.configuration.clone(),
+                fold: self.fold.clone(),
+                current_epoch: state.epoch,
+                optimizer_steps: state.optimizer.steps(),
+                best_ema: state.best_ema,
+                logging: state.logging.clone(),
+                settings: self.settings.clone(),
+                inference_allowed_mirroring_axes: self.inference_mirror_axes.clone(),
+                seed: self.seed,
+                train_batches_drawn: self.train_loader.next_index(),
+                val_batches_drawn: self.val_loader.next_index(),
+                network_class_name: self.network_class_name.clone(),
+                input_channels: self.input_channels,
+                output_channels: self.output_channels,
+            },
+            network: self.network.export_parameters(),
+            optimizer: state.optimizer.export_state(),
+        }
+    }
+
+    fn save(&self, state: &RunState, which: &str) -> Result<()> {
+        if self.settings.disable_checkpointing {
+            return Ok(());
+        }
+        self.checkpoint(state)
+            .save(&checkpoint_path(&self.output_folder, which))
+    }
+
+    /// Trains from `state` until all epochs are done, or until `stop_after` epochs are complete
+    /// (then `checkpoint_latest` is written so that `--c` continues exactly).
+    pub fn train(&mut self, mut state: RunState, stop_after: Option<usize>) -> Result<RunSummary> {
+        std::fs::create_dir_all(&self.output_folder)
+            .map_err(|e| Error::io(&self.output_folder, e))?;
+        let mut log = TrainingLog::create(&self.output_folder)?;
+        let s = self.settings.clone();
+        log.line(&format!(
+            "{} {} fold {}: {} epochs x {} training + {} validation iterations, initial lr {}, \
+             optimiser {:?}, seed {}",
+            self.trainer_name,
+            self.configuration,
+            self.fold,
+            s.num_epochs,
+            s.num_iterations_per_epoch,
+            s.num_val_iterations_per_epoch,
+            s.initial_lr,
+            s.optimizer,
+            self.seed
+        ))?;
+        if state.epoch > 0 {
+            log.line(&format!("Continuing from epoch {}", state.epoch))?;
+        }
+        let end = stop_after.map_or(s.num_epochs, |n| n.min(s.num_epochs));
+        let steps_per_epoch = (s.num_iterations_per_epoch + s.num_val_iterations_per_epoch) as u64;
+        let bar = if self.show_progress {
+            let bar = ProgressBar::new(steps_per_epoch * s.num_epochs as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "epoch {msg} [{bar:30}] {percent}%, {elapsed} elapsed, ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_position(steps_per_epoch * state.epoch as u64);
+            bar.reset_eta();
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let fixed_batch = match s.benchmark {
+            Some(BenchmarkMode::NoDataLoading) => Some(self.train_loader.next_batch()?),
+            _ => None,
+        };
+        let mut train_seconds = 0.0;
+        let mut train_iterations = 0usize;
+        while state.epoch < end {
+            let epoch = state.epoch;
+            let start_time = now();
+            let lr = self.trainer.learning_rate(&s, epoch);
+            bar.set_message(format!("{}/{}", epoch + 1, s.num_epochs));
+            log.line(&format!("Epoch {epoch}"))?;
+            log.line(&format!("Current learning rate: {lr:.5}"))?;
+
+            let train_start = Instant::now();
+            let mut train_losses = Vec::with_capacity(s.num_iterations_per_epoch);
+            for _ in 0..s.num_iterations_per_epoch {
+                let batch = match &fixed_batch {
+                    Some(b) => clone_batch(b),
+                    None => self.train_loader.next_batch()?,
+                };
+                let loss = self.train_step(&batch, &mut state.optimizer, lr)?;
+                if fixed_batch.is_none() {
+                    self.train_loader.recycle(batch);
+                }
+                if !loss.is_finite() {
+                    log.line(&format!("train loss is {loss}; stopping"))?;
+                    return Err(Error::Invalid(format!(
+                        "training diverged in epoch {epoch}: the loss is {loss}. Try a lower \
+                         learning rate (--initial-lr)"
+                    )));
+                }
+                train_losses.push(loss);
+                bar.inc(1);
+            }
+            train_seconds += train_start.elapsed().as_secs_f64();
+            train_iterations += s.num_iterations_per_epoch;
+
+            let (val_loss, pseudo_dice) = self.validation_epoch(&bar)?;
+            let mean_fg_dice = nanmean(&pseudo_dice);
+            let ema_fg_dice = match state.logging.last() {
+                Some(prev) if !prev.ema_fg_dice.is_nan() => {
+                    s.ema_pseudo_dice_factor * prev.ema_fg_dice
+                        + (1.0 - s.ema_pseudo_dice_factor) * mean_fg_dice
+                }
+                _ => mean_fg_dice,
+            };
+            let record = EpochRecord {
+                epoch,
+                train_loss: mean(&train_losses),
+                val_loss,
+                pseudo_dice: pseudo_dice.clone(),
+                mean_fg_dice,
+                ema_fg_dice,
+                learning_rate: lr,
+                start_time,
+                end_time: now(),
+            };
+            log.line(&format!("train_loss {:.4}", record.train_loss))?;
+            log.line(&format!("val_loss {:.4}", record.val_loss))?;
+            log.line(&format!(
+                "Pseudo dice [{}]",
+                pseudo_dice
+                    .iter()
+                    .map(|d| format!("{d:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))?;
+            log.line(&format!("Epoch time: {:.2} s", record.duration()))?;
+            state.logging.push(record);
+            state.epoch += 1;
+
+            // nnU-Net's on_epoch_end: periodic latest, best by EMA, then the plot.
+            if state.epoch.is_multiple_of(s.save_every.max(1)) && epoch != s.num_epochs - 1 {
+                self.save(&state, "checkpoint_latest")?;
+            }
+            if state.best_ema.is_none_or(|best| ema_fg_dice > best) {
+                state.best_ema = Some(ema_fg_dice);
+                log.line(&format!("Yayy! New best EMA pseudo Dice: {ema_fg_dice:.4}"))?;
+                self.save(&state, "checkpoint_best")?;
+            }
+            crate::training::plot::draw_progress(
+                &state.logging,
+                &self.output_folder.join("progress.png"),
+            )?;
+            bar.println(format!(
+                "epoch {epoch}: train loss {:.4}, val loss {val_loss:.4}, pseudo Dice {:.4} (EMA \
+                 {ema_fg_dice:.4}), {:.1} s",
+                state.logging[epoch].train_loss,
+                mean_fg_dice,
+                state.logging[epoch].duration()
+            ));
+        }
+        bar.finish_and_clear();
+        let finished = state.epoch >= s.num_epochs;
+        if finished {
+            self.save(&state, "checkpoint_final")?;
+            let latest = checkpoint_path(&self.output_folder, "checkpoint_latest");
+            if latest.exists() {
+                std::fs::remove_file(&latest).map_err(|e| Error::io(&latest, e))?;
+            }
+            log.line("Training done.")?;
+        } else {
+            self.save(&state, "checkpoint_latest")?;
+            log.line(&format!("Stopped after epoch {}", state.epoch))?;
+        }
+        let iterations_per_second = if train_seconds > 0.0 {
+            train_iterations as f64 / train_seconds
+        } else {
+            0.0
+        };
+        if s.benchmark.is_some() {
+            let durations: Vec<f64> = state.logging.iter().map(EpochRecord::duration).collect();
+            let fastest = durations.iter().copied().fold(f64::INFINITY, f64::min);
+            log.line(&format!(
+                "Benchmark: fastest epoch {fastest:.2} s, mean epoch {:.2} s, {iterations_per_second:.2} training iterations/s",
+                mean(&durations)
+            ))?;
+            let report = serde_json::json!({
+                "epoch_times_s": durations,
+                "fastest_epoch_s": fastest,
+                "train_iterations_per_second": iterations_per_second,
+                "num_iterations_per_epoch": s.num_iterations_per_epoch,
+                "num_val_iterations_per_epoch": s.num_val_iterations_per_epoch,
+                "threads": rayon::current_num_threads(),
+            });
+            crate::plans::write_json(&self.output_folder.join("benchmark_result.json"), &report)?;
+        }
+        Ok(RunSummary {
+            epochs_completed: state.epoch,
+            logging: state.logging,
+            best_ema: state.best_ema,
+            finished,
+            iterations_per_second,
+        })
+    }
+
+    /// The weighted deep-supervision loss of `outputs` against `targets`.
+    fn loss_value(&self, outputs: Vec<Tensor<5>>, targets: &[Array5<i16>]) -> Result<Tensor<1>> {
+        if outputs.len() > targets.len() {
+            return Err(Error::Invalid(format!(
+                "the network returns {} outputs but the data loader makes {} targets",
+                outputs.len(),
+                targets.len()
+            )));
+        }
+        let mut total: Option<Tensor<1>> = None;
+        for (i, output) in outputs.into_iter().enumerate() {
+            let weight = if self.ds_weights.len() > 1 {
+                self.ds_weights[i]
+            } else {
+                1.0
+            };
+            if weight == 0.0 {
+                continue;
+            }
+            let device = output.device();
+            let target = self.target_tensor(&targets[i], &device);
+            let value = self.loss.forward(output, &target, &self.loss_settings)? * weight;
+            total = Some(match total {
+                Some(t) => t + value,
+                None => value,
+            });
+        }
+        total.ok_or_else(|| Error::Invalid("every deep-supervision weight is zero".into()))
+    }
+
+    fn target_tensor(&self, target: &Array5<i16>, device: &Device) -> Target {
+        let shape = target.shape().to_vec();
+        if self.regions {
+            let values: Vec<f32> = target.iter().map(|&v| f32::from(v)).collect();
+            Target::Regions(Tensor::from_data(TensorData::new(values, shape), device))
+        } else {
+            let values: Vec<i64> = target.iter().map(|&v| i64::from(v)).collect();
+            Target::Labels(Tensor::<5, Int>::from_data(
+                TensorData::new(values, shape),
+                device,
+            ))
+        }
+    }
+
+    fn train_step(&mut self, batch: &Batch, optimizer: &mut Optimizer, lr: f64) -> Result<f64> {
+        let input = array_to_tensor(&batch.data, &self.device);
+        let outputs = self.network.forward(input);
+        let loss = self.loss_value(outputs, &batch.targets)?;
+        let value = f64::from(loss.clone().into_scalar::<f32>());
+        let grads = self.network.gradients(loss.backward());
+        optimizer.step(
+            self.network.as_mut(),
+            &grads,
+            lr,
+            Some(self.settings.grad_clip_norm),
+        );
+        Ok(value)
+    }
+
+    /// The validation iterations of one epoch: mean loss and pseudo Dice per foreground class.
+    fn validation_epoch(&mut self, bar: &ProgressBar) -> Result<(f64, Vec<f64>)> {
+        let inference_device = self.device.clone().inner();
+        let mut network = self.network.boxed_clone();
+        network.to_device(&inference_device);
+        let mut losses = Vec::new();
+        let mut counts: Vec<[f64; 3]> = Vec::new();
+        for _ in 0..self.settings.num_val_iterations_per_epoch {
+            let batch = self.val_loader.next_batch()?;
+            let input = array_to_tensor(&batch.data, &inference_device);
+            let outputs = network.forward(input);
+            let first = outputs[0].clone();
+            let loss = self.loss_value(outputs, &batch.targets)?;
+            losses.push(f64::from(loss.into_scalar::<f32>()));
+            let batch_counts = self.pseudo_dice_counts(first, &batch.targets[0]);
+            if counts.is_empty() {
+                counts = batch_counts;
+            } else {
+                for (c, b) in counts.iter_mut().zip(batch_counts) {
+                    for k in 0..3 {
+                        c[k] += b[k];
+                    }
+                }
+            }
+            self.val_loader.recycle(batch);
+            bar.inc(1);
+        }
+        let dice = counts
+            .iter()
+            .map(|[tp, fp, fn_]| 2.0 * tp / (2.0 * tp + fp + fn_))
+            .collect();
+        Ok((mean(&losses), dice))
+    }
+
+    /// True positives, false positives and false negatives per foreground class (or region) of
+    /// one validation batch, pooled over the batch, ignoring ignore-label voxels.
+    fn pseudo_dice_counts(&self, logits: Tensor<5>, target: &Array5<i16>) -> Vec<[f64; 3]> {
+        let [b, c, z, y, x] = logits.dims();
+        let voxels = z * y * x;
+        if self.regions {
+            let values: Vec<f32> = logits
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default();
+            let target_channels = target.shape()[1];
+            let has_ignore = self.ignore_label.is_some() && target_channels > c;
+            let mut counts = vec![[0.0; 3]; c];
+            for n in 0..b {
+                let t = target.index_axis(Axis(0), n);
+                for (k, count) in counts.iter_mut().enumerate() {
+                    let pred = &values[(n * c + k) * voxels..(n * c + k + 1) * voxels];
+                    let truth = t.index_axis(Axis(0), k);
+                    let ignore = has_ignore.then(|| t.index_axis(Axis(0), target_channels - 1));
+                    for (i, (&p, &g)) in pred.iter().zip(truth.iter()).enumerate() {
+                        if let Some(ig) = &ignore
+                            && ig.as_slice().is_some_and(|s| s[i] != 0)
+                        {
+                            continue;
+                        }
+                        let (p, g) = (p > 0.0, g != 0);
+                        count[0] += f64::from(u8::from(p && g));
+                        count[1] += f64::from(u8::from(p && !g));
+                        count[2] += f64::from(u8::from(!p && g));
+                    }
+                }
+            }
+            counts
+        } else {
+            let argmax: Vec<i64> = logits
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap_or_default();
+            let mut counts = vec![[0.0; 3]; c.saturating_sub(1)];
+            for (&p, &g) in argmax.iter().zip(target.iter()) {
+                if self.ignore_label.is_some_and(|ig| i64::from(g) == ig) {
+                    continue;
+                }
+                let g = i64::from(g);
+                if p == g {
+                    if p > 0 {
+                        counts[(p - 1) as usize][0] += 1.0;
+                    }
+                } else {
+                    if p > 0 {
+                        counts[(p - 1) as usize][1] += 1.0;
+                    }
+                    if g > 0 && (g as usize) < c {
+                        counts[(g - 1) as usize][2] += 1.0;
+                    }
+                }
+            }
+            counts
+        }
+    }
+}
+
+/// Which schedule settings differ between a run's start and now.
+fn schedule_differences(started: &TrainerSettings, now: &TrainerSettings) -> Vec<String> {
+    let mut out = Vec::new();
+    if started.num_epochs != now.num_epochs {
+        out.push(format!(
+            "epochs {} vs {}",
+            started.num_epochs, now.num_epochs
+        ));
+    }
+    if started.num_iterations_per_epoch != now.num_iterations_per_epoch {
+        out.push(format!(
+            "iterations per epoch {} vs {}",
+            started.num_iterations_per_epoch, now.num_iterations_per_epoch
+        ));
+    }
+    if started.num_val_iterations_per_epoch != now.num_val_iterations_per_epoch {
+        out.push(format!(
+            "validation iterations per epoch {} vs {}",
+            started.num_val_iterations_per_epoch, now.num_val_iterations_per_epoch
+        ));
+    }
+    if started.initial_lr != now.initial_lr {
+        out.push(format!(
+            "initial learning rate {} vs {}",
+            started.initial_lr, now.initial_lr
+        ));
+    }
+    if started != now && out.is_empty() {
+        out.push("trainer settings".into());
+    }
+    out
+}
+
+/// A `[b, c, z, y, x]` array as a tensor on `device`.
+pub fn array_to_tensor(array: &Array5<f32>, device: &Device) -> Tensor<5> {
+    let shape = array.shape().to_vec();
+    let values: Vec<f32> = match array.as_slice() {
+        Some(s) => s.to_vec(),
+        None => array.iter().copied().collect(),
+    };
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+fn clone_batch(b: &Batch) -> Batch {
+    Batch {
+        index: b.index,
+        data: b.data.clone(),
+        targets: b.targets.clone(),
+        keys: b.keys.clone(),
+        forced_foreground: b.forced_foreground.clone(),
+    }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        f64::NAN
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+fn nanmean(values: &[f64]) -> f64 {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+    mean(&finite)
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// nnU-Net's `training_log_Y_M_D_HH_MM_SS.txt`: timestamped lines, appended as they come.
+struct TrainingLog {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl TrainingLog {
+    fn create(folder: &Path) -> Result<Self> {
+        let t = chrono::Local::now();
+        let name = format!(
+            "training_log_{}_{}_{}_{}.txt",
+            t.format("%Y"),
+            t.format("%-m"),
+            t.format("%-d"),
+            t.format("%H_%M_%S")
+        );
+        let path = folder.join(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Self { file, path })
+    }
+
+    fn line(&mut self, text: &str) -> Result<()> {
+        let stamp = chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.6f");
+        writeln!(self.file, "{stamp}: {text}").map_err(|e| Error::io(&self.path, e))
+    }
+}

@@ -1,0 +1,282 @@
+//! `nnunet train` end to end on small generated datasets: a 2D and a 3D dataset are learned to a
+//! high validation Dice with the run's log, `progress.png`, checkpoints and `summary.json` where
+//! nnU-Net writes them; a run stopped with `--stop-after` and continued with `--c` ends with the
+//! same weights as an uninterrupted run; a changed schedule on `--c` is refused.
+
+use std::path::{Path, PathBuf};
+
+use nnunet_tests::{nnunet, run};
+use serde_json::Value;
+
+struct Folders {
+    _tmp: tempfile::TempDir,
+    raw: PathBuf,
+    pre: PathBuf,
+    results: PathBuf,
+}
+
+impl Folders {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let raw = tmp.path().join("raw");
+        let pre = tmp.path().join("pre");
+        let results = tmp.path().join("results");
+        for d in [&raw, &pre, &results] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        Self {
+            _tmp: tmp,
+            raw,
+            pre,
+            results,
+        }
+    }
+
+    fn nnunet(&self, args: &[&str]) -> String {
+        let (out, stdout, stderr) = run(nnunet()
+            .env("nnUNet_raw", &self.raw)
+            .env("nnUNet_preprocessed", &self.pre)
+            .env("nnUNet_results", &self.results)
+            .args(args));
+        assert!(
+            out.status.success(),
+            "nnunet {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        format!("{stdout}{stderr}")
+    }
+
+    fn nnunet_fails(&self, args: &[&str]) -> String {
+        let (out, stdout, stderr) = run(nnunet()
+            .env("nnUNet_raw", &self.raw)
+            .env("nnUNet_preprocessed", &self.pre)
+            .env("nnUNet_results", &self.results)
+            .args(args));
+        assert!(
+            !out.status.success(),
+            "nnunet {args:?} should fail:\n{stdout}"
+        );
+        stderr
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text.replace("NaN", "null")).unwrap()
+}
+
+fn fold_dir(f: &Folders, dataset: &str, trainer: &str, config: &str, fold: &str) -> PathBuf {
+    f.results
+        .join(dataset)
+        .join(format!("{trainer}__nnUNetPlans__{config}"))
+        .join(format!("fold_{fold}"))
+}
+
+fn prepare(f: &Folders, id: &str, extra: &[&str], config: &str) {
+    let mut args = vec!["make-example-dataset", "-d", id, "--cases", "6"];
+    args.extend_from_slice(extra);
+    f.nnunet(&args);
+    f.nnunet(&["plan-and-preprocess", "-d", id, "-c", config, "-np", "2"]);
+}
+
+fn check_run_files(fold: &Path) {
+    for file in [
+        "checkpoint_final.safetensors",
+        "checkpoint_best.safetensors",
+        "progress.png",
+    ] {
+        assert!(fold.join(file).is_file(), "{} missing", file);
+    }
+    assert!(!fold.join("checkpoint_latest.safetensors").exists());
+    let log = std::fs::read_dir(fold)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("training_log_"))
+        .expect("training log");
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        text.contains("Epoch 0") && text.contains("Pseudo dice"),
+        "{text}"
+    );
+    let png = image::open(fold.join("progress.png")).expect("progress.png decodes");
+    assert!(png.width() > 400 && png.height() > 400);
+    let parent = fold.parent().unwrap();
+    for file in ["plans.json", "dataset.json", "dataset_fingerprint.json"] {
+        assert!(
+            parent.join(file).is_file(),
+            "{file} missing next to the folds"
+        );
+    }
+}
+
+fn validation_dice(fold: &Path) -> f64 {
+    let summary = read_json(&fold.join("validation").join("summary.json"));
+    summary["foreground_mean"]["Dice"]
+        .as_f64()
+        .expect("foreground Dice")
+}
+
+#[test]
+fn trains_2d_to_high_dice() {
+    let f = Folders::new();
+    prepare(&f, "301", &["--shape", "48", "48"], "2d");
+    f.nnunet(&[
+        "train",
+        "301",
+        "2d",
+        "0",
+        "-tr",
+        "nnUNetTrainer_5epochs",
+        "--iterations-per-epoch",
+        "12",
+        "--val-iterations-per-epoch",
+        "3",
+    ]);
+    let fold = fold_dir(
+        &f,
+        "Dataset301_Synthetic2D",
+        "nnUNetTrainer_5epochs",
+        "2d",
+        "0",
+    );
+    check_run_files(&fold);
+    let dice = validation_dice(&fold);
+    assert!(dice > 0.8, "validation Dice {dice}");
+    // The fold's split was written on first use, 5 folds over the 6 cases.
+    let splits = read_json(
+        &f.pre
+            .join("Dataset301_Synthetic2D")
+            .join("splits_final.json"),
+    );
+    assert_eq!(splits.as_array().unwrap().len(), 5);
+    // --val alone re-validates the trained fold.
+    let out = f.nnunet(&[
+        "train",
+        "301",
+        "2d",
+        "0",
+        "-tr",
+        "nnUNetTrainer_5epochs",
+        "--iterations-per-epoch",
+        "12",
+        "--val-iterations-per-epoch",
+        "3",
+        "--val",
+    ]);
+    assert!(out.contains("validation of"), "{out}");
+}
+
+#[test]
+fn trains_3d_to_high_dice() {
+    let f = Folders::new();
+    prepare(
+        &f,
+        "302",
+        &["--3d", "--shape", "16", "24", "24"],
+        "3d_fullres",
+    );
+    f.nnunet(&[
+        "train",
+        "302",
+        "3d_fullres",
+        "0",
+        "-tr",
+        "nnUNetTrainer_5epochs",
+        "--iterations-per-epoch",
+        "8",
+        "--val-iterations-per-epoch",
+        "2",
+    ]);
+    let fold = fold_dir(
+        &f,
+        "Dataset302_Synthetic3D",
+        "nnUNetTrainer_5epochs",
+        "3d_fullres",
+        "0",
+    );
+    check_run_files(&fold);
+    let dice = validation_dice(&fold);
+    assert!(dice > 0.7, "validation Dice {dice}");
+}
+
+fn checkpoint_bytes_of_network(path: &Path) -> Vec<(String, Vec<u8>)> {
+    // The safetensors header is JSON; compare the network tensors' raw bytes by name.
+    let data = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(data[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&data[8..8 + n]).unwrap();
+    let body = &data[8 + n..];
+    let mut out: Vec<(String, Vec<u8>)> = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("network."))
+        .map(|(k, v)| {
+            let o = v["data_offsets"].as_array().unwrap();
+            let (a, b) = (
+                o[0].as_u64().unwrap() as usize,
+                o[1].as_u64().unwrap() as usize,
+            );
+            (k.clone(), body[a..b].to_vec())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn continued_run_equals_uninterrupted_run() {
+    let f = Folders::new();
+    prepare(&f, "303", &["--shape", "32", "32"], "2d");
+    let train = |fold: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "303",
+            "2d",
+            fold,
+            "--epochs",
+            "4",
+            "--iterations-per-epoch",
+            "3",
+            "--val-iterations-per-epoch",
+            "1",
+            "--threads",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        f.nnunet(&args)
+    };
+    // First uninterrupted; then, after moving that run aside, stopped after 2 epochs and continued.
+    train("1", &[]);
+    let full = fold_dir(&f, "Dataset303_Synthetic2D", "nnUNetTrainer", "2d", "1");
+    let uninterrupted = checkpoint_bytes_of_network(&full.join("checkpoint_final.safetensors"));
+    std::fs::rename(&full, full.with_file_name("fold_1_uninterrupted")).unwrap();
+
+    let out = train("1", &["--stop-after", "2"]);
+    assert!(out.contains("stopped after epoch 2"), "{out}");
+    assert!(full.join("checkpoint_latest.safetensors").is_file());
+    assert!(!full.join("checkpoint_final.safetensors").exists());
+    // A changed schedule is refused on --c.
+    let err = f.nnunet_fails(&[
+        "train",
+        "303",
+        "2d",
+        "1",
+        "--epochs",
+        "6",
+        "--iterations-per-epoch",
+        "3",
+        "--val-iterations-per-epoch",
+        "1",
+        "--c",
+    ]);
+    assert!(err.contains("epochs 4 vs 6"), "{err}");
+    train("1", &["--c"]);
+    let continued = checkpoint_bytes_of_network(&full.join("checkpoint_final.safetensors"));
+    assert_eq!(uninterrupted.len(), continued.len());
+    for ((name_a, a), (name_b, b)) in uninterrupted.iter().zip(&continued) {
+        assert_eq!(name_a, name_b);
+        assert!(
+            a == b,
+            "{name_a} differs between the continued and the uninterrupted run"
+        );
+    }
+}

@@ -1,0 +1,480 @@
+//! Setting up a training run from the preprocessed dataset, its plans and a trainer: what
+//! nnU-Net's `nnUNetTrainer.initialize` and `on_train_start` do (network, loss, folds, data
+//! loaders, output folder), so that `nnunet train` and the library share one path.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nnunet_core::data_loading::{
+    DataLoader, LoaderConfig, Oversampling, PatchSampler, SamplerConfig, deep_supervision_scales,
+};
+use nnunet_core::network::{NamedTensor, NetworkSpec};
+use nnunet_core::plans::{Configuration, Plans};
+use nnunet_core::preprocessing::storage::stored_cases;
+use nnunet_core::training::checkpoint::Checkpoint;
+use nnunet_core::training::run::{RunState, TrainingRun, checkpoint_path};
+use nnunet_core::training::splits::{Fold, Split, fold_cases};
+use nnunet_core::training::{MirrorAxes, NormKind, TrainerSettings, settings_of};
+use nnunet_core::{DatasetJson, Error, Registries, Result};
+use nnunet_plugins::augmentations::geometry::configure_rotation_dummy_da_mirroring_and_initial_patch_size;
+use nnunet_plugins::augmentations::pipeline::{
+    PipelineContext, training_pipeline, validation_pipeline,
+};
+
+/// Schedule values given on the command line for one run (`--epochs`, …).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScheduleOverrides {
+    pub epochs: Option<usize>,
+    pub iterations_per_epoch: Option<usize>,
+    pub val_iterations_per_epoch: Option<usize>,
+    pub initial_lr: Option<f64>,
+}
+
+impl ScheduleOverrides {
+    /// Applies the overrides to `settings`.
+    pub fn apply(&self, settings: &mut TrainerSettings) {
+        if let Some(n) = self.epochs {
+            settings.num_epochs = n;
+        }
+        if let Some(n) = self.iterations_per_epoch {
+            settings.num_iterations_per_epoch = n;
+        }
+        if let Some(n) = self.val_iterations_per_epoch {
+            settings.num_val_iterations_per_epoch = n;
+        }
+        if let Some(lr) = self.initial_lr {
+            settings.initial_lr = lr;
+        }
+    }
+}
+
+/// What to train.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    /// `nnUNet_preprocessed/DatasetXXX_Name`.
+    pub preprocessed_folder: PathBuf,
+    /// `nnUNet_results/DatasetXXX_Name`.
+    pub results_folder: PathBuf,
+    pub configuration: String,
+    pub fold: Fold,
+    pub trainer: String,
+    pub plans_identifier: String,
+    pub overrides: ScheduleOverrides,
+    /// Continue from `checkpoint_latest` (or `checkpoint_final`/`best` if that is all there is).
+    pub continue_training: bool,
+    /// Start from another model's weights (`-pretrained_weights`).
+    pub pretrained_weights: Option<PathBuf>,
+    /// Device to train on (autodiff is switched on here).
+    pub device: burn::tensor::Device,
+    pub seed: u64,
+    /// Data-loading worker threads.
+    pub num_workers: usize,
+    pub show_progress: bool,
+}
+
+/// The fold's output folder: `results/Trainer__Plans__config/fold_N`.
+pub fn fold_folder(
+    results_folder: &Path,
+    trainer: &str,
+    plans: &str,
+    configuration: &str,
+    fold: Fold,
+) -> PathBuf {
+    results_folder
+        .join(format!("{trainer}__{plans}__{configuration}"))
+        .join(fold.folder_name())
+}
+
+/// Everything about the dataset and configuration a run, a validation or a prediction needs.
+pub struct RunContext {
+    pub plans: Plans,
+    pub configuration: Configuration,
+    pub dataset_json: DatasetJson,
+    pub data_folder: PathBuf,
+    pub split: Split,
+    pub settings: TrainerSettings,
+    pub output_folder: PathBuf,
+    pub spec: NetworkSpec,
+    pub network_class_name: String,
+    pub regions: bool,
+    pub ignore_label: Option<i64>,
+    pub inference_mirror_axes: Vec<usize>,
+}
+
+fn read_plans(request: &RunRequest) -> Result<(Plans, Configuration, PathBuf)> {
+    let plans_file = request
+        .preprocessed_folder
+        .join(format!("{}.json", request.plans_identifier));
+    if !plans_file.is_file() {
+        return Err(Error::invalid_file(
+            &plans_file,
+            "no such plans file; run `nnunet plan-and-preprocess -d ID` first (or pass -p with \
+             the plans you made)",
+        ));
+    }
+    let plans = Plans::from_file(&plans_file)?;
+    let configuration = plans.configuration(&request.configuration)?;
+    let data_folder = request
+        .preprocessed_folder
+        .join(configuration.data_identifier()?);
+    Ok((plans, configuration, data_folder))
+}
+
+/// Network class name as registered: the last component of `network_class_name`.
+pub fn architecture_name(configuration: &Configuration) -> Result<(String, serde_json::Value)> {
+    let architecture = configuration.json.get("architecture").ok_or_else(|| {
+        Error::Invalid("the plans configuration has no 'architecture' entry".into())
+    })?;
+    let class = architecture
+        .get("network_class_name")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| {
+            Error::Invalid("the plans configuration has no architecture.network_class_name".into())
+        })?;
+    let kwargs = architecture.get("arch_kwargs").cloned().ok_or_else(|| {
+        Error::Invalid("the plans configuration has no architecture.arch_kwargs".into())
+    })?;
+    Ok((
+        class.rsplit('.').next().unwrap_or(class).to_string(),
+        kwargs,
+    ))
+}
+
+/// Number of network outputs: classes (labels without the ignore label) or regions.
+pub fn output_channels(dataset_json: &DatasetJson) -> usize {
+    let labels = &dataset_json.labels;
+    if labels.is_region_based() {
+        labels.regions().len()
+    } else {
+        labels.all_labels().len()
+    }
+}
+
+/// Reads plans, dataset and folds and resolves the trainer's settings for `request`.
+pub fn run_context(registries: &Registries, request: &RunRequest) -> Result<RunContext> {
+    let (plans, configuration, data_folder) = read_plans(request)?;
+    if configuration.previous_stage().is_some() {
+        return Err(Error::Invalid(format!(
+            "configuration '{}' is a cascade stage; training it needs the previous stage's \
+             cross-validation predictions, which nnunet-rs does not make yet",
+            request.configuration
+        )));
+    }
+    if !data_folder.is_dir() {
+        return Err(Error::invalid_file(
+            &data_folder,
+            format!(
+                "not preprocessed yet; run `nnunet preprocess -d ID -plans_name {} -c {}`",
+                request.plans_identifier, request.configuration
+            ),
+        ));
+    }
+    let dataset_json = DatasetJson::from_file(&request.preprocessed_folder.join("dataset.json"))?;
+    let trainer = registries.trainers.create(&request.trainer)?;
+    let mut settings = settings_of(trainer.as_ref());
+    request.overrides.apply(&mut settings);
+    if settings.num_epochs == 0 || settings.num_iterations_per_epoch == 0 {
+        return Err(Error::Invalid(
+            "the number of epochs and of iterations per epoch must be positive".into(),
+        ));
+    }
+    let cases = stored_cases(&data_folder)?;
+    if cases.is_empty() {
+        return Err(Error::invalid_file(
+            &data_folder,
+            "holds no preprocessed cases",
+        ));
+    }
+    let split = fold_cases(
+        &request.preprocessed_folder.join("splits_final.json"),
+        &cases,
+        request.fold,
+    )?;
+    if split.val.is_empty() {
+        return Err(Error::Invalid(format!(
+            "fold {} has no validation cases",
+            request.fold
+        )));
+    }
+    let output_folder = fold_folder(
+        &request.results_folder,
+        &request.trainer,
+        &request.plans_identifier,
+        &request.configuration,
+        request.fold,
+    );
+    let (network_class_name, arch_kwargs) = architecture_name(&configuration)?;
+    let labels = &dataset_json.labels;
+    let spec = NetworkSpec {
+        arch_kwargs,
+        input_channels: dataset_json.num_channels(),
+        output_channels: output_channels(&dataset_json),
+        deep_supervision: settings.enable_deep_supervision,
+        is_2d: configuration.is_2d()?,
+        batch_norm: settings.norm == NormKind::Batch,
+    };
+    let geometry = configure_rotation_dummy_da_mirroring_and_initial_patch_size(
+        &configuration.patch_size()?,
+        &settings.augmentation,
+    )?;
+    let inference_mirror_axes = match settings.augmentation.mirror_axes {
+        MirrorAxes::None => Vec::new(),
+        _ => geometry.mirror_axes.clone(),
+    };
+    Ok(RunContext {
+        regions: labels.is_region_based(),
+        ignore_label: labels.ignore_label(),
+        plans,
+        configuration,
+        dataset_json,
+        data_folder,
+        split,
+        settings,
+        output_folder,
+        spec,
+        network_class_name,
+        inference_mirror_axes,
+    })
+}
+
+/// Deep-supervision loss weights for `n` outputs: `1/2^i`, the last set to 0, normalised.
+pub fn deep_supervision_weights(n: usize) -> Vec<f64> {
+    if n <= 1 {
+        return vec![1.0; n];
+    }
+    let mut w: Vec<f64> = (0..n).map(|i| 1.0 / 2f64.powi(i as i32)).collect();
+    w[n - 1] = 0.0;
+    let sum: f64 = w.iter().sum();
+    w.iter().map(|v| v / sum).collect()
+}
+
+/// Builds the run for `request`; with `continue_training`, restored from its checkpoint.
+pub fn prepare_run(
+    registries: &Registries,
+    request: &RunRequest,
+) -> Result<(TrainingRun, RunState)> {
+    let ctx = run_context(registries, request)?;
+    let device = request.device.clone().autodiff();
+    device.seed(request.seed);
+
+    let resume = if request.continue_training {
+        ["checkpoint_latest", "checkpoint_final", "checkpoint_best"]
+            .iter()
+            .map(|w| checkpoint_path(&ctx.output_folder, w))
+            .find(|p| p.is_file())
+    } else {
+        None
+    };
+    let checkpoint = match &resume {
+        Some(path) => Some(Checkpoint::load(path)?),
+        None => None,
+    };
+    if request.continue_training && checkpoint.is_none() {
+        eprintln!(
+            "no checkpoint in {} to continue from; starting a new run",
+            ctx.output_folder.display()
+        );
+    }
+    let seed = checkpoint.as_ref().map_or(request.seed, |c| c.meta.seed);
+
+    let architecture = registries.architectures.create(&ctx.network_class_name)?;
+    let network = architecture.build(&ctx.spec, &device)?;
+
+    let configuration = &ctx.configuration;
+    let labels = &ctx.dataset_json.labels;
+    let patch_size = configuration.patch_size()?;
+    let batch_size = configuration.batch_size()?;
+    let geometry = configure_rotation_dummy_da_mirroring_and_initial_patch_size(
+        &patch_size,
+        &ctx.settings.augmentation,
+    )?;
+    let to_i16 = |v: i64| i16::try_from(v).ok();
+    let pipeline_context = PipelineContext {
+        patch_size: patch_size.clone(),
+        is_2d: ctx.spec.is_2d,
+        geometry: geometry.clone(),
+        use_mask_for_norm: configuration.use_mask_for_norm()?,
+        cascade_foreground_labels: None,
+        regions: labels.is_region_based().then(|| {
+            labels
+                .regions()
+                .into_iter()
+                .map(|r| r.into_iter().filter_map(to_i16).collect())
+                .collect()
+        }),
+        ignore_label: labels.ignore_label().and_then(to_i16),
+    };
+    let ds_scales = ctx
+        .settings
+        .enable_deep_supervision
+        .then(|| deep_supervision_scales(configuration))
+        .transpose()?;
+    let sampler = |cases: &[String], initial_patch: Vec<usize>| {
+        PatchSampler::new(SamplerConfig {
+            folder: ctx.data_folder.clone(),
+            cases: cases.to_vec(),
+            patch_size: initial_patch,
+            final_patch_size: patch_size.clone(),
+            oversampling: Oversampling::from_settings(&ctx.settings, batch_size),
+            has_ignore_label: labels.ignore_label().is_some(),
+            previous_stage_folder: None,
+        })
+        .map(Arc::new)
+    };
+    let workers = request.num_workers.max(1);
+    let loader_config =
+        |seed: u64, augmentations: Vec<Box<dyn nnunet_core::Augmentation>>| LoaderConfig {
+            batch_size,
+            num_workers: workers,
+            queue_length: (2 * workers).max(4),
+            seed,
+            deep_supervision_scales: ds_scales.clone(),
+            augmentations: augmentations.into(),
+            context: pipeline_context.augmentation_context(),
+        };
+    let (train_start, val_start) = checkpoint.as_ref().map_or((0, 0), |c| {
+        (c.meta.train_batches_drawn, c.meta.val_batches_drawn)
+    });
+    let train_loader = DataLoader::starting_at(
+        sampler(&ctx.split.train, geometry.initial_patch_size.clone())?,
+        loader_config(
+            seed,
+            training_pipeline(&ctx.settings.augmentation, &pipeline_context, registries)?,
+        ),
+        train_start,
+    )?;
+    let val_loader = DataLoader::starting_at(
+        sampler(&ctx.split.val, patch_size.clone())?,
+        loader_config(
+            seed.wrapping_add(1),
+            validation_pipeline(&ctx.settings.augmentation, &pipeline_context)?,
+        ),
+        val_start,
+    )?;
+
+    let mut loss_name = ctx.settings.loss.clone();
+    if ctx.regions && loss_name == "DC_and_CE_loss" {
+        loss_name = "DC_and_BCE_loss".into();
+    }
+    let loss = registries.losses.create(&loss_name)?;
+    let loss_settings = nnunet_core::loss::LossSettings {
+        batch_dice: configuration.batch_dice(),
+        do_bg: ctx.regions,
+        smooth: ctx.settings.dice_smooth,
+        ignore_label: ctx.ignore_label,
+        topk_percent: ctx.settings.topk_percent,
+        label_smoothing: ctx.settings.label_smoothing,
+        ..Default::default()
+    };
+    let n_outputs = ds_scales.as_ref().map_or(1, Vec::len);
+
+    let mut run = TrainingRun {
+        output_folder: ctx.output_folder.clone(),
+        trainer_name: request.trainer.clone(),
+        plans_identifier: request.plans_identifier.clone(),
+        configuration: request.configuration.clone(),
+        fold: request.fold.to_string(),
+        trainer: registries.trainers.create(&request.trainer)?,
+        settings: ctx.settings.clone(),
+        network,
+        network_class_name: ctx.network_class_name.clone(),
+        input_channels: ctx.spec.input_channels,
+        output_channels: ctx.spec.output_channels,
+        loss,
+        loss_settings,
+        ds_weights: deep_supervision_weights(n_outputs),
+        regions: ctx.regions,
+        ignore_label: ctx.ignore_label,
+        train_loader,
+        val_loader,
+        device,
+        seed,
+        inference_mirror_axes: ctx.inference_mirror_axes.clone(),
+        show_progress: request.show_progress,
+    };
+    let state = match (&checkpoint, &resume) {
+        (Some(c), Some(path)) => run.restore(c, path)?,
+        _ => {
+            if let Some(path) = &request.pretrained_weights {
+                load_pretrained(run.network.as_mut(), path)?;
+            }
+            run.new_state()
+        }
+    };
+    copy_run_files(&request.preprocessed_folder, &ctx)?;
+    Ok((run, state))
+}
+
+/// Loads another model's weights except the segmentation heads, as nnU-Net's
+/// `load_pretrained_weights`: every other parameter must exist with the same shape.
+pub fn load_pretrained(network: &mut dyn nnunet_core::network::Network, path: &Path) -> Result<()> {
+    let checkpoint = Checkpoint::load(path)?;
+    let source: std::collections::HashMap<&str, &NamedTensor> = checkpoint
+        .network
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let mut merged = network.export_parameters();
+    for t in merged.iter_mut() {
+        if t.name.contains(".seg_layers.") {
+            continue;
+        }
+        let s = source.get(t.name.as_str()).ok_or_else(|| {
+            Error::invalid_file(
+                path,
+                format!(
+                    "has no parameter '{}': it was trained with another architecture",
+                    t.name
+                ),
+            )
+        })?;
+        if s.shape != t.shape {
+            return Err(Error::invalid_file(
+                path,
+                format!(
+                    "parameter '{}' has shape {:?} there but {:?} in this network: the \
+                     pretrained model has another topology (plans, channels or patch size)",
+                    t.name, s.shape, t.shape
+                ),
+            ));
+        }
+        t.values = s.values.clone();
+    }
+    network.import_parameters(&merged)
+}
+
+/// nnU-Net copies `plans.json`, `dataset.json` and `dataset_fingerprint.json` next to the folds.
+fn copy_run_files(preprocessed: &Path, ctx: &RunContext) -> Result<()> {
+    let base = ctx
+        .output_folder
+        .parent()
+        .ok_or_else(|| Error::Invalid("results folder has no parent".into()))?;
+    std::fs::create_dir_all(&ctx.output_folder).map_err(|e| Error::io(&ctx.output_folder, e))?;
+    nnunet_core::plans::write_json(
+        &base.join("plans.json"),
+        &serde_json::Value::Object(ctx.plans.json().clone()),
+    )?;
+    for name in ["dataset.json", "dataset_fingerprint.json"] {
+        let from = preprocessed.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, base.join(name)).map_err(|e| Error::io(&from, e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ds_weights_as_nnunet() {
+        let w = deep_supervision_weights(4);
+        let raw = [1.0, 0.5, 0.25, 0.0];
+        let sum: f64 = raw.iter().sum();
+        for (a, b) in w.iter().zip(raw) {
+            assert!((a - b / sum).abs() < 1e-15);
+        }
+        assert_eq!(deep_supervision_weights(1), vec![1.0]);
+    }
+}

@@ -1,0 +1,100 @@
+//! The final validation of a trained fold (nnU-Net's `perform_actual_validation`): every
+//! validation case of the fold is predicted with the sliding window (Gaussian weighting, mirroring
+//! over the training axes), written in its input geometry to `fold_N/validation/`, and scored
+//! against `gt_segmentations` into `validation/summary.json`.
+
+use std::path::{Path, PathBuf};
+
+use nnunet_core::dataset::choose_reader;
+use nnunet_core::evaluation::{FolderEvaluation, evaluate_folders, evaluation_targets};
+use nnunet_core::inference::export::{ExportSettings, export_prediction_from_logits};
+use nnunet_core::inference::sliding_window::{SlidingWindowSettings, predict_sliding_window};
+use nnunet_core::inference::network_from_checkpoint;
+use nnunet_core::preprocessing::storage::{CaseFiles, MappedArray, read_properties};
+use nnunet_core::training::checkpoint::Checkpoint;
+use nnunet_core::{Error, Registries, Result};
+
+use crate::setup::{RunRequest, run_context};
+
+/// What a validation produced.
+#[derive(Clone, Debug)]
+pub struct ValidationResult {
+    pub cases: usize,
+    pub foreground_mean_dice: f64,
+    pub summary_file: PathBuf,
+}
+
+/// Predicts and scores the fold's validation cases with the weights in `checkpoint_file`.
+pub fn validate_fold(
+    registries: &Registries,
+    request: &RunRequest,
+    checkpoint_file: &Path,
+    save_probabilities: bool,
+) -> Result<ValidationResult> {
+    let ctx = run_context(registries, request)?;
+    let checkpoint = Checkpoint::load(checkpoint_file)?;
+    let device = request.device.clone().inner();
+    let network =
+        network_from_checkpoint(registries, &checkpoint, &ctx.spec, &device, checkpoint_file)?;
+    let mut window = SlidingWindowSettings::from_configuration(
+        &ctx.configuration,
+        checkpoint.meta.inference_allowed_mirroring_axes.clone(),
+    )?;
+    window.step_size = 0.5;
+    let export = ExportSettings::new(&ctx.plans, &ctx.configuration, &ctx.dataset_json.labels)?;
+    let reader_entry = choose_reader(registries, &ctx.dataset_json, None)?;
+    let reader = reader_entry.create();
+    let file_ending = ctx.dataset_json.file_ending.clone();
+    let out_dir = ctx.output_folder.join("validation");
+    std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
+
+    let progress = nnunet_core::progress::bar(ctx.split.val.len(), "validation", "cases");
+    if !request.show_progress {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    for case in &ctx.split.val {
+        let files = CaseFiles::new(&ctx.data_folder, case);
+        let properties = read_properties(&files.properties)?;
+        let data = MappedArray::open(&files.data)?;
+        let logits = predict_sliding_window(
+            network.as_ref(),
+            data.view_f32()?,
+            &window,
+            &device,
+            &|_, _| {},
+        )?;
+        export_prediction_from_logits(
+            logits.view(),
+            &properties,
+            &export,
+            reader.as_ref(),
+            &out_dir.join(case),
+            &file_ending,
+            save_probabilities,
+        )?;
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+
+    let gt_folder = request.preprocessed_folder.join("gt_segmentations");
+    let regions = evaluation_targets(&ctx.dataset_json.labels);
+    let summary = evaluate_folders(
+        &FolderEvaluation {
+            reference_folder: &gt_folder,
+            prediction_folder: &out_dir,
+            file_ending: &file_ending,
+            regions: &regions,
+            ignore_label: ctx.ignore_label,
+            num_processes: 0,
+            chill: true,
+        },
+        reader.as_ref(),
+    )?;
+    let summary_file = out_dir.join("summary.json");
+    summary.write_json(&summary_file)?;
+    Ok(ValidationResult {
+        cases: ctx.split.val.len(),
+        foreground_mean_dice: summary.foreground_mean.dice,
+        summary_file,
+    })
+}
