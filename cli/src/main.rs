@@ -79,11 +79,36 @@ enum Command {
     BenchmarkDataloader(commands::benchmark_dataloader::Args),
     /// Train one fold of a configuration (nnUNetv2_train), then validate it.
     Train(commands::train::Args),
+    /// Predict new images with a trained model (nnUNetv2_predict), in the input's geometry.
+    Predict(commands::predict::Args),
+    /// Run nnU-Net end to end on a small generated dataset: data, plans, training, prediction,
+    /// Dice.
+    Demo(commands::demo::Args),
     /// Evaluate predicted segmentations against the reference with a dataset's labels, regions
     /// and ignore label; writes nnU-Net's summary.json (Dice, IoU, TP/FP/FN/TN per case and mean).
     Evaluate(commands::evaluate::Args),
     /// Evaluate predicted segmentations against the reference for the labels given with -l.
     EvaluateSimple(commands::evaluate::SimpleArgs),
+    /// Pick the best configuration (or ensemble of two) from the cross-validation, determine its
+    /// postprocessing and write the inference instructions.
+    FindBestConfig(commands::find_best_config::Args),
+    /// Average the probabilities (.npz) of several folders of predictions into segmentations.
+    Ensemble(commands::ensemble::Args),
+    /// Decide whether keeping only the largest connected component improves the Dice; writes
+    /// postprocessing.json.
+    DeterminePostprocessing(commands::postprocessing::DetermineArgs),
+    /// Apply a postprocessing.json to a folder of segmentations.
+    ApplyPostprocessing(commands::postprocessing::ApplyArgs),
+    /// Write PNG overlays of segmentations on their images, one per case.
+    PlotOverlay(commands::plot_overlay::Args),
+    /// Convert a model trained with nnU-Net v2 (PyTorch .pth checkpoints) into an nnunet-rs model
+    /// folder, reading the checkpoints without running code from them.
+    ImportTorchCheckpoint(commands::import_torch_checkpoint::Args),
+    /// Pack trained models into a ZIP file to share (nnUNetv2_export_model_to_zip).
+    ExportModel(commands::export_model::Args),
+    /// Install a model ZIP file into nnUNet_results, checking every entry first
+    /// (nnUNetv2_install_pretrained_model_from_zip).
+    InstallModel(commands::install_model::Args),
 }
 
 /// Shared state of a run: the folders and the registries with the plugins loaded.
@@ -137,8 +162,18 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
         Command::MovePlans(a) => commands::move_plans::run(&ctx, a),
         Command::BenchmarkDataloader(a) => commands::benchmark_dataloader::run(&ctx, a),
         Command::Train(a) => commands::train::run(&ctx, a),
+        Command::Predict(a) => commands::predict::run(&ctx, a),
+        Command::Demo(a) => commands::demo::run(&ctx, a),
         Command::Evaluate(a) => commands::evaluate::run(&ctx, a),
         Command::EvaluateSimple(a) => commands::evaluate::run_simple(&ctx, a),
+        Command::FindBestConfig(a) => commands::find_best_config::run(&ctx, a),
+        Command::Ensemble(a) => commands::ensemble::run(&ctx, a),
+        Command::DeterminePostprocessing(a) => commands::postprocessing::run_determine(&ctx, a),
+        Command::ApplyPostprocessing(a) => commands::postprocessing::run_apply(&ctx, a),
+        Command::PlotOverlay(a) => commands::plot_overlay::run(&ctx, a),
+        Command::ImportTorchCheckpoint(a) => commands::import_torch_checkpoint::run(&ctx, a),
+        Command::ExportModel(a) => commands::export_model::run(&ctx, a),
+        Command::InstallModel(a) => commands::install_model::run(&ctx, a),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod augmentation;
 pub mod data_loading;
 pub mod dataset;
 pub mod device;
+pub mod ensembling;
 pub mod error;
 pub mod evaluation;
 pub mod fingerprint;
@@ -17,16 +18,20 @@ pub mod inference;
 pub mod integrity;
 pub mod io;
 pub mod loss;
+pub mod model_selection;
+pub mod model_sharing;
 pub mod network;
 pub mod numpy_random;
 pub mod paths;
 pub mod planning;
 pub mod plans;
 pub mod plugin;
+pub mod postprocessing;
 pub mod preprocessing;
 pub mod progress;
 pub mod registry;
 pub mod statistics;
+pub mod torch_import;
 pub mod training;
 
 pub use augmentation::Augmentation;
@@ -39,5 +44,7 @@ pub use planning::Planner;
 pub use registry::Registries;
 pub use training::{Trainer, TrainerSettings};
 
+/// The burn version nnunet-rs is built on, for plugins (architectures, losses) to use the same.
+pub use burn;
 #[doc(hidden)]
 pub use inventory;

@@ -3,10 +3,6 @@
 
 use burn::tensor::{Int, Tensor};
 
-/// The `burn` crate this trait is written against, re-exported so that loss implementations (in
-/// `nnunet-plugins` or a dynamic plugin) use the very same version.
-pub use burn;
-
 use crate::Result;
 
 /// The training target of a batch.

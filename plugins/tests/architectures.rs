@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use nnunet_core::Registries;
-use nnunet_core::loss::burn::module::ParamId;
-use nnunet_core::loss::burn::tensor::{Device, Tensor, TensorData};
+use nnunet_core::burn::module::ParamId;
+use nnunet_core::burn::tensor::{Device, Tensor, TensorData};
 use nnunet_core::network::{ErasedTensor, NamedTensor, Network, NetworkSpec, ParameterUpdate};
 use nnunet_plugins::architectures::{
     PlainConvUNet, ResidualEncoderUNet, canonical_state_dict, is_state_dict_alias,

@@ -3,7 +3,7 @@
 //! minimum at a perfect prediction, the ignore label, and errors for bad input.
 
 use nnunet_core::Registries;
-use nnunet_core::loss::burn::tensor::{Device, Int, Tensor, TensorData};
+use nnunet_core::burn::tensor::{Device, Int, Tensor, TensorData};
 use nnunet_core::loss::{Loss, LossSettings, Target};
 use serde_json::Value;
 

@@ -142,11 +142,11 @@ fn trains_2d_to_high_dice() {
     let dice = validation_dice(&fold);
     assert!(dice > 0.8, "validation Dice {dice}");
     // The fold's split was written on first use, 5 folds over the 6 cases.
-    let splits = read_json(
-        &f.pre
-            .join("Dataset301_Synthetic2D")
-            .join("splits_final.json"),
-    );
+    let splits_path = f
+        .pre
+        .join("Dataset301_Synthetic2D")
+        .join("splits_final.json");
+    let splits = read_json(&splits_path);
     assert_eq!(splits.as_array().unwrap().len(), 5);
     // --val alone re-validates the trained fold.
     let out = f.nnunet(&[
@@ -163,6 +163,56 @@ fn trains_2d_to_high_dice() {
         "--val",
     ]);
     assert!(out.contains("validation of"), "{out}");
+    // The example trainer plugin trains too, fine-tuning from the fold-0 model.
+    let weights = fold.join("checkpoint_final.safetensors");
+    let (out, _, stderr) = run(nnunet()
+        .env("nnUNet_raw", &f.raw)
+        .env("nnUNet_preprocessed", &f.pre)
+        .env("nnUNet_results", &f.results)
+        .arg("--plugin")
+        .arg(nnunet_tests::plugin("custom_trainer"))
+        .args([
+            "train",
+            "301",
+            "2d",
+            "1",
+            "-tr",
+            "MyTrainer_lr3e-3_300epochs",
+            "--epochs",
+            "1",
+            "--iterations-per-epoch",
+            "2",
+            "--val-iterations-per-epoch",
+            "1",
+            "-pretrained_weights",
+        ])
+        .arg(&weights));
+    assert!(out.status.success(), "{stderr}");
+    let plugin_fold = fold_dir(
+        &f,
+        "Dataset301_Synthetic2D",
+        "MyTrainer_lr3e-3_300epochs",
+        "2d",
+        "1",
+    );
+    assert!(
+        plugin_fold
+            .join("validation")
+            .join("summary.json")
+            .is_file()
+    );
+    // Weights that are not a checkpoint are refused by name.
+    let err = f.nnunet_fails(&[
+        "train",
+        "301",
+        "2d",
+        "2",
+        "--epochs",
+        "1",
+        "-pretrained_weights",
+        splits_path.to_str().unwrap(),
+    ]);
+    assert!(err.contains("splits_final.json"), "{err}");
 }
 
 #[test]
@@ -279,4 +329,32 @@ fn continued_run_equals_uninterrupted_run() {
             "{name_a} differs between the continued and the uninterrupted run"
         );
     }
+}
+
+#[test]
+fn trains_regions_with_sigmoid_outputs() {
+    let f = Folders::new();
+    prepare(&f, "304", &["--shape", "32", "32", "--regions"], "2d");
+    f.nnunet(&[
+        "train",
+        "304",
+        "2d",
+        "0",
+        "--epochs",
+        "4",
+        "--iterations-per-epoch",
+        "10",
+        "--val-iterations-per-epoch",
+        "2",
+    ]);
+    let fold = fold_dir(&f, "Dataset304_Synthetic2D", "nnUNetTrainer", "2d", "0");
+    let summary = read_json(&fold.join("validation").join("summary.json"));
+    let mean = summary["mean"].as_object().unwrap();
+    // Regions are evaluated as regions: the union (1, 2) and the box, declared as label 2.
+    assert!(
+        mean.contains_key("(1, 2)") && mean.contains_key("2"),
+        "{mean:?}"
+    );
+    let dice = validation_dice(&fold);
+    assert!(dice > 0.6, "validation Dice {dice}");
 }

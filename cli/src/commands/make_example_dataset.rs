@@ -26,6 +26,9 @@ pub struct Args {
     /// Dataset name (the folder is DatasetXXX_NAME).
     #[arg(long = "name")]
     name: Option<String>,
+    /// Declare nnU-Net regions (whole = labels 1 and 2, box = label 2) for region-based training.
+    #[arg(long = "regions")]
+    regions: bool,
     /// Random seed.
     #[arg(long = "seed")]
     seed: Option<u64>,
@@ -66,6 +69,7 @@ pub fn spec(args: &Args) -> anyhow::Result<SyntheticSpec> {
     if let Some(name) = &args.name {
         spec.name = name.clone();
     }
+    spec.regions = args.regions;
     if let Some(seed) = args.seed {
         spec.seed = seed;
     }

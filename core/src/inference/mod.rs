@@ -3,6 +3,7 @@
 
 pub mod export;
 pub mod model;
+pub mod predictor;
 pub mod sliding_window;
 
 pub use export::{
@@ -11,6 +12,10 @@ pub use export::{
     write_probabilities_npz,
 };
 pub use model::network_from_checkpoint;
+pub use predictor::{
+    CaseInput, FileOutputOptions, Prediction, Predictor, PredictorSettings, available_folds,
+    case_is_predicted, cases_in_folder, checkpoint_file_name,
+};
 pub use sliding_window::{
     SlidingWindowSettings, compute_gaussian, compute_steps, predict_sliding_window,
 };

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use ndarray::{Array5, Axis};
 
 use crate::data_loading::{Batch, DataLoader};
@@ -187,13 +187,10 @@ impl TrainingRun {
         let end = stop_after.map_or(s.num_epochs, |n| n.min(s.num_epochs));
         let steps_per_epoch = (s.num_iterations_per_epoch + s.num_val_iterations_per_epoch) as u64;
         let bar = if self.show_progress {
-            let bar = ProgressBar::new(steps_per_epoch * s.num_epochs as u64);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "epoch {msg} [{bar:30}] {percent}%, {elapsed} elapsed, ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            let bar = crate::progress::bar(
+                (steps_per_epoch * s.num_epochs as u64) as usize,
+                "epoch",
+                "iterations",
             );
             bar.set_position(steps_per_epoch * state.epoch as u64);
             bar.reset_eta();
@@ -211,7 +208,7 @@ impl TrainingRun {
             let epoch = state.epoch;
             let start_time = now();
             let lr = self.trainer.learning_rate(&s, epoch);
-            bar.set_message(format!("{}/{}", epoch + 1, s.num_epochs));
+            bar.set_message(format!("epoch {}/{}", epoch + 1, s.num_epochs));
             log.line(&format!("Epoch {epoch}"))?;
             log.line(&format!("Current learning rate: {lr:.5}"))?;
 
@@ -219,7 +216,7 @@ impl TrainingRun {
             let mut train_losses = Vec::with_capacity(s.num_iterations_per_epoch);
             for _ in 0..s.num_iterations_per_epoch {
                 let batch = match &fixed_batch {
-                    Some(b) => clone_batch(b),
+                    Some(b) => b.clone(),
                     None => self.train_loader.next_batch()?,
                 };
                 let loss = self.train_step(&batch, &mut state.optimizer, lr)?;
@@ -537,16 +534,6 @@ pub fn array_to_tensor(array: &Array5<f32>, device: &Device) -> Tensor<5> {
         None => array.iter().copied().collect(),
     };
     Tensor::from_data(TensorData::new(values, shape), device)
-}
-
-fn clone_batch(b: &Batch) -> Batch {
-    Batch {
-        index: b.index,
-        data: b.data.clone(),
-        targets: b.targets.clone(),
-        keys: b.keys.clone(),
-        forced_foreground: b.forced_foreground.clone(),
-    }
 }
 
 fn mean(values: &[f64]) -> f64 {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use burn::tensor::module::{conv_transpose2d, conv_transpose3d, conv2d, conv3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Distribution, Tensor, activation};
-use nnunet_core::loss::burn;
+use nnunet_core::burn;
 
 use super::kwargs::{Activation, NormKind, NormSpec};
 

@@ -23,7 +23,7 @@ pub use residual_encoder_unet::ResidualEncoderUNet;
 
 // burn, as nnunet-core re-exports it (the plugins crate has no direct burn dependency).
 use burn::tensor::{Device, Tensor};
-use nnunet_core::loss::burn;
+use nnunet_core::burn;
 use nnunet_core::network::{Architecture, NamedTensor, Network, NetworkSpec};
 use nnunet_core::{Error, Result};
 

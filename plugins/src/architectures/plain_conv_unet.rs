@@ -5,7 +5,7 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use nnunet_core::Result;
-use nnunet_core::loss::burn;
+use nnunet_core::burn;
 use nnunet_core::network::{NetworkSpec, SegmentationModule};
 
 use super::blocks::{LayerSettings, StackedConvBlocks, UNetDecoder};

@@ -17,8 +17,8 @@
 //! skips the term), and the Dice alone honours the ignore label the way `DC_and_CE_loss` does
 //! (the reference's Dice-only trainer cannot run with an ignore label).
 
-use nnunet_core::loss::burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid, softmax};
-use nnunet_core::loss::burn::tensor::{Int, Tensor, TensorData};
+use nnunet_core::burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid, softmax};
+use nnunet_core::burn::tensor::{Int, Tensor, TensorData};
 use nnunet_core::loss::{Loss, LossSettings, Target};
 use nnunet_core::{Error, Result};
 

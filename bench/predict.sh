@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Benchmark: prediction on the CPU, nnunet against nnU-Net v2.8.1 (PyTorch), same threads, same
+# machine, same model: seconds per case with and without test-time mirroring (--disable_tta), for
+# generated 2D and 3D cases.
+#
+#   bash bench/predict.sh [THREADS] [CASES] [SIZE_2D] [SIZE_3D]
+#
+# Models: 2D is the committed fixture tests/fixtures/torch_model (a small nnU-Net v2 model trained
+# with the reference); 3D is a tiny 3d_fullres model trained on the fly with the reference
+# (bench/predict_models.py model3d: 1 epoch x 10 iterations, a few minutes), since prediction time
+# does not depend on training quality. Each is imported with `nnunet import-torch-checkpoint` and
+# predicted by both from the same model: ours with `nnunet predict -m IMPORTED`, the reference's
+# with `nnUNetv2_predict_from_modelfolder -m ORIGINAL -device cpu -npp 1 -nps 1`.
+# Needs the reference environment (../shared/reference/setup.sh installs it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=${1:-2}
+CASES=${2:-4}
+SIZE2D=${3:-256}
+SIZE3D=${4:-96}
+REF=${NNUNET_REF:-$HOME/.cache/nnunet-reference}
+[ -x "$REF/venv/bin/python" ] || bash ../shared/reference/setup.sh >/dev/null
+PY="$REF/venv/bin/python"
+# NNUNET=path/to/nnunet skips the release build.
+if [ -z "${NNUNET:-}" ]; then
+  cargo build --release -q -p nnunet-cli
+  NNUNET=$PWD/target/release/nnunet
+fi
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+export OMP_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+export PATH="$REF/venv/bin:$PATH"
+
+TORCH2D=tests/fixtures/torch_model/nnUNetTrainer__nnUNetPlansTiny__2d
+TORCH3D=$("$PY" bench/predict_models.py model3d "$WORK/train3d" 2>/dev/null | tail -1)
+"$PY" bench/predict_models.py cases2d "$WORK/cases2d" "$CASES" "$SIZE2D"
+"$PY" bench/predict_models.py cases3d "$WORK/cases3d" "$CASES" "$SIZE3D"
+for dim in 2d 3d; do
+  src=$([ $dim = 2d ] && echo "$TORCH2D" || echo "$TORCH3D")
+  "$NNUNET" import-torch-checkpoint -i "$src" -o "$WORK/ours_$dim" >/dev/null
+done
+
+seconds() { local s=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; python3 -c "import time;print(f'{time.time()-$s:.2f}')"; }
+echo "threads $THREADS, $CASES cases per run (2D ${SIZE2D}^2, 3D ${SIZE3D}^3), seconds per case"
+for dim in 2d 3d; do
+  src=$([ $dim = 2d ] && echo "$TORCH2D" || echo "$TORCH3D")
+  for tta in "" "--disable_tta"; do
+    rm -rf "$WORK/out_ours" "$WORK/out_ref"
+    ours=$(seconds "$NNUNET" predict -i "$WORK/cases$dim" -o "$WORK/out_ours" -m "$WORK/ours_$dim" -f 0 \
+      --threads "$THREADS" --disable-progress-bar $tta)
+    ref=$(seconds nnUNetv2_predict_from_modelfolder -i "$WORK/cases$dim" -o "$WORK/out_ref" -m "$src" -f 0 \
+      -device cpu -npp 1 -nps 1 --disable_progress_bar $tta)
+    python3 - "$dim" "${tta:-with TTA}" "$ours" "$ref" "$CASES" <<'PYEOF'
+import sys
+dim, tta, ours, ref, n = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+print(f"{dim} {tta:>13}: nnunet {ours / n:.2f} s/case | reference {ref / n:.2f} s/case | ratio ours/ref {ours / ref:.2f}")
+PYEOF
+  done
+done

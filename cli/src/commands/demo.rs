@@ -1,0 +1,383 @@
+//! `nnunet demo [--3d] [--dataset-id 999] [--root DIR] [--keep]`: the whole of nnU-Net on a small
+//! generated dataset in one command: make the dataset, fingerprint, plan and preprocess it, train
+//! fold 0 on a short schedule, predict the test cases (`imagesTs`) and score them against
+//! `labelsTs`, printing the Dice per label and where everything is.
+//!
+//! It works in a fresh folder (a new temporary folder, or `--root DIR`) with `nnUNet_raw`,
+//! `nnUNet_preprocessed` and `nnUNet_results` under it, unless those folders are given with
+//! `--nnunet-raw`/`--nnunet-preprocessed`/`--nnunet-results` (the environment variables are not
+//! used, so that the demo never writes into a real set-up). A temporary folder is removed at the
+//! end unless `--keep` is given; a `--root` folder is kept.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nnunet_core::dataset::choose_reader;
+use nnunet_core::evaluation::{FolderEvaluation, evaluate_folders, evaluation_targets};
+use nnunet_core::inference::predictor::{FileOutputOptions, Predictor, PredictorSettings};
+use nnunet_core::paths::NnunetPaths;
+use nnunet_core::training::splits::Fold;
+use nnunet_core::{DatasetJson, Registries};
+use nnunet_plugins::synthetic::{SyntheticSpec, write_synthetic_dataset};
+use nnunet_trainers::setup::{RunRequest, ScheduleOverrides, prepare_run};
+
+use crate::Context;
+use crate::commands::{extract_fingerprint, plan, predict, preprocess};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A 3D NIfTI dataset and the 3d_fullres configuration (default: 2D PNG, 2d).
+    #[arg(long = "3d")]
+    three_d: bool,
+    /// Dataset ID of the generated dataset.
+    #[arg(long = "dataset-id", default_value_t = 999)]
+    dataset_id: u32,
+    /// Folder to work in (default: a new temporary folder).
+    #[arg(long = "root", value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Keep the temporary folder (a --root folder is always kept).
+    #[arg(long = "keep")]
+    keep: bool,
+    /// Training cases to generate (default 10).
+    #[arg(long = "cases")]
+    cases: Option<usize>,
+    /// Test cases to generate, predict and score (default 4).
+    #[arg(long = "test-cases")]
+    test_cases: Option<usize>,
+    /// Training epochs (default 8).
+    #[arg(long = "epochs")]
+    epochs: Option<usize>,
+    /// Training iterations per epoch (default 15 in 2D, 10 in 3D).
+    #[arg(long = "iterations-per-epoch")]
+    iterations_per_epoch: Option<usize>,
+    /// A shorter schedule (4 epochs of 8 iterations, 6 training cases): a quick check that
+    /// everything works, with a lower Dice.
+    #[arg(long = "quick")]
+    quick: bool,
+    /// CPU threads for the network (default: all cores).
+    #[arg(long = "threads")]
+    threads: Option<usize>,
+}
+
+/// A folder the user gave with a flag (set in the context but not taken from the environment).
+fn given_by_flag(set: Option<&Path>, var: &str) -> Option<PathBuf> {
+    let set = set?;
+    match std::env::var_os(var) {
+        Some(v) if Path::new(&v) == set => None,
+        _ => Some(set.to_path_buf()),
+    }
+}
+
+fn new_temporary_root() -> anyhow::Result<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let root = std::env::temp_dir().join(format!("nnunet-demo-{}-{stamp}", std::process::id()));
+    std::fs::create_dir_all(&root).map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
+    Ok(root)
+}
+
+fn step(number: usize, text: &str) {
+    eprintln!("\n[{number}/5] {text}");
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let start = Instant::now();
+    if let Some(threads) = args.threads {
+        nnunet_core::device::set_cpu_threads(threads)?;
+    }
+    let temporary = args.root.is_none();
+    let root = match &args.root {
+        Some(r) => {
+            std::fs::create_dir_all(r).map_err(|e| anyhow::anyhow!("{}: {e}", r.display()))?;
+            r.clone()
+        }
+        None => new_temporary_root()?,
+    };
+    let folder = |given: Option<PathBuf>, name: &str| given.unwrap_or_else(|| root.join(name));
+    let raw = folder(
+        given_by_flag(ctx.paths.raw().ok(), "nnUNet_raw"),
+        "nnUNet_raw",
+    );
+    let preprocessed = folder(
+        given_by_flag(ctx.paths.preprocessed().ok(), "nnUNet_preprocessed"),
+        "nnUNet_preprocessed",
+    );
+    let results = folder(
+        given_by_flag(ctx.paths.results().ok(), "nnUNet_results"),
+        "nnUNet_results",
+    );
+    for dir in [&raw, &preprocessed, &results] {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    }
+    let demo = Context {
+        paths: NnunetPaths::new(
+            Some(raw.clone()),
+            Some(preprocessed.clone()),
+            Some(results.clone()),
+        ),
+        registries: Registries::builtin()?,
+    };
+    let outcome = run_steps(&demo, &args, &root);
+    let seconds = start.elapsed().as_secs_f64();
+    match outcome {
+        Ok(report) => {
+            println!("{report}");
+            println!("demo finished in {seconds:.0} s");
+            if temporary && !args.keep {
+                std::fs::remove_dir_all(&root)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
+                println!(
+                    "removed {} (run with --keep, or --root DIR, to keep the files)",
+                    root.display()
+                );
+            } else {
+                println!("everything is in {}", root.display());
+            }
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("the demo's files are in {}", root.display());
+            Err(e)
+        }
+    }
+}
+
+fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> {
+    let mut spec = if args.three_d {
+        SyntheticSpec::small_3d(args.dataset_id)
+    } else {
+        SyntheticSpec::small_2d(args.dataset_id)
+    };
+    spec.test_cases = 4;
+    if args.quick {
+        spec.cases = 6;
+    }
+    if let Some(n) = args.cases {
+        spec.cases = n;
+    }
+    if let Some(n) = args.test_cases {
+        spec.test_cases = n;
+    }
+    if spec.cases < 5 {
+        anyhow::bail!("--cases must be at least 5 (fold 0 of a 5-fold split)");
+    }
+    if spec.test_cases < 1 {
+        anyhow::bail!("--test-cases must be at least 1");
+    }
+    let configuration = if args.three_d { "3d_fullres" } else { "2d" };
+    let (default_epochs, default_iterations) = match (args.quick, args.three_d) {
+        (true, _) => (4, 8),
+        (false, false) => (8, 15),
+        (false, true) => (8, 10),
+    };
+    let epochs = args.epochs.unwrap_or(default_epochs);
+    let iterations = args.iterations_per_epoch.unwrap_or(default_iterations);
+    let id = args.dataset_id.to_string();
+
+    let t = Instant::now();
+    step(
+        1,
+        &format!(
+            "writing a generated dataset: {} training and {} test cases, {} (a bright ellipse, \
+             label 1, and a dark box, label 2, in noise)",
+            spec.cases,
+            spec.test_cases,
+            if args.three_d {
+                "3D NIfTI volumes"
+            } else {
+                "2D PNG images"
+            }
+        ),
+    );
+    let raw_folder = write_synthetic_dataset(ctx.paths.raw()?, &spec)?;
+    eprintln!(
+        "  {} ({:.1} s)",
+        raw_folder.display(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    step(
+        2,
+        &format!(
+            "fingerprint, plans and preprocessing of the {configuration} configuration \
+             (nnunet plan-and-preprocess -d {id} -c {configuration})"
+        ),
+    );
+    extract_fingerprint::fingerprint_dataset(
+        ctx,
+        &id,
+        None,
+        &extract_fingerprint::FingerprintOptions {
+            verify_dataset_integrity: false,
+            clean: false,
+            extractor: "DatasetFingerprintExtractor".into(),
+        },
+    )?;
+    let plans_name = plan::plan_dataset(
+        ctx,
+        &id,
+        &plan::PlanOptions {
+            planner: "ExperimentPlanner".into(),
+            gpu_memory_target: None,
+            preprocessor_name: "DefaultPreprocessor".into(),
+            overwrite_target_spacing: None,
+            overwrite_plans_name: None,
+        },
+    )?;
+    preprocess::preprocess(
+        ctx,
+        &id,
+        &plans_name,
+        &preprocess::PreprocessOptions {
+            configurations: vec![configuration.into()],
+            num_processes: Vec::new(),
+        },
+    )?;
+    eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    step(
+        3,
+        &format!(
+            "training fold 0 with nnUNetTrainer for {epochs} epochs of {iterations} iterations \
+             (nnunet train {id} {configuration} 0 --epochs {epochs} --iterations-per-epoch \
+             {iterations}; nnU-Net trains 1000 epochs of 250)"
+        ),
+    );
+    let name = ctx.paths.dataset_name(&id)?;
+    let request = RunRequest {
+        preprocessed_folder: ctx.paths.preprocessed()?.join(&name),
+        results_folder: ctx.paths.results()?.join(&name),
+        configuration: configuration.into(),
+        fold: Fold::Index(0),
+        trainer: "nnUNetTrainer".into(),
+        plans_identifier: plans_name.clone(),
+        overrides: ScheduleOverrides {
+            epochs: Some(epochs),
+            iterations_per_epoch: Some(iterations),
+            val_iterations_per_epoch: Some(2),
+            initial_lr: None,
+        },
+        continue_training: false,
+        pretrained_weights: None,
+        device: nnunet_core::device::device_from_name("cpu")?,
+        seed: 12345,
+        num_workers: 1,
+        show_progress: true,
+    };
+    let (mut run, state) = prepare_run(&ctx.registries, &request)?;
+    let fold_folder = run.output_folder.clone();
+    let summary = run.train(state, None)?;
+    drop(run);
+    eprintln!(
+        "  {} epochs in {:.0} s, best EMA pseudo Dice {}",
+        summary.epochs_completed,
+        t.elapsed().as_secs_f64(),
+        summary
+            .best_ema
+            .map_or_else(|| "-".to_string(), |d| format!("{d:.3}"))
+    );
+
+    let t = Instant::now();
+    let model_folder = fold_folder
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("{}: no model folder", fold_folder.display()))?
+        .to_path_buf();
+    let predictions = root.join("predictions");
+    step(
+        4,
+        &format!(
+            "predicting the {} test cases (nnunet predict -i {} -o {} -d {id} -c {configuration} \
+             -f 0)",
+            spec.test_cases,
+            raw_folder.join("imagesTs").display(),
+            predictions.display()
+        ),
+    );
+    let device = nnunet_core::device::device_from_name("cpu")?;
+    let predictor = Predictor::from_model_folder(
+        &ctx.registries,
+        &model_folder,
+        &[Fold::Index(0)],
+        "checkpoint_final",
+        &device,
+        &PredictorSettings::default(),
+    )?;
+    let predicted = predict::predict_folder(
+        &predictor,
+        &raw_folder.join("imagesTs"),
+        &predictions,
+        &FileOutputOptions::default(),
+        1,
+        0,
+        false,
+        true,
+        false,
+    )?;
+    let predict_seconds = t.elapsed().as_secs_f64();
+
+    step(
+        5,
+        "scoring the predictions against labelsTs (nnunet evaluate), written to summary.json",
+    );
+    let dataset_json = DatasetJson::from_file(&raw_folder.join("dataset.json"))?;
+    let reader = choose_reader(&ctx.registries, &dataset_json, None)?.create();
+    let regions = evaluation_targets(&dataset_json.labels);
+    let scores = evaluate_folders(
+        &FolderEvaluation {
+            reference_folder: &raw_folder.join("labelsTs"),
+            prediction_folder: &predictions,
+            file_ending: &dataset_json.file_ending,
+            regions: &regions,
+            ignore_label: dataset_json.labels.ignore_label(),
+            num_processes: 0,
+            chill: false,
+        },
+        reader.as_ref(),
+    )?;
+    let summary_file = predictions.join("summary.json");
+    scores.write_json(&summary_file)?;
+
+    let mut report = String::new();
+    report.push_str(&format!(
+        "\nDice on the {predicted} test cases ({configuration}, fold 0, {epochs} epochs of \
+         {iterations} iterations):\n"
+    ));
+    for (region, metrics) in &scores.mean {
+        let label_name = dataset_json
+            .labels
+            .entries()
+            .iter()
+            .find(|(_, v)| {
+                let values: Vec<i64> = match v {
+                    nnunet_core::dataset::LabelValue::Label(l) => vec![*l],
+                    nnunet_core::dataset::LabelValue::Region(r) => r.clone(),
+                };
+                values == region.labels()
+            })
+            .map_or_else(|| region.to_string(), |(n, _)| n.clone());
+        report.push_str(&format!(
+            "  label {region} ({label_name}): Dice {:.4}\n",
+            metrics.dice
+        ));
+    }
+    report.push_str(&format!(
+        "  mean foreground Dice: {:.4}\n",
+        scores.foreground_mean.dice
+    ));
+    report.push_str(&format!(
+        "\nprediction: {:.2} s per case\nwhere everything is:\n  raw dataset       {}\n  \
+         preprocessed      {}\n  trained model     {}\n  predictions       {}\n  scores            \
+         {}",
+        predict_seconds / predicted.max(1) as f64,
+        raw_folder.display(),
+        ctx.paths.preprocessed()?.join(&name).display(),
+        model_folder.display(),
+        predictions.display(),
+        summary_file.display()
+    ));
+    Ok(report)
+}

@@ -1,0 +1,334 @@
+//! `nnunet predict -i IN -o OUT -d DATASET -c CONFIGURATION [-tr TRAINER] [-p PLANS] [-f FOLDS…]
+//! [-chk CHECKPOINT] [--save_probabilities] [--disable_tta] [-step_size S] [-num_parts N -part_id K]
+//! [--continue_prediction] …`: nnU-Net's `nnUNetv2_predict` (and, with `-m MODEL_FOLDER`,
+//! `nnUNetv2_predict_from_modelfolder`).
+//!
+//! The input folder holds cases named as nnU-Net's (`CASE_0000.ending`, one file per channel);
+//! each case's segmentation is written to `OUT/CASE.ending` in the input's geometry, with
+//! `OUT/CASE.npz` and `OUT/CASE.json` under `--save_probabilities`; the model's `dataset.json` and
+//! `plans.json` are copied into `OUT`, as the reference does. `--visible-labels` writes label
+//! values spread over 0..255 (binary masks as 0/255) to look at.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nnunet_core::device::{device_from_name, set_cpu_threads};
+use nnunet_core::inference::predictor::{
+    CaseInput, FileOutputOptions, Predictor, PredictorSettings, case_is_predicted, cases_in_folder,
+};
+use nnunet_core::training::splits::Fold;
+
+use crate::Context;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Input folder: CASE_0000.ending, CASE_0001.ending, … (one file per channel, the training
+    /// dataset's file ending).
+    #[arg(short = 'i', value_name = "DIR")]
+    input: PathBuf,
+    /// Output folder (created if needed): CASE.ending per case.
+    #[arg(short = 'o', value_name = "DIR")]
+    output: PathBuf,
+    /// Dataset ID or name of the trained model.
+    #[arg(short = 'd', value_name = "DATASET")]
+    dataset: Option<String>,
+    /// Configuration the model was trained on (2d, 3d_fullres, 3d_lowres).
+    #[arg(short = 'c', value_name = "CONFIGURATION")]
+    configuration: Option<String>,
+    /// Trainer the model was trained with (`-tr`; default nnUNetTrainer).
+    #[arg(long = "trainer", value_name = "TRAINER")]
+    trainer: Option<String>,
+    /// Plans identifier (default nnUNetPlans).
+    #[arg(short = 'p', long = "plans", value_name = "PLANS")]
+    plans: Option<String>,
+    /// The trained model's folder (Trainer__Plans__configuration), in place of -d, -c, -tr and -p.
+    #[arg(short = 'm', long = "model-folder", value_name = "DIR")]
+    model_folder: Option<PathBuf>,
+    /// Folds whose predictions are averaged (0 1 2 3 4, or all).
+    #[arg(short = 'f', long = "folds", num_args = 1.., default_values_t = ["0".to_string(), "1".to_string(), "2".to_string(), "3".to_string(), "4".to_string()])]
+    folds: Vec<String>,
+    /// Checkpoint (`-chk`): checkpoint_final, checkpoint_best or checkpoint_latest (nnU-Net's
+    /// `.pth` names are accepted).
+    #[arg(long = "checkpoint", default_value = "checkpoint_final.pth")]
+    checkpoint: String,
+    /// Sliding-window step as a fraction of the patch size (`-step_size`).
+    #[arg(long = "step-size", default_value_t = 0.5)]
+    step_size: f64,
+    /// No test-time mirroring: faster, slightly less accurate.
+    #[arg(long = "disable-tta")]
+    disable_tta: bool,
+    /// Also write the class probabilities (CASE.npz) and the case properties (CASE.json).
+    #[arg(long = "save-probabilities")]
+    save_probabilities: bool,
+    /// Skip cases whose outputs exist (an interrupted prediction is run again with this flag).
+    #[arg(long = "continue-prediction", alias = "continue")]
+    continue_prediction: bool,
+    /// Write labels spread over 0..255 (binary masks as 0/255) for looking at them.
+    #[arg(long = "visible-labels")]
+    visible_labels: bool,
+    /// Number of separate predict calls sharing the cases (`-num_parts`).
+    #[arg(long = "num-parts", default_value_t = 1)]
+    num_parts: usize,
+    /// Which of the -num_parts calls this is, from 0 (`-part_id`).
+    #[arg(long = "part-id", default_value_t = 0)]
+    part_id: usize,
+    /// Folder with the previous stage's predictions, for a cascade (not implemented).
+    #[arg(long = "prev-stage-predictions", value_name = "DIR")]
+    prev_stage_predictions: Option<PathBuf>,
+    /// Preprocessing processes (`-npp`; accepted for nnU-Net compatibility: one reading thread
+    /// runs ahead of the network).
+    #[arg(long = "npp", value_name = "N")]
+    npp: Option<usize>,
+    /// Export processes (`-nps`; accepted for nnU-Net compatibility: one writing thread runs
+    /// behind the network).
+    #[arg(long = "nps", value_name = "N")]
+    nps: Option<usize>,
+    /// Device: cpu, cuda, cuda:N, wgpu.
+    #[arg(long = "device", default_value = "cpu")]
+    device: String,
+    /// Accepted for nnU-Net compatibility (results are always gathered on the CPU).
+    #[arg(long = "not-on-device")]
+    not_on_device: bool,
+    /// No progress bar.
+    #[arg(long = "disable-progress-bar")]
+    disable_progress_bar: bool,
+    /// CPU threads for the network (default: all cores).
+    #[arg(long = "threads")]
+    threads: Option<usize>,
+    /// Print each case as it is written.
+    #[arg(long = "verbose")]
+    verbose: bool,
+}
+
+/// The model folder named by `-m`, or by `-d`/`-c`/`-tr`/`-p` under nnUNet_results.
+fn model_folder(ctx: &Context, args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(folder) = &args.model_folder {
+        let mut extra = Vec::new();
+        for (flag, given) in [
+            ("-d", args.dataset.is_some()),
+            ("-c", args.configuration.is_some()),
+            ("-tr", args.trainer.is_some()),
+            ("-p", args.plans.is_some()),
+        ] {
+            if given {
+                extra.push(flag);
+            }
+        }
+        if !extra.is_empty() {
+            anyhow::bail!(
+                "-m names the model folder; {} cannot be given with it",
+                extra.join(", ")
+            );
+        }
+        return Ok(folder.clone());
+    }
+    let (Some(dataset), Some(configuration)) = (&args.dataset, &args.configuration) else {
+        anyhow::bail!(
+            "name the model with -d DATASET -c CONFIGURATION [-tr TRAINER] [-p PLANS], or with \
+             -m MODEL_FOLDER"
+        );
+    };
+    let name = ctx.paths.dataset_name(dataset)?;
+    let trainer = args.trainer.as_deref().unwrap_or("nnUNetTrainer");
+    let plans = args.plans.as_deref().unwrap_or("nnUNetPlans");
+    let folder = ctx
+        .paths
+        .results()?
+        .join(&name)
+        .join(format!("{trainer}__{plans}__{configuration}"));
+    if !folder.is_dir() {
+        anyhow::bail!(
+            "{}: no trained model there; train it with `nnunet train {dataset} {configuration} \
+             FOLD -tr {trainer} -p {plans}`",
+            folder.display()
+        );
+    }
+    Ok(folder)
+}
+
+/// Every `part_id`-th case of `num_parts`, as nnU-Net's `[part_id::num_parts]`.
+pub fn part_of(cases: Vec<CaseInput>, num_parts: usize, part_id: usize) -> Vec<CaseInput> {
+    cases
+        .into_iter()
+        .skip(part_id)
+        .step_by(num_parts.max(1))
+        .collect()
+}
+
+fn copy_model_file(model_folder: &Path, output: &Path, name: &str) -> anyhow::Result<()> {
+    let from = model_folder.join(name);
+    let to = output.join(name);
+    if from == to {
+        return Ok(());
+    }
+    std::fs::copy(&from, &to)
+        .map_err(|e| anyhow::anyhow!("cannot copy {} to {}: {e}", from.display(), to.display()))?;
+    Ok(())
+}
+
+/// Predicts the cases of `input` into `output` with `predictor` and the options of `args`;
+/// returns the number of cases predicted (after -num_parts and --continue_prediction).
+#[allow(clippy::too_many_arguments)]
+pub fn predict_folder(
+    predictor: &Predictor,
+    input: &Path,
+    output: &Path,
+    options: &FileOutputOptions,
+    num_parts: usize,
+    part_id: usize,
+    continue_prediction: bool,
+    show_progress: bool,
+    verbose: bool,
+) -> anyhow::Result<usize> {
+    if !input.is_dir() {
+        anyhow::bail!("{}: no such input folder", input.display());
+    }
+    let ending = predictor.file_ending().to_string();
+    let all = cases_in_folder(input, &ending, predictor.input_channels(), output)?;
+    if all.is_empty() {
+        anyhow::bail!(
+            "{}: no input images; nnU-Net names them CASE_0000{ending} (one file per channel, \
+             the model's file ending {ending})",
+            input.display()
+        );
+    }
+    std::fs::create_dir_all(output).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+    for name in ["dataset.json", "plans.json"] {
+        copy_model_file(predictor.model_folder(), output, name)?;
+    }
+    let total = all.len();
+    let mine = part_of(all, num_parts, part_id);
+    let mine_count = mine.len();
+    let todo: Vec<CaseInput> = if continue_prediction {
+        mine.into_iter()
+            .filter(|c| !case_is_predicted(c, &ending, options.save_probabilities))
+            .collect()
+    } else {
+        mine
+    };
+    eprintln!(
+        "{total} case(s) in {}; part {part_id} of {num_parts}: {mine_count}; to predict: {}{}",
+        input.display(),
+        todo.len(),
+        if continue_prediction && todo.len() < mine_count {
+            format!(" ({} already predicted)", mine_count - todo.len())
+        } else {
+            String::new()
+        }
+    );
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    let bar = nnunet_core::progress::bar(todo.len(), "predicting", "cases");
+    if !show_progress {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let start = Instant::now();
+    let result = predictor.predict_from_files(&todo, options, &|case, path| {
+        if verbose {
+            bar.suspend(|| eprintln!("{}: {}", case.identifier, path.display()));
+        }
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    let written = result?;
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "predicted {} case(s) into {} in {seconds:.1} s ({:.2} s per case)",
+        written.len(),
+        output.display(),
+        seconds / written.len() as f64
+    );
+    Ok(written.len())
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    if args.num_parts == 0 {
+        anyhow::bail!("-num_parts must be at least 1");
+    }
+    if args.part_id >= args.num_parts {
+        anyhow::bail!(
+            "-part_id {} must be smaller than -num_parts {} (part IDs count from 0)",
+            args.part_id,
+            args.num_parts
+        );
+    }
+    if let Some(threads) = args.threads {
+        set_cpu_threads(threads)?;
+    }
+    let mut model = model_folder(ctx, &args)?;
+    // An nnunetv2 model folder (checkpoint_*.pth) is converted to ours first, in a temporary
+    // folder that lives as long as the prediction.
+    let _converted = if nnunet_core::torch_import::is_nnunetv2_model_folder(&model) {
+        let dir = tempfile::tempdir()?;
+        let report =
+            nnunet_core::torch_import::import_nnunetv2_model(&ctx.registries, &model, dir.path())?;
+        eprintln!(
+            "{}: nnU-Net v2 model, converted ({} checkpoints)",
+            model.display(),
+            report.checkpoints.len()
+        );
+        model = dir.path().to_path_buf();
+        Some(dir)
+    } else {
+        None
+    };
+    let folds = args
+        .folds
+        .iter()
+        .map(|f| Fold::parse(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let device = device_from_name(&args.device)?;
+    let settings = PredictorSettings {
+        step_size: args.step_size,
+        use_mirroring: !args.disable_tta,
+        ..Default::default()
+    };
+    let predictor = Predictor::from_model_folder(
+        &ctx.registries,
+        &model,
+        &folds,
+        &args.checkpoint,
+        &device,
+        &settings,
+    )?;
+    if args.prev_stage_predictions.is_some() {
+        eprintln!(
+            "note: -prev_stage_predictions is only used by cascade configurations; '{}' is not \
+             one, so it is ignored",
+            predictor.configuration().name
+        );
+    }
+    let _ = (args.npp, args.nps, args.not_on_device);
+    eprintln!(
+        "model {} (configuration {}, folds {}), {}",
+        model.display(),
+        predictor.configuration().name,
+        predictor
+            .folds()
+            .iter()
+            .map(Fold::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+        if settings.use_mirroring {
+            "mirroring on"
+        } else {
+            "mirroring off"
+        }
+    );
+    predict_folder(
+        &predictor,
+        &args.input,
+        &args.output,
+        &FileOutputOptions {
+            save_probabilities: args.save_probabilities,
+            visible_labels: args.visible_labels,
+        },
+        args.num_parts,
+        args.part_id,
+        args.continue_prediction,
+        !args.disable_progress_bar,
+        args.verbose,
+    )?;
+    Ok(())
+}

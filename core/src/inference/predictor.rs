@@ -1,0 +1,922 @@
+//! Prediction with a trained model, as nnU-Net v2.8.1's `nnUNetPredictor`: a model folder
+//! (`Trainer__Plans__configuration` with `plans.json`, `dataset.json` and `fold_N/<checkpoint>`)
+//! is loaded once, and cases are predicted from files, from an in-memory [`Image`] or from a plain
+//! array with a spacing.
+//!
+//! Every case goes the way of training and validation: [`preprocess_case`] with the plans'
+//! configuration, [`predict_sliding_window`] (Gaussian weighting, mirroring over the checkpoint's
+//! inference axes unless switched off) with every fold's network, the folds' logits summed and
+//! divided by their number (as the reference), and [`logits_to_segmentation_in_input_geometry`]
+//! (resampling, uncropping, untransposing) back to the input's geometry.
+//!
+//! [`Predictor::predict_from_files`] overlaps the work as the reference's worker pools do, with
+//! threads and bounded channels: while the network predicts one case, the next case is read and
+//! preprocessed on one thread and the previous case is exported and written on another, so that at
+//! most three cases are in memory. A segmentation file is written under a temporary name and
+//! renamed when complete, so an existing output is always a whole one.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use burn::tensor::Device;
+use ndarray::{Array4, ArrayView4, Axis};
+
+use crate::dataset::{DatasetJson, choose_reader};
+use crate::error::{Error, Result};
+use crate::inference::export::{
+    ExportSettings, ExportedPrediction, LabelHandling, logits_to_segmentation_in_input_geometry,
+    visible_labels, write_probabilities_npz,
+};
+use crate::inference::model::network_from_checkpoint;
+use crate::inference::sliding_window::{SlidingWindowSettings, predict_sliding_window};
+use crate::io::{Image, ImageProperties, Reader, Segmentation};
+use crate::network::{Network, NetworkSpec};
+use crate::plans::{Configuration, Plans};
+use crate::preprocessing::storage::CaseProperties;
+use crate::preprocessing::{CaseSettings, PreprocessedCase, preprocess_case};
+use crate::registry::Registries;
+use crate::training::NormKind;
+use crate::training::checkpoint::Checkpoint;
+use crate::training::splits::Fold;
+
+/// How a [`Predictor`] predicts (nnU-Net's `nnUNetPredictor` arguments).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictorSettings {
+    /// Sliding-window step as a fraction of the patch size, in `(0, 1]` (nnU-Net: 0.5).
+    pub step_size: f64,
+    /// Weight tiles with the Gaussian importance map (nnU-Net: yes).
+    pub use_gaussian: bool,
+    /// Test-time mirroring over the checkpoint's inference axes (`--disable_tta` switches it off).
+    pub use_mirroring: bool,
+    /// Tiles per forward pass; `None` chooses by patch size.
+    pub tiles_per_batch: Option<usize>,
+}
+
+impl Default for PredictorSettings {
+    fn default() -> Self {
+        PredictorSettings {
+            step_size: 0.5,
+            use_gaussian: true,
+            use_mirroring: true,
+            tiles_per_batch: None,
+        }
+    }
+}
+
+/// One case to predict from files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseInput {
+    /// The case identifier (file name without the channel index and ending).
+    pub identifier: String,
+    /// One file per channel, in channel order.
+    pub files: Vec<PathBuf>,
+    /// The output path without the file ending (`OUT/<case>`).
+    pub output_truncated: PathBuf,
+}
+
+/// What [`Predictor::predict_from_files`] writes besides the segmentation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileOutputOptions {
+    /// Also write `<case>.npz` (probabilities) and `<case>.json` (properties), as nnU-Net's
+    /// `--save_probabilities`.
+    pub save_probabilities: bool,
+    /// Write label values spread over 0..255 (see [`visible_labels`]) instead of the labels, for
+    /// looking at the segmentation in an image viewer.
+    pub visible_labels: bool,
+}
+
+/// A prediction in the input's geometry.
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// Labels `[1, z, y, x]` with the input's properties.
+    pub segmentation: Segmentation,
+    /// Probabilities `[classes or regions, z, y, x]` in the input's axis order, if asked for.
+    pub probabilities: Option<Array4<f32>>,
+}
+
+/// A checkpoint name as given (`checkpoint_final`, nnU-Net's `checkpoint_final.pth`, or
+/// `checkpoint_final.safetensors`) turned into the file name nnunet-rs writes.
+pub fn checkpoint_file_name(name: &str) -> Result<String> {
+    let stem = name
+        .strip_suffix(".pth")
+        .or_else(|| name.strip_suffix(".safetensors"))
+        .unwrap_or(name);
+    if stem.is_empty() || stem.contains(['/', '\\']) || stem.starts_with('.') {
+        return Err(Error::Invalid(format!(
+            "checkpoint name '{name}' must be a file name such as checkpoint_final, \
+             checkpoint_best or checkpoint_latest"
+        )));
+    }
+    Ok(format!("{stem}.safetensors"))
+}
+
+/// The folds of `model_folder` that have the checkpoint `checkpoint_name` (numbered folds in
+/// order, then `all`).
+pub fn available_folds(model_folder: &Path, checkpoint_name: &str) -> Result<Vec<Fold>> {
+    let file = checkpoint_file_name(checkpoint_name)?;
+    let entries = std::fs::read_dir(model_folder).map_err(|e| Error::io(model_folder, e))?;
+    let mut folds = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(model_folder, e))?;
+        let name = entry.file_name();
+        let Some(fold) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("fold_"))
+            .and_then(|f| Fold::parse(f).ok())
+        else {
+            continue;
+        };
+        if entry.path().join(&file).is_file() {
+            folds.push(fold);
+        }
+    }
+    folds.sort_by_key(|f| match f {
+        Fold::Index(i) => (0, *i),
+        Fold::All => (1, 0),
+    });
+    Ok(folds)
+}
+
+fn fold_list(folds: &[Fold]) -> String {
+    if folds.is_empty() {
+        "none".to_string()
+    } else {
+        folds
+            .iter()
+            .map(Fold::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The cases of a folder of images named as nnU-Net wants them (`<case>_XXXX<file_ending>`, one
+/// file per channel), sorted by case. Every case must have the channels `0000` to
+/// `num_channels - 1` and no others; an error names the case and the missing or extra file.
+/// Outputs go to `output_folder/<case>`.
+pub fn cases_in_folder(
+    input_folder: &Path,
+    file_ending: &str,
+    num_channels: usize,
+    output_folder: &Path,
+) -> Result<Vec<CaseInput>> {
+    let entries = std::fs::read_dir(input_folder).map_err(|e| Error::io(input_folder, e))?;
+    let mut by_case: std::collections::BTreeMap<String, Vec<(u32, PathBuf)>> =
+        std::collections::BTreeMap::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(input_folder, e))?;
+        let path = entry.path();
+        if path.is_dir() {
+            continue;
+        }
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(file_ending) else {
+            continue;
+        };
+        let parsed = stem.rsplit_once('_').and_then(|(case, index)| {
+            (index.len() == 4 && index.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| (case.to_string(), index.parse::<u32>().ok()))
+        });
+        match parsed {
+            Some((case, Some(index))) if !case.is_empty() => {
+                by_case.entry(case).or_default().push((index, path));
+            }
+            _ => {
+                return Err(Error::invalid_file(
+                    &path,
+                    format!(
+                        "is not named <case>_XXXX{file_ending} (XXXX: the 4-digit channel index, \
+                         0000 for the first channel), as nnU-Net's input files must be"
+                    ),
+                ));
+            }
+        }
+    }
+    let mut cases = Vec::with_capacity(by_case.len());
+    for (case, mut files) in by_case {
+        files.sort();
+        for channel in 0..num_channels as u32 {
+            if !files.iter().any(|(i, _)| *i == channel) {
+                return Err(Error::invalid_file(
+                    input_folder.join(format!("{case}_{channel:04}{file_ending}")),
+                    format!(
+                        "missing: case '{case}' needs {num_channels} channel file(s) \
+                         ({case}_0000{file_ending} to {case}_{:04}{file_ending})",
+                        num_channels - 1
+                    ),
+                ));
+            }
+        }
+        if let Some((_, extra)) = files.iter().find(|(i, _)| *i as usize >= num_channels) {
+            return Err(Error::invalid_file(
+                extra,
+                format!(
+                    "case '{case}' has more channel files than the model's {num_channels} \
+                     channel(s)"
+                ),
+            ));
+        }
+        cases.push(CaseInput {
+            output_truncated: output_folder.join(&case),
+            identifier: case,
+            files: files.into_iter().map(|(_, p)| p).collect(),
+        });
+    }
+    Ok(cases)
+}
+
+/// `<truncated><suffix>`.
+fn with_suffix(truncated: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(truncated.as_os_str());
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Whether the outputs of `case` exist (the segmentation, and the probabilities if wanted), as
+/// nnU-Net's `--continue_prediction` decides.
+pub fn case_is_predicted(case: &CaseInput, file_ending: &str, save_probabilities: bool) -> bool {
+    with_suffix(&case.output_truncated, file_ending).is_file()
+        && (!save_probabilities || with_suffix(&case.output_truncated, ".npz").is_file())
+}
+
+/// The part of a predictor that reads, preprocesses, exports and writes: shared with the
+/// background threads.
+struct CasePipeline {
+    case_settings: CaseSettings,
+    export: ExportSettings,
+    reader: Box<dyn Reader>,
+    file_ending: String,
+    input_channels: usize,
+    channel_names: Vec<String>,
+    highest_label: i64,
+}
+
+impl CasePipeline {
+    fn preprocess(&self, image: Image, name: &str) -> Result<PreprocessedCase> {
+        let channels = image.data.shape()[0];
+        if channels != self.input_channels {
+            return Err(Error::Invalid(format!(
+                "{name}: the image has {channels} channel(s) but the model was trained with {} ({})",
+                self.input_channels,
+                self.channel_names.join(", ")
+            )));
+        }
+        preprocess_case(image, None, &self.case_settings, name)
+    }
+
+    fn read_and_preprocess(&self, case: &CaseInput) -> Result<PreprocessedCase> {
+        let files: Vec<&Path> = case.files.iter().map(PathBuf::as_path).collect();
+        let image = self.reader.read_images(&files)?;
+        let name = case
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.preprocess(image, &name)
+    }
+
+    fn export(
+        &self,
+        logits: ArrayView4<'_, f32>,
+        properties: &CaseProperties,
+        probabilities: bool,
+    ) -> Result<ExportedPrediction> {
+        logits_to_segmentation_in_input_geometry(logits, properties, &self.export, probabilities)
+    }
+
+    /// Writes probabilities and properties (if any), then the segmentation under a temporary name
+    /// renamed when complete; returns the segmentation's path.
+    fn write(
+        &self,
+        prediction: &ExportedPrediction,
+        properties: &CaseProperties,
+        output_truncated: &Path,
+        options: &FileOutputOptions,
+    ) -> Result<PathBuf> {
+        let parent = output_truncated
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        if let Some(probabilities) = &prediction.probabilities {
+            write_probabilities_npz(&with_suffix(output_truncated, ".npz"), probabilities.view())?;
+            let json_path = with_suffix(output_truncated, ".json");
+            let value = serde_json::to_value(properties)
+                .map_err(|e| Error::invalid_file(&json_path, format!("cannot write JSON: {e}")))?;
+            crate::plans::write_json(&json_path, &value)?;
+        }
+        let visible;
+        let segmentation = if options.visible_labels {
+            let highest = i16::try_from(self.highest_label).unwrap_or(i16::MAX);
+            visible = visible_labels(prediction.segmentation.view(), highest)?;
+            visible.view()
+        } else {
+            prediction.segmentation.view()
+        };
+        let target = with_suffix(output_truncated, &self.file_ending);
+        let file_name = output_truncated
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temporary = parent.join(format!(".{file_name}.partial{}", self.file_ending));
+        let ending = self.file_ending.to_lowercase();
+        let written = if options.visible_labels
+            && (ending == ".png" || ending == ".bmp")
+            && segmentation.shape()[0] == 1
+        {
+            // The reader writes label maps reaching 255 as 16-bit PNG (as nnU-Net), which shows
+            // as black; a picture to look at is 8-bit.
+            write_gray8(segmentation, &temporary)
+        } else {
+            self.reader
+                .write_segmentation(segmentation, &temporary, &properties.image)
+        };
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(e);
+        }
+        std::fs::rename(&temporary, &target).map_err(|e| Error::io(&target, e))?;
+        Ok(target)
+    }
+}
+
+/// Writes a `[1, y, x]` label map with values in 0..=255 as an 8-bit grey image (the format
+/// from the file's ending).
+fn write_gray8(segmentation: ndarray::ArrayView3<'_, i16>, file: &Path) -> Result<()> {
+    let (_, height, width) = segmentation.dim();
+    let pixels: Vec<u8> = segmentation
+        .iter()
+        .map(|&v| v.clamp(0, 255) as u8)
+        .collect();
+    let too_large = || Error::invalid_file(file, "the image is too large to write");
+    let buffer = image::GrayImage::from_raw(
+        u32::try_from(width).map_err(|_| too_large())?,
+        u32::try_from(height).map_err(|_| too_large())?,
+        pixels,
+    )
+    .ok_or_else(too_large)?;
+    buffer
+        .save(file)
+        .map_err(|e| Error::invalid_file(file, format!("cannot write the image: {e}")))
+}
+
+/// A trained model loaded for prediction (see the module documentation).
+pub struct Predictor {
+    model_folder: PathBuf,
+    plans: Plans,
+    configuration: Configuration,
+    dataset_json: DatasetJson,
+    folds: Vec<Fold>,
+    networks: Vec<Box<dyn Network>>,
+    window: SlidingWindowSettings,
+    pipeline: CasePipeline,
+    device: Device,
+}
+
+impl Predictor {
+    /// Loads the model in `model_folder` (`plans.json`, `dataset.json`) with the checkpoint
+    /// `checkpoint_name` of each of `folds` (all folds that have it when `folds` is empty), its
+    /// networks on `device`. A fold without the checkpoint is an error naming it and the folds
+    /// that have one; a cascade configuration is an error (not implemented).
+    pub fn from_model_folder(
+        registries: &Registries,
+        model_folder: &Path,
+        folds: &[Fold],
+        checkpoint_name: &str,
+        device: &Device,
+        settings: &PredictorSettings,
+    ) -> Result<Self> {
+        if !model_folder.is_dir() {
+            return Err(Error::invalid_file(
+                model_folder,
+                "no such model folder (a trained model: Trainer__Plans__configuration with \
+                 plans.json, dataset.json and fold_N folders)",
+            ));
+        }
+        let checkpoint_file = checkpoint_file_name(checkpoint_name)?;
+        for name in ["plans.json", "dataset.json"] {
+            let file = model_folder.join(name);
+            if !file.is_file() {
+                return Err(Error::invalid_file(
+                    &file,
+                    "missing; a trained model folder has the plans.json and dataset.json of its \
+                     training",
+                ));
+            }
+        }
+        let plans = Plans::from_file(&model_folder.join("plans.json"))?;
+        let dataset_json = DatasetJson::from_file(&model_folder.join("dataset.json"))?;
+
+        let present = available_folds(model_folder, checkpoint_name)?;
+        let folds: Vec<Fold> = if folds.is_empty() {
+            if present.is_empty() {
+                return Err(Error::invalid_file(
+                    model_folder,
+                    format!("no fold_N folder has {checkpoint_file}; train a fold first"),
+                ));
+            }
+            present.clone()
+        } else {
+            folds.to_vec()
+        };
+        let missing: Vec<Fold> = folds
+            .iter()
+            .copied()
+            .filter(|f| !present.contains(f))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::invalid_file(
+                model_folder,
+                format!(
+                    "fold(s) {} have no {checkpoint_file}; folds with {checkpoint_file}: {} \
+                     (choose them with -f)",
+                    fold_list(&missing),
+                    fold_list(&present)
+                ),
+            ));
+        }
+        for (i, fold) in folds.iter().enumerate() {
+            if folds[..i].contains(fold) {
+                return Err(Error::Invalid(format!("fold {fold} is listed twice")));
+            }
+        }
+
+        let labels = LabelHandling::from_labels(&dataset_json.labels)?;
+        let input_channels = dataset_json.num_channels();
+        let mut configuration: Option<Configuration> = None;
+        let mut networks = Vec::with_capacity(folds.len());
+        let mut mirror_axes: Option<Vec<usize>> = None;
+        for fold in &folds {
+            let path = model_folder.join(fold.folder_name()).join(&checkpoint_file);
+            let checkpoint = Checkpoint::load(&path)?;
+            let meta = &checkpoint.meta;
+            let config = match &configuration {
+                Some(c) if c.name != meta.configuration => {
+                    return Err(Error::invalid_file(
+                        &path,
+                        format!(
+                            "was trained on configuration '{}', the other folds on '{}'",
+                            meta.configuration, c.name
+                        ),
+                    ));
+                }
+                Some(c) => c.clone(),
+                None => {
+                    let c = plans.configuration(&meta.configuration)?;
+                    if let Some(previous) = c.previous_stage() {
+                        return Err(Error::Invalid(format!(
+                            "configuration '{}' is a cascade stage that needs the predictions of \
+                             '{previous}' as input; cascade prediction is not implemented in \
+                             nnunet-rs yet (predict with '{previous}' or another configuration)",
+                            c.name
+                        )));
+                    }
+                    configuration = Some(c.clone());
+                    c
+                }
+            };
+            if meta.input_channels != input_channels || meta.output_channels != labels.num_heads() {
+                return Err(Error::invalid_file(
+                    &path,
+                    format!(
+                        "has {} input and {} output channels, but dataset.json needs {} and {}",
+                        meta.input_channels,
+                        meta.output_channels,
+                        input_channels,
+                        labels.num_heads()
+                    ),
+                ));
+            }
+            let arch_kwargs = config
+                .json
+                .get("architecture")
+                .and_then(|a| a.get("arch_kwargs"))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::invalid_file(
+                        plans.path(),
+                        format!(
+                            "configuration '{}' has no architecture.arch_kwargs",
+                            config.name
+                        ),
+                    )
+                })?;
+            let spec = NetworkSpec {
+                arch_kwargs,
+                input_channels,
+                output_channels: labels.num_heads(),
+                deep_supervision: false,
+                is_2d: config.is_2d()?,
+                batch_norm: meta.settings.norm == NormKind::Batch,
+            };
+            networks.push(network_from_checkpoint(
+                registries,
+                &checkpoint,
+                &spec,
+                device,
+                &path,
+            )?);
+            if mirror_axes.is_none() {
+                mirror_axes = Some(meta.inference_allowed_mirroring_axes.clone());
+            }
+        }
+        let configuration =
+            configuration.ok_or_else(|| Error::Invalid("no folds to predict with".into()))?;
+        let mirror_axes = if settings.use_mirroring {
+            mirror_axes.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut window = SlidingWindowSettings::from_configuration(&configuration, mirror_axes)?;
+        window.step_size = settings.step_size;
+        window.use_gaussian = settings.use_gaussian;
+        if let Some(n) = settings.tiles_per_batch {
+            window.tiles_per_batch = n;
+        }
+        if !(window.step_size > 0.0 && window.step_size <= 1.0) {
+            return Err(Error::Invalid(format!(
+                "the step size must be in (0, 1], not {}",
+                window.step_size
+            )));
+        }
+
+        // The reader named in the plans (as nnU-Net's predictor), else the dataset's choice.
+        let reader = match plans
+            .image_reader_writer()
+            .ok()
+            .and_then(|name| registries.readers.create(name).ok())
+        {
+            Some(reader) => reader,
+            None => choose_reader(registries, &dataset_json, None)?.create(),
+        };
+        let highest_label = match &labels {
+            LabelHandling::Classes { num_classes } => *num_classes as i64 - 1,
+            LabelHandling::Regions {
+                regions_class_order,
+            } => regions_class_order
+                .iter()
+                .copied()
+                .max()
+                .map_or(0, i64::from),
+        };
+        let pipeline = CasePipeline {
+            case_settings: CaseSettings::new(
+                &plans,
+                &configuration,
+                &dataset_json.labels,
+                input_channels,
+            )?,
+            export: ExportSettings::new(&plans, &configuration, &dataset_json.labels)?,
+            reader,
+            file_ending: dataset_json.file_ending.clone(),
+            input_channels,
+            channel_names: dataset_json
+                .channel_names
+                .iter()
+                .map(|(_, n)| n.clone())
+                .collect(),
+            highest_label,
+        };
+        Ok(Predictor {
+            model_folder: model_folder.to_path_buf(),
+            plans,
+            configuration,
+            dataset_json,
+            folds,
+            networks,
+            window,
+            pipeline,
+            device: device.clone(),
+        })
+    }
+
+    /// The model folder.
+    pub fn model_folder(&self) -> &Path {
+        &self.model_folder
+    }
+
+    /// The model's plans.
+    pub fn plans(&self) -> &Plans {
+        &self.plans
+    }
+
+    /// The configuration the model was trained on.
+    pub fn configuration(&self) -> &Configuration {
+        &self.configuration
+    }
+
+    /// The model's `dataset.json`.
+    pub fn dataset_json(&self) -> &DatasetJson {
+        &self.dataset_json
+    }
+
+    /// The folds whose networks are averaged.
+    pub fn folds(&self) -> &[Fold] {
+        &self.folds
+    }
+
+    /// The file ending of images and segmentations (`dataset.json`'s `file_ending`).
+    pub fn file_ending(&self) -> &str {
+        &self.pipeline.file_ending
+    }
+
+    /// The number of image channels the model takes.
+    pub fn input_channels(&self) -> usize {
+        self.pipeline.input_channels
+    }
+
+    /// The sliding-window settings in use.
+    pub fn window(&self) -> &SlidingWindowSettings {
+        &self.window
+    }
+
+    /// The reader and writer of the model's images.
+    pub fn reader(&self) -> &dyn Reader {
+        self.pipeline.reader.as_ref()
+    }
+
+    /// Logits `[heads, z, y, x]` of a preprocessed case: every fold's sliding-window prediction,
+    /// summed and divided by the number of folds. `progress(done, total)` counts tiles over all
+    /// folds.
+    pub fn predict_logits(
+        &self,
+        data: ArrayView4<'_, f32>,
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<Array4<f32>> {
+        let n = self.networks.len();
+        let mut sum: Option<Array4<f32>> = None;
+        for (i, network) in self.networks.iter().enumerate() {
+            let logits = predict_sliding_window(
+                network.as_ref(),
+                data,
+                &self.window,
+                &self.device,
+                &|done, total| progress(i * total + done, n * total),
+            )?;
+            match &mut sum {
+                None => sum = Some(logits),
+                Some(s) => *s += &logits,
+            }
+        }
+        let mut logits = sum.ok_or_else(|| Error::Invalid("no folds to predict with".into()))?;
+        if n > 1 {
+            logits.mapv_inplace(|v| v / n as f32);
+        }
+        Ok(logits)
+    }
+
+    /// Predicts an image in memory (`[channels, z, y, x]` as the model's reader reads it, with
+    /// its properties). Returns the segmentation with the image's properties and, if asked for,
+    /// the probabilities.
+    pub fn predict_image(&self, image: Image, return_probabilities: bool) -> Result<Prediction> {
+        let properties = image.properties.clone();
+        let case = self.pipeline.preprocess(image, "the image")?;
+        let logits = self.predict_logits(case.data.view(), &|_, _| {})?;
+        let exported =
+            self.pipeline
+                .export(logits.view(), &case.properties, return_probabilities)?;
+        Ok(Prediction {
+            segmentation: Segmentation {
+                data: exported.segmentation.insert_axis(Axis(0)),
+                properties,
+            },
+            probabilities: exported.probabilities,
+        })
+    }
+
+    /// Predicts a plain array `[channels, z, y, x]` (a 2D image has `z = 1`) with the voxel
+    /// `spacing` in the array's axis order, as nnU-Net's `predict_single_npy_array`.
+    pub fn predict_array(
+        &self,
+        data: Array4<f32>,
+        spacing: [f64; 3],
+        return_probabilities: bool,
+    ) -> Result<Prediction> {
+        if spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(Error::Invalid(format!(
+                "the spacing {spacing:?} must have three positive values"
+            )));
+        }
+        self.predict_image(
+            Image {
+                data,
+                properties: ImageProperties {
+                    spacing,
+                    ..Default::default()
+                },
+            },
+            return_probabilities,
+        )
+    }
+
+    /// Predicts one case from its channel files and writes the outputs (see
+    /// [`Predictor::predict_from_files`]); returns the segmentation's path.
+    pub fn predict_case(&self, case: &CaseInput, options: &FileOutputOptions) -> Result<PathBuf> {
+        let preprocessed = self.pipeline.read_and_preprocess(case)?;
+        let logits = self.predict_logits(preprocessed.data.view(), &|_, _| {})?;
+        let exported = self.pipeline.export(
+            logits.view(),
+            &preprocessed.properties,
+            options.save_probabilities,
+        )?;
+        self.pipeline.write(
+            &exported,
+            &preprocessed.properties,
+            &case.output_truncated,
+            options,
+        )
+    }
+
+    /// Predicts `cases` and writes each one's segmentation as `<output_truncated><file_ending>`
+    /// in the input's geometry (and, with `save_probabilities`, `<output_truncated>.npz` and
+    /// `.json`), reading the next case and writing the previous one while the network works (see
+    /// the module documentation). `on_written(case, segmentation_file)` is called, from the
+    /// writing thread, after each case. The first error stops the run; the cases written before
+    /// it stay. Returns the segmentation files in case order.
+    pub fn predict_from_files(
+        &self,
+        cases: &[CaseInput],
+        options: &FileOutputOptions,
+        on_written: &(dyn Fn(&CaseInput, &Path) + Sync),
+    ) -> Result<Vec<PathBuf>> {
+        let pipeline = &self.pipeline;
+        std::thread::scope(|scope| {
+            // Rendezvous channels: a stage hands a case on only when the next stage takes it.
+            let (pre_tx, pre_rx) = mpsc::sync_channel::<(usize, Result<PreprocessedCase>)>(0);
+            let reading = std::thread::Builder::new()
+                .name("predict-read".into())
+                .spawn_scoped(scope, move || {
+                    for (i, case) in cases.iter().enumerate() {
+                        let result = pipeline.read_and_preprocess(case);
+                        let failed = result.is_err();
+                        if pre_tx.send((i, result)).is_err() || failed {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| Error::Invalid(format!("cannot start a reading thread: {e}")))?;
+            let (out_tx, out_rx) = mpsc::sync_channel::<(usize, Array4<f32>, CaseProperties)>(0);
+            let writing = std::thread::Builder::new()
+                .name("predict-write".into())
+                .spawn_scoped(scope, move || -> Result<Vec<PathBuf>> {
+                    let mut written = Vec::with_capacity(cases.len());
+                    for (i, logits, properties) in out_rx {
+                        let case = &cases[i];
+                        let exported = pipeline.export(
+                            logits.view(),
+                            &properties,
+                            options.save_probabilities,
+                        )?;
+                        drop(logits);
+                        let path = pipeline.write(
+                            &exported,
+                            &properties,
+                            &case.output_truncated,
+                            options,
+                        )?;
+                        on_written(case, &path);
+                        written.push(path);
+                    }
+                    Ok(written)
+                })
+                .map_err(|e| Error::Invalid(format!("cannot start a writing thread: {e}")))?;
+
+            let mut error: Option<Error> = None;
+            for (i, result) in pre_rx.iter() {
+                let outcome = result.and_then(|case| {
+                    let logits = self.predict_logits(case.data.view(), &|_, _| {})?;
+                    Ok((logits, case.properties))
+                });
+                match outcome {
+                    Ok((logits, properties)) => {
+                        if out_tx.send((i, logits, properties)).is_err() {
+                            // The writer stopped on an error; it is reported below.
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            drop(pre_rx);
+            drop(out_tx);
+            let written = writing
+                .join()
+                .unwrap_or_else(|_| Err(Error::Invalid("the writing thread panicked".into())));
+            if reading.join().is_err() && error.is_none() {
+                error = Some(Error::Invalid("the reading thread panicked".into()));
+            }
+            match (error, written) {
+                (Some(e), _) => Err(e),
+                (None, Err(e)) => Err(e),
+                (None, Ok(written)) => {
+                    if written.len() != cases.len() {
+                        return Err(Error::Invalid(format!(
+                            "only {} of {} cases were predicted",
+                            written.len(),
+                            cases.len()
+                        )));
+                    }
+                    Ok(written)
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_names_as_nnunet_spells_them() {
+        for name in [
+            "checkpoint_final",
+            "checkpoint_final.pth",
+            "checkpoint_final.safetensors",
+        ] {
+            assert_eq!(
+                checkpoint_file_name(name).unwrap(),
+                "checkpoint_final.safetensors"
+            );
+        }
+        assert!(checkpoint_file_name("../x").is_err());
+        assert!(checkpoint_file_name(".pth").is_err());
+    }
+
+    #[test]
+    fn cases_follow_nnunet_naming() {
+        let dir = std::env::temp_dir().join(format!("nnunet-predictor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let touch = |name: &str| std::fs::write(dir.join(name), b"").unwrap();
+        for name in [
+            "b_0001.png",
+            "b_0000.png",
+            "a_x_0000.png",
+            "a_x_0001.png",
+            "notes.txt",
+        ] {
+            touch(name);
+        }
+        let out = Path::new("/out");
+        let cases = cases_in_folder(&dir, ".png", 2, out).unwrap();
+        assert_eq!(
+            cases
+                .iter()
+                .map(|c| c.identifier.as_str())
+                .collect::<Vec<_>>(),
+            ["a_x", "b"]
+        );
+        assert_eq!(
+            cases[1].files,
+            [dir.join("b_0000.png"), dir.join("b_0001.png")]
+        );
+        assert_eq!(cases[1].output_truncated, out.join("b"));
+
+        // Three channels wanted: the error names the first missing file.
+        let err = cases_in_folder(&dir, ".png", 3, out)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a_x_0002.png") && err.contains("missing"),
+            "{err}"
+        );
+        // One channel wanted: the extra channel file is named.
+        let err = cases_in_folder(&dir, ".png", 1, out)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a_x_0001.png"), "{err}");
+        // A file with the ending but without a channel index.
+        touch("c.png");
+        let err = cases_in_folder(&dir, ".png", 2, out)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.png") && err.contains("_XXXX"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn continue_needs_every_output() {
+        let dir = std::env::temp_dir().join(format!("nnunet-predicted-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let case = CaseInput {
+            identifier: "a".into(),
+            files: vec![],
+            output_truncated: dir.join("a"),
+        };
+        assert!(!case_is_predicted(&case, ".nii.gz", false));
+        std::fs::write(dir.join("a.nii.gz"), b"").unwrap();
+        assert!(case_is_predicted(&case, ".nii.gz", false));
+        assert!(!case_is_predicted(&case, ".nii.gz", true));
+        std::fs::write(dir.join("a.npz"), b"").unwrap();
+        assert!(case_is_predicted(&case, ".nii.gz", true));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

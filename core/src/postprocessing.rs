@@ -1,0 +1,664 @@
+//! Postprocessing: keep only the largest connected component, and nnU-Net's choice of when to.
+//!
+//! As nnU-Net v2.8.1 (`remove_connected_components.py`): components are found with full
+//! connectivity (scikit-image's `label` with `connectivity=None`: 26 neighbours in 3D, 8 in a 2D
+//! slice) on the `[z, y, x]` label map; every component of the largest size is kept (ties keep
+//! them all) and the voxels of the others become background (0).
+//!
+//! [`determine_postprocessing`] evaluates the raw predictions, then tries "remove all but the
+//! largest component of the union of all foreground labels": it is kept when the mean foreground
+//! Dice rises strictly and no label or region's mean Dice falls. With more than one label or
+//! region it then tries each one on its own (in `dataset.json` order, each on top of what was
+//! kept so far) and keeps those that raise that label's mean Dice strictly. The result is written
+//! as nnU-Net's `postprocessing.json` (which nnU-Net writes next to its pickle): the Dice before
+//! and after and the list of operations with their arguments, which [`Postprocessing::read`]
+//! reads back, so this JSON replaces nnU-Net's `postprocessing.pkl`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array3, ArrayView3};
+use rayon::prelude::*;
+
+use crate::dataset::DatasetJson;
+use crate::error::{Error, Result};
+use crate::evaluation::{
+    FolderEvaluation, LabelOrRegion, MeanMetrics, Summary, evaluate_folders, evaluation_targets,
+    python_float_repr,
+};
+use crate::io::Reader;
+
+/// nnU-Net's name of the one postprocessing function.
+pub const KEEP_LARGEST_COMPONENT_FN: &str = "remove_all_but_largest_component_from_segmentation";
+
+/// Labels every connected component of `mask` with full connectivity (26 neighbours), numbered
+/// 1, 2, … in the raster order of their first voxel; returns the labels and the size of each
+/// component (`sizes[k - 1]` is the size of component `k`).
+pub fn label_components(mask: ArrayView3<'_, bool>) -> (Array3<u32>, Vec<u64>) {
+    let (nz, ny, nx) = mask.dim();
+    let mask = mask.as_standard_layout();
+    let m = mask.as_slice().expect("standard layout is contiguous");
+    let mut labels = vec![0u32; m.len()];
+    let mut sizes: Vec<u64> = Vec::new();
+    let mut stack: Vec<usize> = Vec::new();
+    for start in 0..m.len() {
+        if !m[start] || labels[start] != 0 {
+            continue;
+        }
+        let id = sizes.len() as u32 + 1;
+        labels[start] = id;
+        stack.push(start);
+        let mut size = 0u64;
+        while let Some(i) = stack.pop() {
+            size += 1;
+            let (z, y, x) = (i / (ny * nx), (i / nx) % ny, i % nx);
+            for zz in z.saturating_sub(1)..(z + 2).min(nz) {
+                for yy in y.saturating_sub(1)..(y + 2).min(ny) {
+                    for xx in x.saturating_sub(1)..(x + 2).min(nx) {
+                        let j = (zz * ny + yy) * nx + xx;
+                        if m[j] && labels[j] == 0 {
+                            labels[j] = id;
+                            stack.push(j);
+                        }
+                    }
+                }
+            }
+        }
+        sizes.push(size);
+    }
+    let labels = Array3::from_shape_vec((nz, ny, nx), labels).expect("shape matches");
+    (labels, sizes)
+}
+
+/// The voxels of `mask` that belong to its largest component(s) (all components of the largest
+/// size are kept; an empty mask gives an empty result).
+pub fn largest_component_mask(mask: ArrayView3<'_, bool>) -> Array3<bool> {
+    let (labels, sizes) = label_components(mask);
+    let Some(&largest) = sizes.iter().max() else {
+        return Array3::from_elem(mask.dim(), false);
+    };
+    let keep: Vec<bool> = std::iter::once(false)
+        .chain(sizes.iter().map(|&s| s == largest))
+        .collect();
+    labels.mapv(|l| keep[l as usize])
+}
+
+/// What one postprocessing step works on: nnU-Net's `labels_or_regions` argument, either a list
+/// (of labels or regions) or one label or region. The mask is the union of every label named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// A list, as nnU-Net's first step (all foreground labels) passes it.
+    List(Vec<LabelOrRegion>),
+    /// One label or region, as nnU-Net's per-class steps pass it.
+    One(LabelOrRegion),
+}
+
+impl Selection {
+    /// Every label value whose voxels are in the mask.
+    pub fn label_values(&self) -> Vec<i64> {
+        let mut out: Vec<i64> = match self {
+            Selection::List(items) => items.iter().flat_map(|i| i.labels().to_vec()).collect(),
+            Selection::One(item) => item.labels().to_vec(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn to_py(&self) -> Py {
+        let one = |item: &LabelOrRegion| match item {
+            LabelOrRegion::Label(v) => Py::Int(*v),
+            LabelOrRegion::Region(v) => Py::Array(v.iter().map(|&x| Py::Int(x)).collect()),
+        };
+        match self {
+            Selection::List(items) => Py::Array(items.iter().map(one).collect()),
+            Selection::One(item) => one(item),
+        }
+    }
+
+    fn from_json(value: &serde_json::Value) -> std::result::Result<Self, String> {
+        let int = |v: &serde_json::Value| {
+            v.as_i64()
+                .ok_or_else(|| format!("{v} is not a label (an integer)"))
+        };
+        match value {
+            serde_json::Value::Number(_) => Ok(Selection::One(LabelOrRegion::Label(int(value)?))),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    serde_json::Value::Array(region) => Ok(LabelOrRegion::Region(
+                        region
+                            .iter()
+                            .map(int)
+                            .collect::<std::result::Result<_, _>>()?,
+                    )),
+                    other => Ok(LabelOrRegion::Label(int(other)?)),
+                })
+                .collect::<std::result::Result<Vec<_>, String>>()
+                .map(Selection::List),
+            other => Err(format!(
+                "'labels_or_regions' must be a label or a list of labels or regions, not {other}"
+            )),
+        }
+    }
+}
+
+/// Removes, from `segmentation`, every component of the mask of `selection` but the largest
+/// (setting those voxels to `background`); other labels are untouched. As nnU-Net's
+/// `remove_all_but_largest_component_from_segmentation`.
+pub fn keep_largest_component(
+    segmentation: ArrayView3<'_, i16>,
+    selection: &Selection,
+    background: i16,
+) -> Array3<i16> {
+    let values: HashSet<i64> = selection.label_values().into_iter().collect();
+    let mask = segmentation.mapv(|v| values.contains(&(v as i64)));
+    let keep = largest_component_mask(mask.view());
+    let mut out = segmentation.to_owned();
+    ndarray::Zip::from(&mut out)
+        .and(&mask)
+        .and(&keep)
+        .for_each(|o, &m, &k| {
+            if m && !k {
+                *o = background;
+            }
+        });
+    out
+}
+
+/// A chosen postprocessing: the steps (each "keep the largest component of this selection"),
+/// applied in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Postprocessing {
+    pub steps: Vec<Selection>,
+}
+
+impl Postprocessing {
+    /// Applies every step to a label map `[z, y, x]`.
+    pub fn apply(&self, segmentation: ArrayView3<'_, i16>) -> Array3<i16> {
+        let mut seg = segmentation.to_owned();
+        for step in &self.steps {
+            seg = keep_largest_component(seg.view(), step, 0);
+        }
+        seg
+    }
+
+    /// Reads the steps from nnU-Net's `postprocessing.json` (its `postprocessing_fns` and
+    /// `postprocessing_kwargs`). A `.pkl` file is refused with a note to pass the `.json`.
+    pub fn read(path: &Path) -> Result<Self> {
+        if path.extension().is_some_and(|e| e == "pkl") {
+            return Err(Error::invalid_file(
+                path,
+                "nnunet does not read pickles; pass the postprocessing.json next to it (nnU-Net \
+                 and nnunet both write one with the same steps)",
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let value: serde_json::Value = serde_json::from_str(&non_finite_to_null(&text))
+            .map_err(|e| Error::invalid_file(path, format!("not valid JSON: {e}")))?;
+        let bad = |reason: String| Error::invalid_file(path, reason);
+        let fns = value
+            .get("postprocessing_fns")
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| {
+                bad("no 'postprocessing_fns' list (is this a postprocessing.json?)".into())
+            })?;
+        let kwargs = value
+            .get("postprocessing_kwargs")
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| bad("no 'postprocessing_kwargs' list".into()))?;
+        if fns.len() != kwargs.len() {
+            return Err(bad(format!(
+                "{} postprocessing functions but {} sets of arguments",
+                fns.len(),
+                kwargs.len()
+            )));
+        }
+        let mut steps = Vec::new();
+        for (i, (f, k)) in fns.iter().zip(kwargs).enumerate() {
+            if f.as_str() != Some(KEEP_LARGEST_COMPONENT_FN) {
+                return Err(bad(format!(
+                    "postprocessing function {i} is {f}; the only one that exists is \
+                     '{KEEP_LARGEST_COMPONENT_FN}'"
+                )));
+            }
+            let selection = k
+                .get("labels_or_regions")
+                .ok_or_else(|| bad(format!("arguments {i} have no 'labels_or_regions'")))?;
+            steps.push(
+                Selection::from_json(selection).map_err(|e| bad(format!("arguments {i}: {e}")))?,
+            );
+        }
+        Ok(Postprocessing { steps })
+    }
+}
+
+/// Replaces the bare tokens `NaN`, `Infinity`, `-Infinity` (outside strings) by `null`.
+fn non_finite_to_null(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        if c == '"' {
+            in_string = true;
+        }
+        let token = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|t| rest.starts_with(t));
+        match token {
+            Some(t) => {
+                out.push_str("null");
+                rest = &rest[t.len()..];
+            }
+            None => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
+}
+
+/// The files of `folder` whose names end with `ending`, sorted (names only).
+fn files_ending_with(folder: &Path, ending: &str) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(folder).map_err(|e| Error::io(folder, e))? {
+        let entry = entry.map_err(|e| Error::io(folder, e))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if name.ends_with(ending) && entry.path().is_file() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn thread_pool(num_processes: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(num_processes)
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start {num_processes} threads: {e}")))
+}
+
+/// Reads each file, applies `postprocessing` and writes it under the same name into `output`.
+fn postprocess_files(
+    input: &Path,
+    names: &[String],
+    output: &Path,
+    postprocessing: &Postprocessing,
+    reader: &dyn Reader,
+    pool: &rayon::ThreadPool,
+) -> Result<()> {
+    std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
+    pool.install(|| {
+        names.par_iter().try_for_each(|name| {
+            let seg = reader.read_segmentation(&input.join(name))?;
+            let processed = postprocessing.apply(seg.data.index_axis(ndarray::Axis(0), 0));
+            reader.write_segmentation(processed.view(), &output.join(name), &seg.properties)
+        })
+    })
+}
+
+/// nnU-Net's `apply_postprocessing_to_folder`: applies `postprocessing` to every file of `input`
+/// ending with `file_ending` and writes the results into `output`; returns how many.
+pub fn apply_postprocessing_to_folder(
+    input: &Path,
+    output: &Path,
+    postprocessing: &Postprocessing,
+    reader: &dyn Reader,
+    file_ending: &str,
+    num_processes: usize,
+) -> Result<usize> {
+    if !input.is_dir() {
+        return Err(Error::invalid_file(
+            input,
+            "no such folder (the predictions)",
+        ));
+    }
+    let names = files_ending_with(input, file_ending)?;
+    if names.is_empty() {
+        return Err(Error::invalid_file(
+            input,
+            format!("no segmentations (files ending with '{file_ending}') to postprocess"),
+        ));
+    }
+    let pool = thread_pool(num_processes)?;
+    postprocess_files(input, &names, output, postprocessing, reader, &pool)?;
+    Ok(names.len())
+}
+
+/// What [`determine_postprocessing`] works on.
+pub struct DeterminePostprocessing<'a> {
+    /// The predicted segmentations (with their `summary.json`, if already evaluated).
+    pub predictions: &'a Path,
+    /// The reference segmentations.
+    pub reference: &'a Path,
+    /// The dataset's `dataset.json` (labels, regions, ignore label, file ending).
+    pub dataset_json: &'a DatasetJson,
+    /// Reads and writes the segmentations.
+    pub reader: &'a dyn Reader,
+    /// Worker threads (at least 1).
+    pub num_processes: usize,
+    /// Keep `predictions/postprocessed/` (the postprocessed predictions and their summary).
+    pub keep_postprocessed_files: bool,
+}
+
+/// What [`determine_postprocessing`] found.
+#[derive(Clone, Debug)]
+pub struct PostprocessingResult {
+    /// The steps chosen.
+    pub postprocessing: Postprocessing,
+    /// The evaluation of the raw predictions.
+    pub before: Summary,
+    /// The evaluation after the chosen steps.
+    pub after: Summary,
+    /// What was tried and decided, one line each (nnU-Net prints these).
+    pub messages: Vec<String>,
+    /// `postprocessing.json` in the predictions folder.
+    pub json_file: PathBuf,
+}
+
+fn round5(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else {
+        python_float_repr((x * 1e5).round() / 1e5)
+    }
+}
+
+/// nnU-Net's `determine_postprocessing` (see the module documentation). Writes
+/// `predictions/summary.json` if missing, `predictions/postprocessed/` (its files and
+/// `summary.json`) and `predictions/postprocessing.json`.
+pub fn determine_postprocessing(job: &DeterminePostprocessing<'_>) -> Result<PostprocessingResult> {
+    let predictions = job.predictions;
+    if !predictions.is_dir() {
+        return Err(Error::invalid_file(
+            predictions,
+            "no such folder (the predictions)",
+        ));
+    }
+    let labels = &job.dataset_json.labels;
+    let targets = evaluation_targets(labels);
+    if targets.is_empty() {
+        return Err(Error::Invalid(
+            "dataset.json has no foreground labels to postprocess".into(),
+        ));
+    }
+    let foreground_labels: Vec<LabelOrRegion> = labels
+        .all_labels()
+        .into_iter()
+        .filter(|&v| v != 0 && Some(v) != labels.ignore_label())
+        .map(LabelOrRegion::Label)
+        .collect();
+    let ending = job.dataset_json.file_ending.as_str();
+    let names = files_ending_with(predictions, ending)?;
+    if names.is_empty() {
+        return Err(Error::invalid_file(
+            predictions,
+            format!("no predictions (files ending with '{ending}')"),
+        ));
+    }
+    let mut messages = Vec::new();
+    if job.reference.is_dir() {
+        let refs = files_ending_with(job.reference, ending)?;
+        if refs.iter().any(|r| !names.contains(r)) {
+            messages.push(
+                "WARNING: not all files of the reference folder have a prediction; \
+                 postprocessing should be determined on the entire dataset"
+                    .to_string(),
+            );
+        }
+    }
+    let pool = thread_pool(job.num_processes)?;
+    let evaluate = |folder: &Path| -> Result<Summary> {
+        let summary = evaluate_folders(
+            &FolderEvaluation {
+                reference_folder: job.reference,
+                prediction_folder: folder,
+                file_ending: ending,
+                regions: &targets,
+                ignore_label: labels.ignore_label(),
+                num_processes: job.num_processes,
+                chill: true,
+            },
+            job.reader,
+        )?;
+        summary.write_json(&folder.join("summary.json"))?;
+        Ok(summary)
+    };
+    let summary_file = predictions.join("summary.json");
+    let baseline = if summary_file.is_file() {
+        Summary::read(&summary_file)?
+    } else {
+        evaluate(predictions)?
+    };
+
+    let output_folder = predictions.join("postprocessed");
+    let temp = output_folder.join("temp");
+    let mut chosen = Postprocessing::default();
+
+    // All foreground together.
+    let here = temp.join("keep_largest_fg");
+    let step = Selection::List(foreground_labels);
+    let single = Postprocessing {
+        steps: vec![step.clone()],
+    };
+    postprocess_files(predictions, &names, &here, &single, job.reader, &pool)?;
+    let pp = evaluate(&here)?;
+    let mut do_this = pp.foreground_mean.dice > baseline.foreground_mean.dice;
+    if do_this {
+        for (region, m) in &pp.mean {
+            if baseline.mean_of(region).is_some_and(|b| m.dice < b.dice) {
+                do_this = false;
+                break;
+            }
+        }
+    }
+    let (mut source, mut source_summary) = if do_this {
+        messages.push(format!(
+            "Results were improved by removing all but the largest foreground region. Mean dice \
+             before: {} after: {}",
+            round5(baseline.foreground_mean.dice),
+            round5(pp.foreground_mean.dice)
+        ));
+        chosen.steps.push(step);
+        (here.clone(), pp)
+    } else {
+        messages
+            .push("Removing all but the largest foreground region did not improve results!".into());
+        (predictions.to_path_buf(), baseline.clone())
+    };
+
+    // Each label or region on its own.
+    if targets.len() > 1 {
+        let best = temp.join("keep_largest_perClassOrRegion_currentBest");
+        for target in &targets {
+            let here = temp.join("keep_largest_perClassOrRegion");
+            let step = Selection::One(target.clone());
+            let single = Postprocessing {
+                steps: vec![step.clone()],
+            };
+            postprocess_files(&source, &names, &here, &single, job.reader, &pool)?;
+            let pp = evaluate(&here)?;
+            let before = source_summary.mean_of(target).map_or(f64::NAN, |m| m.dice);
+            let after = pp.mean_of(target).map_or(f64::NAN, |m| m.dice);
+            if after > before {
+                messages.push(format!(
+                    "Results were improved by removing all but the largest component for \
+                     {target}. Dice before: {} after: {}",
+                    round5(before),
+                    round5(after)
+                ));
+                if best.is_dir() {
+                    std::fs::remove_dir_all(&best).map_err(|e| Error::io(&best, e))?;
+                }
+                std::fs::rename(&here, &best).map_err(|e| Error::io(&here, e))?;
+                source = best.clone();
+                source_summary = pp;
+                chosen.steps.push(step);
+            } else {
+                messages.push(format!(
+                    "Removing all but the largest component for {target} did not improve \
+                     results! Dice before: {} after: {}",
+                    round5(before),
+                    round5(after)
+                ));
+                std::fs::remove_dir_all(&here).map_err(|e| Error::io(&here, e))?;
+            }
+        }
+    }
+
+    // The chosen predictions (every file of the source folder) into postprocessed/.
+    std::fs::create_dir_all(&output_folder).map_err(|e| Error::io(&output_folder, e))?;
+    for entry in std::fs::read_dir(&source).map_err(|e| Error::io(&source, e))? {
+        let entry = entry.map_err(|e| Error::io(&source, e))?;
+        if entry.path().is_file() {
+            let to = output_folder.join(entry.file_name());
+            std::fs::copy(entry.path(), &to).map_err(|e| Error::io(&to, e))?;
+        }
+    }
+    let json_file = predictions.join("postprocessing.json");
+    std::fs::write(
+        &json_file,
+        postprocessing_json(&baseline, &source_summary, &chosen),
+    )
+    .map_err(|e| Error::io(&json_file, e))?;
+    if temp.is_dir() {
+        std::fs::remove_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
+    }
+    if !job.keep_postprocessed_files {
+        std::fs::remove_dir_all(&output_folder).map_err(|e| Error::io(&output_folder, e))?;
+    }
+    Ok(PostprocessingResult {
+        postprocessing: chosen,
+        before: baseline,
+        after: source_summary,
+        messages,
+        json_file,
+    })
+}
+
+/// A value written as Python's `json.dump(obj, indent=4, sort_keys=True)` writes it.
+enum Py {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Array(Vec<Py>),
+    Object(Vec<(String, Py)>),
+}
+
+impl Py {
+    fn write(&self, out: &mut String, level: usize) {
+        let newline = |out: &mut String, level: usize| {
+            out.push('\n');
+            out.push_str(&" ".repeat(4 * level));
+        };
+        match self {
+            Py::Int(v) => out.push_str(&v.to_string()),
+            Py::Float(v) => out.push_str(&python_float_repr(*v)),
+            Py::Str(s) => out.push_str(&serde_json::to_string(s).unwrap_or_default()),
+            Py::Array(items) if items.is_empty() => out.push_str("[]"),
+            Py::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    newline(out, level + 1);
+                    item.write(out, level + 1);
+                }
+                newline(out, level);
+                out.push(']');
+            }
+            Py::Object(entries) if entries.is_empty() => out.push_str("{}"),
+            Py::Object(entries) => {
+                let mut sorted: Vec<&(String, Py)> = entries.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                out.push('{');
+                for (i, (key, value)) in sorted.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    newline(out, level + 1);
+                    out.push_str(&serde_json::to_string(key).unwrap_or_default());
+                    out.push_str(": ");
+                    value.write(out, level + 1);
+                }
+                newline(out, level);
+                out.push('}');
+            }
+        }
+    }
+}
+
+fn mean_py(m: &MeanMetrics) -> Py {
+    Py::Object(
+        [
+            ("Dice", m.dice),
+            ("IoU", m.iou),
+            ("TP", m.tp),
+            ("FP", m.fp),
+            ("FN", m.fn_),
+            ("TN", m.tn),
+            ("n_pred", m.n_pred),
+            ("n_ref", m.n_ref),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Py::Float(v)))
+        .collect(),
+    )
+}
+
+fn summary_py(s: &Summary) -> Py {
+    Py::Object(vec![
+        ("foreground_mean".into(), mean_py(&s.foreground_mean)),
+        (
+            "mean".into(),
+            Py::Object(s.mean.iter().map(|(r, m)| (r.key(), mean_py(m))).collect()),
+        ),
+    ])
+}
+
+/// The text of nnU-Net's `postprocessing.json`.
+pub fn postprocessing_json(before: &Summary, after: &Summary, pp: &Postprocessing) -> String {
+    let root = Py::Object(vec![
+        ("input_folder".into(), summary_py(before)),
+        ("postprocessed".into(), summary_py(after)),
+        (
+            "postprocessing_fns".into(),
+            Py::Array(
+                pp.steps
+                    .iter()
+                    .map(|_| Py::Str(KEEP_LARGEST_COMPONENT_FN.into()))
+                    .collect(),
+            ),
+        ),
+        (
+            "postprocessing_kwargs".into(),
+            Py::Array(
+                pp.steps
+                    .iter()
+                    .map(|s| Py::Object(vec![("labels_or_regions".into(), s.to_py())]))
+                    .collect(),
+            ),
+        ),
+    ]);
+    let mut out = String::new();
+    root.write(&mut out, 0);
+    out
+}
