@@ -621,12 +621,12 @@ impl Summary {
             metrics_obj(&[
                 JsonValue::Float(m.dice),
                 JsonValue::Float(m.iou),
-                JsonValue::Int(m.tp),
-                JsonValue::Int(m.fp),
-                JsonValue::Int(m.fn_),
-                JsonValue::Int(m.tn),
-                JsonValue::Int(m.n_pred),
-                JsonValue::Int(m.n_ref),
+                JsonValue::Int(m.tp as i64),
+                JsonValue::Int(m.fp as i64),
+                JsonValue::Int(m.fn_ as i64),
+                JsonValue::Int(m.tn as i64),
+                JsonValue::Int(m.n_pred as i64),
+                JsonValue::Int(m.n_ref as i64),
             ])
         };
         let per_case = self
@@ -842,10 +842,11 @@ fn quote_numbers(text: &str) -> String {
     out
 }
 
-/// A JSON value written as Python's `json.dump(obj, indent=4, sort_keys=True)` writes it.
+/// A JSON value written as Python's `json.dump(obj, indent=4, sort_keys=True)` writes it (the
+/// files nnU-Net writes and users compare: `summary.json`, `postprocessing.json`).
 #[derive(Clone, Debug)]
-enum JsonValue {
-    Int(u64),
+pub enum JsonValue {
+    Int(i64),
     Float(f64),
     Str(String),
     Array(Vec<JsonValue>),
@@ -853,6 +854,13 @@ enum JsonValue {
 }
 
 impl JsonValue {
+    /// The value as Python's `json.dump(indent=4, sort_keys=True)` text, without a newline.
+    pub fn to_python_text(&self) -> String {
+        let mut out = String::new();
+        self.write_python(&mut out, 0);
+        out
+    }
+
     fn write_python(&self, out: &mut String, level: usize) {
         let indent = |out: &mut String, level: usize| {
             out.push('\n');

@@ -23,8 +23,8 @@ use rayon::prelude::*;
 use crate::dataset::DatasetJson;
 use crate::error::{Error, Result};
 use crate::evaluation::{
-    FolderEvaluation, LabelOrRegion, MeanMetrics, Summary, evaluate_folders, evaluation_targets,
-    python_float_repr,
+    FolderEvaluation, JsonValue, LabelOrRegion, MeanMetrics, Summary, evaluate_folders,
+    evaluation_targets, python_float_repr,
 };
 use crate::io::Reader;
 
@@ -105,13 +105,15 @@ impl Selection {
         out
     }
 
-    fn to_py(&self) -> Py {
+    fn to_py(&self) -> JsonValue {
         let one = |item: &LabelOrRegion| match item {
-            LabelOrRegion::Label(v) => Py::Int(*v),
-            LabelOrRegion::Region(v) => Py::Array(v.iter().map(|&x| Py::Int(x)).collect()),
+            LabelOrRegion::Label(v) => JsonValue::Int(*v),
+            LabelOrRegion::Region(v) => {
+                JsonValue::Array(v.iter().map(|&x| JsonValue::Int(x)).collect())
+            }
         };
         match self {
-            Selection::List(items) => Py::Array(items.iter().map(one).collect()),
+            Selection::List(items) => JsonValue::Array(items.iter().map(one).collect()),
             Selection::One(item) => one(item),
         }
     }
@@ -553,61 +555,8 @@ pub fn determine_postprocessing(job: &DeterminePostprocessing<'_>) -> Result<Pos
     })
 }
 
-/// A value written as Python's `json.dump(obj, indent=4, sort_keys=True)` writes it.
-enum Py {
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Array(Vec<Py>),
-    Object(Vec<(String, Py)>),
-}
-
-impl Py {
-    fn write(&self, out: &mut String, level: usize) {
-        let newline = |out: &mut String, level: usize| {
-            out.push('\n');
-            out.push_str(&" ".repeat(4 * level));
-        };
-        match self {
-            Py::Int(v) => out.push_str(&v.to_string()),
-            Py::Float(v) => out.push_str(&python_float_repr(*v)),
-            Py::Str(s) => out.push_str(&serde_json::to_string(s).unwrap_or_default()),
-            Py::Array(items) if items.is_empty() => out.push_str("[]"),
-            Py::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    newline(out, level + 1);
-                    item.write(out, level + 1);
-                }
-                newline(out, level);
-                out.push(']');
-            }
-            Py::Object(entries) if entries.is_empty() => out.push_str("{}"),
-            Py::Object(entries) => {
-                let mut sorted: Vec<&(String, Py)> = entries.iter().collect();
-                sorted.sort_by(|a, b| a.0.cmp(&b.0));
-                out.push('{');
-                for (i, (key, value)) in sorted.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    newline(out, level + 1);
-                    out.push_str(&serde_json::to_string(key).unwrap_or_default());
-                    out.push_str(": ");
-                    value.write(out, level + 1);
-                }
-                newline(out, level);
-                out.push('}');
-            }
-        }
-    }
-}
-
-fn mean_py(m: &MeanMetrics) -> Py {
-    Py::Object(
+fn mean_py(m: &MeanMetrics) -> JsonValue {
+    JsonValue::Object(
         [
             ("Dice", m.dice),
             ("IoU", m.iou),
@@ -619,46 +568,44 @@ fn mean_py(m: &MeanMetrics) -> Py {
             ("n_ref", m.n_ref),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), Py::Float(v)))
+        .map(|(k, v)| (k.to_string(), JsonValue::Float(v)))
         .collect(),
     )
 }
 
-fn summary_py(s: &Summary) -> Py {
-    Py::Object(vec![
+fn summary_py(s: &Summary) -> JsonValue {
+    JsonValue::Object(vec![
         ("foreground_mean".into(), mean_py(&s.foreground_mean)),
         (
             "mean".into(),
-            Py::Object(s.mean.iter().map(|(r, m)| (r.key(), mean_py(m))).collect()),
+            JsonValue::Object(s.mean.iter().map(|(r, m)| (r.key(), mean_py(m))).collect()),
         ),
     ])
 }
 
 /// The text of nnU-Net's `postprocessing.json`.
 pub fn postprocessing_json(before: &Summary, after: &Summary, pp: &Postprocessing) -> String {
-    let root = Py::Object(vec![
+    let root = JsonValue::Object(vec![
         ("input_folder".into(), summary_py(before)),
         ("postprocessed".into(), summary_py(after)),
         (
             "postprocessing_fns".into(),
-            Py::Array(
+            JsonValue::Array(
                 pp.steps
                     .iter()
-                    .map(|_| Py::Str(KEEP_LARGEST_COMPONENT_FN.into()))
+                    .map(|_| JsonValue::Str(KEEP_LARGEST_COMPONENT_FN.into()))
                     .collect(),
             ),
         ),
         (
             "postprocessing_kwargs".into(),
-            Py::Array(
+            JsonValue::Array(
                 pp.steps
                     .iter()
-                    .map(|s| Py::Object(vec![("labels_or_regions".into(), s.to_py())]))
+                    .map(|s| JsonValue::Object(vec![("labels_or_regions".into(), s.to_py())]))
                     .collect(),
             ),
         ),
     ]);
-    let mut out = String::new();
-    root.write(&mut out, 0);
-    out
+    root.to_python_text()
 }
