@@ -41,19 +41,34 @@ for dim in 2d 3d; do
 done
 
 seconds() { local s=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; python3 -c "import time;print(f'{time.time()-$s:.2f}')"; }
-echo "threads $THREADS, $CASES cases per run (2D ${SIZE2D}^2, 3D ${SIZE3D}^3), seconds per case"
+# One-case folders as well: the difference to the CASES run is the time per case without the
+# fixed cost of starting (the reference's Python and PyTorch start-up is many seconds).
+for dim in 2d 3d; do
+  mkdir -p "$WORK/one$dim"
+  cp "$(ls "$WORK/cases$dim"/* | head -1)" "$WORK/one$dim/"
+done
+echo "threads $THREADS, $CASES cases per run (2D ${SIZE2D}^2, 3D ${SIZE3D}^3), seconds per case;"
+echo "'marginal' excludes start-up: (time for $CASES cases - time for 1 case) / $((CASES - 1))"
 for dim in 2d 3d; do
   src=$([ $dim = 2d ] && echo "$TORCH2D" || echo "$TORCH3D")
   for tta in "" "--disable_tta"; do
-    rm -rf "$WORK/out_ours" "$WORK/out_ref"
-    ours=$(seconds "$NNUNET" predict -i "$WORK/cases$dim" -o "$WORK/out_ours" -m "$WORK/ours_$dim" -f 0 \
-      --threads "$THREADS" --disable-progress-bar $tta)
-    ref=$(seconds nnUNetv2_predict_from_modelfolder -i "$WORK/cases$dim" -o "$WORK/out_ref" -m "$src" -f 0 \
-      -device cpu -npp 1 -nps 1 --disable_progress_bar $tta)
-    python3 - "$dim" "${tta:-with TTA}" "$ours" "$ref" "$CASES" <<'PYEOF'
+    times=()
+    for input in "cases$dim" "one$dim"; do
+      rm -rf "$WORK/out_ours" "$WORK/out_ref"
+      times+=("$(seconds "$NNUNET" predict -i "$WORK/$input" -o "$WORK/out_ours" -m "$WORK/ours_$dim" -f 0 \
+        --threads "$THREADS" --disable-progress-bar $tta)")
+      times+=("$(seconds nnUNetv2_predict_from_modelfolder -i "$WORK/$input" -o "$WORK/out_ref" -m "$src" -f 0 \
+        -device cpu -npp 1 -nps 1 --disable_progress_bar $tta)")
+    done
+    python3 - "$dim" "${tta:-with TTA}" "$CASES" "${times[@]}" <<'PYEOF'
 import sys
-dim, tta, ours, ref, n = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-print(f"{dim} {tta:>13}: nnunet {ours / n:.2f} s/case | reference {ref / n:.2f} s/case | ratio ours/ref {ours / ref:.2f}")
+dim, tta, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ours, ref, ours1, ref1 = map(float, sys.argv[4:8])
+line = f"{dim} {tta:>13}: nnunet {ours / n:.2f} s/case | reference {ref / n:.2f} s/case | ratio {ours / ref:.2f}"
+if n > 1:
+    mo, mr = (ours - ours1) / (n - 1), (ref - ref1) / (n - 1)
+    line += f" | marginal: nnunet {mo:.2f} | reference {mr:.2f} | ratio {mo / mr:.2f}"
+print(line)
 PYEOF
   done
 done

@@ -183,6 +183,12 @@ impl Labels {
         set.into_iter().collect()
     }
 
+    /// [`Labels::all_labels`] without the background 0: the labels a cascade stage gets as one-hot
+    /// input channels (nnU-Net's `foreground_labels`).
+    pub fn foreground_labels(&self) -> Vec<i64> {
+        self.all_labels().into_iter().filter(|l| *l != 0).collect()
+    }
+
     /// The label values a label map may contain: [`Labels::all_labels`] and the ignore label.
     pub fn expected_values(&self) -> Vec<i64> {
         let mut values = self.all_labels();

@@ -333,9 +333,18 @@ impl Configuration {
         self.json.get("previous_stage").and_then(Value::as_str)
     }
 
-    /// `next_stage`, if any.
-    pub fn next_stage(&self) -> Option<&str> {
-        self.json.get("next_stage").and_then(Value::as_str)
+    /// `next_stage`: the configurations fed by this one's predictions (a name or a list of
+    /// names in the plans; empty when there is none).
+    pub fn next_stages(&self) -> Vec<String> {
+        match self.json.get("next_stage") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Whether this is a 2D configuration (its spacing has 2 values).
@@ -424,6 +433,9 @@ mod tests {
         let c = p.configuration("3d_cascade_fullres").unwrap();
         assert_eq!(c.data_identifier().unwrap(), "full");
         assert_eq!(c.batch_size().unwrap(), 2);
+        assert!(c.next_stages().is_empty());
+        let low = p.configuration("3d_lowres").unwrap();
+        assert_eq!(low.next_stages(), ["3d_cascade_fullres"]);
         assert_eq!(c.previous_stage(), Some("3d_lowres"));
         assert!(!c.json.contains_key("inherits_from"));
         assert_eq!(p.transpose_forward().unwrap(), [2, 0, 1]);

@@ -372,7 +372,7 @@ fn network_spec(
     let labels = LabelHandling::from_labels(&dataset_json.labels)?;
     let spec = NetworkSpec {
         arch_kwargs,
-        input_channels: dataset_json.num_channels(),
+        input_channels: crate::inference::cascade::network_input_channels(&config, dataset_json)?,
         output_channels: labels.num_heads(),
         deep_supervision: false,
         is_2d: config.is_2d()?,

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use nnunet_core::data_loading::{
     DataLoader, LoaderConfig, Oversampling, PatchSampler, SamplerConfig, deep_supervision_scales,
 };
+use nnunet_core::inference::cascade::{
+    cascade_labels, network_input_channels, predicted_next_stage_folder,
+};
 use nnunet_core::network::{NamedTensor, NetworkSpec};
 use nnunet_core::plans::{Configuration, Plans};
 use nnunet_core::preprocessing::storage::stored_cases;
@@ -99,6 +102,10 @@ pub struct RunContext {
     pub regions: bool,
     pub ignore_label: Option<i64>,
     pub inference_mirror_axes: Vec<usize>,
+    /// Cascade stage: the labels fed to the network as one-hot channels after the image.
+    pub cascade_labels: Option<Vec<i16>>,
+    /// Cascade stage: the previous stage's segmentations on this stage's grid (`<case>.npy`).
+    pub previous_stage_folder: Option<PathBuf>,
 }
 
 fn read_plans(request: &RunRequest) -> Result<(Plans, Configuration, PathBuf)> {
@@ -153,13 +160,6 @@ pub fn output_channels(dataset_json: &DatasetJson) -> usize {
 /// Reads plans, dataset and folds and resolves the trainer's settings for `request`.
 pub fn run_context(registries: &Registries, request: &RunRequest) -> Result<RunContext> {
     let (plans, configuration, data_folder) = read_plans(request)?;
-    if configuration.previous_stage().is_some() {
-        return Err(Error::Invalid(format!(
-            "configuration '{}' is a cascade stage; training it needs the previous stage's \
-             cross-validation predictions, which nnunet-rs does not make yet",
-            request.configuration
-        )));
-    }
     if !data_folder.is_dir() {
         return Err(Error::invalid_file(
             &data_folder,
@@ -203,11 +203,16 @@ pub fn run_context(registries: &Registries, request: &RunRequest) -> Result<RunC
         &request.configuration,
         request.fold,
     );
+    let cascade_labels = cascade_labels(&configuration, &dataset_json)?;
+    let previous_stage_folder = match configuration.previous_stage() {
+        Some(previous) => Some(previous_stage_predictions(request, previous, &split)?),
+        None => None,
+    };
     let (network_class_name, arch_kwargs) = architecture_name(&configuration)?;
     let labels = &dataset_json.labels;
     let spec = NetworkSpec {
         arch_kwargs,
-        input_channels: dataset_json.num_channels(),
+        input_channels: network_input_channels(&configuration, &dataset_json)?,
         output_channels: output_channels(&dataset_json),
         deep_supervision: settings.enable_deep_supervision,
         is_2d: configuration.is_2d()?,
@@ -234,7 +239,47 @@ pub fn run_context(registries: &Registries, request: &RunRequest) -> Result<RunC
         spec,
         network_class_name,
         inference_mirror_axes,
+        cascade_labels,
+        previous_stage_folder,
     })
+}
+
+/// The previous stage's segmentations for a cascade stage, checked to cover every case of the
+/// fold: `Trainer__Plans__<previous>/predicted_next_stage/<configuration>`, written by the final
+/// validation of the previous stage's folds.
+fn previous_stage_predictions(
+    request: &RunRequest,
+    previous: &str,
+    split: &Split,
+) -> Result<PathBuf> {
+    let previous_model = request.results_folder.join(format!(
+        "{}__{}__{previous}",
+        request.trainer, request.plans_identifier
+    ));
+    let folder = predicted_next_stage_folder(&previous_model, &request.configuration);
+    let missing: Vec<&String> = split
+        .train
+        .iter()
+        .chain(&split.val)
+        .filter(|case| !folder.join(format!("{case}.npy")).is_file())
+        .collect();
+    if let Some(first) = missing.first() {
+        return Err(Error::invalid_file(
+            folder.join(format!("{first}.npy")),
+            format!(
+                "missing ({} of the fold's cases have no prediction of the previous stage): \
+                 '{}' is a cascade stage and trains on the cross-validation predictions of \
+                 '{previous}'. Train every fold of '{previous}' with the same trainer and plans \
+                 first (`nnunet train DATASET {previous} FOLD -tr {} -p {}` for folds 0 to 4); \
+                 each fold's final validation writes its cases there",
+                missing.len(),
+                request.configuration,
+                request.trainer,
+                request.plans_identifier
+            ),
+        ));
+    }
+    Ok(folder)
 }
 
 /// Deep-supervision loss weights for `n` outputs: `1/2^i`, the last set to 0, normalised.
@@ -294,7 +339,7 @@ pub fn prepare_run(
         is_2d: ctx.spec.is_2d,
         geometry: geometry.clone(),
         use_mask_for_norm: configuration.use_mask_for_norm()?,
-        cascade_foreground_labels: None,
+        cascade_foreground_labels: ctx.cascade_labels.clone(),
         regions: labels.is_region_based().then(|| {
             labels
                 .regions()
@@ -317,7 +362,7 @@ pub fn prepare_run(
             final_patch_size: patch_size.clone(),
             oversampling: Oversampling::from_settings(&ctx.settings, batch_size),
             has_ignore_label: labels.ignore_label().is_some(),
-            previous_stage_folder: None,
+            previous_stage_folder: ctx.previous_stage_folder.clone(),
         })
         .map(Arc::new)
     };

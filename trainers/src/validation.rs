@@ -2,11 +2,20 @@
 //! validation case of the fold is predicted with the sliding window (Gaussian weighting, mirroring
 //! over the training axes), written in its input geometry to `fold_N/validation/`, and scored
 //! against `gt_segmentations` into `validation/summary.json`.
+//!
+//! A cascade stage sees each case with the previous stage's segmentation as one-hot channels; a
+//! stage with a next stage (`3d_lowres`) also writes each validation case's segmentation on the
+//! next stage's preprocessed grid to `predicted_next_stage/<next>/` (see
+//! [`nnunet_core::inference::cascade`]), as the reference does.
 
 use std::path::{Path, PathBuf};
 
 use nnunet_core::dataset::choose_reader;
 use nnunet_core::evaluation::{FolderEvaluation, evaluate_folders, evaluation_targets};
+use nnunet_core::inference::cascade::{
+    append_one_hot, predicted_next_stage_folder, read_next_stage_segmentation,
+    segmentation_for_next_stage, stored_case_shape, write_next_stage_segmentation,
+};
 use nnunet_core::inference::export::{ExportSettings, export_prediction_from_logits};
 use nnunet_core::inference::network_from_checkpoint;
 use nnunet_core::inference::sliding_window::{SlidingWindowSettings, predict_sliding_window};
@@ -14,7 +23,27 @@ use nnunet_core::preprocessing::storage::{CaseFiles, MappedArray, read_propertie
 use nnunet_core::training::checkpoint::Checkpoint;
 use nnunet_core::{Error, Registries, Result};
 
-use crate::setup::{RunRequest, run_context};
+use crate::setup::{RunContext, RunRequest, run_context};
+
+/// For each next stage of the configuration: its preprocessed data folder and the folder the
+/// next-stage segmentations go to.
+fn next_stage_targets(request: &RunRequest, ctx: &RunContext) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let model_folder = ctx
+        .output_folder
+        .parent()
+        .ok_or_else(|| Error::Invalid("the fold folder has no parent".into()))?;
+    let mut targets = Vec::new();
+    for next in ctx.configuration.next_stages() {
+        let configuration = ctx.plans.configuration(&next)?;
+        let data_folder = request
+            .preprocessed_folder
+            .join(configuration.data_identifier()?);
+        let out = predicted_next_stage_folder(model_folder, &next);
+        std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        targets.push((data_folder, out));
+    }
+    Ok(targets)
+}
 
 /// What a validation produced.
 #[derive(Clone, Debug)]
@@ -48,6 +77,7 @@ pub fn validate_fold(
     let out_dir = ctx.output_folder.join("validation");
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
 
+    let next_stages = next_stage_targets(request, &ctx)?;
     let progress = nnunet_core::progress::bar(ctx.split.val.len(), "validation", "cases");
     if !request.show_progress {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -56,13 +86,48 @@ pub fn validate_fold(
         let files = CaseFiles::new(&ctx.data_folder, case);
         let properties = read_properties(&files.properties)?;
         let data = MappedArray::open(&files.data)?;
-        let logits = predict_sliding_window(
-            network.as_ref(),
-            data.view_f32()?,
-            &window,
-            &device,
-            &|_, _| {},
-        )?;
+        let with_previous_stage = match (&ctx.cascade_labels, &ctx.previous_stage_folder) {
+            (Some(labels), Some(folder)) => {
+                let path = folder.join(format!("{case}.npy"));
+                let previous = read_next_stage_segmentation(&path)?;
+                Some(
+                    append_one_hot(data.view_f32()?.to_owned(), previous.view(), labels)
+                        .map_err(|e| Error::invalid_file(&path, e.to_string()))?,
+                )
+            }
+            _ => None,
+        };
+        let input = match &with_previous_stage {
+            Some(d) => d.view(),
+            None => data.view_f32()?,
+        };
+        let logits = predict_sliding_window(network.as_ref(), input, &window, &device, &|_, _| {})?;
+        drop(with_previous_stage);
+        let spacing_transposed = export.transpose_forward.map(|i| properties.spacing[i]);
+        for (next_data_folder, out_folder) in &next_stages {
+            let next_case = CaseFiles::new(next_data_folder, case);
+            if !next_case.data.is_file() {
+                progress.suspend(|| {
+                    eprintln!(
+                        "{case}: no next-stage prediction written: {} is missing (preprocess \
+                         that configuration first)",
+                        next_case.data.display()
+                    )
+                });
+                continue;
+            }
+            let target_shape = stored_case_shape(&next_case.data)?;
+            let segmentation = segmentation_for_next_stage(
+                logits.view(),
+                target_shape,
+                spacing_transposed,
+                &export,
+            )?;
+            write_next_stage_segmentation(
+                &out_folder.join(format!("{case}.npy")),
+                segmentation.view(),
+            )?;
+        }
         export_prediction_from_logits(
             logits.view(),
             &properties,

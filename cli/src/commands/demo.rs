@@ -316,6 +316,7 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
         false,
         true,
         false,
+        None,
     )?;
     let predict_seconds = t.elapsed().as_secs_f64();
 

@@ -8,6 +8,11 @@
 //! `OUT/CASE.npz` and `OUT/CASE.json` under `--save_probabilities`; the model's `dataset.json` and
 //! `plans.json` are copied into `OUT`, as the reference does. `--visible-labels` writes label
 //! values spread over 0..255 (binary masks as 0/255) to look at.
+//!
+//! A cascade stage (`3d_cascade_fullres`) takes the previous stage's prediction of each case:
+//! from `-prev_stage_predictions DIR` (`DIR/CASE.ending`, as the reference), or, without it, the
+//! previous stage's model next to this one (`Trainer__Plans__3d_lowres`) predicts the cases first
+//! into a temporary folder in `OUT`, with the same folds and settings.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,6 +20,7 @@ use std::time::Instant;
 use nnunet_core::device::{device_from_name, set_cpu_threads};
 use nnunet_core::inference::predictor::{
     CaseInput, FileOutputOptions, Predictor, PredictorSettings, case_is_predicted, cases_in_folder,
+    with_previous_stage,
 };
 use nnunet_core::training::splits::Fold;
 
@@ -72,7 +78,8 @@ pub struct Args {
     /// Which of the -num_parts calls this is, from 0 (`-part_id`).
     #[arg(long = "part-id", default_value_t = 0)]
     part_id: usize,
-    /// Folder with the previous stage's predictions, for a cascade (not implemented).
+    /// Cascade stage: folder with the previous stage's predictions (CASE.ending); without it, the
+    /// previous stage's model next to this one predicts them first.
     #[arg(long = "prev-stage-predictions", value_name = "DIR")]
     prev_stage_predictions: Option<PathBuf>,
     /// Preprocessing processes (`-npp`; accepted for nnU-Net compatibility: one reading thread
@@ -179,6 +186,7 @@ pub fn predict_folder(
     continue_prediction: bool,
     show_progress: bool,
     verbose: bool,
+    previous_stage: Option<&Path>,
 ) -> anyhow::Result<usize> {
     if !input.is_dir() {
         anyhow::bail!("{}: no such input folder", input.display());
@@ -198,6 +206,10 @@ pub fn predict_folder(
     }
     let total = all.len();
     let mine = part_of(all, num_parts, part_id);
+    let mine = match previous_stage {
+        Some(folder) => with_previous_stage(mine, folder, &ending)?,
+        None => mine,
+    };
     let mine_count = mine.len();
     let todo: Vec<CaseInput> = if continue_prediction {
         mine.into_iter()
@@ -256,23 +268,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if let Some(threads) = args.threads {
         set_cpu_threads(threads)?;
     }
-    let mut model = model_folder(ctx, &args)?;
-    // An nnunetv2 model folder (checkpoint_*.pth) is converted to ours first, in a temporary
-    // folder that lives as long as the prediction.
-    let _converted = if nnunet_core::torch_import::is_nnunetv2_model_folder(&model) {
-        let dir = tempfile::tempdir()?;
-        let report =
-            nnunet_core::torch_import::import_nnunetv2_model(&ctx.registries, &model, dir.path())?;
-        eprintln!(
-            "{}: nnU-Net v2 model, converted ({} checkpoints)",
-            model.display(),
-            report.checkpoints.len()
-        );
-        model = dir.path().to_path_buf();
-        Some(dir)
-    } else {
-        None
-    };
+    let given_model = model_folder(ctx, &args)?;
+    let (model, _converted) = usable_model_folder(ctx, &given_model)?;
     let folds = args
         .folds
         .iter()
@@ -292,14 +289,74 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         &device,
         &settings,
     )?;
-    if args.prev_stage_predictions.is_some() {
-        eprintln!(
-            "note: -prev_stage_predictions is only used by cascade configurations; '{}' is not \
-             one, so it is ignored",
-            predictor.configuration().name
-        );
-    }
     let _ = (args.npp, args.nps, args.not_on_device);
+    let show_progress = !args.disable_progress_bar;
+    // A cascade stage's input: the given previous-stage predictions, or those of the previous
+    // stage's model, predicted now into a temporary folder in OUT.
+    let mut _previous_stage_output = None;
+    let previous_stage: Option<PathBuf> = match (
+        predictor.previous_stage(),
+        &args.prev_stage_predictions,
+    ) {
+        (None, given) => {
+            if given.is_some() {
+                eprintln!(
+                    "note: -prev_stage_predictions is only used by cascade configurations; '{}' \
+                     is not one, so it is ignored",
+                    predictor.configuration().name
+                );
+            }
+            None
+        }
+        (Some(_), Some(folder)) => {
+            if !folder.is_dir() {
+                anyhow::bail!(
+                    "{}: no such folder (-prev_stage_predictions: the previous stage's \
+                     predictions of the input cases)",
+                    folder.display()
+                );
+            }
+            Some(folder.clone())
+        }
+        (Some(previous), None) => {
+            let previous_model = previous_stage_model(&given_model, previous)?;
+            eprintln!(
+                "cascade: predicting the previous stage '{previous}' first with {} (give \
+                 -prev_stage_predictions to use predictions you have)",
+                previous_model.display()
+            );
+            let (previous_model, _converted_previous) = usable_model_folder(ctx, &previous_model)?;
+            let previous_predictor = Predictor::from_model_folder(
+                &ctx.registries,
+                &previous_model,
+                &folds,
+                &args.checkpoint,
+                &device,
+                &settings,
+            )?;
+            std::fs::create_dir_all(&args.output)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
+            let dir = tempfile::Builder::new()
+                .prefix(&format!(".prev_stage_{previous}_"))
+                .tempdir_in(&args.output)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
+            predict_folder(
+                &previous_predictor,
+                &args.input,
+                dir.path(),
+                &FileOutputOptions::default(),
+                args.num_parts,
+                args.part_id,
+                false,
+                show_progress,
+                args.verbose,
+                None,
+            )?;
+            let path = dir.path().to_path_buf();
+            _previous_stage_output = Some(dir);
+            Some(path)
+        }
+    };
     eprintln!(
         "model {} (configuration {}, folds {}), {}",
         model.display(),
@@ -327,8 +384,57 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         args.num_parts,
         args.part_id,
         args.continue_prediction,
-        !args.disable_progress_bar,
+        show_progress,
         args.verbose,
+        previous_stage.as_deref(),
     )?;
     Ok(())
+}
+
+/// `model` itself, or for an nnunetv2 model folder (checkpoint_*.pth) our conversion of it in a
+/// temporary folder that lives as long as the returned guard.
+fn usable_model_folder(
+    ctx: &Context,
+    model: &Path,
+) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    if !nnunet_core::torch_import::is_nnunetv2_model_folder(model) {
+        return Ok((model.to_path_buf(), None));
+    }
+    let dir = tempfile::tempdir()?;
+    let report =
+        nnunet_core::torch_import::import_nnunetv2_model(&ctx.registries, model, dir.path())?;
+    eprintln!(
+        "{}: nnU-Net v2 model, converted ({} checkpoints)",
+        model.display(),
+        report.checkpoints.len()
+    );
+    Ok((dir.path().to_path_buf(), Some(dir)))
+}
+
+/// The previous stage's model next to a cascade stage's `Trainer__Plans__configuration`
+/// folder: `Trainer__Plans__<previous>`.
+fn previous_stage_model(model: &Path, previous: &str) -> anyhow::Result<PathBuf> {
+    let name = model
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let sibling = match (name.rsplit_once("__"), model.parent()) {
+        (Some((trainer_and_plans, _)), Some(parent)) => {
+            Some(parent.join(format!("{trainer_and_plans}__{previous}")))
+        }
+        _ => None,
+    };
+    match sibling {
+        Some(folder) if folder.is_dir() => Ok(folder),
+        _ => anyhow::bail!(
+            "{}: a cascade stage needs the previous stage's ('{previous}') prediction of every \
+             case; give them with -prev_stage_predictions DIR (predict the cases with the \
+             '{previous}' model first), or train '{previous}' with the same trainer and plans \
+             next to this model{}",
+            model.display(),
+            sibling
+                .map(|f| format!(" (no {})", f.display()))
+                .unwrap_or_default()
+        ),
+    }
 }

@@ -1,6 +1,8 @@
-//! Inference: sliding-window prediction ([`sliding_window`]) and export of predictions in the
-//! input's geometry ([`export`]).
+//! Inference: sliding-window prediction ([`sliding_window`]), export of predictions in the
+//! input's geometry ([`export`]), the [`predictor`] for trained models and the [`cascade`]'s
+//! extra inputs.
 
+pub mod cascade;
 pub mod export;
 pub mod model;
 pub mod predictor;
@@ -14,7 +16,7 @@ pub use export::{
 pub use model::network_from_checkpoint;
 pub use predictor::{
     CaseInput, FileOutputOptions, Prediction, Predictor, PredictorSettings, available_folds,
-    case_is_predicted, cases_in_folder, checkpoint_file_name,
+    case_is_predicted, cases_in_folder, checkpoint_file_name, with_previous_stage,
 };
 pub use sliding_window::{
     SlidingWindowSettings, compute_gaussian, compute_steps, predict_sliding_window,

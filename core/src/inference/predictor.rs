@@ -24,6 +24,7 @@ use ndarray::{Array4, ArrayView4, Axis};
 
 use crate::dataset::{DatasetJson, choose_reader};
 use crate::error::{Error, Result};
+use crate::inference::cascade::{append_one_hot, cascade_labels, network_input_channels};
 use crate::inference::export::{
     ExportSettings, ExportedPrediction, LabelHandling, logits_to_segmentation_in_input_geometry,
     visible_labels, write_probabilities_npz,
@@ -73,6 +74,34 @@ pub struct CaseInput {
     pub files: Vec<PathBuf>,
     /// The output path without the file ending (`OUT/<case>`).
     pub output_truncated: PathBuf,
+    /// Cascade stage: the previous stage's prediction of the case (a label map in the input's
+    /// geometry, as `nnunet predict` wrote it); see [`with_previous_stage`].
+    pub previous_stage: Option<PathBuf>,
+}
+
+/// Points every case at its previous-stage prediction `folder/<case><file_ending>` (nnU-Net's
+/// `-prev_stage_predictions`); a missing file is an error naming it.
+pub fn with_previous_stage(
+    mut cases: Vec<CaseInput>,
+    folder: &Path,
+    file_ending: &str,
+) -> Result<Vec<CaseInput>> {
+    for case in &mut cases {
+        let file = folder.join(format!("{}{file_ending}", case.identifier));
+        if !file.is_file() {
+            return Err(Error::invalid_file(
+                &file,
+                format!(
+                    "missing: case '{}' has no prediction of the previous stage in {} (predict \
+                     the cases with the previous stage's model into that folder first)",
+                    case.identifier,
+                    folder.display()
+                ),
+            ));
+        }
+        case.previous_stage = Some(file);
+    }
+    Ok(cases)
 }
 
 /// What [`Predictor::predict_from_files`] writes besides the segmentation.
@@ -222,6 +251,7 @@ pub fn cases_in_folder(
             output_truncated: output_folder.join(&case),
             identifier: case,
             files: files.into_iter().map(|(_, p)| p).collect(),
+            previous_stage: None,
         });
     }
     Ok(cases)
@@ -251,10 +281,19 @@ struct CasePipeline {
     input_channels: usize,
     channel_names: Vec<String>,
     highest_label: i64,
+    /// Cascade stage: the previous stage's name and the labels it feeds as one-hot channels.
+    cascade: Option<(String, Vec<i16>)>,
 }
 
 impl CasePipeline {
-    fn preprocess(&self, image: Image, name: &str) -> Result<PreprocessedCase> {
+    /// Preprocesses `image` (and, for a cascade stage, appends the one-hot channels of
+    /// `previous_stage`, which is preprocessed with it as its label map).
+    fn preprocess(
+        &self,
+        image: Image,
+        previous_stage: Option<Segmentation>,
+        name: &str,
+    ) -> Result<PreprocessedCase> {
         let channels = image.data.shape()[0];
         if channels != self.input_channels {
             return Err(Error::Invalid(format!(
@@ -263,19 +302,39 @@ impl CasePipeline {
                 self.channel_names.join(", ")
             )));
         }
-        preprocess_case(image, None, &self.case_settings, name)
+        match (&self.cascade, previous_stage) {
+            (None, _) => preprocess_case(image, None, &self.case_settings, name),
+            (Some((previous, _)), None) => Err(Error::Invalid(format!(
+                "{name}: the model is a cascade stage and needs the prediction of the previous \
+                 stage '{previous}' of this case (-prev_stage_predictions)"
+            ))),
+            (Some((_, labels)), Some(segmentation)) => {
+                let mut case =
+                    preprocess_case(image, Some(segmentation), &self.case_settings, name)?;
+                case.data = append_one_hot(case.data, case.seg.index_axis(Axis(0), 0), labels)
+                    .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+                Ok(case)
+            }
+        }
     }
 
     fn read_and_preprocess(&self, case: &CaseInput) -> Result<PreprocessedCase> {
         let files: Vec<&Path> = case.files.iter().map(PathBuf::as_path).collect();
         let image = self.reader.read_images(&files)?;
-        let name = case
+        let previous_stage = match (&self.cascade, &case.previous_stage) {
+            (Some(_), Some(file)) => Some(self.reader.read_segmentation(file)?),
+            _ => None,
+        };
+        let mut name = case
             .files
             .iter()
             .map(|f| f.display().to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        self.preprocess(image, &name)
+        if let (Some(_), Some(file)) = (&self.cascade, &case.previous_stage) {
+            name.push_str(&format!(" with the previous stage's {}", file.display()));
+        }
+        self.preprocess(image, previous_stage, &name)
     }
 
     fn export(
@@ -380,7 +439,8 @@ impl Predictor {
     /// Loads the model in `model_folder` (`plans.json`, `dataset.json`) with the checkpoint
     /// `checkpoint_name` of each of `folds` (all folds that have it when `folds` is empty), its
     /// networks on `device`. A fold without the checkpoint is an error naming it and the folds
-    /// that have one; a cascade configuration is an error (not implemented).
+    /// that have one. A cascade stage (`3d_cascade_fullres`) predicts cases that come with the
+    /// previous stage's prediction ([`CaseInput::previous_stage`]).
     pub fn from_model_folder(
         registries: &Registries,
         model_folder: &Path,
@@ -466,26 +526,21 @@ impl Predictor {
                 Some(c) => c.clone(),
                 None => {
                     let c = plans.configuration(&meta.configuration)?;
-                    if let Some(previous) = c.previous_stage() {
-                        return Err(Error::Invalid(format!(
-                            "configuration '{}' is a cascade stage that needs the predictions of \
-                             '{previous}' as input; cascade prediction is not implemented in \
-                             nnunet-rs yet (predict with '{previous}' or another configuration)",
-                            c.name
-                        )));
-                    }
                     configuration = Some(c.clone());
                     c
                 }
             };
-            if meta.input_channels != input_channels || meta.output_channels != labels.num_heads() {
+            let network_channels = network_input_channels(&config, &dataset_json)?;
+            if meta.input_channels != network_channels || meta.output_channels != labels.num_heads()
+            {
                 return Err(Error::invalid_file(
                     &path,
                     format!(
-                        "has {} input and {} output channels, but dataset.json needs {} and {}",
+                        "has {} input and {} output channels, but dataset.json and the plans \
+                         need {} and {}",
                         meta.input_channels,
                         meta.output_channels,
-                        input_channels,
+                        network_channels,
                         labels.num_heads()
                     ),
                 ));
@@ -506,7 +561,7 @@ impl Predictor {
                 })?;
             let spec = NetworkSpec {
                 arch_kwargs,
-                input_channels,
+                input_channels: network_channels,
                 output_channels: labels.num_heads(),
                 deep_supervision: false,
                 is_2d: config.is_2d()?,
@@ -579,6 +634,13 @@ impl Predictor {
                 .map(|(_, n)| n.clone())
                 .collect(),
             highest_label,
+            cascade: match (
+                configuration.previous_stage(),
+                cascade_labels(&configuration, &dataset_json)?,
+            ) {
+                (Some(previous), Some(labels)) => Some((previous.to_string(), labels)),
+                _ => None,
+            },
         };
         Ok(Predictor {
             model_folder: model_folder.to_path_buf(),
@@ -628,6 +690,11 @@ impl Predictor {
         self.pipeline.input_channels
     }
 
+    /// For a cascade stage, the configuration whose predictions it takes as input.
+    pub fn previous_stage(&self) -> Option<&str> {
+        self.pipeline.cascade.as_ref().map(|(p, _)| p.as_str())
+    }
+
     /// The sliding-window settings in use.
     pub fn window(&self) -> &SlidingWindowSettings {
         &self.window
@@ -672,8 +739,21 @@ impl Predictor {
     /// its properties). Returns the segmentation with the image's properties and, if asked for,
     /// the probabilities.
     pub fn predict_image(&self, image: Image, return_probabilities: bool) -> Result<Prediction> {
+        self.predict_image_with_previous_stage(image, None, return_probabilities)
+    }
+
+    /// [`Predictor::predict_image`] for a cascade stage: `previous_stage` is the previous stage's
+    /// prediction of the image (`[1, z, y, x]`, the image's geometry).
+    pub fn predict_image_with_previous_stage(
+        &self,
+        image: Image,
+        previous_stage: Option<Segmentation>,
+        return_probabilities: bool,
+    ) -> Result<Prediction> {
         let properties = image.properties.clone();
-        let case = self.pipeline.preprocess(image, "the image")?;
+        let case = self
+            .pipeline
+            .preprocess(image, previous_stage, "the image")?;
         let logits = self.predict_logits(case.data.view(), &|_, _| {})?;
         let exported =
             self.pipeline
@@ -910,6 +990,7 @@ mod tests {
             identifier: "a".into(),
             files: vec![],
             output_truncated: dir.join("a"),
+            previous_stage: None,
         };
         assert!(!case_is_predicted(&case, ".nii.gz", false));
         std::fs::write(dir.join("a.nii.gz"), b"").unwrap();

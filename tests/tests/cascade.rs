@@ -1,0 +1,274 @@
+//! The cascade end to end: `3d_lowres` is trained and its final validation writes its
+//! predictions on the full-resolution grid to `predicted_next_stage/3d_cascade_fullres/`;
+//! `3d_cascade_fullres` trains on them (image + one-hot channels) and predicts test cases from the
+//! previous stage's predictions, given with `-prev_stage_predictions` or made on the fly by the
+//! `3d_lowres` model next to it (both give the same files).
+
+use std::path::{Path, PathBuf};
+
+use nnunet_tests::{nnunet, run};
+use serde_json::{Value, json};
+
+const DATASET: &str = "Dataset303_Synthetic3D";
+const TRAINER: &str = "nnUNetTrainer_5epochs";
+
+struct Folders {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Folders {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        for d in ["raw", "pre", "results"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        Self { _tmp: tmp, root }
+    }
+
+    fn run(&self, args: &[&str]) -> (bool, String) {
+        let (out, stdout, stderr) = run(nnunet()
+            .env("nnUNet_raw", self.root.join("raw"))
+            .env("nnUNet_preprocessed", self.root.join("pre"))
+            .env("nnUNet_results", self.root.join("results"))
+            .args(args));
+        (out.status.success(), format!("{stdout}{stderr}"))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, text) = self.run(args);
+        assert!(ok, "nnunet {args:?} failed:\n{text}");
+        text
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let (ok, text) = self.run(args);
+        assert!(!ok, "nnunet {args:?} should fail:\n{text}");
+        text
+    }
+
+    fn model(&self, config: &str) -> PathBuf {
+        self.root
+            .join("results")
+            .join(DATASET)
+            .join(format!("{TRAINER}__nnUNetPlans__{config}"))
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text.replace("NaN", "null")).unwrap()
+}
+
+/// `.npy` header shape.
+fn npy_shape(path: &Path) -> Vec<usize> {
+    let bytes = std::fs::read(path).unwrap();
+    let header = String::from_utf8_lossy(&bytes[10..128.min(bytes.len())]).to_string();
+    let start = header.find("'shape': (").unwrap() + 10;
+    let end = start + header[start..].find(')').unwrap();
+    header[start..end]
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect()
+}
+
+/// Adds `3d_lowres` (half the resolution, feeding the cascade) and `3d_cascade_fullres` to the
+/// planned `3d_fullres`, as the planner does for large images.
+fn add_cascade_to_plans(plans_file: &Path) {
+    let mut plans = read_json(plans_file);
+    let configurations = plans["configurations"].as_object_mut().unwrap();
+    let mut low = configurations["3d_fullres"].clone();
+    let spacing: Vec<f64> = low["spacing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() * 2.0)
+        .collect();
+    low["spacing"] = json!(spacing);
+    low["data_identifier"] = json!("nnUNetPlans_3d_lowres");
+    low["next_stage"] = json!("3d_cascade_fullres");
+    configurations.insert("3d_lowres".into(), low);
+    configurations.insert(
+        "3d_cascade_fullres".into(),
+        json!({"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}),
+    );
+    std::fs::write(plans_file, serde_json::to_string_pretty(&plans).unwrap()).unwrap();
+}
+
+fn train(f: &Folders, config: &str) -> String {
+    f.ok(&[
+        "train",
+        "303",
+        config,
+        "all",
+        "-tr",
+        TRAINER,
+        "--iterations-per-epoch",
+        "8",
+        "--val-iterations-per-epoch",
+        "2",
+    ])
+}
+
+#[test]
+fn lowres_predictions_feed_the_cascade_in_training_and_prediction() {
+    let f = Folders::new();
+    f.ok(&[
+        "make-example-dataset",
+        "-d",
+        "303",
+        "--3d",
+        "--cases",
+        "6",
+        "--test-cases",
+        "2",
+        "--shape",
+        "16",
+        "24",
+        "24",
+    ]);
+    f.ok(&[
+        "plan-and-preprocess",
+        "-d",
+        "303",
+        "-c",
+        "3d_fullres",
+        "-np",
+        "2",
+    ]);
+    let pre = f.root.join("pre").join(DATASET);
+    add_cascade_to_plans(&pre.join("nnUNetPlans.json"));
+    f.ok(&["preprocess", "-d", "303", "-c", "3d_lowres", "-np", "2"]);
+
+    // Without the previous stage's cross-validation predictions the cascade cannot train.
+    let err = f.fails(&["train", "303", "3d_cascade_fullres", "all", "-tr", TRAINER]);
+    assert!(
+        err.contains("predicted_next_stage") && err.contains("3d_lowres"),
+        "{err}"
+    );
+
+    train(&f, "3d_lowres");
+    let next = f
+        .model("3d_lowres")
+        .join("predicted_next_stage/3d_cascade_fullres");
+    let full = pre.join("nnUNetPlans_3d_fullres");
+    let low = pre.join("nnUNetPlans_3d_lowres");
+    for i in 0..6 {
+        let case = format!("synthetic3d_{i:03}");
+        let shape = npy_shape(&next.join(format!("{case}.npy")));
+        let full_shape = npy_shape(&full.join(format!("{case}.npy")));
+        assert_eq!(shape[1..], full_shape[1..], "{case}");
+        assert_eq!(shape[0], 1);
+        // The lowres grid really is coarser: the prediction was resampled.
+        let low_shape = npy_shape(&low.join(format!("{case}.npy")));
+        assert!(low_shape[1..] != full_shape[1..], "{low_shape:?}");
+    }
+
+    train(&f, "3d_cascade_fullres");
+    let cascade = f.model("3d_cascade_fullres");
+    let summary = read_json(&cascade.join("fold_all/validation/summary.json"));
+    let dice = summary["foreground_mean"]["Dice"].as_f64().unwrap();
+    assert!(dice > 0.7, "cascade validation Dice {dice}");
+
+    // Prediction: the previous stage first, then the cascade from its files.
+    let raw = f.root.join("raw").join(DATASET);
+    let images = raw.join("imagesTs");
+    let low_out = f.root.join("pred_low");
+    let explicit = f.root.join("pred_cascade");
+    let auto = f.root.join("pred_cascade_auto");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    f.ok(&[
+        "predict",
+        "-i",
+        &path(&images),
+        "-o",
+        &path(&low_out),
+        "-d",
+        "303",
+        "-c",
+        "3d_lowres",
+        "-tr",
+        TRAINER,
+        "-f",
+        "all",
+    ]);
+    f.ok(&[
+        "predict",
+        "-i",
+        &path(&images),
+        "-o",
+        &path(&explicit),
+        "-d",
+        "303",
+        "-c",
+        "3d_cascade_fullres",
+        "-tr",
+        TRAINER,
+        "-f",
+        "all",
+        "-prev_stage_predictions",
+        &path(&low_out),
+    ]);
+    let text = f.ok(&[
+        "predict",
+        "-i",
+        &path(&images),
+        "-o",
+        &path(&auto),
+        "-d",
+        "303",
+        "-c",
+        "3d_cascade_fullres",
+        "-tr",
+        TRAINER,
+        "-f",
+        "all",
+    ]);
+    assert!(text.contains("previous stage '3d_lowres'"), "{text}");
+    for case in ["synthetic3d_006", "synthetic3d_007"] {
+        let a = std::fs::read(explicit.join(format!("{case}.nii.gz"))).unwrap();
+        let b = std::fs::read(auto.join(format!("{case}.nii.gz"))).unwrap();
+        assert_eq!(a, b, "{case}: both ways give the same prediction");
+    }
+    // The temporary previous-stage folder is gone.
+    assert_eq!(std::fs::read_dir(&auto).unwrap().count(), 4);
+
+    let summary_file = f.root.join("cascade_summary.json");
+    f.ok(&[
+        "evaluate-simple",
+        &path(&raw.join("labelsTs")),
+        &path(&explicit),
+        "-l",
+        "1",
+        "2",
+        "-o",
+        &path(&summary_file),
+    ]);
+    let dice = read_json(&summary_file)["foreground_mean"]["Dice"]
+        .as_f64()
+        .unwrap();
+    assert!(dice > 0.7, "cascade test Dice {dice}");
+
+    // A missing previous-stage file is named.
+    std::fs::remove_file(low_out.join("synthetic3d_007.nii.gz")).unwrap();
+    let err = f.fails(&[
+        "predict",
+        "-i",
+        &path(&images),
+        "-o",
+        &path(&f.root.join("pred_x")),
+        "-d",
+        "303",
+        "-c",
+        "3d_cascade_fullres",
+        "-tr",
+        TRAINER,
+        "-f",
+        "all",
+        "-prev_stage_predictions",
+        &path(&low_out),
+    ]);
+    assert!(err.contains("synthetic3d_007.nii.gz"), "{err}");
+}
