@@ -79,3 +79,64 @@ pub fn run(cmd: &mut Command) -> (Output, String, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out, stdout, stderr)
 }
+
+/// A temporary `nnUNet_raw` / `nnUNet_preprocessed` / `nnUNet_results` tree (under `root`, as
+/// `raw`, `pre` and `results`) that `nnunet` runs with.
+pub struct Folders {
+    _tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub raw: PathBuf,
+    pub pre: PathBuf,
+    pub results: PathBuf,
+}
+
+impl Folders {
+    /// A new empty tree.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("temporary folder");
+        let root = tmp.path().to_path_buf();
+        let (raw, pre, results) = (root.join("raw"), root.join("pre"), root.join("results"));
+        for d in [&raw, &pre, &results] {
+            std::fs::create_dir_all(d).expect("create folder");
+        }
+        Folders {
+            _tmp: tmp,
+            root,
+            raw,
+            pre,
+            results,
+        }
+    }
+
+    /// Runs `nnunet args` with the tree's variables: whether it succeeded, and stdout + stderr.
+    pub fn exec(&self, args: &[&str]) -> (bool, String) {
+        let (out, stdout, stderr) = run(nnunet()
+            .env("nnUNet_raw", &self.raw)
+            .env("nnUNet_preprocessed", &self.pre)
+            .env("nnUNet_results", &self.results)
+            .args(args));
+        (out.status.success(), format!("{stdout}\n{stderr}"))
+    }
+
+    /// Runs `nnunet args`, which must succeed; returns stdout + stderr.
+    pub fn nnunet(&self, args: &[&str]) -> String {
+        let (ok, text) = self.exec(args);
+        assert!(ok, "nnunet {args:?} failed:\n{text}");
+        text
+    }
+
+    /// Runs `nnunet args`, which must fail; returns stdout + stderr.
+    pub fn nnunet_fails(&self, args: &[&str]) -> String {
+        let (ok, text) = self.exec(args);
+        assert!(!ok, "nnunet {args:?} should fail:\n{text}");
+        text
+    }
+}
+
+/// A JSON file (nnU-Net writes `NaN`, read as null).
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text.replace("NaN", "null"))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

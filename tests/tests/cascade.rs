@@ -6,59 +6,16 @@
 
 use std::path::{Path, PathBuf};
 
-use nnunet_tests::{nnunet, run};
-use serde_json::{Value, json};
+use nnunet_tests::{Folders, read_json};
+use serde_json::json;
 
 const DATASET: &str = "Dataset303_Synthetic3D";
 const TRAINER: &str = "nnUNetTrainer_5epochs";
 
-struct Folders {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl Folders {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        for d in ["raw", "pre", "results"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        Self { _tmp: tmp, root }
-    }
-
-    fn run(&self, args: &[&str]) -> (bool, String) {
-        let (out, stdout, stderr) = run(nnunet()
-            .env("nnUNet_raw", self.root.join("raw"))
-            .env("nnUNet_preprocessed", self.root.join("pre"))
-            .env("nnUNet_results", self.root.join("results"))
-            .args(args));
-        (out.status.success(), format!("{stdout}{stderr}"))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, text) = self.run(args);
-        assert!(ok, "nnunet {args:?} failed:\n{text}");
-        text
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let (ok, text) = self.run(args);
-        assert!(!ok, "nnunet {args:?} should fail:\n{text}");
-        text
-    }
-
-    fn model(&self, config: &str) -> PathBuf {
-        self.root
-            .join("results")
-            .join(DATASET)
-            .join(format!("{TRAINER}__nnUNetPlans__{config}"))
-    }
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text.replace("NaN", "null")).unwrap()
+fn model(f: &Folders, config: &str) -> PathBuf {
+    f.results
+        .join(DATASET)
+        .join(format!("{TRAINER}__nnUNetPlans__{config}"))
 }
 
 /// `.npy` header shape.
@@ -97,8 +54,33 @@ fn add_cascade_to_plans(plans_file: &Path) {
     std::fs::write(plans_file, serde_json::to_string_pretty(&plans).unwrap()).unwrap();
 }
 
+/// Runs `nnunet predict` of `images` into `out` with the fold-`all` model of `config` (and the
+/// previous stage's predictions, if given); it must succeed or, with `fails`, fail. Returns the
+/// output.
+fn predict(
+    f: &Folders,
+    images: &Path,
+    out: &Path,
+    config: &str,
+    previous: Option<&Path>,
+    fails: bool,
+) -> String {
+    let (images, out) = (images.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec![
+        "predict", "-i", images, "-o", out, "-d", "303", "-c", config, "-tr", TRAINER, "-f", "all",
+    ];
+    if let Some(previous) = previous {
+        args.extend(["-prev_stage_predictions", previous.to_str().unwrap()]);
+    }
+    if fails {
+        f.nnunet_fails(&args)
+    } else {
+        f.nnunet(&args)
+    }
+}
+
 fn train(f: &Folders, config: &str) -> String {
-    f.ok(&[
+    f.nnunet(&[
         "train",
         "303",
         config,
@@ -115,7 +97,7 @@ fn train(f: &Folders, config: &str) -> String {
 #[test]
 fn lowres_predictions_feed_the_cascade_in_training_and_prediction() {
     let f = Folders::new();
-    f.ok(&[
+    f.nnunet(&[
         "make-example-dataset",
         "-d",
         "303",
@@ -129,7 +111,7 @@ fn lowres_predictions_feed_the_cascade_in_training_and_prediction() {
         "24",
         "24",
     ]);
-    f.ok(&[
+    f.nnunet(&[
         "plan-and-preprocess",
         "-d",
         "303",
@@ -138,21 +120,19 @@ fn lowres_predictions_feed_the_cascade_in_training_and_prediction() {
         "-np",
         "2",
     ]);
-    let pre = f.root.join("pre").join(DATASET);
+    let pre = f.pre.join(DATASET);
     add_cascade_to_plans(&pre.join("nnUNetPlans.json"));
-    f.ok(&["preprocess", "-d", "303", "-c", "3d_lowres", "-np", "2"]);
+    f.nnunet(&["preprocess", "-d", "303", "-c", "3d_lowres", "-np", "2"]);
 
     // Without the previous stage's cross-validation predictions the cascade cannot train.
-    let err = f.fails(&["train", "303", "3d_cascade_fullres", "all", "-tr", TRAINER]);
+    let err = f.nnunet_fails(&["train", "303", "3d_cascade_fullres", "all", "-tr", TRAINER]);
     assert!(
         err.contains("predicted_next_stage") && err.contains("3d_lowres"),
         "{err}"
     );
 
     train(&f, "3d_lowres");
-    let next = f
-        .model("3d_lowres")
-        .join("predicted_next_stage/3d_cascade_fullres");
+    let next = model(&f, "3d_lowres").join("predicted_next_stage/3d_cascade_fullres");
     let full = pre.join("nnUNetPlans_3d_fullres");
     let low = pre.join("nnUNetPlans_3d_lowres");
     for i in 0..6 {
@@ -167,65 +147,28 @@ fn lowres_predictions_feed_the_cascade_in_training_and_prediction() {
     }
 
     train(&f, "3d_cascade_fullres");
-    let cascade = f.model("3d_cascade_fullres");
+    let cascade = model(&f, "3d_cascade_fullres");
     let summary = read_json(&cascade.join("fold_all/validation/summary.json"));
     let dice = summary["foreground_mean"]["Dice"].as_f64().unwrap();
     assert!(dice > 0.7, "cascade validation Dice {dice}");
 
     // Prediction: the previous stage first, then the cascade from its files.
-    let raw = f.root.join("raw").join(DATASET);
+    let raw = f.raw.join(DATASET);
     let images = raw.join("imagesTs");
     let low_out = f.root.join("pred_low");
     let explicit = f.root.join("pred_cascade");
     let auto = f.root.join("pred_cascade_auto");
     let path = |p: &Path| p.to_str().unwrap().to_string();
-    f.ok(&[
-        "predict",
-        "-i",
-        &path(&images),
-        "-o",
-        &path(&low_out),
-        "-d",
-        "303",
-        "-c",
-        "3d_lowres",
-        "-tr",
-        TRAINER,
-        "-f",
-        "all",
-    ]);
-    f.ok(&[
-        "predict",
-        "-i",
-        &path(&images),
-        "-o",
-        &path(&explicit),
-        "-d",
-        "303",
-        "-c",
+    predict(&f, &images, &low_out, "3d_lowres", None, false);
+    predict(
+        &f,
+        &images,
+        &explicit,
         "3d_cascade_fullres",
-        "-tr",
-        TRAINER,
-        "-f",
-        "all",
-        "-prev_stage_predictions",
-        &path(&low_out),
-    ]);
-    let text = f.ok(&[
-        "predict",
-        "-i",
-        &path(&images),
-        "-o",
-        &path(&auto),
-        "-d",
-        "303",
-        "-c",
-        "3d_cascade_fullres",
-        "-tr",
-        TRAINER,
-        "-f",
-        "all",
-    ]);
+        Some(&low_out),
+        false,
+    );
+    let text = predict(&f, &images, &auto, "3d_cascade_fullres", None, false);
     assert!(text.contains("previous stage '3d_lowres'"), "{text}");
     for case in ["synthetic3d_006", "synthetic3d_007"] {
         let a = std::fs::read(explicit.join(format!("{case}.nii.gz"))).unwrap();
@@ -236,7 +179,7 @@ fn lowres_predictions_feed_the_cascade_in_training_and_prediction() {
     assert_eq!(std::fs::read_dir(&auto).unwrap().count(), 4);
 
     let summary_file = f.root.join("cascade_summary.json");
-    f.ok(&[
+    f.nnunet(&[
         "evaluate-simple",
         &path(&raw.join("labelsTs")),
         &path(&explicit),
@@ -253,22 +196,14 @@ fn lowres_predictions_feed_the_cascade_in_training_and_prediction() {
 
     // A missing previous-stage file is named.
     std::fs::remove_file(low_out.join("synthetic3d_007.nii.gz")).unwrap();
-    let err = f.fails(&[
-        "predict",
-        "-i",
-        &path(&images),
-        "-o",
-        &path(&f.root.join("pred_x")),
-        "-d",
-        "303",
-        "-c",
+    let out = f.root.join("pred_x");
+    let err = predict(
+        &f,
+        &images,
+        &out,
         "3d_cascade_fullres",
-        "-tr",
-        TRAINER,
-        "-f",
-        "all",
-        "-prev_stage_predictions",
-        &path(&low_out),
-    ]);
+        Some(&low_out),
+        true,
+    );
     assert!(err.contains("synthetic3d_007.nii.gz"), "{err}");
 }

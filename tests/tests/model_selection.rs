@@ -6,50 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nnunet_tests::{nnunet, run};
-use serde_json::Value;
-
-struct Folders {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl Folders {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        for d in ["raw", "pre", "results"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        Self { _tmp: tmp, root }
-    }
-
-    fn exec(&self, args: &[&str]) -> (bool, String) {
-        let (out, stdout, stderr) = run(nnunet()
-            .env("nnUNet_raw", self.root.join("raw"))
-            .env("nnUNet_preprocessed", self.root.join("pre"))
-            .env("nnUNet_results", self.root.join("results"))
-            .args(args));
-        (out.status.success(), format!("{stdout}\n{stderr}"))
-    }
-
-    fn nnunet(&self, args: &[&str]) -> String {
-        let (ok, text) = self.exec(args);
-        assert!(ok, "nnunet {args:?} failed:\n{text}");
-        text
-    }
-
-    fn nnunet_fails(&self, args: &[&str]) -> String {
-        let (ok, text) = self.exec(args);
-        assert!(!ok, "nnunet {args:?} should fail:\n{text}");
-        text
-    }
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text.replace("NaN", "null")).unwrap()
-}
+use nnunet_tests::{Folders, read_json};
 
 fn files_ending(folder: &Path, ending: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(folder)

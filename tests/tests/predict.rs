@@ -4,63 +4,9 @@
 //! case keeps the input's header geometry.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use nnunet_tests::{nnunet, run};
-
-struct Folders {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    raw: PathBuf,
-    pre: PathBuf,
-    results: PathBuf,
-}
-
-impl Folders {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let raw = root.join("raw");
-        let pre = root.join("pre");
-        let results = root.join("results");
-        for d in [&raw, &pre, &results] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        Self {
-            _tmp: tmp,
-            root,
-            raw,
-            pre,
-            results,
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> (std::process::Output, String, String) {
-        run(nnunet()
-            .env("nnUNet_raw", &self.raw)
-            .env("nnUNet_preprocessed", &self.pre)
-            .env("nnUNet_results", &self.results)
-            .args(args))
-    }
-
-    fn nnunet(&self, args: &[&str]) -> String {
-        let (out, stdout, stderr) = self.command(args);
-        assert!(
-            out.status.success(),
-            "nnunet {args:?} failed:\n{stdout}\n{stderr}"
-        );
-        format!("{stdout}{stderr}")
-    }
-
-    fn nnunet_fails(&self, args: &[&str]) -> String {
-        let (out, stdout, stderr) = self.command(args);
-        assert!(
-            !out.status.success(),
-            "nnunet {args:?} should fail:\n{stdout}\n{stderr}"
-        );
-        stderr
-    }
-}
+use nnunet_tests::Folders;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

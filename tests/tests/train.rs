@@ -5,64 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use nnunet_tests::{nnunet, run};
+use nnunet_tests::{Folders, nnunet, read_json, run};
 use serde_json::Value;
-
-struct Folders {
-    _tmp: tempfile::TempDir,
-    raw: PathBuf,
-    pre: PathBuf,
-    results: PathBuf,
-}
-
-impl Folders {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let raw = tmp.path().join("raw");
-        let pre = tmp.path().join("pre");
-        let results = tmp.path().join("results");
-        for d in [&raw, &pre, &results] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        Self {
-            _tmp: tmp,
-            raw,
-            pre,
-            results,
-        }
-    }
-
-    fn nnunet(&self, args: &[&str]) -> String {
-        let (out, stdout, stderr) = run(nnunet()
-            .env("nnUNet_raw", &self.raw)
-            .env("nnUNet_preprocessed", &self.pre)
-            .env("nnUNet_results", &self.results)
-            .args(args));
-        assert!(
-            out.status.success(),
-            "nnunet {args:?} failed:\n{stdout}\n{stderr}"
-        );
-        format!("{stdout}{stderr}")
-    }
-
-    fn nnunet_fails(&self, args: &[&str]) -> String {
-        let (out, stdout, stderr) = run(nnunet()
-            .env("nnUNet_raw", &self.raw)
-            .env("nnUNet_preprocessed", &self.pre)
-            .env("nnUNet_results", &self.results)
-            .args(args));
-        assert!(
-            !out.status.success(),
-            "nnunet {args:?} should fail:\n{stdout}"
-        );
-        stderr
-    }
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text.replace("NaN", "null")).unwrap()
-}
 
 fn fold_dir(f: &Folders, dataset: &str, trainer: &str, config: &str, fold: &str) -> PathBuf {
     f.results
