@@ -1,10 +1,11 @@
 //! Parity of `nnunet_core::inference` with nnU-Net v2.8.1: the Gaussian importance map, the
 //! sliding-window steps, sliding-window logits of a tiny fixed convolution (with and without
 //! mirroring, smaller and larger than the patch, 3D and 2D), and the export of logits to a
-//! segmentation and probabilities in the input's geometry.
+//! segmentation and probabilities in the input's geometry, and the cascade's next-stage
+//! segmentation (nnU-Net's `resample_and_save`).
 //!
-//! The reference outputs are made by `tests/fixtures/inference/make_fixtures.py` (at the
-//! workspace root). The sliding-window reference runs nnU-Net's own padding, slicers, Gaussian
+//! The reference outputs are made by `tests/fixtures/inference/make_fixtures.py` and
+//! `make_next_stage_fixture.py` (at the workspace root). The sliding-window reference runs nnU-Net's own padding, slicers, Gaussian
 //! and mirroring with a float64 convolution and float64 accumulation; we run in f32, so logits
 //! agree to about 1e-5.
 
@@ -534,4 +535,38 @@ fn visible_labels_map_binary_to_255() {
         v.index_axis(Axis(0), 0).row(0).to_vec(),
         vec![0, 64, 128, 191, 255]
     );
+}
+
+/// What a `3d_lowres` validation stores for the cascade: the logits on the next stage's grid,
+/// as nnU-Net's `resample_and_save` (make_next_stage_fixture.py).
+#[test]
+fn next_stage_segmentation_equals_reference() {
+    let cases = export_cases();
+    let targets = read_json("next_stage_cases.json");
+    let targets = targets.as_array().unwrap();
+    assert_eq!(targets.len(), cases.len());
+    for (case, target) in cases.iter().zip(targets) {
+        let name = &case.name;
+        assert_eq!(target["name"].as_str().unwrap(), name);
+        let shape: Vec<usize> = target["target_shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        let logits = read_npy::<f32>(&format!("export_{name}_logits.npy"))
+            .into_dimensionality::<ndarray::Ix4>()
+            .unwrap();
+        let tf = case.settings.transpose_forward;
+        let spacing_transposed = tf.map(|i| case.properties.spacing[i]);
+        let seg = nnunet_core::inference::cascade::segmentation_for_next_stage(
+            logits.view(),
+            [shape[0], shape[1], shape[2]],
+            spacing_transposed,
+            &case.settings,
+        )
+        .unwrap();
+        let expected = read_npy::<i16>(&format!("next_stage_{name}.npy"));
+        assert_eq!(seg.into_dyn(), expected, "{name}");
+    }
 }
