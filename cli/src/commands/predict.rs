@@ -38,7 +38,7 @@ pub struct Args {
     /// Dataset ID or name of the trained model.
     #[arg(short = 'd', value_name = "DATASET")]
     dataset: Option<String>,
-    /// Configuration the model was trained on (2d, 3d_fullres, 3d_lowres).
+    /// Configuration the model was trained on (2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres).
     #[arg(short = 'c', value_name = "CONFIGURATION")]
     configuration: Option<String>,
     /// Trainer the model was trained with (`-tr`; default nnUNetTrainer).
