@@ -349,7 +349,7 @@ pub fn evaluate_case(
 }
 
 /// The file names in `folder` ending with `file_ending`, sorted.
-fn files_with_ending(folder: &Path, file_ending: &str) -> Result<Vec<String>> {
+pub(crate) fn files_with_ending(folder: &Path, file_ending: &str) -> Result<Vec<String>> {
     let entries = std::fs::read_dir(folder).map_err(|e| Error::io(folder, e))?;
     let mut names = Vec::new();
     for entry in entries {

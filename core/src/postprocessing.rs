@@ -274,22 +274,6 @@ fn non_finite_to_null(text: &str) -> String {
     out
 }
 
-/// The files of `folder` whose names end with `ending`, sorted (names only).
-fn files_ending_with(folder: &Path, ending: &str) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(folder).map_err(|e| Error::io(folder, e))? {
-        let entry = entry.map_err(|e| Error::io(folder, e))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        if name.ends_with(ending) && entry.path().is_file() {
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
 fn thread_pool(num_processes: usize) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(num_processes)
@@ -332,7 +316,7 @@ pub fn apply_postprocessing_to_folder(
             "no such folder (the predictions)",
         ));
     }
-    let names = files_ending_with(input, file_ending)?;
+    let names = crate::evaluation::files_with_ending(input, file_ending)?;
     if names.is_empty() {
         return Err(Error::invalid_file(
             input,
@@ -408,7 +392,7 @@ pub fn determine_postprocessing(job: &DeterminePostprocessing<'_>) -> Result<Pos
         .map(LabelOrRegion::Label)
         .collect();
     let ending = job.dataset_json.file_ending.as_str();
-    let names = files_ending_with(predictions, ending)?;
+    let names = crate::evaluation::files_with_ending(predictions, ending)?;
     if names.is_empty() {
         return Err(Error::invalid_file(
             predictions,
@@ -417,7 +401,7 @@ pub fn determine_postprocessing(job: &DeterminePostprocessing<'_>) -> Result<Pos
     }
     let mut messages = Vec::new();
     if job.reference.is_dir() {
-        let refs = files_ending_with(job.reference, ending)?;
+        let refs = crate::evaluation::files_with_ending(job.reference, ending)?;
         if refs.iter().any(|r| !names.contains(r)) {
             messages.push(
                 "WARNING: not all files of the reference folder have a prediction; \

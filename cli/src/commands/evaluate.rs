@@ -113,28 +113,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 fn file_ending_of(ctx: &Context, file: &Path) -> String {
     let name = file
         .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    let known = ctx
-        .registries
-        .readers
-        .entries()
-        .flat_map(|e| {
-            e.create()
-                .file_endings()
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-        })
-        .filter(|e| name.ends_with(&e.to_lowercase()))
-        .max_by_key(String::len);
-    let original = file
-        .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    match known {
-        // Keep the case of the file's own ending.
-        Some(e) => original[original.len() - e.len()..].to_string(),
+    match super::plot_overlay::known_ending(ctx, &name) {
+        Some(e) => e,
         None => file
             .extension()
             .map(|x| format!(".{}", x.to_string_lossy()))

@@ -124,8 +124,8 @@ pub fn overlay(image: ArrayView2<'_, f32>, seg: ArrayView2<'_, i16>, intensity: 
         .collect()
 }
 
-/// The longest file ending a registered reader handles that `name` has.
-fn known_ending(ctx: &Context, name: &str) -> Option<String> {
+/// The longest file ending a registered reader handles that `name` has (in `name`'s own case).
+pub(crate) fn known_ending(ctx: &Context, name: &str) -> Option<String> {
     let lower = name.to_lowercase();
     ctx.registries
         .readers

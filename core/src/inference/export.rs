@@ -343,7 +343,7 @@ pub fn logits_to_segmentation_in_input_geometry(
 }
 
 /// `<truncated><suffix>`: nnU-Net names outputs by appending the ending to the case name.
-fn with_suffix(truncated: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(truncated: &Path, suffix: &str) -> PathBuf {
     let mut name = OsString::from(truncated.as_os_str());
     name.push(suffix);
     PathBuf::from(name)
@@ -366,15 +366,25 @@ pub fn write_prediction(
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
     if let Some(probabilities) = &prediction.probabilities {
-        write_probabilities_npz(&with_suffix(output_truncated, ".npz"), probabilities.view())?;
-        let json_path = with_suffix(output_truncated, ".json");
-        let value = serde_json::to_value(properties)
-            .map_err(|e| Error::invalid_file(&json_path, format!("cannot write JSON: {e}")))?;
-        crate::plans::write_json(&json_path, &value)?;
+        write_probabilities_and_properties(output_truncated, probabilities.view(), properties)?;
     }
     let seg_path = with_suffix(output_truncated, file_ending);
     reader.write_segmentation(prediction.segmentation.view(), &seg_path, &properties.image)?;
     Ok(seg_path)
+}
+
+/// Writes `<truncated>.npz` (probabilities) and `<truncated>.json` (the case's properties), as
+/// `--save_probabilities` does.
+pub(crate) fn write_probabilities_and_properties(
+    output_truncated: &Path,
+    probabilities: ArrayView4<'_, f32>,
+    properties: &CaseProperties,
+) -> Result<()> {
+    write_probabilities_npz(&with_suffix(output_truncated, ".npz"), probabilities)?;
+    let json_path = with_suffix(output_truncated, ".json");
+    let value = serde_json::to_value(properties)
+        .map_err(|e| Error::invalid_file(&json_path, format!("cannot write JSON: {e}")))?;
+    crate::plans::write_json(&json_path, &value)
 }
 
 /// Resamples, converts and writes a case's logits in one go

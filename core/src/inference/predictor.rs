@@ -15,7 +15,6 @@
 //! most three cases are in memory. A segmentation file is written under a temporary name and
 //! renamed when complete, so an existing output is always a whole one.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -27,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::inference::cascade::{append_one_hot, cascade_labels, network_input_channels};
 use crate::inference::export::{
     ExportSettings, ExportedPrediction, LabelHandling, logits_to_segmentation_in_input_geometry,
-    visible_labels, write_probabilities_npz,
+    visible_labels, with_suffix, write_probabilities_and_properties,
 };
 use crate::inference::model::network_from_checkpoint;
 use crate::inference::sliding_window::{SlidingWindowSettings, predict_sliding_window};
@@ -257,13 +256,6 @@ pub fn cases_in_folder(
     Ok(cases)
 }
 
-/// `<truncated><suffix>`.
-fn with_suffix(truncated: &Path, suffix: &str) -> PathBuf {
-    let mut name = OsString::from(truncated.as_os_str());
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 /// Whether the outputs of `case` exist (the segmentation, and the probabilities if wanted), as
 /// nnU-Net's `--continue_prediction` decides.
 pub fn case_is_predicted(case: &CaseInput, file_ending: &str, save_probabilities: bool) -> bool {
@@ -361,11 +353,7 @@ impl CasePipeline {
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         if let Some(probabilities) = &prediction.probabilities {
-            write_probabilities_npz(&with_suffix(output_truncated, ".npz"), probabilities.view())?;
-            let json_path = with_suffix(output_truncated, ".json");
-            let value = serde_json::to_value(properties)
-                .map_err(|e| Error::invalid_file(&json_path, format!("cannot write JSON: {e}")))?;
-            crate::plans::write_json(&json_path, &value)?;
+            write_probabilities_and_properties(output_truncated, probabilities.view(), properties)?;
         }
         let visible;
         let segmentation = if options.visible_labels {
