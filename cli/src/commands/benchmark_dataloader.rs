@@ -73,6 +73,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             args.configuration
         );
     }
+    if let Some(previous) = configuration.previous_stage() {
+        anyhow::bail!(
+            "benchmark-dataloader needs the previous stage's predictions for a cascade \
+             configuration, which come with training; benchmark '{previous}' instead"
+        );
+    }
     let cases = stored_cases(&folder)?;
     if cases.is_empty() {
         anyhow::bail!("{}: holds no preprocessed cases", folder.display());
@@ -93,14 +99,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         is_2d,
         geometry: geometry.clone(),
         use_mask_for_norm: configuration.use_mask_for_norm()?,
-        cascade_foreground_labels: configuration.previous_stage().map(|_| {
-            labels
-                .all_labels()
-                .into_iter()
-                .filter(|l| *l != 0)
-                .filter_map(to_i16)
-                .collect()
-        }),
+        cascade_foreground_labels: None,
         regions: labels.is_region_based().then(|| {
             labels
                 .regions()
@@ -110,13 +109,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         }),
         ignore_label: labels.ignore_label().and_then(to_i16),
     };
-    if configuration.previous_stage().is_some() {
-        anyhow::bail!(
-            "benchmark-dataloader needs the previous stage's predictions for a cascade \
-             configuration, which come with training; benchmark '{}' instead",
-            configuration.previous_stage().unwrap_or_default()
-        );
-    }
     let pipeline = training_pipeline(&settings.augmentation, &pipeline_context, &ctx.registries)?;
     let sampler = PatchSampler::new(SamplerConfig {
         folder: folder.clone(),
