@@ -14,6 +14,7 @@ pub mod ensembling;
 pub mod error;
 pub mod evaluation;
 pub mod fingerprint;
+pub mod fused;
 pub mod inference;
 pub mod integrity;
 pub mod io;

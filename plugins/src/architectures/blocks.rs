@@ -418,6 +418,21 @@ impl Norm {
         }
     }
 
+    /// `nonlin(self.forward(x))`, fused into one operation for instance norm on the CPU.
+    pub fn forward_activated(&self, x: Tensor<5>, nonlin: Option<Activation>) -> Tensor<5> {
+        if self.spec.kind != NormKind::Instance || !nnunet_core::fused::supported(&x) {
+            return activate(nonlin, self.forward(x));
+        }
+        let slope = match nonlin {
+            None => 1.0,
+            Some(Activation::LeakyRelu(slope)) => slope as f32,
+            Some(Activation::Relu) => 0.0,
+        };
+        let c = x.dims()[1];
+        let (gamma, beta) = self.affine_or_identity(c, &x.device());
+        nnunet_core::fused::instance_norm_act(x, gamma, beta, self.spec.eps, slope)
+    }
+
     fn forward_instance(&self, x: Tensor<5>) -> Tensor<5> {
         let dims = x.dims();
         let [b, c, z, h, w] = dims;
@@ -530,7 +545,7 @@ impl ConvNormAct {
             Some(norm) if self.nonlin_first && self.nonlin.is_some() => {
                 norm.forward(activate(self.nonlin, x))
             }
-            Some(norm) => activate(self.nonlin, norm.forward(x)),
+            Some(norm) => norm.forward_activated(x, self.nonlin),
             None => activate(self.nonlin, x),
         }
     }

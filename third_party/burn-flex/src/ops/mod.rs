@@ -99,7 +99,7 @@ mod conv_common;
 pub mod conv;
 pub mod conv_transpose;
 mod conv_backward_orig;
-pub mod fastconv;
+pub mod nnunet_conv;
 pub mod cumulative;
 pub mod deform_conv;
 pub mod expand;

@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_backward_orig as orig, conv_transpose, deform_conv, fastconv, interpolate, pool};
+use crate::ops::{conv, conv_backward_orig as orig, conv_transpose, deform_conv, interpolate, nnunet_conv, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -50,8 +50,8 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::supported(output_grad.dtype()) {
-            return fastconv::conv_x_backward(x, weight, output_grad, &options);
+        if nnunet_conv::handles(&[weight.dtype(), output_grad.dtype()], options.groups) {
+            return nnunet_conv::conv_x_backward(x, weight, output_grad, &options);
         }
         orig::conv2d_x_backward::<Flex>(x, weight, output_grad, options)
     }
@@ -62,8 +62,8 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::supported(output_grad.dtype()) {
-            return fastconv::conv_weight_backward(x, weight, output_grad, &options);
+        if nnunet_conv::handles(&[x.dtype(), output_grad.dtype()], options.groups) {
+            return nnunet_conv::conv_weight_backward(x, weight, output_grad, &options);
         }
         orig::conv2d_weight_backward::<Flex>(x, weight, output_grad, options)
     }
@@ -73,8 +73,8 @@ impl ModuleOps<Flex> for Flex {
         bias: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::supported(output_grad.dtype()) {
-            return fastconv::bias_backward(bias, output_grad);
+        if nnunet_conv::handles(&[bias.dtype(), output_grad.dtype()], 1) {
+            return nnunet_conv::bias_backward(bias, output_grad);
         }
         orig::conv2d_bias_backward::<Flex>(x, bias, output_grad)
     }
@@ -85,8 +85,8 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvTransposeOptions<2>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::supported(output_grad.dtype()) {
-            return fastconv::conv_transpose_weight_backward(x, weight, output_grad, &options);
+        if nnunet_conv::handles(&[x.dtype(), output_grad.dtype()], options.groups) {
+            return nnunet_conv::conv_transpose_weight_backward(x, weight, output_grad, &options);
         }
         orig::conv_transpose2d_weight_backward::<Flex>(x, weight, output_grad, options)
     }
@@ -96,8 +96,8 @@ impl ModuleOps<Flex> for Flex {
         bias: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::supported(output_grad.dtype()) {
-            return fastconv::bias_backward(bias, output_grad);
+        if nnunet_conv::handles(&[bias.dtype(), output_grad.dtype()], 1) {
+            return nnunet_conv::bias_backward(bias, output_grad);
         }
         orig::conv_transpose2d_bias_backward::<Flex>(x, bias, output_grad)
     }
@@ -108,8 +108,8 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<3>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::supported(output_grad.dtype()) {
-            return fastconv::conv_x_backward(x, weight, output_grad, &options);
+        if nnunet_conv::handles(&[weight.dtype(), output_grad.dtype()], options.groups) {
+            return nnunet_conv::conv_x_backward(x, weight, output_grad, &options);
         }
         orig::conv3d_x_backward::<Flex>(x, weight, output_grad, options)
     }
@@ -120,8 +120,8 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<3>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::supported(output_grad.dtype()) {
-            return fastconv::conv_weight_backward(x, weight, output_grad, &options);
+        if nnunet_conv::handles(&[x.dtype(), output_grad.dtype()], options.groups) {
+            return nnunet_conv::conv_weight_backward(x, weight, output_grad, &options);
         }
         orig::conv3d_weight_backward::<Flex>(x, weight, output_grad, options)
     }
@@ -131,8 +131,8 @@ impl ModuleOps<Flex> for Flex {
         bias: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::supported(output_grad.dtype()) {
-            return fastconv::bias_backward(bias, output_grad);
+        if nnunet_conv::handles(&[bias.dtype(), output_grad.dtype()], 1) {
+            return nnunet_conv::bias_backward(bias, output_grad);
         }
         orig::conv3d_bias_backward::<Flex>(x, bias, output_grad)
     }
@@ -143,8 +143,8 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvTransposeOptions<3>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::supported(output_grad.dtype()) {
-            return fastconv::conv_transpose_weight_backward(x, weight, output_grad, &options);
+        if nnunet_conv::handles(&[x.dtype(), output_grad.dtype()], options.groups) {
+            return nnunet_conv::conv_transpose_weight_backward(x, weight, output_grad, &options);
         }
         orig::conv_transpose3d_weight_backward::<Flex>(x, weight, output_grad, options)
     }
@@ -154,8 +154,8 @@ impl ModuleOps<Flex> for Flex {
         bias: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::supported(output_grad.dtype()) {
-            return fastconv::bias_backward(bias, output_grad);
+        if nnunet_conv::handles(&[bias.dtype(), output_grad.dtype()], 1) {
+            return nnunet_conv::bias_backward(bias, output_grad);
         }
         orig::conv_transpose3d_bias_backward::<Flex>(x, bias, output_grad)
     }
@@ -181,8 +181,8 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::forward_enabled() && fastconv::supported(x.dtype()) {
-            return fastconv::conv_forward(x, weight, bias, &options);
+        if nnunet_conv::handles(&[x.dtype(), weight.dtype()], options.groups) {
+            return nnunet_conv::conv_forward(x, weight, bias, &options);
         }
         let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
         match x.dtype() {
@@ -370,8 +370,8 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<3>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::forward_enabled() && fastconv::supported(x.dtype()) {
-            return fastconv::conv_forward(x, weight, bias, &options);
+        if nnunet_conv::handles(&[x.dtype(), weight.dtype()], options.groups) {
+            return nnunet_conv::conv_forward(x, weight, bias, &options);
         }
         let (x, options) = pad_asymmetric_conv_input::<Flex, 3>(x, options);
         match x.dtype() {
@@ -404,8 +404,8 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvTransposeOptions<2>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::forward_enabled() && fastconv::supported(x.dtype()) {
-            return fastconv::conv_transpose_forward(x, weight, bias, &options);
+        if nnunet_conv::handles(&[x.dtype(), weight.dtype()], options.groups) {
+            return nnunet_conv::conv_transpose_forward(x, weight, bias, &options);
         }
         match x.dtype() {
             DType::F32 => conv_transpose::conv_transpose2d_f32(x, weight, bias, &options),
@@ -422,8 +422,8 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvTransposeOptions<3>,
     ) -> FloatTensor<Flex> {
-        if fastconv::enabled() && fastconv::forward_enabled() && fastconv::supported(x.dtype()) {
-            return fastconv::conv_transpose_forward(x, weight, bias, &options);
+        if nnunet_conv::handles(&[x.dtype(), weight.dtype()], options.groups) {
+            return nnunet_conv::conv_transpose_forward(x, weight, bias, &options);
         }
         match x.dtype() {
             DType::F32 => conv_transpose::conv_transpose3d_f32(x, weight, bias, &options),

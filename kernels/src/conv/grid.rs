@@ -1,0 +1,146 @@
+//! Copies between NCDHW tensors and the padded, phase-split grids of [`super::shape::Grid`].
+
+use rayon::prelude::*;
+
+use super::shape::{Grid, OutMap};
+use crate::SendPtr;
+
+/// Extra elements after a grid so that vector loads past the last position stay in bounds.
+pub(crate) const SLACK: usize = 1024;
+
+/// Fills a grid from `x` (`[n, c, input…]`), padded by `pad_begin` before the data; `convert`
+/// turns each value into the grid's element type. Positions outside the data are zero.
+pub(crate) fn fill<T: Copy + Default + Send + Sync>(
+    grid: &Grid,
+    x: &[f32],
+    input: [usize; 3],
+    pad_begin: [usize; 3],
+    extra: usize,
+    convert: impl Fn(f32) -> T + Sync,
+) -> Vec<T> {
+    let plane = grid.plane();
+    let mut dst = vec![T::default(); grid.len() + extra + SLACK];
+    let s_in: usize = input.iter().product();
+    let phases = grid.phase_count();
+    dst[..grid.len()]
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(pc, out)| {
+            let (p, c) = (pc / grid.c, pc % grid.c);
+            let phase = phase_of(grid, p);
+            debug_assert!(p < phases);
+            for n in 0..grid.n {
+                let src = &x[(n * grid.c + c) * s_in..(n * grid.c + c + 1) * s_in];
+                let out = &mut out[n * grid.volume()..(n + 1) * grid.volume()];
+                fill_sample(grid, phase, src, input, pad_begin, out, &convert);
+            }
+        });
+    dst
+}
+
+fn phase_of(grid: &Grid, p: usize) -> [usize; 3] {
+    let [_, ph, pw] = grid.phases;
+    [p / (ph * pw), (p / pw) % ph, p % pw]
+}
+
+/// Input coordinate of grid coordinate `m` along one axis, if inside the data.
+#[inline(always)]
+fn source(m: usize, stride: usize, phase: usize, pad: usize, len: usize) -> Option<usize> {
+    let padded = m * stride + phase;
+    (padded >= pad && padded - pad < len).then(|| padded - pad)
+}
+
+fn fill_sample<T: Copy>(
+    grid: &Grid,
+    phase: [usize; 3],
+    src: &[f32],
+    input: [usize; 3],
+    pad: [usize; 3],
+    out: &mut [T],
+    convert: &impl Fn(f32) -> T,
+) {
+    let [gd, gh, gw] = grid.dims;
+    let [sd, sh, sw] = grid.phases;
+    // The grid columns that hold data: x' in [x0, x1), input column sw·x' + phase - pad.
+    let first = (pad[2].saturating_sub(phase[2])).div_ceil(sw);
+    let x0 = first.min(gw);
+    let x1 = (input[2] + pad[2])
+        .saturating_sub(phase[2])
+        .div_ceil(sw)
+        .min(gw)
+        .max(x0);
+    for z in 0..gd {
+        let Some(zi) = source(z, sd, phase[0], pad[0], input[0]) else {
+            continue;
+        };
+        for y in 0..gh {
+            let Some(yi) = source(y, sh, phase[1], pad[1], input[1]) else {
+                continue;
+            };
+            let row = &src[(zi * input[1] + yi) * input[2]..][..input[2]];
+            let dst = &mut out[(z * gh + y) * gw..][..gw];
+            if x1 == x0 {
+                continue;
+            }
+            let xi0 = x0 * sw + phase[2] - pad[2];
+            if sw == 1 {
+                for (d, &v) in dst[x0..x1].iter_mut().zip(&row[xi0..]) {
+                    *d = convert(v);
+                }
+            } else {
+                for (j, d) in dst[x0..x1].iter_mut().enumerate() {
+                    *d = convert(row[xi0 + j * sw]);
+                }
+            }
+        }
+    }
+}
+
+/// Writes rows `[row0, row0 + rows)` of a kernel output block (`block[r][q - q0]`, rows `ld`
+/// apart, positions `[q0, q1)`) to `dest` (`[n, channels, dest…]`), adding `bias[row]`.
+///
+/// # Safety
+/// `dest` holds the whole destination; no other thread writes these rows and positions.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn scatter(
+    map: &OutMap,
+    block: &[f32],
+    ld: usize,
+    row0: usize,
+    rows: usize,
+    q0: usize,
+    q1: usize,
+    bias: Option<&[f32]>,
+    dest: SendPtr<f32>,
+) {
+    let [_, gh, gw] = map.grid.dims;
+    let gvol = map.grid.volume();
+    let [ad, ah, aw] = map.axes;
+    let dvol = map.dest_volume();
+    let mut q = q0;
+    while q < q1 {
+        let x = q % gw;
+        let run_end = (q - x + gw).min(q1);
+        let (n, rest) = (q / gvol, q % gvol);
+        let (z, y) = (rest / (gh * gw), (rest / gw) % gh);
+        let (xa, xb) = (x.max(aw.lo), (x + run_end - q).min(aw.hi));
+        if z >= ad.lo && z < ad.hi && y >= ah.lo && y < ah.hi && xa < xb {
+            let dz = ad.start + (z - ad.lo) * ad.step;
+            let dy = ah.start + (y - ah.lo) * ah.step;
+            let dx0 = aw.start + (xa - aw.lo) * aw.step;
+            let base = (dz * map.dest[1] + dy) * map.dest[2] + dx0;
+            for r in 0..rows {
+                let ch = row0 + r;
+                let add = bias.map_or(0.0, |b| b[ch]);
+                let src = &block[r * ld + (xa + q - x - q0)..][..xb - xa];
+                unsafe {
+                    let d = dest.0.add((n * map.channels + ch) * dvol + base);
+                    for (j, &v) in src.iter().enumerate() {
+                        *d.add(j * aw.step) = v + add;
+                    }
+                }
+            }
+        }
+        q = run_end;
+    }
+}

@@ -1,0 +1,177 @@
+//! The geometry of a convolution and of the zero-padded, phase-split grids the kernels read.
+
+/// A convolution on `[batch, channels, depth, height, width]` data (2D: depth 1), groups 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Samples.
+    pub batch: usize,
+    /// Input channels.
+    pub channels_in: usize,
+    /// Output channels.
+    pub channels_out: usize,
+    /// Input size (depth, height, width).
+    pub input: [usize; 3],
+    /// Kernel size.
+    pub kernel: [usize; 3],
+    /// Stride.
+    pub stride: [usize; 3],
+    /// Zero padding before the first element.
+    pub pad_begin: [usize; 3],
+    /// Zero padding after the last element.
+    pub pad_end: [usize; 3],
+    /// Dilation.
+    pub dilation: [usize; 3],
+}
+
+impl ConvShape {
+    /// Output size (depth, height, width).
+    pub fn output(&self) -> [usize; 3] {
+        std::array::from_fn(|a| {
+            let padded = self.input[a] + self.pad_begin[a] + self.pad_end[a];
+            let span = self.dilation[a] * (self.kernel[a] - 1) + 1;
+            if padded < span {
+                0
+            } else {
+                (padded - span) / self.stride[a] + 1
+            }
+        })
+    }
+
+    /// Kernel taps per channel pair.
+    pub fn taps(&self) -> usize {
+        self.kernel.iter().product()
+    }
+
+    /// Whether the kernels handle it (positive sizes; any stride, padding and dilation).
+    pub fn supported(&self) -> bool {
+        let positive = |v: &[usize; 3]| v.iter().all(|&x| x > 0);
+        self.batch > 0
+            && self.channels_in > 0
+            && self.channels_out > 0
+            && positive(&self.input)
+            && positive(&self.kernel)
+            && positive(&self.stride)
+            && positive(&self.dilation)
+            && positive(&self.output())
+    }
+
+    /// Kernel tap `t` as (kd, kh, kw).
+    pub(crate) fn tap(&self, t: usize) -> [usize; 3] {
+        let [_, kh, kw] = self.kernel;
+        [t / (kh * kw), (t / kw) % kh, t % kw]
+    }
+
+    /// Position of tap `t` in padded input coordinates relative to `stride · output`.
+    pub(crate) fn tap_reach(&self, t: usize) -> [usize; 3] {
+        let k = self.tap(t);
+        std::array::from_fn(|a| k[a] * self.dilation[a])
+    }
+}
+
+/// A zero-padded copy of `[n, c, d, h, w]` data split into `phases` (the stride): element
+/// `(p, c, n, z, y, x)` holds padded position `(stride·z + p_d, stride·y + p_h, stride·x + p_w)`.
+/// Laid out `[phase][c][n][z][y][x]`, so along a row of output positions every kernel tap reads
+/// a contiguous run: the kernels take their operands straight from it, without im2col.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Grid {
+    pub phases: [usize; 3],
+    pub dims: [usize; 3],
+    pub n: usize,
+    pub c: usize,
+}
+
+impl Grid {
+    pub fn volume(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    /// Elements of one channel of one phase (all samples).
+    pub fn plane(&self) -> usize {
+        self.n * self.volume()
+    }
+
+    pub fn phase_count(&self) -> usize {
+        self.phases.iter().product()
+    }
+
+    pub fn len(&self) -> usize {
+        self.phase_count() * self.c * self.plane()
+    }
+
+    /// Flat index of grid position `(n, z, y, x)` within one channel plane.
+    pub fn flat(&self, n: usize, p: [usize; 3]) -> usize {
+        let [_, h, w] = self.dims;
+        n * self.volume() + (p[0] * h + p[1]) * w + p[2]
+    }
+
+    /// Offset of the row of channel `c`, phase `phase`, shifted by grid position `shift`.
+    pub fn offset(&self, phase: [usize; 3], c: usize, shift: [usize; 3]) -> usize {
+        let [_, ph, pw] = self.phases;
+        let p = (phase[0] * ph + phase[1]) * pw + phase[2];
+        (p * self.c + c) * self.plane() + self.flat(0, shift)
+    }
+
+    /// Number of flat positions from the first to one past the last of the region
+    /// `[0, n) × [0, out)`.
+    pub fn span(&self, out: [usize; 3]) -> usize {
+        if out.contains(&0) {
+            return 0;
+        }
+        self.flat(self.n - 1, [out[0] - 1, out[1] - 1, out[2] - 1]) + 1
+    }
+}
+
+/// The grid a convolution reads its input from: the input padded by `pad_begin` (and at least
+/// `pad_end`), split by stride, large enough that every output position of a row reads its taps
+/// without wrapping into the next row.
+pub(crate) fn input_grid(s: &ConvShape) -> Grid {
+    let out = s.output();
+    let dims = std::array::from_fn(|a| {
+        let padded = s.input[a] + s.pad_begin[a] + s.pad_end[a];
+        let reach = (s.dilation[a] * (s.kernel[a] - 1)) / s.stride[a];
+        padded.div_ceil(s.stride[a]).max(out[a] + reach)
+    });
+    Grid {
+        phases: s.stride,
+        dims,
+        n: s.batch,
+        c: s.channels_in,
+    }
+}
+
+/// Where grid coordinates land in the destination, per axis: coordinate `m` in `[lo, hi)`
+/// goes to `start + (m - lo) · step`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Axis {
+    pub lo: usize,
+    pub hi: usize,
+    pub start: usize,
+    pub step: usize,
+}
+
+impl Axis {
+    pub fn identity(len: usize) -> Axis {
+        Axis {
+            lo: 0,
+            hi: len,
+            start: 0,
+            step: 1,
+        }
+    }
+}
+
+/// How a kernel's output rows (one per output channel, indexed by grid position) are written to
+/// an NCDHW destination of spatial size `dest`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OutMap {
+    pub grid: Grid,
+    pub axes: [Axis; 3],
+    pub dest: [usize; 3],
+    pub channels: usize,
+}
+
+impl OutMap {
+    pub fn dest_volume(&self) -> usize {
+        self.dest.iter().product()
+    }
+}

@@ -1,0 +1,124 @@
+//! Which instruction sets the kernels use, chosen once at run time (never at build time: the
+//! same binary runs on AVX-512 Xeons with AMX, AVX-512 EPYCs without it, and older CPUs).
+//!
+//! `NNUNET_KERNELS_ISA=avx512|avx2|portable` caps the fp32 choice and
+//! `NNUNET_KERNELS_BF16=amx|avx512bf16|emulated` the bf16 choice (parity tests, benchmarks).
+
+use std::sync::OnceLock;
+
+/// The fp32 kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Plain Rust loops (any CPU).
+    Portable,
+    /// AVX2 + FMA, 256-bit vectors.
+    Avx2,
+    /// AVX-512F, 512-bit vectors.
+    Avx512,
+}
+
+/// The bf16 kernel family (bf16 products, fp32 accumulation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Bf16Isa {
+    /// Inputs rounded to bf16, products in the fp32 kernels: same numbers, no speed-up.
+    Emulated,
+    /// `vdpbf16ps` (AVX512-BF16: Intel Cooper Lake and later, AMD Zen 4 and later).
+    Avx512Bf16,
+    /// AMX tiles (`tdpbf16ps`, Intel Sapphire Rapids and later).
+    Amx,
+}
+
+impl Isa {
+    /// The best fp32 family this CPU has (capped by `NNUNET_KERNELS_ISA`).
+    pub fn detected() -> Isa {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            let hw = hardware_isa();
+            match std::env::var("NNUNET_KERNELS_ISA").as_deref() {
+                Ok("portable") => Isa::Portable,
+                Ok("avx2") => hw.min(Isa::Avx2),
+                _ => hw,
+            }
+        })
+    }
+
+    /// Name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}
+
+impl Bf16Isa {
+    /// The best bf16 family this CPU has (capped by `NNUNET_KERNELS_BF16`).
+    pub fn detected() -> Bf16Isa {
+        static ISA: OnceLock<Bf16Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            let hw = hardware_bf16();
+            match std::env::var("NNUNET_KERNELS_BF16").as_deref() {
+                Ok("emulated") => Bf16Isa::Emulated,
+                Ok("avx512bf16") => hw.min(Bf16Isa::Avx512Bf16),
+                _ => hw,
+            }
+        })
+    }
+
+    /// Whether the CPU computes bf16 products natively (what `-precision auto` asks).
+    pub fn native() -> bool {
+        hardware_bf16() > Bf16Isa::Emulated
+    }
+
+    /// Name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bf16Isa::Emulated => "emulated",
+            Bf16Isa::Avx512Bf16 => "avx512_bf16",
+            Bf16Isa::Amx => "amx",
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn hardware_isa() -> Isa {
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        Isa::Avx512
+    } else if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        Isa::Avx2
+    } else {
+        Isa::Portable
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn hardware_isa() -> Isa {
+    Isa::Portable
+}
+
+#[cfg(target_arch = "x86_64")]
+fn hardware_bf16() -> Bf16Isa {
+    static HW: OnceLock<Bf16Isa> = OnceLock::new();
+    *HW.get_or_init(|| {
+        if hardware_isa() < Isa::Avx512 {
+            return Bf16Isa::Emulated;
+        }
+        let bf16 = std::arch::is_x86_feature_detected!("avx512bf16")
+            && std::arch::is_x86_feature_detected!("avx512bw");
+        if bf16 && crate::microkernel::amx::available() {
+            Bf16Isa::Amx
+        } else if bf16 {
+            Bf16Isa::Avx512Bf16
+        } else {
+            Bf16Isa::Emulated
+        }
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn hardware_bf16() -> Bf16Isa {
+    Bf16Isa::Emulated
+}
