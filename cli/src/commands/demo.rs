@@ -267,6 +267,7 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
         seed: 12345,
         num_workers: 1,
         show_progress: true,
+        checkpoint_interval: None,
     };
     let (mut run, state) = prepare_run(&ctx.registries, &request)?;
     let fold_folder = run.output_folder.clone();
