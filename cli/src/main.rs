@@ -77,6 +77,8 @@ enum Command {
     MovePlans(commands::move_plans::Args),
     /// Measure how fast a trainer's training data pipeline makes batches (batches/s).
     BenchmarkDataloader(commands::benchmark_dataloader::Args),
+    /// Write the cross-validation folds (splits_final.json), over groups of cases with --group-by.
+    MakeSplits(commands::make_splits::Args),
     /// Train one fold of a configuration (nnUNetv2_train), then validate it.
     Train(commands::train::Args),
     /// Predict new images with a trained model (nnUNetv2_predict), in the input's geometry.
@@ -161,6 +163,7 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
         Command::PlanAndPreprocess(a) => commands::plan_and_preprocess::run(&ctx, a),
         Command::MovePlans(a) => commands::move_plans::run(&ctx, a),
         Command::BenchmarkDataloader(a) => commands::benchmark_dataloader::run(&ctx, a),
+        Command::MakeSplits(a) => commands::make_splits::run(&ctx, a),
         Command::Train(a) => commands::train::run(&ctx, a),
         Command::Predict(a) => commands::predict::run(&ctx, a),
         Command::Demo(a) => commands::demo::run(&ctx, a),

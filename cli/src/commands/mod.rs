@@ -16,6 +16,7 @@ pub mod install_model;
 pub mod link_commands;
 pub mod list;
 pub mod make_example_dataset;
+pub mod make_splits;
 pub mod move_plans;
 pub mod paths;
 pub mod plan;
