@@ -63,6 +63,9 @@ enum Command {
     /// Convert a folder of images and masks (one folder per case, or image and mask folders)
     /// into a v2 dataset with its dataset.json.
     ConvertFolder(commands::convert_folder::Args),
+    /// Turn new images (any naming, colour or not) into a prediction input folder
+    /// (CASE_0000.png per image).
+    ConvertImages(commands::convert_images::Args),
     /// Write a generated example dataset (2D PNG or 3D NIfTI) into nnUNet_raw.
     MakeExampleDataset(commands::make_example_dataset::Args),
     /// Extract the dataset fingerprint (shapes, spacings, intensities) from a raw dataset.
@@ -156,6 +159,7 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
         Command::Verify(a) => commands::verify::run(&ctx, a),
         Command::ConvertMsd(a) => commands::convert_msd::run(&ctx, a),
         Command::ConvertFolder(a) => commands::convert_folder::run(&ctx, a),
+        Command::ConvertImages(a) => commands::convert_images::run(a),
         Command::MakeExampleDataset(a) => commands::make_example_dataset::run(&ctx, a),
         Command::ExtractFingerprint(a) => commands::extract_fingerprint::run(&ctx, a),
         Command::Plan(a) => commands::plan::run(&ctx, a),

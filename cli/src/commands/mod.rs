@@ -2,6 +2,7 @@
 
 pub mod benchmark_dataloader;
 pub mod convert_folder;
+pub mod convert_images;
 pub mod convert_msd;
 pub mod demo;
 pub mod describe;
