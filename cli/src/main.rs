@@ -184,12 +184,45 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
     }
 }
 
+/// The error and its causes as one line, each part once: a cause whose text its message already
+/// holds (an I/O error named in the message of the error it caused) is not repeated.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 fn main() -> ExitCode {
     match run(std::env::args_os().collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_os_error_is_printed_once() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let error = anyhow::Error::from(nnunet_core::Error::io("/data/x.png", source));
+        assert_eq!(error_text(&error), "/data/x.png: No such file or directory");
+        let error = error.context("cannot read the images");
+        assert_eq!(
+            error_text(&error),
+            "cannot read the images: /data/x.png: No such file or directory"
+        );
     }
 }
