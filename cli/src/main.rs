@@ -63,6 +63,9 @@ enum Command {
     /// Convert a folder of images and masks (one folder per case, or image and mask folders)
     /// into a v2 dataset with its dataset.json.
     ConvertFolder(commands::convert_folder::Args),
+    /// Turn new images (any naming, colour or not) into a prediction input folder
+    /// (CASE_0000.png per image).
+    ConvertImages(commands::convert_images::Args),
     /// Write a generated example dataset (2D PNG or 3D NIfTI) into nnUNet_raw.
     MakeExampleDataset(commands::make_example_dataset::Args),
     /// Extract the dataset fingerprint (shapes, spacings, intensities) from a raw dataset.
@@ -77,6 +80,8 @@ enum Command {
     MovePlans(commands::move_plans::Args),
     /// Measure how fast a trainer's training data pipeline makes batches (batches/s).
     BenchmarkDataloader(commands::benchmark_dataloader::Args),
+    /// Write the cross-validation folds (splits_final.json), over groups of cases with --group-by.
+    MakeSplits(commands::make_splits::Args),
     /// Train one fold of a configuration (nnUNetv2_train), then validate it.
     Train(commands::train::Args),
     /// Predict new images with a trained model (nnUNetv2_predict), in the input's geometry.
@@ -154,6 +159,7 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
         Command::Verify(a) => commands::verify::run(&ctx, a),
         Command::ConvertMsd(a) => commands::convert_msd::run(&ctx, a),
         Command::ConvertFolder(a) => commands::convert_folder::run(&ctx, a),
+        Command::ConvertImages(a) => commands::convert_images::run(a),
         Command::MakeExampleDataset(a) => commands::make_example_dataset::run(&ctx, a),
         Command::ExtractFingerprint(a) => commands::extract_fingerprint::run(&ctx, a),
         Command::Plan(a) => commands::plan::run(&ctx, a),
@@ -161,6 +167,7 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
         Command::PlanAndPreprocess(a) => commands::plan_and_preprocess::run(&ctx, a),
         Command::MovePlans(a) => commands::move_plans::run(&ctx, a),
         Command::BenchmarkDataloader(a) => commands::benchmark_dataloader::run(&ctx, a),
+        Command::MakeSplits(a) => commands::make_splits::run(&ctx, a),
         Command::Train(a) => commands::train::run(&ctx, a),
         Command::Predict(a) => commands::predict::run(&ctx, a),
         Command::Demo(a) => commands::demo::run(&ctx, a),
@@ -177,12 +184,45 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
     }
 }
 
+/// The error and its causes as one line, each part once: a cause whose text its message already
+/// holds (an I/O error named in the message of the error it caused) is not repeated.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 fn main() -> ExitCode {
     match run(std::env::args_os().collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_os_error_is_printed_once() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let error = anyhow::Error::from(nnunet_core::Error::io("/data/x.png", source));
+        assert_eq!(error_text(&error), "/data/x.png: No such file or directory");
+        let error = error.context("cannot read the images");
+        assert_eq!(
+            error_text(&error),
+            "cannot read the images: /data/x.png: No such file or directory"
+        );
     }
 }

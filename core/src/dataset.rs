@@ -200,6 +200,15 @@ impl Labels {
         values
     }
 
+    /// The name of the entry whose label or region is exactly `values` (`[1]` finds `"liver": 1`
+    /// and `"liver": [1]`).
+    pub fn name_of(&self, values: &[i64]) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(_, v)| v.values() == values)
+            .map(|(name, _)| name.as_str())
+    }
+
     /// The regions of a region-based dataset, in `dataset.json` order: every entry except
     /// `ignore` and background (0 or lists of only 0).
     pub fn regions(&self) -> Vec<Vec<i64>> {

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::dataset::{LabelValue, Labels};
 use crate::error::{Error, Result};
-use crate::io::Reader;
+use crate::io::{Reader, required_file};
 
 /// What a metric is computed on: one label, or a region (the union of several labels).
 ///
@@ -313,37 +313,233 @@ pub fn evaluate_arrays<D: Dimension>(
     Ok(out)
 }
 
-/// Reads one reference/prediction pair with `reader` and evaluates it; errors name the files.
-pub fn evaluate_case(
-    reference_file: &Path,
-    prediction_file: &Path,
+/// How the values of reference and prediction files are checked before they are scored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ValueCheck {
+    /// The values a file may hold: the labels (background included) and the ignore label.
+    pub allowed: Vec<i64>,
+    /// Where the labels come from, for messages (`dataset.json`, `-l`).
+    pub labels_from: String,
+    /// The highest label: `nnunet predict --visible-labels` spreads `0..=highest` over 0..255.
+    pub highest: i64,
+    /// Map a file holding only visible values (a 0/255 mask for one label) back to the labels;
+    /// without it such a file is an error that says to pass `--visible-labels`.
+    pub map_visible: bool,
+    /// Any other value that is not allowed is an error too (with `dataset.json`, which lists
+    /// every label); otherwise it is scored as it is (nnU-Net's `evaluate_simple`).
+    pub strict: bool,
+}
+/// What is scored in every case and how its files are read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scoring {
+    /// The labels or regions to score.
+    pub regions: Vec<LabelOrRegion>,
+    /// Voxels with this value in the reference are not counted.
+    pub ignore_label: Option<i64>,
+    /// Check the values of every file (and map visible values back); `None`: no check.
+    pub values: Option<ValueCheck>,
+}
+
+impl Scoring {
+    /// Scores `regions` with `ignore_label`, reading the files as they are.
+    pub fn new(regions: &[LabelOrRegion], ignore_label: Option<i64>) -> Self {
+        Scoring {
+            regions: regions.to_vec(),
+            ignore_label,
+            values: None,
+        }
+    }
+}
+
+/// The files of one case to evaluate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvaluationCase {
+    /// The reference label map.
+    pub reference: PathBuf,
+    /// The predicted label map.
+    pub prediction: PathBuf,
+    /// The region of interest (nonzero inside); voxels outside it are not counted.
+    pub roi: Option<PathBuf>,
+}
+
+/// The distinct values of a label map, sorted.
+fn distinct_values(data: &ndarray::Array4<i16>) -> Vec<i64> {
+    let mut seen = vec![false; 1 << 16];
+    for &v in data {
+        seen[v as u16 as usize] = true;
+    }
+    let mut values: Vec<i64> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s)
+        .map(|(raw, _)| i64::from(raw as u16 as i16))
+        .collect();
+    values.sort_unstable();
+    values
+}
+
+/// The label of each visible value of labels `0..=highest`, if every one of `values` is one.
+fn labels_of_visible_values(values: &[i64], highest: i64) -> Option<Vec<(i16, i16)>> {
+    let highest = i16::try_from(highest)
+        .ok()
+        .filter(|h| (1..=255).contains(h))?;
+    let table: Vec<(i16, i16)> = (0..=highest)
+        .map(|label| (crate::inference::visible_value(label, highest), label))
+        .collect();
+    values
+        .iter()
+        .all(|v| table.iter().any(|(visible, _)| i64::from(*visible) == *v))
+        .then_some(table)
+}
+
+fn list_values(values: &[i64]) -> String {
+    values
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads a label map with `reader`; with a [`ValueCheck`], values that are not labels are an
+/// error naming the file and the values (see [`ValueCheck`]), unless they are visible values to
+/// map back.
+pub fn read_label_map(
+    file: &Path,
     reader: &dyn Reader,
-    regions: &[LabelOrRegion],
+    check: Option<&ValueCheck>,
+) -> Result<ndarray::Array4<i16>> {
+    let mut data = reader.read_segmentation(file)?.data;
+    let Some(check) = check else {
+        return Ok(data);
+    };
+    let values = distinct_values(&data);
+    let unexpected: Vec<i64> = values
+        .iter()
+        .filter(|v| !check.allowed.contains(v))
+        .copied()
+        .collect();
+    if unexpected.is_empty() {
+        return Ok(data);
+    }
+    let visible = labels_of_visible_values(&values, check.highest);
+    match (visible, check.map_visible, check.strict) {
+        (Some(table), true, _) => {
+            data.mapv_inplace(|v| {
+                table
+                    .iter()
+                    .find(|(visible, _)| *visible == v)
+                    .map_or(v, |(_, label)| *label)
+            });
+            Ok(data)
+        }
+        (None, _, false) => Ok(data),
+        (visible, map_visible, _) => {
+            let hint = if visible.is_some() {
+                "they are the values `nnunet predict --visible-labels` writes (a mask of 0 and 255 \
+                 for one label): pass --visible-labels to map them back to labels"
+                    .to_string()
+            } else if map_visible {
+                format!(
+                    "they are not the visible values of labels 0 to {} either, so \
+                     --visible-labels cannot map them back",
+                    check.highest
+                )
+            } else {
+                "a segmentation written by `nnunet predict --visible-labels` holds visible \
+                 values: pass --visible-labels to map them back to labels"
+                    .to_string()
+            };
+            Err(Error::invalid_file(
+                file,
+                format!(
+                    "holds the value(s) {}, which are not labels of {} ({}); {hint}",
+                    list_values(&unexpected),
+                    check.labels_from,
+                    list_values(&check.allowed)
+                ),
+            ))
+        }
+    }
+}
+
+/// Gives the reference's voxels outside the region of interest in `roi_file` (nonzero inside) a
+/// value that is ignored; returns that value (the ignore label, or a value the reference does not
+/// hold).
+fn ignore_outside_roi(
+    reference: &mut ndarray::Array4<i16>,
+    reference_file: &Path,
+    roi_file: &Path,
+    reader: &dyn Reader,
     ignore_label: Option<i64>,
+) -> Result<i64> {
+    let roi = reader.read_segmentation(roi_file)?.data;
+    if roi.shape() != reference.shape() {
+        return Err(Error::invalid_file(
+            roi_file,
+            format!(
+                "the region of interest has shape {:?} but the reference {} has shape {:?} \
+                 (they must have the same shape)",
+                &roi.shape()[1..],
+                reference_file.display(),
+                &reference.shape()[1..]
+            ),
+        ));
+    }
+    let held = distinct_values(reference);
+    let outside = match ignore_label.and_then(|v| i16::try_from(v).ok()) {
+        Some(v) => v,
+        None => (i16::MIN..=i16::MAX)
+            .find(|v| !held.contains(&i64::from(*v)))
+            .unwrap_or(i16::MIN),
+    };
+    Zip::from(reference).and(&roi).for_each(|r, &inside| {
+        if inside == 0 {
+            *r = outside;
+        }
+    });
+    Ok(i64::from(outside))
+}
+
+/// Reads one case's files with `reader` and evaluates it; errors name the files.
+pub fn evaluate_case(
+    case: &EvaluationCase,
+    reader: &dyn Reader,
+    scoring: &Scoring,
 ) -> Result<CaseMetrics> {
-    let reference = reader.read_segmentation(reference_file)?;
-    let prediction = reader.read_segmentation(prediction_file)?;
-    let metrics = evaluate_arrays(
-        reference.data.view(),
-        prediction.data.view(),
-        regions,
-        ignore_label,
-    )
-    .map_err(|_| {
-        Error::invalid_file(
-            prediction_file,
+    let check = scoring.values.as_ref();
+    let mut reference = read_label_map(&case.reference, reader, check)?;
+    let prediction = read_label_map(&case.prediction, reader, check)?;
+    if reference.shape() != prediction.shape() {
+        return Err(Error::invalid_file(
+            &case.prediction,
             format!(
                 "the prediction has shape {:?} but its reference {} has shape {:?} \
                  (prediction and reference must have the same shape)",
-                &prediction.data.shape()[1..],
-                reference_file.display(),
-                &reference.data.shape()[1..]
+                &prediction.shape()[1..],
+                case.reference.display(),
+                &reference.shape()[1..]
             ),
-        )
-    })?;
+        ));
+    }
+    let ignore_label = match &case.roi {
+        Some(roi) => Some(ignore_outside_roi(
+            &mut reference,
+            &case.reference,
+            roi,
+            reader,
+            scoring.ignore_label,
+        )?),
+        None => scoring.ignore_label,
+    };
+    let metrics = evaluate_arrays(
+        reference.view(),
+        prediction.view(),
+        &scoring.regions,
+        ignore_label,
+    )?;
     Ok(CaseMetrics {
-        reference_file: reference_file.to_path_buf(),
-        prediction_file: prediction_file.to_path_buf(),
+        reference_file: case.reference.clone(),
+        prediction_file: case.prediction.clone(),
         metrics,
     })
 }
@@ -365,16 +561,26 @@ pub(crate) fn files_with_ending(folder: &Path, file_ending: &str) -> Result<Vec<
     Ok(names)
 }
 
-/// The (reference, prediction) pairs to evaluate, as nnU-Net pairs them: every file of
-/// `prediction_folder` ending with `file_ending`, sorted by name, with the file of the same name in
-/// `reference_folder`. Unless `chill`, every reference file must have its prediction; a
-/// prediction without a reference is always an error.
+/// `name` without `ending`, with `suffix` and `ending` appended (`Image_01L.png` with `_1stHO`:
+/// `Image_01L_1stHO.png`).
+fn with_name_suffix(name: &str, ending: &str, suffix: &str) -> String {
+    let stem = name.strip_suffix(ending).unwrap_or(name);
+    format!("{stem}{suffix}{ending}")
+}
+
+/// The cases to evaluate, as nnU-Net pairs them: every file of `prediction_folder` ending with
+/// `file_ending`, sorted by name, with the file of the same name in `reference_folder` (with
+/// `reference_suffix` before the ending: `CASE_1stHO.png` for `CASE.png`). Unless `chill`, every
+/// reference file (with the suffix) must have its prediction. A prediction without its reference
+/// is an error unless `skip_unreferenced` (a test folder's image-only cases), which leaves it out.
 pub fn pair_files(
     reference_folder: &Path,
     prediction_folder: &Path,
     file_ending: &str,
+    reference_suffix: &str,
     chill: bool,
-) -> Result<Vec<(PathBuf, PathBuf)>> {
+    skip_unreferenced: bool,
+) -> Result<Vec<EvaluationCase>> {
     if !reference_folder.is_dir() {
         return Err(Error::invalid_file(
             reference_folder,
@@ -389,9 +595,15 @@ pub fn pair_files(
     }
     let predictions = files_with_ending(prediction_folder, file_ending)?;
     if !chill {
-        let missing: Vec<String> = files_with_ending(reference_folder, file_ending)?
+        let reference_ending = format!("{reference_suffix}{file_ending}");
+        let missing: Vec<String> = files_with_ending(reference_folder, &reference_ending)?
             .into_iter()
-            .filter(|name| !prediction_folder.join(name).is_file())
+            .filter(|name| {
+                let stem = &name[..name.len() - reference_ending.len()];
+                !prediction_folder
+                    .join(format!("{stem}{file_ending}"))
+                    .is_file()
+            })
             .collect();
         if !missing.is_empty() {
             return Err(Error::invalid_file(
@@ -411,40 +623,88 @@ pub fn pair_files(
             format!("no predictions (files ending with '{file_ending}') to evaluate"),
         ));
     }
-    predictions
+    let mut cases = Vec::with_capacity(predictions.len());
+    for name in predictions {
+        let reference =
+            reference_folder.join(with_name_suffix(&name, file_ending, reference_suffix));
+        let prediction = prediction_folder.join(&name);
+        if reference.is_file() {
+            cases.push(EvaluationCase {
+                reference,
+                prediction,
+                roi: None,
+            });
+        } else if !skip_unreferenced {
+            return Err(Error::invalid_file(
+                &prediction,
+                format!(
+                    "no reference segmentation {} for this prediction (pass --chill to evaluate \
+                     only the cases that have one)",
+                    reference.display()
+                ),
+            ));
+        }
+    }
+    if cases.is_empty() {
+        return Err(Error::invalid_file(
+            prediction_folder,
+            format!(
+                "no prediction has a reference in {}",
+                reference_folder.display()
+            ),
+        ));
+    }
+    Ok(cases)
+}
+
+/// Gives every case its region of interest `roi_folder/<prediction name with roi_suffix>`; a
+/// missing file is an error naming it.
+pub fn with_rois(
+    cases: Vec<EvaluationCase>,
+    roi_folder: &Path,
+    roi_suffix: &str,
+    file_ending: &str,
+) -> Result<Vec<EvaluationCase>> {
+    if !roi_folder.is_dir() {
+        return Err(Error::invalid_file(
+            roi_folder,
+            "no such folder (the regions of interest)",
+        ));
+    }
+    cases
         .into_iter()
-        .map(|name| {
-            let reference = reference_folder.join(&name);
-            let prediction = prediction_folder.join(&name);
-            if reference.is_file() {
-                Ok((reference, prediction))
-            } else {
-                Err(Error::invalid_file(
-                    &prediction,
-                    format!(
-                        "no reference segmentation {} for this prediction",
-                        reference.display()
-                    ),
-                ))
-            }
+        .map(|mut case| {
+            let name = case
+                .prediction
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let roi = roi_folder.join(with_name_suffix(&name, file_ending, roi_suffix));
+            case.roi = Some(required_file(roi, || {
+                format!(
+                    "the region of interest of {} (every case needs one in {})",
+                    case.prediction.display(),
+                    roi_folder.display()
+                )
+            })?);
+            Ok(case)
         })
         .collect()
 }
 
-/// Evaluates the pairs on `num_processes` threads (0: rayon's default) and aggregates them;
-/// `progress` is called once per finished case. Cases stay in the order of `pairs`.
+/// Evaluates the cases on `num_processes` threads (0: rayon's default) and aggregates them;
+/// `progress` is called once per finished case. Cases stay in the order of `cases`.
 pub fn evaluate_pairs(
-    pairs: &[(PathBuf, PathBuf)],
+    cases: &[EvaluationCase],
     reader: &dyn Reader,
-    regions: &[LabelOrRegion],
-    ignore_label: Option<i64>,
+    scoring: &Scoring,
     num_processes: usize,
     progress: &(dyn Fn() + Sync),
 ) -> Result<Summary> {
-    if pairs.is_empty() {
+    if cases.is_empty() {
         return Err(Error::Invalid("no cases to evaluate".into()));
     }
-    if regions.is_empty() {
+    if scoring.regions.is_empty() {
         return Err(Error::Invalid(
             "no labels or regions to evaluate (give at least one)".into(),
         ));
@@ -453,17 +713,17 @@ pub fn evaluate_pairs(
         .num_threads(num_processes)
         .build()
         .map_err(|e| Error::Invalid(format!("cannot start {num_processes} threads: {e}")))?;
-    let cases = pool.install(|| {
-        pairs
+    let scored = pool.install(|| {
+        cases
             .par_iter()
-            .map(|(reference, prediction)| {
-                let case = evaluate_case(reference, prediction, reader, regions, ignore_label);
+            .map(|case| {
+                let scored = evaluate_case(case, reader, scoring);
                 progress();
-                case
+                scored
             })
             .collect::<Result<Vec<_>>>()
     })?;
-    Ok(Summary::from_cases(cases, regions))
+    Ok(Summary::from_cases(scored, &scoring.regions))
 }
 
 /// Where and what to evaluate, for [`evaluate_folders`].
@@ -488,17 +748,18 @@ pub struct FolderEvaluation<'a> {
 /// nnU-Net's `compute_metrics_on_folder`: pairs the files ([`pair_files`]) and evaluates them
 /// ([`evaluate_pairs`]).
 pub fn evaluate_folders(job: &FolderEvaluation<'_>, reader: &dyn Reader) -> Result<Summary> {
-    let pairs = pair_files(
+    let cases = pair_files(
         job.reference_folder,
         job.prediction_folder,
         job.file_ending,
+        "",
         job.chill,
+        false,
     )?;
     evaluate_pairs(
-        &pairs,
+        &cases,
         reader,
-        job.regions,
-        job.ignore_label,
+        &Scoring::new(job.regions, job.ignore_label),
         job.num_processes,
         &|| {},
     )

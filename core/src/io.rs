@@ -4,7 +4,7 @@
 //! is `[channels, z, y, x]` in `f32`, a 2D image has `z = 1` and the spacing nnU-Net gives 2D
 //! data, and the spacing is listed in the same axis order as the array.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::{Array4, ArrayView3, ArrayView4};
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,16 @@ pub struct Image {
 pub struct Segmentation {
     pub data: Array4<i16>,
     pub properties: ImageProperties,
+}
+
+/// `file` if it exists, else an error naming it: `missing: <what()>`.
+pub fn required_file(file: PathBuf, what: impl FnOnce() -> String) -> Result<PathBuf> {
+    if file.is_file() {
+        Ok(file)
+    } else {
+        let reason = format!("missing: {}", what());
+        Err(crate::Error::invalid_file(file, reason))
+    }
 }
 
 /// Reads and writes one family of file formats. Registered under a name that `dataset.json`'s

@@ -61,6 +61,16 @@ impl NnunetPaths {
         })
     }
 
+    /// Only the results folder of these (an error naming `nnUNet_results` if it is not set): to
+    /// find trained models without the raw and preprocessed data, as prediction does.
+    pub fn results_only(&self) -> Result<Self> {
+        Ok(Self {
+            raw: None,
+            preprocessed: None,
+            results: Some(self.results()?.to_path_buf()),
+        })
+    }
+
     /// The three folders as set (for display).
     pub fn all(&self) -> [(&'static str, Option<&Path>); 3] {
         [
@@ -222,5 +232,24 @@ mod tests {
         let err = paths.results().unwrap_err().to_string();
         assert!(err.contains("nnUNet_results is not set"), "{err}");
         assert!(err.contains("export nnUNet_results="), "{err}");
+        let err = paths.results_only().unwrap_err().to_string();
+        assert!(err.contains("nnUNet_results is not set"), "{err}");
+    }
+
+    #[test]
+    fn models_are_found_in_the_results_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (raw, results) = (tmp.path().join("raw"), tmp.path().join("results"));
+        std::fs::create_dir_all(raw.join("Dataset004_Other")).unwrap();
+        std::fs::create_dir_all(results.join("Dataset004_Hippocampus")).unwrap();
+        let paths = NnunetPaths {
+            raw: Some(raw),
+            preprocessed: None,
+            results: Some(results),
+        };
+        assert!(paths.dataset_name("4").is_err());
+        let only = paths.results_only().unwrap();
+        assert_eq!(only.dataset_name("4").unwrap(), "Dataset004_Hippocampus");
+        assert!(only.raw().is_err());
     }
 }

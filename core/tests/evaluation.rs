@@ -2,7 +2,9 @@
 //! (made by `make_fixtures.py` there): labels with NaN cases, an ignore label, regions and a 2D
 //! set, each read from the `.npy` copies of the label maps (the same voxels as the NIfTI/PNG files
 //! the reference read; the CLI tests in `tests/tests/evaluate.rs` read those). Also: the errors for
-//! shapes that differ and for missing files name the files, and `Summary::read` reads NaN.
+//! shapes that differ and for missing files name the files, and `Summary::read` reads NaN; a
+//! region of interest limits what is counted, visible values (0/255) are refused or mapped back,
+//! and references are paired by a suffix.
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +12,9 @@ use ndarray::{Array3, ArrayView3, ArrayView4, Axis};
 use nnunet_core::dataset::DatasetJson;
 use nnunet_core::error::{Error, Result};
 use nnunet_core::evaluation::{
-    CaseMetrics, FolderEvaluation, LabelOrRegion, Summary, evaluate_arrays, evaluate_folders,
-    evaluation_targets, labels_to_list_of_regions,
+    CaseMetrics, EvaluationCase, FolderEvaluation, LabelOrRegion, Scoring, Summary, ValueCheck,
+    evaluate_arrays, evaluate_case, evaluate_folders, evaluation_targets,
+    labels_to_list_of_regions, pair_files, with_rois,
 };
 use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
 use serde_json::Value;
@@ -357,5 +360,91 @@ fn summary_read_reports_problems_with_the_file() {
     assert_eq!(
         summary.metric_per_case[0].reference_file,
         PathBuf::from("gt/case_000.nii.gz")
+    );
+}
+
+/// Writes `values` (`[y, x]`) as an int16 `.npy` label map.
+fn write_map(path: &Path, values: &[[i16; 4]; 2]) {
+    let array = ndarray::Array2::from_shape_fn((2, 4), |(y, x)| values[y][x]);
+    ndarray_npy::write_npy(path, &array).unwrap();
+}
+
+#[test]
+fn roi_visible_values_and_suffix_pairing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gt, pred, rois) = (
+        dir.path().join("gt"),
+        dir.path().join("pred"),
+        dir.path().join("rois"),
+    );
+    for d in [&gt, &pred, &rois] {
+        std::fs::create_dir(d).unwrap();
+    }
+    write_map(&gt.join("a_1stHO.npy"), &[[1, 1, 0, 0], [1, 0, 0, 0]]);
+    write_map(&gt.join("a_2ndHO.npy"), &[[0, 0, 0, 0], [0, 0, 0, 0]]);
+    write_map(&pred.join("a.npy"), &[[255, 0, 0, 255], [255, 0, 0, 0]]);
+    write_map(&rois.join("a_mask.npy"), &[[1, 1, 1, 0], [1, 1, 1, 0]]);
+    let cases = pair_files(&gt, &pred, ".npy", "_1stHO", false, false).unwrap();
+    assert_eq!(cases[0].reference, gt.join("a_1stHO.npy"));
+    let cases = with_rois(cases, &rois, "_mask", ".npy").unwrap();
+    let mut scoring = Scoring {
+        values: Some(ValueCheck {
+            allowed: vec![0, 1],
+            labels_from: "dataset.json".into(),
+            highest: 1,
+            map_visible: false,
+            strict: true,
+        }),
+        ..Scoring::new(&[LabelOrRegion::Label(1)], None)
+    };
+    let err = evaluate_case(&cases[0], &NpyReader, &scoring)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pred/a.npy")
+            && err.contains("value(s) 255")
+            && err.contains("--visible-labels"),
+        "{err}"
+    );
+    scoring.values.as_mut().unwrap().map_visible = true;
+    let metrics = evaluate_case(&cases[0], &NpyReader, &scoring)
+        .unwrap()
+        .metrics;
+    // Inside the region (x < 3): 2 TP, no FP (the 255 at x = 3 is outside), 1 FN, 3 TN.
+    let m = metrics[0].1;
+    assert_eq!((m.tp, m.fp, m.fn_, m.tn), (2, 0, 1, 3));
+    // A missing region of interest is named.
+    std::fs::remove_file(rois.join("a_mask.npy")).unwrap();
+    let cases = pair_files(&gt, &pred, ".npy", "_1stHO", false, false).unwrap();
+    let err = with_rois(cases, &rois, "_mask", ".npy")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a_mask.npy") && err.contains("missing"),
+        "{err}"
+    );
+    // Without a check the visible values are scored as they are (nnU-Net's behaviour).
+    let case = EvaluationCase {
+        reference: gt.join("a_1stHO.npy"),
+        prediction: pred.join("a.npy"),
+        roi: None,
+    };
+    let m = evaluate_case(
+        &case,
+        &NpyReader,
+        &Scoring::new(&[LabelOrRegion::Label(1)], None),
+    )
+    .unwrap()
+    .metrics[0]
+        .1;
+    assert_eq!(m.tp, 0);
+    // A prediction without a reference is left out only when asked.
+    write_map(&pred.join("b.npy"), &[[0; 4]; 2]);
+    assert!(pair_files(&gt, &pred, ".npy", "_1stHO", true, false).is_err());
+    assert_eq!(
+        pair_files(&gt, &pred, ".npy", "_1stHO", true, true)
+            .unwrap()
+            .len(),
+        1
     );
 }

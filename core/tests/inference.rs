@@ -22,7 +22,7 @@ use nnunet_core::dataset::{LabelValue, Labels};
 use nnunet_core::inference::{
     ExportSettings, ExportedPrediction, LabelHandling, SlidingWindowSettings, compute_gaussian,
     compute_steps, logits_to_segmentation_in_input_geometry, predict_sliding_window,
-    visible_labels, write_prediction,
+    restrict_to_roi, visible_labels, write_prediction,
 };
 use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
 use nnunet_core::network::{NamedTensor, Network, SegmentationModule};
@@ -535,6 +535,37 @@ fn visible_labels_map_binary_to_255() {
         v.index_axis(Axis(0), 0).row(0).to_vec(),
         vec![0, 64, 128, 191, 255]
     );
+}
+
+#[test]
+fn outside_the_region_of_interest_is_background() {
+    let roi = Array3::from_shape_vec((1, 1, 3), vec![1i16, 0, 5]).unwrap();
+    let mut prediction = ExportedPrediction {
+        segmentation: Array3::from_shape_vec((1, 1, 3), vec![2i16, 1, 1]).unwrap(),
+        probabilities: Some(Array4::from_elem((3, 1, 1, 3), 0.3)),
+    };
+    let classes = LabelHandling::Classes { num_classes: 3 };
+    restrict_to_roi(&mut prediction, roi.view(), &classes).unwrap();
+    assert_eq!(prediction.segmentation.as_slice().unwrap(), &[2, 0, 1]);
+    let p = prediction.probabilities.as_ref().unwrap();
+    assert_eq!(
+        (p[[0, 0, 0, 1]], p[[1, 0, 0, 1]], p[[2, 0, 0, 1]]),
+        (1.0, 0.0, 0.0)
+    );
+    assert_eq!(p[[1, 0, 0, 0]], 0.3);
+    let regions = LabelHandling::Regions {
+        regions_class_order: vec![1, 2, 3],
+    };
+    restrict_to_roi(&mut prediction, roi.view(), &regions).unwrap();
+    assert_eq!(
+        prediction.probabilities.as_ref().unwrap()[[0, 0, 0, 1]],
+        0.0
+    );
+    let small = Array3::<i16>::zeros((1, 1, 2));
+    let err = restrict_to_roi(&mut prediction, small.view(), &classes)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("same shape"), "{err}");
 }
 
 /// What a `3d_lowres` validation stores for the cascade: the logits on the next stage's grid,

@@ -1,6 +1,7 @@
 //! `nnunet demo`: the whole pipeline on a generated 2D dataset in one command (with `--quick`, a
 //! shorter schedule than the default, to keep the test suite fast) ends with a good Dice on the
-//! test cases and leaves every step's files in `--root`.
+//! test cases, states one prediction time per case and leaves every step's files in `--root`,
+//! the fold's validation included.
 
 use nnunet_tests::{nnunet, run};
 
@@ -40,6 +41,12 @@ fn demo_runs_end_to_end_with_a_good_dice() {
             .join("nnUNetTrainer__nnUNetPlans__2d")
             .join("fold_0")
             .join("checkpoint_final.safetensors"),
+        root.join("nnUNet_results")
+            .join(dataset)
+            .join("nnUNetTrainer__nnUNetPlans__2d")
+            .join("fold_0")
+            .join("validation")
+            .join("summary.json"),
         root.join("predictions").join("summary.json"),
     ] {
         assert!(path.is_file(), "{} missing", path.display());
@@ -53,4 +60,20 @@ fn demo_runs_end_to_end_with_a_good_dice() {
         .count();
     assert_eq!(predictions, 4, "one prediction per test case");
     assert!(stdout.contains(&format!("everything is in {}", root.display())));
+    // One time per case, said the same wherever it is said.
+    let text = format!("{stdout}\n{stderr}");
+    let pieces: Vec<&str> = text.split(" s per case").collect();
+    let times: Vec<&str> = pieces[..pieces.len() - 1]
+        .iter()
+        .filter_map(|before| before.rsplit(['(', ' ']).next())
+        .collect();
+    assert!(times.len() >= 2, "{text}");
+    assert!(
+        times.windows(2).all(|w| w[0] == w[1]),
+        "different times per case: {times:?}"
+    );
+    assert!(
+        stdout.contains("fold 0's validation cases: mean foreground Dice"),
+        "{stdout}"
+    );
 }

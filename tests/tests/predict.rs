@@ -253,19 +253,29 @@ fn predicts_2d_cases_like_nnunet() {
         err.contains("lonely_0000.png") && err.contains("missing"),
         "{err}"
     );
-    // A configuration that was not trained.
-    let err = f.nnunet_fails(&[
-        "predict",
-        "-i",
-        s(&images_ts),
-        "-o",
-        s(&f.root.join("out7")),
-        "-d",
-        "401",
-        "-c",
-        "3d_fullres",
-    ]);
-    assert!(err.contains("no trained model there"), "{err}");
+    // A configuration the plans do not have: the error names those they have; one of the plans
+    // that was not trained with this trainer: the error names the trained models.
+    let out7 = f.root.join("out7");
+    for (configuration, expected) in [
+        ("3d_fullres", "'3d_fullres' is not in the plans nnUNetPlans"),
+        ("2d", "no trained model there"),
+    ] {
+        let err = f.nnunet_fails(&[
+            "predict",
+            "-i",
+            s(&images_ts),
+            "-o",
+            s(&out7),
+            "-d",
+            "401",
+            "-c",
+            configuration,
+        ]);
+        assert!(
+            err.contains(expected) && err.contains("nnUNetTrainer_5epochs__nnUNetPlans__2d"),
+            "{err}"
+        );
+    }
 }
 
 fn nifti_header(path: &Path) -> nifti::NiftiHeader {

@@ -34,12 +34,21 @@ pub struct ScheduleOverrides {
 }
 
 impl ScheduleOverrides {
-    /// Applies the overrides to `settings`.
+    /// Applies the overrides to `settings`. Training iterations given without validation
+    /// iterations scale the validation iterations by the settings' ratio (nnU-Net's 250:50),
+    /// rounded, at least 1.
     pub fn apply(&self, settings: &mut TrainerSettings) {
         if let Some(n) = self.epochs {
             settings.num_epochs = n;
         }
         if let Some(n) = self.iterations_per_epoch {
+            if self.val_iterations_per_epoch.is_none() {
+                settings.num_val_iterations_per_epoch = scaled_validation_iterations(
+                    n,
+                    settings.num_iterations_per_epoch,
+                    settings.num_val_iterations_per_epoch,
+                );
+            }
             settings.num_iterations_per_epoch = n;
         }
         if let Some(n) = self.val_iterations_per_epoch {
@@ -49,6 +58,23 @@ impl ScheduleOverrides {
             settings.initial_lr = lr;
         }
     }
+
+    /// Whether any value is given.
+    pub fn any(&self) -> bool {
+        *self != ScheduleOverrides::default()
+    }
+
+    /// Whether the validation iterations are scaled from the training iterations.
+    pub fn scales_validation(&self) -> bool {
+        self.iterations_per_epoch.is_some() && self.val_iterations_per_epoch.is_none()
+    }
+}
+
+/// `iterations` training iterations with validation in the ratio `train:val`: `iterations * val /
+/// train`, rounded, at least 1.
+pub fn scaled_validation_iterations(iterations: usize, train: usize, val: usize) -> usize {
+    let scaled = (iterations as f64 * val as f64 / train.max(1) as f64).round() as usize;
+    scaled.max(1)
 }
 
 /// What to train.
@@ -72,7 +98,10 @@ pub struct RunRequest {
     pub seed: u64,
     /// Data-loading worker threads.
     pub num_workers: usize,
+    /// Report progress (a bar on a terminal, one line per epoch otherwise).
     pub show_progress: bool,
+    /// Also write `checkpoint_latest` after this much training time (`--checkpoint-minutes`).
+    pub checkpoint_interval: Option<std::time::Duration>,
 }
 
 /// The fold's output folder: `results/Trainer__Plans__config/fold_N`.
@@ -293,21 +322,61 @@ pub fn deep_supervision_weights(n: usize) -> Vec<f64> {
     w.iter().map(|v| v / sum).collect()
 }
 
-/// Builds the run for `request`; with `continue_training`, restored from its checkpoint.
+/// The checkpoint a continued run starts from: `checkpoint_latest`, else `checkpoint_final`,
+/// else `checkpoint_best`.
+pub fn existing_checkpoint(fold_folder: &Path) -> Option<PathBuf> {
+    ["checkpoint_latest", "checkpoint_final", "checkpoint_best"]
+        .iter()
+        .map(|w| checkpoint_path(fold_folder, w))
+        .find(|p| p.is_file())
+}
+
+/// A new run in a fold folder that holds a run already is refused, so that nothing trained is
+/// overwritten silently: the error says what is there and how to go on.
+fn refuse_existing_run(request: &RunRequest, fold_folder: &Path) -> Result<()> {
+    let Some(found) = existing_checkpoint(fold_folder) else {
+        return Ok(());
+    };
+    let finished = checkpoint_path(fold_folder, "checkpoint_final").is_file();
+    let what = if finished {
+        format!(
+            "fold {} is trained already ({} exists)",
+            request.fold,
+            checkpoint_path(fold_folder, "checkpoint_final").display()
+        )
+    } else {
+        format!(
+            "fold {} has an unfinished run ({} exists)",
+            request.fold,
+            found.display()
+        )
+    };
+    Err(Error::Invalid(format!(
+        "{what}. Pass --c to continue it{}, --val to validate it again, or train into a new \
+         output (another -tr, -p or nnUNet_results, or move {} away); nothing was changed",
+        if finished {
+            " (a finished run is only validated again)"
+        } else {
+            " from its last checkpoint"
+        },
+        fold_folder.display()
+    )))
+}
+
+/// Builds the run for `request`; with `continue_training`, restored from its checkpoint with the
+/// settings recorded there (changed by the request's overrides, which must then agree with them).
 pub fn prepare_run(
     registries: &Registries,
     request: &RunRequest,
 ) -> Result<(TrainingRun, RunState)> {
-    let ctx = run_context(registries, request)?;
+    let mut ctx = run_context(registries, request)?;
     let device = request.device.clone().autodiff();
     device.seed(request.seed);
 
     let resume = if request.continue_training {
-        ["checkpoint_latest", "checkpoint_final", "checkpoint_best"]
-            .iter()
-            .map(|w| checkpoint_path(&ctx.output_folder, w))
-            .find(|p| p.is_file())
+        existing_checkpoint(&ctx.output_folder)
     } else {
+        refuse_existing_run(request, &ctx.output_folder)?;
         None
     };
     let checkpoint = match &resume {
@@ -319,6 +388,10 @@ pub fn prepare_run(
             "no checkpoint in {} to continue from; starting a new run",
             ctx.output_folder.display()
         );
+    }
+    if let Some(c) = &checkpoint {
+        ctx.settings = c.meta.settings.clone();
+        request.overrides.apply(&mut ctx.settings);
     }
     let seed = checkpoint.as_ref().map_or(request.seed, |c| c.meta.seed);
 
@@ -436,6 +509,7 @@ pub fn prepare_run(
         seed,
         inference_mirror_axes: ctx.inference_mirror_axes.clone(),
         show_progress: request.show_progress,
+        checkpoint_interval: request.checkpoint_interval,
     };
     let state = match (&checkpoint, &resume) {
         (Some(c), Some(path)) => run.restore(c, path)?,
@@ -511,6 +585,33 @@ fn copy_run_files(preprocessed: &Path, ctx: &RunContext) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_iterations_scale_with_training_iterations() {
+        let mut settings = TrainerSettings::default();
+        ScheduleOverrides {
+            iterations_per_epoch: Some(20),
+            ..Default::default()
+        }
+        .apply(&mut settings);
+        assert_eq!(
+            (
+                settings.num_iterations_per_epoch,
+                settings.num_val_iterations_per_epoch
+            ),
+            (20, 4)
+        );
+        assert_eq!(scaled_validation_iterations(2, 250, 50), 1);
+        assert_eq!(scaled_validation_iterations(13, 250, 50), 3);
+        let mut settings = TrainerSettings::default();
+        ScheduleOverrides {
+            iterations_per_epoch: Some(20),
+            val_iterations_per_epoch: Some(7),
+            ..Default::default()
+        }
+        .apply(&mut settings);
+        assert_eq!(settings.num_val_iterations_per_epoch, 7);
+    }
 
     #[test]
     fn ds_weights_as_nnunet() {

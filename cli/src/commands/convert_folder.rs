@@ -1,10 +1,12 @@
 //! `nnunet convert-folder`: a folder of images and masks into an nnU-Net v2 raw dataset.
 //!
 //! ```text
-//! # one folder per case: cases/0/image.png, cases/0/label.png, …
-//! nnunet convert-folder -i cases --image-name image.png --label-name label.png -d 501 -n Cells
+//! # one folder per case: cases/0/image.png, cases/0/label.png, cases/0/mask.png (region of
+//! # interest), a separate test folder in the same layout (labels optional)
+//! nnunet convert-folder -i crop_train --test-input crop_test --roi-name mask.png -d 501 -n Cells
 //! # image and mask folders matched by name: images/Image_01L.jpg ↔ masks/Image_01L_1stHO.png
-//! nnunet convert-folder --images images --labels masks --label-suffix _1stHO -d 502 -n Retina
+//! nnunet convert-folder --images images --labels masks --label-suffix _1stHO -d 502 -n Retina \
+//!     --test-fraction 0.2 --group-by '^(Image_\d+)'
 //! ```
 
 use std::path::PathBuf;
@@ -25,6 +27,10 @@ pub struct Args {
     /// Name of the mask file inside each case folder.
     #[arg(long, default_value = "label.png")]
     label_name: String,
+    /// Name of the region-of-interest mask inside each case folder (nonzero inside); written to
+    /// roisTr/ and roisTs/ named like the labels.
+    #[arg(long, value_name = "NAME", conflicts_with = "rois")]
+    roi_name: Option<String>,
     /// Folder of images (with --labels), matched to masks by name.
     #[arg(long, requires = "labels")]
     images: Option<PathBuf>,
@@ -34,6 +40,29 @@ pub struct Args {
     /// What a mask's name adds to its image's name (Image_01L.jpg -> Image_01L_1stHO.png).
     #[arg(long, default_value = "")]
     label_suffix: String,
+    /// Folder of region-of-interest masks (with --images), matched by name with --roi-suffix.
+    #[arg(long, value_name = "DIR", requires = "images")]
+    rois: Option<PathBuf>,
+    /// What a region of interest's name adds to its image's name (Image_01L -> Image_01L_mask).
+    #[arg(long, default_value = "")]
+    roi_suffix: String,
+    /// Outside the region of interest, the label maps get nnU-Net's ignore label (declared as
+    /// "ignore" in dataset.json), so that training leaves those pixels out.
+    #[arg(long)]
+    roi_as_ignore: bool,
+    /// A separate folder of test cases in the layout of -i (labels optional: labelled cases also
+    /// go to labelsTs/).
+    #[arg(long, value_name = "DIR", requires = "input")]
+    test_input: Option<PathBuf>,
+    /// A separate folder of test images, in the layout of --images.
+    #[arg(long, value_name = "DIR", requires = "images")]
+    test_images: Option<PathBuf>,
+    /// The masks of --test-images (optional).
+    #[arg(long, value_name = "DIR", requires = "test_images")]
+    test_labels: Option<PathBuf>,
+    /// The regions of interest of --test-images (needed with --rois).
+    #[arg(long, value_name = "DIR", requires = "test_images")]
+    test_rois: Option<PathBuf>,
     /// ID of the new dataset.
     #[arg(short = 'd', long = "dataset-id")]
     dataset_id: u32,
@@ -53,6 +82,10 @@ pub struct Args {
     /// Fraction of the labelled cases to hold out as test cases, drawn with --seed.
     #[arg(long)]
     test_fraction: Option<f64>,
+    /// With --test-fraction, draw whole groups of cases: a regular expression whose first group
+    /// names a case's group (e.g. '^(Image_\d+)' keeps both eyes of a patient together).
+    #[arg(long, value_name = "REGEX", requires = "test_fraction")]
+    group_by: Option<String>,
     /// Seed of the test-case draw.
     #[arg(long, default_value_t = 12345)]
     seed: u64,
@@ -81,32 +114,57 @@ fn parse_map(entry: &str) -> anyhow::Result<(i64, i64)> {
     ))
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let layout = match (args.input, args.images, args.labels) {
-        (Some(root), None, None) => Layout::PerCase {
-            root,
-            image_name: args.image_name,
-            label_name: args.label_name,
-        },
-        (None, Some(images), Some(labels)) => Layout::Split {
-            images,
-            labels,
-            label_suffix: args.label_suffix,
-        },
+/// The training layout and the test folder's layout (if any) the arguments describe.
+fn layouts(args: &Args) -> anyhow::Result<(Layout, Option<Layout>)> {
+    match (&args.input, &args.images, &args.labels) {
+        (Some(root), None, None) => {
+            let per_case = |root: &PathBuf| Layout::PerCase {
+                root: root.clone(),
+                image_name: args.image_name.clone(),
+                label_name: args.label_name.clone(),
+                roi_name: args.roi_name.clone(),
+            };
+            Ok((per_case(root), args.test_input.as_ref().map(per_case)))
+        }
+        (None, Some(images), Some(labels)) => {
+            if args.rois.is_some() != args.test_rois.is_some() && args.test_images.is_some() {
+                bail!("give the test images' regions of interest with --test-rois, as --rois");
+            }
+            let split = |images: &PathBuf, labels: Option<&PathBuf>, rois: Option<&PathBuf>| {
+                Layout::Split {
+                    images: images.clone(),
+                    labels: labels.cloned(),
+                    label_suffix: args.label_suffix.clone(),
+                    rois: rois.cloned(),
+                    roi_suffix: args.roi_suffix.clone(),
+                }
+            };
+            let test = args
+                .test_images
+                .as_ref()
+                .map(|t| split(t, args.test_labels.as_ref(), args.test_rois.as_ref()));
+            Ok((split(images, Some(labels), args.rois.as_ref()), test))
+        }
         _ => bail!("give either -i CASES_FOLDER, or --images DIR and --labels DIR"),
-    };
+    }
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let (layout, test_layout) = layouts(&args)?;
     let test_split = if !args.test_cases.is_empty() {
         TestSplit::Cases(args.test_cases)
     } else if let Some(fraction) = args.test_fraction {
         TestSplit::Fraction {
             fraction,
             seed: args.seed,
+            group_by: args.group_by,
         }
     } else {
         TestSplit::None
     };
     let job = FolderConversion {
         layout,
+        test_layout,
         dataset_id: args.dataset_id,
         dataset_name: args.name,
         label_map: args
@@ -118,6 +176,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         test_split,
         channel_names: (!args.channel_names.is_empty()).then_some(args.channel_names),
         label_names: (!args.label_names.is_empty()).then_some(args.label_names),
+        roi_as_ignore: args.roi_as_ignore,
         overwrite: args.overwrite,
     };
     let report = convert_folder(&job, &ctx.paths)?;

@@ -1,7 +1,8 @@
 //! `nnunet demo [--3d] [--dataset-id 999] [--root DIR] [--keep]`: the whole of nnU-Net on a small
 //! generated dataset in one command: make the dataset, fingerprint, plan and preprocess it, train
-//! fold 0 on a short schedule, predict the test cases (`imagesTs`) and score them against
-//! `labelsTs`, printing the Dice per label and where everything is.
+//! fold 0 on a short schedule and validate it (`fold_0/validation/`, as `nnunet train` does),
+//! predict the test cases (`imagesTs`) and score them against `labelsTs`, printing the Dice per
+//! label, one prediction time per case and where everything is.
 //!
 //! It works in a fresh folder (a new temporary folder, or `--root DIR`) with `nnUNet_raw`,
 //! `nnUNet_preprocessed` and `nnUNet_results` under it, unless those folders are given with
@@ -16,10 +17,12 @@ use nnunet_core::dataset::choose_reader;
 use nnunet_core::evaluation::{FolderEvaluation, evaluate_folders, evaluation_targets};
 use nnunet_core::inference::predictor::{FileOutputOptions, Predictor, PredictorSettings};
 use nnunet_core::paths::NnunetPaths;
+use nnunet_core::training::run::checkpoint_path;
 use nnunet_core::training::splits::Fold;
 use nnunet_core::{DatasetJson, Registries};
 use nnunet_plugins::synthetic::{SyntheticSpec, write_synthetic_dataset};
 use nnunet_trainers::setup::{RunRequest, ScheduleOverrides, prepare_run};
+use nnunet_trainers::validation::validate_fold;
 
 use crate::Context;
 use crate::commands::{extract_fingerprint, plan, predict, preprocess};
@@ -267,19 +270,27 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
         seed: 12345,
         num_workers: 1,
         show_progress: true,
+        checkpoint_interval: None,
     };
     let (mut run, state) = prepare_run(&ctx.registries, &request)?;
     let fold_folder = run.output_folder.clone();
     let summary = run.train(state, None)?;
     drop(run);
     eprintln!(
-        "  {} epochs in {:.0} s, best EMA pseudo Dice {}",
+        "  {} epochs in {:.0} s, best EMA pseudo Dice {}; validating fold 0 into {}",
         summary.epochs_completed,
         t.elapsed().as_secs_f64(),
         summary
             .best_ema
-            .map_or_else(|| "-".to_string(), |d| format!("{d:.3}"))
+            .map_or_else(|| "-".to_string(), |d| format!("{d:.3}")),
+        fold_folder.join("validation").display()
     );
+    let validation = validate_fold(
+        &ctx.registries,
+        &request,
+        &checkpoint_path(&fold_folder, "checkpoint_final"),
+        false,
+    )?;
 
     let t = Instant::now();
     let model_folder = fold_folder
@@ -308,17 +319,23 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
     )?;
     let predicted = predict::predict_folder(
         &predictor,
-        &raw_folder.join("imagesTs"),
-        &predictions,
-        &FileOutputOptions::default(),
-        1,
-        0,
-        false,
-        true,
-        false,
-        None,
+        &predict::FolderJob {
+            input: &raw_folder.join("imagesTs"),
+            output: &predictions,
+            options: FileOutputOptions::default(),
+            num_parts: 1,
+            part_id: 0,
+            continue_prediction: false,
+            show_progress: true,
+            verbose: false,
+            previous_stage: None,
+            roi_folder: None,
+        },
     )?;
-    let predict_seconds = t.elapsed().as_secs_f64();
+    eprintln!(
+        "  done in {:.1} s with loading the model",
+        t.elapsed().as_secs_f64()
+    );
 
     step(
         5,
@@ -344,22 +361,12 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
 
     let mut report = String::new();
     report.push_str(&format!(
-        "\nDice on the {predicted} test cases ({configuration}, fold 0, {epochs} epochs of \
-         {iterations} iterations):\n"
+        "\nDice on the {} test cases ({configuration}, fold 0, {epochs} epochs of {iterations} \
+         iterations):\n",
+        predicted.cases
     ));
     for (region, metrics) in &scores.mean {
-        let label_name = dataset_json
-            .labels
-            .entries()
-            .iter()
-            .find(|(_, v)| {
-                let values: Vec<i64> = match v {
-                    nnunet_core::dataset::LabelValue::Label(l) => vec![*l],
-                    nnunet_core::dataset::LabelValue::Region(r) => r.clone(),
-                };
-                values == region.labels()
-            })
-            .map_or_else(|| region.to_string(), |(n, _)| n.clone());
+        let label_name = dataset_json.labels.name_of(region.labels()).unwrap_or("");
         report.push_str(&format!(
             "  label {region} ({label_name}): Dice {:.4}\n",
             metrics.dice
@@ -370,13 +377,22 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
         scores.foreground_mean.dice
     ));
     report.push_str(&format!(
+        "  fold 0's validation cases: mean foreground Dice {:.4}\n",
+        validation.foreground_mean_dice
+    ));
+    report.push_str(&format!(
         "\nprediction: {:.2} s per case\nwhere everything is:\n  raw dataset       {}\n  \
-         preprocessed      {}\n  trained model     {}\n  predictions       {}\n  scores            \
-         {}",
-        predict_seconds / predicted.max(1) as f64,
+         preprocessed      {}\n  trained model     {}\n  validation        {}\n  predictions       \
+         {}\n  scores            {}",
+        predicted.seconds_per_case,
         raw_folder.display(),
         ctx.paths.preprocessed()?.join(&name).display(),
         model_folder.display(),
+        validation
+            .summary_file
+            .parent()
+            .unwrap_or(&fold_folder)
+            .display(),
         predictions.display(),
         summary_file.display()
     ));

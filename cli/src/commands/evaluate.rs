@@ -1,7 +1,16 @@
 //! `nnunet evaluate GT PRED -djfile dataset.json -pfile plans.json` and
 //! `nnunet evaluate-simple GT PRED -l 1 2 …`: nnU-Net's `nnUNetv2_evaluate_folder` and
 //! `nnUNetv2_evaluate_simple`. Each writes nnU-Net's `summary.json` (default
-//! `PRED/summary.json`) and prints the mean foreground Dice and the Dice of every label or region.
+//! `PRED/summary.json`) and prints the mean foreground Dice and the Dice of every label or region
+//! (`evaluate` with the label names of `dataset.json`; `evaluate-simple` also per case).
+//!
+//! Values in a file that are not labels of `dataset.json` (for `evaluate-simple`: values that are
+//! only the visible values of the `-l` labels, such as a 0/255 mask for `-l 1`) are an error naming
+//! the file and the values; `--visible-labels` reads files written by `nnunet predict
+//! --visible-labels` (and 0/255 masks) back as labels.
+//! `--roi-dir DIR` scores only inside each case's region of interest (`DIR/CASE.ending`, nonzero
+//! inside). `evaluate-simple --label-suffix _1stHO` pairs the prediction `CASE.png` with the
+//! reference `CASE_1stHO.png`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +18,8 @@ use anyhow::Context as _;
 use nnunet_core::DatasetJson;
 use nnunet_core::dataset::{choose_reader, choose_reader_for};
 use nnunet_core::evaluation::{
-    LabelOrRegion, Summary, evaluate_pairs, evaluation_targets, pair_files,
+    LabelOrRegion, Scoring, Summary, ValueCheck, evaluate_pairs, evaluation_targets, pair_files,
+    with_rois,
 };
 use nnunet_core::io::Reader;
 use nnunet_core::plans::Plans;
@@ -29,9 +39,21 @@ pub struct Common {
     /// Worker threads (default: the number of CPU cores).
     #[arg(long = "num-processes", value_name = "N")]
     num_processes: Option<usize>,
-    /// Evaluate only the cases that have a prediction instead of failing when some are missing.
+    /// Evaluate only the cases that have both a prediction and a reference instead of failing
+    /// when some are missing (a test folder's image-only cases have no reference).
     #[arg(long)]
     chill: bool,
+    /// Score only inside each case's region of interest: DIR/CASE.ending, nonzero inside (e.g.
+    /// the roisTs folder `convert-folder --roi-name` writes).
+    #[arg(long = "roi-dir", value_name = "DIR")]
+    roi_dir: Option<PathBuf>,
+    /// What a region of interest's name adds to the case name (CASE.png -> CASE_mask.png).
+    #[arg(long = "roi-suffix", default_value = "", requires = "roi_dir")]
+    roi_suffix: String,
+    /// Read files holding the values `nnunet predict --visible-labels` writes (a binary mask as
+    /// 0/255) back as labels.
+    #[arg(long = "visible-labels")]
+    visible_labels: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -61,6 +83,10 @@ pub struct SimpleArgs {
         allow_negative_numbers = true
     )]
     ignore_label: Option<i64>,
+    /// What a reference's name adds to its prediction's name (prediction Image_01L.png, reference
+    /// Image_01L_1stHO.png: --label-suffix _1stHO).
+    #[arg(long = "label-suffix", default_value = "")]
+    label_suffix: String,
 }
 
 /// The sorted names of the files in `folder` (those ending with `ending`, if given).
@@ -98,14 +124,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             )
         })?;
     let reader = choose_reader(&ctx.registries, &dataset_json, Some(&example))?.create();
-    let targets = evaluation_targets(&dataset_json.labels);
-    evaluate(
-        &args.common,
-        reader.as_ref(),
-        &ending,
-        &targets,
-        dataset_json.labels.ignore_label(),
-    )
+    let labels = &dataset_json.labels;
+    let scoring = Scoring {
+        regions: evaluation_targets(labels),
+        ignore_label: labels.ignore_label(),
+        values: Some(ValueCheck {
+            allowed: labels.expected_values(),
+            labels_from: args.djfile.display().to_string(),
+            highest: labels.all_labels().last().copied().unwrap_or(1),
+            map_visible: args.common.visible_labels,
+            strict: true,
+        }),
+    };
+    let summary = evaluate(&args.common, reader.as_ref(), &ending, "", &scoring)?;
+    let name = |region: &LabelOrRegion| match labels.name_of(region.labels()) {
+        Some(name) => format!("{region} ({name})"),
+        None => region.to_string(),
+    };
+    print_summary(&summary, &output_file(&args.common), &name, false)
 }
 
 /// The file ending of `file` for matching files: the longest ending a registered reader handles
@@ -126,69 +162,134 @@ fn file_ending_of(ctx: &Context, file: &Path) -> String {
 
 /// `nnunet evaluate-simple`.
 pub fn run_simple(ctx: &Context, args: SimpleArgs) -> anyhow::Result<()> {
-    let example = sorted_files(&args.common.gt_folder, None)?
+    let example = sorted_files(&args.common.pred_folder, None)?
         .into_iter()
-        .next()
+        .find(|f| f.extension().is_some_and(|x| x != "json" && x != "npz"))
         .ok_or_else(|| {
             anyhow::anyhow!(
-                "{}: the folder holds no files (the reference segmentations)",
-                args.common.gt_folder.display()
+                "{}: the folder holds no segmentation files (the predictions)",
+                args.common.pred_folder.display()
             )
         })?;
     let ending = file_ending_of(ctx, &example);
     let reader = choose_reader_for(&ctx.registries, None, &ending, Some(&example))?.create();
-    let targets: Vec<LabelOrRegion> = args
-        .labels
-        .iter()
-        .map(|&l| LabelOrRegion::Label(l))
+    let mut allowed: Vec<i64> = std::iter::once(0)
+        .chain(args.labels.iter().copied())
+        .chain(args.ignore_label)
         .collect();
-    evaluate(
+    allowed.sort_unstable();
+    allowed.dedup();
+    let scoring = Scoring {
+        regions: args
+            .labels
+            .iter()
+            .map(|&l| LabelOrRegion::Label(l))
+            .collect(),
+        ignore_label: args.ignore_label,
+        values: Some(ValueCheck {
+            allowed,
+            labels_from: "-l".into(),
+            highest: args.labels.iter().copied().max().unwrap_or(1),
+            map_visible: args.common.visible_labels,
+            strict: false,
+        }),
+    };
+    let summary = evaluate(
         &args.common,
         reader.as_ref(),
         &ending,
-        &targets,
-        args.ignore_label,
+        &args.label_suffix,
+        &scoring,
+    )?;
+    print_summary(
+        &summary,
+        &output_file(&args.common),
+        &LabelOrRegion::to_string,
+        true,
     )
+}
+
+/// Where the summary goes: `-o`, or `PRED_FOLDER/summary.json`.
+fn output_file(common: &Common) -> PathBuf {
+    common
+        .output
+        .clone()
+        .unwrap_or_else(|| common.pred_folder.join("summary.json"))
 }
 
 fn evaluate(
     common: &Common,
     reader: &dyn Reader,
     ending: &str,
-    targets: &[LabelOrRegion],
-    ignore_label: Option<i64>,
-) -> anyhow::Result<()> {
-    let output = common
-        .output
-        .clone()
-        .unwrap_or_else(|| common.pred_folder.join("summary.json"));
+    reference_suffix: &str,
+    scoring: &Scoring,
+) -> anyhow::Result<Summary> {
+    let output = output_file(common);
     if !output.to_string_lossy().ends_with(".json") {
         anyhow::bail!("{}: the output file must end with .json", output.display());
     }
-    let pairs = pair_files(&common.gt_folder, &common.pred_folder, ending, common.chill)?;
+    let mut cases = pair_files(
+        &common.gt_folder,
+        &common.pred_folder,
+        ending,
+        reference_suffix,
+        common.chill,
+        common.chill,
+    )?;
+    let predictions = sorted_files(&common.pred_folder, Some(ending))?.len();
+    if cases.len() < predictions {
+        eprintln!(
+            "note: {} of the {predictions} predictions have no reference in {} and are not scored",
+            predictions - cases.len(),
+            common.gt_folder.display()
+        );
+    }
+    if let Some(roi_dir) = &common.roi_dir {
+        cases = with_rois(cases, roi_dir, &common.roi_suffix, ending)?;
+    }
     let num_processes = common
         .num_processes
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if num_processes == 0 {
         anyhow::bail!("-np must be at least 1");
     }
-    let bar = crate::progress::bar(pairs.len(), "evaluating");
-    let summary = evaluate_pairs(
-        &pairs,
-        reader,
-        targets,
-        ignore_label,
-        num_processes,
-        &|| bar.inc(1),
-    );
+    let bar = crate::progress::bar(cases.len(), "evaluating");
+    let summary = evaluate_pairs(&cases, reader, scoring, num_processes, &|| bar.inc(1));
     bar.finish_and_clear();
     let summary = summary?;
     summary.write_json(&output)?;
-    print_summary(&summary, &output)
+    Ok(summary)
 }
 
-fn print_summary(summary: &Summary, output: &Path) -> anyhow::Result<()> {
+/// Prints where the summary is, the mean Dice of every label or region (named by `name`) and the
+/// foreground mean; with `per_case`, first each case's Dice.
+fn print_summary(
+    summary: &Summary,
+    output: &Path,
+    name: &dyn Fn(&LabelOrRegion) -> String,
+    per_case: bool,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
+    if per_case {
+        for case in &summary.metric_per_case {
+            let dice: Vec<String> = case
+                .metrics
+                .iter()
+                .map(|(region, m)| {
+                    format!(
+                        "Dice of {}: {}",
+                        name(region),
+                        format_dice(m.dice, "in neither file")
+                    )
+                })
+                .collect();
+            let file = case.prediction_file.file_name().unwrap_or_default();
+            crate::output::line(
+                &mut out,
+                format_args!("{}: {}", file.to_string_lossy(), dice.join(", ")),
+            )?;
+        }
+    }
     let cases = summary.metric_per_case.len();
     crate::output::line(
         &mut out,
@@ -202,7 +303,9 @@ fn print_summary(summary: &Summary, output: &Path) -> anyhow::Result<()> {
         crate::output::line(
             &mut out,
             format_args!(
-                "Dice of {region}: {}",
+                "{}Dice of {}: {}",
+                if per_case { "mean " } else { "" },
+                name(region),
                 format_dice(mean.dice, "it is in no case's reference or prediction")
             ),
         )?;

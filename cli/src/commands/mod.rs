@@ -2,6 +2,7 @@
 
 pub mod benchmark_dataloader;
 pub mod convert_folder;
+pub mod convert_images;
 pub mod convert_msd;
 pub mod demo;
 pub mod describe;
@@ -16,6 +17,7 @@ pub mod install_model;
 pub mod link_commands;
 pub mod list;
 pub mod make_example_dataset;
+pub mod make_splits;
 pub mod move_plans;
 pub mod paths;
 pub mod plan;

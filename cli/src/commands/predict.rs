@@ -9,6 +9,10 @@
 //! `plans.json` are copied into `OUT`, as the reference does. `--visible-labels` writes label
 //! values spread over 0..255 (binary masks as 0/255) to look at.
 //!
+//! Grouping follows the reader: a colour image (`CASE_0000.png` in RGB) gives all three channels
+//! of a model trained on colour images. `--roi-dir DIR` writes background outside each case's
+//! region of interest `DIR/CASE.ending` (nonzero inside). Only `nnUNet_results` is needed.
+//!
 //! A cascade stage (`3d_cascade_fullres`) takes the previous stage's prediction of each case:
 //! from `-prev_stage_predictions DIR` (`DIR/CASE.ending`, as the reference), or, without it, the
 //! previous stage's model next to this one (`Trainer__Plans__3d_lowres`) predicts the cases first
@@ -19,9 +23,10 @@ use std::time::Instant;
 
 use nnunet_core::device::{device_from_name, set_cpu_threads};
 use nnunet_core::inference::predictor::{
-    CaseInput, FileOutputOptions, Predictor, PredictorSettings, case_is_predicted, cases_in_folder,
-    with_previous_stage,
+    CaseInput, FileOutputOptions, Predictor, PredictorSettings, case_is_predicted,
+    with_previous_stage, with_regions_of_interest,
 };
+use nnunet_core::plans::Plans;
 use nnunet_core::training::splits::Fold;
 
 use crate::Context;
@@ -72,6 +77,10 @@ pub struct Args {
     /// Write labels spread over 0..255 (binary masks as 0/255) for looking at them.
     #[arg(long = "visible-labels")]
     visible_labels: bool,
+    /// Regions of interest (DIR/CASE.ending, nonzero inside, e.g. the roisTs folder of
+    /// convert-folder): everything outside a case's region is written as background.
+    #[arg(long = "roi-dir", value_name = "DIR")]
+    roi_dir: Option<PathBuf>,
     /// Number of separate predict calls sharing the cases (`-num_parts`).
     #[arg(long = "num-parts", default_value_t = 1)]
     num_parts: usize,
@@ -135,22 +144,80 @@ fn model_folder(ctx: &Context, args: &Args) -> anyhow::Result<PathBuf> {
              -m MODEL_FOLDER"
         );
     };
-    let name = ctx.paths.dataset_name(dataset)?;
+    let results = ctx.paths.results()?;
+    let name = ctx.paths.results_only()?.dataset_name(dataset)?;
     let trainer = args.trainer.as_deref().unwrap_or("nnUNetTrainer");
     let plans = args.plans.as_deref().unwrap_or("nnUNetPlans");
-    let folder = ctx
-        .paths
-        .results()?
-        .join(&name)
-        .join(format!("{trainer}__{plans}__{configuration}"));
+    let dataset_folder = results.join(&name);
+    let folder = dataset_folder.join(format!("{trainer}__{plans}__{configuration}"));
     if !folder.is_dir() {
+        let models = trained_models(&dataset_folder);
+        if let Some(known) = configurations_of_plans(ctx, &dataset_folder, &name, trainer, plans)
+            && !known.contains(configuration)
+        {
+            anyhow::bail!(
+                "configuration '{configuration}' is not in the plans {plans} of {name}; its \
+                 configurations are {}{}",
+                known.join(", "),
+                trained_models_text(&models)
+            );
+        }
         anyhow::bail!(
             "{}: no trained model there; train it with `nnunet train {dataset} {configuration} \
-             FOLD -tr {trainer} -p {plans}`",
-            folder.display()
+             FOLD -tr {trainer} -p {plans}`{}",
+            folder.display(),
+            trained_models_text(&models)
         );
     }
     Ok(folder)
+}
+
+/// The trained model folders (`Trainer__Plans__configuration`) of a dataset in nnUNet_results.
+fn trained_models(dataset_folder: &Path) -> Vec<String> {
+    let mut models: Vec<String> = std::fs::read_dir(dataset_folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("plans.json").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    models.sort();
+    models
+}
+
+fn trained_models_text(models: &[String]) -> String {
+    if models.is_empty() {
+        String::new()
+    } else {
+        format!(" (trained models of this dataset: {})", models.join(", "))
+    }
+}
+
+/// The configurations of the plans `plans`: from a model trained with them, or from
+/// nnUNet_preprocessed when it is set.
+fn configurations_of_plans(
+    ctx: &Context,
+    dataset_folder: &Path,
+    name: &str,
+    trainer: &str,
+    plans: &str,
+) -> Option<Vec<String>> {
+    let prefix = format!("{trainer}__{plans}__");
+    let trained = trained_models(dataset_folder)
+        .into_iter()
+        .find(|m| m.starts_with(&prefix))
+        .map(|m| dataset_folder.join(m).join("plans.json"));
+    let preprocessed = ctx
+        .paths
+        .preprocessed()
+        .ok()
+        .map(|p| p.join(name).join(format!("{plans}.json")));
+    [trained, preprocessed]
+        .into_iter()
+        .flatten()
+        .find(|file| file.is_file())
+        .and_then(|file| Plans::from_file(&file).ok())
+        .map(|p| p.configuration_names())
 }
 
 /// Every `part_id`-th case of `num_parts`, as nnU-Net's `[part_id::num_parts]`.
@@ -173,71 +240,97 @@ fn copy_model_file(model_folder: &Path, output: &Path, name: &str) -> anyhow::Re
     Ok(())
 }
 
-/// Predicts the cases of `input` into `output` with `predictor` and the options of `args`;
-/// returns the number of cases predicted (after -num_parts and --continue_prediction).
-#[allow(clippy::too_many_arguments)]
-pub fn predict_folder(
-    predictor: &Predictor,
-    input: &Path,
-    output: &Path,
-    options: &FileOutputOptions,
-    num_parts: usize,
-    part_id: usize,
-    continue_prediction: bool,
-    show_progress: bool,
-    verbose: bool,
-    previous_stage: Option<&Path>,
-) -> anyhow::Result<usize> {
+/// What [`predict_folder`] predicts and how.
+pub struct FolderJob<'a> {
+    /// The input folder (`CASE_XXXX.ending`).
+    pub input: &'a Path,
+    /// The output folder.
+    pub output: &'a Path,
+    /// What is written besides the segmentations.
+    pub options: FileOutputOptions,
+    /// Number of separate calls sharing the cases (`-num_parts`).
+    pub num_parts: usize,
+    /// Which of them this is, from 0 (`-part_id`).
+    pub part_id: usize,
+    /// Skip cases whose outputs exist.
+    pub continue_prediction: bool,
+    /// Show a progress bar (on a terminal).
+    pub show_progress: bool,
+    /// Print each case as it is written.
+    pub verbose: bool,
+    /// A cascade stage's previous-stage predictions.
+    pub previous_stage: Option<&'a Path>,
+    /// Regions of interest (`DIR/CASE.ending`).
+    pub roi_folder: Option<&'a Path>,
+}
+
+/// What [`predict_folder`] did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FolderReport {
+    /// Cases predicted (after -num_parts and --continue_prediction).
+    pub cases: usize,
+    /// Seconds per case, from reading the first to writing the last.
+    pub seconds_per_case: f64,
+}
+
+/// Predicts the cases of `job.input` into `job.output` with `predictor`.
+pub fn predict_folder(predictor: &Predictor, job: &FolderJob<'_>) -> anyhow::Result<FolderReport> {
+    let (input, output) = (job.input, job.output);
     if !input.is_dir() {
         anyhow::bail!("{}: no such input folder", input.display());
     }
     let ending = predictor.file_ending().to_string();
-    let all = cases_in_folder(input, &ending, predictor.input_channels(), output)?;
+    let all = predictor.input_cases(input, output)?;
     if all.is_empty() {
         anyhow::bail!(
             "{}: no input images; nnU-Net names them CASE_0000{ending} (one file per channel, \
-             the model's file ending {ending})",
+             the model's file ending {ending}); `nnunet convert-images -i DIR -o OUT` names \
+             images so",
             input.display()
         );
+    }
+    let total = all.len();
+    let mut mine = part_of(all, job.num_parts, job.part_id);
+    if let Some(folder) = job.previous_stage {
+        mine = with_previous_stage(mine, folder, &ending)?;
+    }
+    if let Some(folder) = job.roi_folder {
+        mine = with_regions_of_interest(mine, folder, &ending)?;
     }
     std::fs::create_dir_all(output).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
     for name in ["dataset.json", "plans.json"] {
         copy_model_file(predictor.model_folder(), output, name)?;
     }
-    let total = all.len();
-    let mine = part_of(all, num_parts, part_id);
-    let mine = match previous_stage {
-        Some(folder) => with_previous_stage(mine, folder, &ending)?,
-        None => mine,
-    };
     let mine_count = mine.len();
-    let todo: Vec<CaseInput> = if continue_prediction {
+    let todo: Vec<CaseInput> = if job.continue_prediction {
         mine.into_iter()
-            .filter(|c| !case_is_predicted(c, &ending, options.save_probabilities))
+            .filter(|c| !case_is_predicted(c, &ending, job.options.save_probabilities))
             .collect()
     } else {
         mine
     };
     eprintln!(
-        "{total} case(s) in {}; part {part_id} of {num_parts}: {mine_count}; to predict: {}{}",
+        "{total} case(s) in {}; part {} of {}: {mine_count}; to predict: {}{}",
         input.display(),
+        job.part_id,
+        job.num_parts,
         todo.len(),
-        if continue_prediction && todo.len() < mine_count {
+        if job.continue_prediction && todo.len() < mine_count {
             format!(" ({} already predicted)", mine_count - todo.len())
         } else {
             String::new()
         }
     );
     if todo.is_empty() {
-        return Ok(0);
+        return Ok(FolderReport::default());
     }
     let bar = nnunet_core::progress::bar(todo.len(), "predicting", "cases");
-    if !show_progress {
+    if !job.show_progress {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let start = Instant::now();
-    let result = predictor.predict_from_files(&todo, options, &|case, path| {
-        if verbose {
+    let result = predictor.predict_from_files(&todo, &job.options, &|case, path| {
+        if job.verbose {
             bar.suspend(|| eprintln!("{}: {}", case.identifier, path.display()));
         }
         bar.inc(1);
@@ -245,13 +338,17 @@ pub fn predict_folder(
     bar.finish_and_clear();
     let written = result?;
     let seconds = start.elapsed().as_secs_f64();
+    let report = FolderReport {
+        cases: written.len(),
+        seconds_per_case: seconds / written.len() as f64,
+    };
     eprintln!(
         "predicted {} case(s) into {} in {seconds:.1} s ({:.2} s per case)",
-        written.len(),
+        report.cases,
         output.display(),
-        seconds / written.len() as f64
+        report.seconds_per_case
     );
-    Ok(written.len())
+    Ok(report)
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
@@ -342,15 +439,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
             predict_folder(
                 &previous_predictor,
-                &args.input,
-                dir.path(),
-                &FileOutputOptions::default(),
-                args.num_parts,
-                args.part_id,
-                false,
-                show_progress,
-                args.verbose,
-                None,
+                &FolderJob {
+                    input: &args.input,
+                    output: dir.path(),
+                    options: FileOutputOptions::default(),
+                    num_parts: args.num_parts,
+                    part_id: args.part_id,
+                    continue_prediction: false,
+                    show_progress,
+                    verbose: args.verbose,
+                    previous_stage: None,
+                    roi_folder: None,
+                },
             )?;
             let path = dir.path().to_path_buf();
             _previous_stage_output = Some(dir);
@@ -375,18 +475,21 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     );
     predict_folder(
         &predictor,
-        &args.input,
-        &args.output,
-        &FileOutputOptions {
-            save_probabilities: args.save_probabilities,
-            visible_labels: args.visible_labels,
+        &FolderJob {
+            input: &args.input,
+            output: &args.output,
+            options: FileOutputOptions {
+                save_probabilities: args.save_probabilities,
+                visible_labels: args.visible_labels,
+            },
+            num_parts: args.num_parts,
+            part_id: args.part_id,
+            continue_prediction: args.continue_prediction,
+            show_progress,
+            verbose: args.verbose,
+            previous_stage: previous_stage.as_deref(),
+            roi_folder: args.roi_dir.as_deref(),
         },
-        args.num_parts,
-        args.part_id,
-        args.continue_prediction,
-        show_progress,
-        args.verbose,
-        previous_stage.as_deref(),
     )?;
     Ok(())
 }

@@ -3,11 +3,20 @@
 //! `nnUNet_results/DatasetXXX/Trainer__Plans__configuration/fold_N` (log, `progress.png`,
 //! checkpoints), then predicts the fold's validation cases and scores them into
 //! `validation/summary.json`. `--epochs`, `--iterations-per-epoch`, `--val-iterations-per-epoch`
-//! and `--initial-lr` change the trainer's schedule for this run.
+//! and `--initial-lr` change the trainer's schedule for this run (validation iterations scale with
+//! `--iterations-per-epoch` in nnU-Net's 250:50 ratio unless given); `--c` continues with the
+//! schedule recorded in the checkpoint. A fold that holds a run already is only touched with `--c`
+//! or `--val`.
+//!
+//! On a terminal a progress bar shows the iterations with an ETA and a line per epoch above it;
+//! otherwise (a log file, `nohup`, a batch scheduler) one plain line per epoch goes to stdout.
+//! `checkpoint_latest` is written every 50 epochs, as in nnU-Net, and also after every
+//! `--checkpoint-minutes` (default 10) of training, so that a killed run continues with `--c`
+//! from minutes ago.
 
 use nnunet_core::device::{device_from_name, set_cpu_threads};
 use nnunet_core::training::run::checkpoint_path;
-use nnunet_core::training::splits::Fold;
+use nnunet_core::training::splits::{Fold, read_splits};
 use nnunet_trainers::setup::{RunRequest, ScheduleOverrides, prepare_run};
 use nnunet_trainers::validation::validate_fold;
 
@@ -76,6 +85,66 @@ pub struct Args {
     /// Data-loading worker threads (default: 1).
     #[arg(long = "workers", default_value_t = 1)]
     workers: usize,
+    /// Also write checkpoint_latest when this many minutes of training have passed since the
+    /// last one (0: after every epoch).
+    #[arg(
+        long = "checkpoint-minutes",
+        default_value_t = 10.0,
+        value_name = "MINUTES"
+    )]
+    checkpoint_minutes: f64,
+}
+
+/// The schedule line: epochs, training and validation iterations, and where they come from.
+fn schedule_text(settings: &nnunet_core::TrainerSettings, args: &Args, continued: bool) -> String {
+    let overrides = overrides(args);
+    let origin = if continued && !overrides.any() {
+        " (as recorded in the checkpoint)"
+    } else if overrides.scales_validation() {
+        " (validation scaled from --iterations-per-epoch in nnU-Net's 250:50 ratio; set it with \
+         --val-iterations-per-epoch)"
+    } else {
+        ""
+    };
+    format!(
+        "schedule: {} epochs of {} training and {} validation iterations, initial learning rate \
+         {}{origin}",
+        settings.num_epochs,
+        settings.num_iterations_per_epoch,
+        settings.num_val_iterations_per_epoch,
+        settings.initial_lr
+    )
+}
+
+/// One line on stdout; a closed stdout (`| head`) does not stop the training.
+fn say(text: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    crate::output::line(&mut std::io::stdout().lock(), text)
+}
+
+fn overrides(args: &Args) -> ScheduleOverrides {
+    ScheduleOverrides {
+        epochs: args.epochs,
+        iterations_per_epoch: args.iterations_per_epoch,
+        val_iterations_per_epoch: args.val_iterations_per_epoch,
+        initial_lr: args.initial_lr,
+    }
+}
+
+/// The note for a fold beyond the folds of `splits_final.json`: nnU-Net trains it on a random
+/// 80:20 split.
+fn random_split_note(splits_file: &std::path::Path, fold: Fold) -> anyhow::Result<Option<String>> {
+    let Fold::Index(index) = fold else {
+        return Ok(None);
+    };
+    let folds = read_splits(splits_file)?.len();
+    Ok((index >= folds).then(|| {
+        format!(
+            "note: {} has {folds} folds, so fold {index} trains and validates on a random 80:20 \
+             split of the cases (seeded with 12345 + {index}, as nnU-Net does); `nnunet \
+             make-splits` writes other folds",
+            splits_file.display()
+        )
+    }))
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
@@ -97,19 +166,23 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         fold,
         trainer: args.trainer.clone(),
         plans_identifier: args.plans.clone(),
-        overrides: ScheduleOverrides {
-            epochs: args.epochs,
-            iterations_per_epoch: args.iterations_per_epoch,
-            val_iterations_per_epoch: args.val_iterations_per_epoch,
-            initial_lr: args.initial_lr,
-        },
+        overrides: overrides(&args),
         continue_training: args.continue_training || args.validation_only,
         pretrained_weights: args.pretrained_weights.clone(),
         device: device_from_name(&args.device)?,
         seed: args.seed,
         num_workers: args.workers,
         show_progress: true,
+        checkpoint_interval: Some(std::time::Duration::from_secs_f64(
+            args.checkpoint_minutes * 60.0,
+        )),
     };
+    if !(args.checkpoint_minutes >= 0.0 && args.checkpoint_minutes.is_finite()) {
+        anyhow::bail!(
+            "--checkpoint-minutes must be a number of minutes, 0 or more (got {})",
+            args.checkpoint_minutes
+        );
+    }
     if args.continue_training && args.pretrained_weights.is_some() {
         anyhow::bail!(
             "--c and -pretrained_weights exclude each other: a continued run has its own weights"
@@ -120,27 +193,39 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         run.settings.disable_checkpointing = true;
     }
     let output = run.output_folder.clone();
-    eprintln!(
+    say(format_args!(
         "{name} {} fold {}: trainer {}, output {}",
         args.configuration,
         fold,
         args.trainer,
         output.display()
-    );
+    ))?;
+    if let Some(note) =
+        random_split_note(&request.preprocessed_folder.join("splits_final.json"), fold)?
+    {
+        say(format_args!("{note}"))?;
+    }
     if !args.validation_only {
+        say(format_args!(
+            "{}",
+            schedule_text(&run.settings, &args, state.epoch > 0)
+        ))?;
+        if state.epoch > 0 {
+            say(format_args!("continuing from epoch {}", state.epoch))?;
+        }
         let summary = run.train(state, args.stop_after)?;
         if !summary.finished {
-            eprintln!(
+            say(format_args!(
                 "stopped after epoch {} of {}; continue with --c",
                 summary.epochs_completed, run.settings.num_epochs
-            );
+            ))?;
             return Ok(());
         }
         if let Some(best) = summary.best_ema {
-            eprintln!(
+            say(format_args!(
                 "training done: {} epochs, best EMA pseudo Dice {best:.4}, {:.2} iterations/s",
                 summary.epochs_completed, summary.iterations_per_second
-            );
+            ))?;
         }
         if run.settings.benchmark.is_some() || run.settings.disable_checkpointing {
             return Ok(());
@@ -159,11 +244,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         );
     }
     let result = validate_fold(&ctx.registries, &request, &checkpoint, args.npz)?;
-    eprintln!(
+    say(format_args!(
         "validation of {} cases: mean foreground Dice {:.4} ({})",
         result.cases,
         result.foreground_mean_dice,
         result.summary_file.display()
-    );
+    ))?;
     Ok(())
 }

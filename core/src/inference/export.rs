@@ -410,6 +410,45 @@ pub fn export_prediction_from_logits(
     )
 }
 
+/// Makes everything outside the region of interest `roi` (`[z, y, x]`, nonzero inside)
+/// background: label 0 and, in the probabilities, background 1 and every other class 0 (every
+/// region 0). `roi` must have the segmentation's shape.
+pub fn restrict_to_roi(
+    prediction: &mut ExportedPrediction,
+    roi: ArrayView3<'_, i16>,
+    labels: &LabelHandling,
+) -> Result<()> {
+    if roi.shape() != prediction.segmentation.shape() {
+        return Err(Error::Invalid(format!(
+            "the region of interest has shape {:?} but the image {:?} (they must have the same \
+             shape)",
+            roi.shape(),
+            prediction.segmentation.shape()
+        )));
+    }
+    Zip::from(&mut prediction.segmentation)
+        .and(&roi)
+        .for_each(|label, &inside| {
+            if inside == 0 {
+                *label = 0;
+            }
+        });
+    if let Some(probabilities) = &mut prediction.probabilities {
+        for (c, mut channel) in probabilities.axis_iter_mut(Axis(0)).enumerate() {
+            let outside = match labels {
+                LabelHandling::Classes { .. } if c == 0 => 1.0,
+                _ => 0.0,
+            };
+            Zip::from(&mut channel).and(&roi).for_each(|p, &inside| {
+                if inside == 0 {
+                    *p = outside;
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Spreads labels `0..=max_label` evenly over `0..=255` (`round(label * 255 / max_label)`), so
 /// that a label map saved in an 8-bit format can be looked at (binary: 0 and 255). Labels
 /// outside `0..=max_label`, and `max_label` outside `1..=255`, are errors.
@@ -428,8 +467,14 @@ pub fn visible_labels(segmentation: ArrayView3<'_, i16>, max_label: i16) -> Resu
             "visible labels: label {bad} is outside 0..={max_label}"
         )));
     }
-    let max = i32::from(max_label);
-    Ok(segmentation.mapv(|v| ((i32::from(v) * 255 * 2 + max) / (2 * max)) as i16))
+    Ok(segmentation.mapv(|v| visible_value(v, max_label)))
+}
+
+/// The value [`visible_labels`] writes for `label` when the highest label is `max_label` (in
+/// `1..=255`): `round(label * 255 / max_label)`.
+pub fn visible_value(label: i16, max_label: i16) -> i16 {
+    let max = i32::from(max_label.max(1));
+    ((i32::from(label) * 255 * 2 + max) / (2 * max)) as i16
 }
 
 /// A writer that only counts bytes and computes their CRC-32 (the zip checksum).

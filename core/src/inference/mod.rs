@@ -10,13 +10,14 @@ pub mod sliding_window;
 
 pub use export::{
     ExportSettings, ExportedPrediction, LabelHandling, export_prediction_from_logits,
-    logits_to_segmentation_in_input_geometry, visible_labels, write_prediction,
-    write_probabilities_npz,
+    logits_to_segmentation_in_input_geometry, restrict_to_roi, visible_labels, visible_value,
+    write_prediction, write_probabilities_npz,
 };
 pub use model::network_from_checkpoint;
 pub use predictor::{
     CaseInput, FileOutputOptions, Prediction, Predictor, PredictorSettings, available_folds,
-    case_is_predicted, cases_in_folder, checkpoint_file_name, with_previous_stage,
+    case_is_predicted, cases_in_folder, channel_count_hint, checkpoint_file_name,
+    with_previous_stage, with_regions_of_interest,
 };
 pub use sliding_window::{
     SlidingWindowSettings, compute_gaussian, compute_steps, predict_sliding_window,

@@ -26,11 +26,11 @@ use crate::error::{Error, Result};
 use crate::inference::cascade::{append_one_hot, cascade_labels, network_input_channels};
 use crate::inference::export::{
     ExportSettings, ExportedPrediction, LabelHandling, logits_to_segmentation_in_input_geometry,
-    visible_labels, with_suffix, write_probabilities_and_properties,
+    restrict_to_roi, visible_labels, with_suffix, write_probabilities_and_properties,
 };
 use crate::inference::model::network_from_checkpoint;
 use crate::inference::sliding_window::{SlidingWindowSettings, predict_sliding_window};
-use crate::io::{Image, ImageProperties, Reader, Segmentation};
+use crate::io::{Image, ImageProperties, Reader, Segmentation, required_file};
 use crate::network::{Network, NetworkSpec};
 use crate::plans::{Configuration, Plans};
 use crate::preprocessing::storage::CaseProperties;
@@ -76,6 +76,28 @@ pub struct CaseInput {
     /// Cascade stage: the previous stage's prediction of the case (a label map in the input's
     /// geometry, as `nnunet predict` wrote it); see [`with_previous_stage`].
     pub previous_stage: Option<PathBuf>,
+    /// The case's region of interest (a label map in the input's geometry, nonzero inside):
+    /// everything outside it is written as background; see [`with_regions_of_interest`].
+    pub roi: Option<PathBuf>,
+}
+
+/// `folder/<case><file_ending>` of every case, each of which must exist; `what(case)` says what
+/// the file is, for the error naming a missing one.
+fn case_files(
+    cases: &[CaseInput],
+    folder: &Path,
+    file_ending: &str,
+    what: &dyn Fn(&str) -> String,
+) -> Result<Vec<PathBuf>> {
+    cases
+        .iter()
+        .map(|case| {
+            required_file(
+                folder.join(format!("{}{file_ending}", case.identifier)),
+                || what(&case.identifier),
+            )
+        })
+        .collect()
 }
 
 /// Points every case at its previous-stage prediction `folder/<case><file_ending>` (nnU-Net's
@@ -85,20 +107,40 @@ pub fn with_previous_stage(
     folder: &Path,
     file_ending: &str,
 ) -> Result<Vec<CaseInput>> {
-    for case in &mut cases {
-        let file = folder.join(format!("{}{file_ending}", case.identifier));
-        if !file.is_file() {
-            return Err(Error::invalid_file(
-                &file,
-                format!(
-                    "missing: case '{}' has no prediction of the previous stage in {} (predict \
-                     the cases with the previous stage's model into that folder first)",
-                    case.identifier,
-                    folder.display()
-                ),
-            ));
-        }
+    let files = case_files(&cases, folder, file_ending, &|case| {
+        format!(
+            "case '{case}' has no prediction of the previous stage in {} (predict the cases \
+             with the previous stage's model into that folder first)",
+            folder.display()
+        )
+    })?;
+    for (case, file) in cases.iter_mut().zip(files) {
         case.previous_stage = Some(file);
+    }
+    Ok(cases)
+}
+
+/// Gives every case its region of interest `folder/<case><file_ending>` (nonzero inside; outside
+/// it the prediction is background); a missing file is an error naming it.
+pub fn with_regions_of_interest(
+    mut cases: Vec<CaseInput>,
+    folder: &Path,
+    file_ending: &str,
+) -> Result<Vec<CaseInput>> {
+    if !folder.is_dir() {
+        return Err(Error::invalid_file(
+            folder,
+            "no such folder (the regions of interest, CASE<ending> per case)",
+        ));
+    }
+    let files = case_files(&cases, folder, file_ending, &|case| {
+        format!(
+            "the region of interest of case '{case}' (every case needs one in {})",
+            folder.display()
+        )
+    })?;
+    for (case, file) in cases.iter_mut().zip(files) {
+        case.roi = Some(file);
     }
     Ok(cases)
 }
@@ -166,6 +208,26 @@ pub fn available_folds(model_folder: &Path, checkpoint_name: &str) -> Result<Vec
     Ok(folds)
 }
 
+/// For a missing `checkpoint_final`: the folds (of `missing`, or any when empty) whose training
+/// has not finished but has a `checkpoint_best`, and how to predict with it.
+fn unfinished_hint(model_folder: &Path, checkpoint_file: &str, missing: &[Fold]) -> Result<String> {
+    if checkpoint_file != "checkpoint_final.safetensors" {
+        return Ok(String::new());
+    }
+    let best: Vec<Fold> = available_folds(model_folder, "checkpoint_best")?
+        .into_iter()
+        .filter(|f| missing.is_empty() || missing.contains(f))
+        .collect();
+    if best.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        ". The training of fold(s) {} has not finished, but they have checkpoint_best: predict \
+         with -chk checkpoint_best, or finish the training with `nnunet train … --c`",
+        fold_list(&best)
+    ))
+}
+
 fn fold_list(folds: &[Fold]) -> String {
     if folds.is_empty() {
         "none".to_string()
@@ -178,15 +240,18 @@ fn fold_list(folds: &[Fold]) -> String {
     }
 }
 
-/// The cases of a folder of images named as nnU-Net wants them (`<case>_XXXX<file_ending>`, one
-/// file per channel), sorted by case. Every case must have the channels `0000` to
-/// `num_channels - 1` and no others; an error names the case and the missing or extra file.
-/// Outputs go to `output_folder/<case>`.
+/// The cases of a folder of images named as nnU-Net wants them (`<case>_XXXX<file_ending>`),
+/// sorted by case. A case's files are numbered from `0000` without gaps and hold the model's
+/// `num_channels` channels: one file per channel, or fewer files when the reader gives several
+/// channels from one file (an RGB image is three channels); `channels_in(files)` counts what a
+/// case's files hold when there are fewer files than channels. An error names the case and the
+/// missing or extra file. Outputs go to `output_folder/<case>`.
 pub fn cases_in_folder(
     input_folder: &Path,
     file_ending: &str,
     num_channels: usize,
     output_folder: &Path,
+    channels_in: &dyn Fn(&[PathBuf]) -> Result<usize>,
 ) -> Result<Vec<CaseInput>> {
     let entries = std::fs::read_dir(input_folder).map_err(|e| Error::io(input_folder, e))?;
     let mut by_case: std::collections::BTreeMap<String, Vec<(u32, PathBuf)>> =
@@ -225,35 +290,96 @@ pub fn cases_in_folder(
     let mut cases = Vec::with_capacity(by_case.len());
     for (case, mut files) in by_case {
         files.sort();
-        for channel in 0..num_channels as u32 {
-            if !files.iter().any(|(i, _)| *i == channel) {
-                return Err(Error::invalid_file(
-                    input_folder.join(format!("{case}_{channel:04}{file_ending}")),
-                    format!(
-                        "missing: case '{case}' needs {num_channels} channel file(s) \
-                         ({case}_0000{file_ending} to {case}_{:04}{file_ending})",
-                        num_channels - 1
-                    ),
-                ));
-            }
-        }
-        if let Some((_, extra)) = files.iter().find(|(i, _)| *i as usize >= num_channels) {
-            return Err(Error::invalid_file(
-                extra,
-                format!(
-                    "case '{case}' has more channel files than the model's {num_channels} \
-                     channel(s)"
-                ),
-            ));
-        }
+        let files = case_channel_files(
+            input_folder,
+            &case,
+            files,
+            file_ending,
+            num_channels,
+            channels_in,
+        )?;
         cases.push(CaseInput {
             output_truncated: output_folder.join(&case),
             identifier: case,
-            files: files.into_iter().map(|(_, p)| p).collect(),
+            files,
             previous_stage: None,
+            roi: None,
         });
     }
     Ok(cases)
+}
+
+/// Checks one case's channel files (sorted by index) for [`cases_in_folder`]: numbered from 0000
+/// without gaps, no more than the model's channels, and holding them all.
+fn case_channel_files(
+    input_folder: &Path,
+    case: &str,
+    files: Vec<(u32, PathBuf)>,
+    file_ending: &str,
+    num_channels: usize,
+    channels_in: &dyn Fn(&[PathBuf]) -> Result<usize>,
+) -> Result<Vec<PathBuf>> {
+    let channel_file = |i: usize| input_folder.join(format!("{case}_{i:04}{file_ending}"));
+    if let Some(gap) = (0..files.len()).find(|&i| files[i].0 as usize != i) {
+        return Err(Error::invalid_file(
+            channel_file(gap),
+            format!(
+                "missing: case '{case}' has channel files up to {} but not this one (channel \
+                 files are numbered from _0000 without gaps)",
+                files[files.len() - 1].1.display()
+            ),
+        ));
+    }
+    if let Some((_, extra)) = files.get(num_channels) {
+        return Err(Error::invalid_file(
+            extra,
+            format!(
+                "case '{case}' has more channel files than the model's {num_channels} \
+                 channel(s)"
+            ),
+        ));
+    }
+    let files: Vec<PathBuf> = files.into_iter().map(|(_, p)| p).collect();
+    if files.len() < num_channels {
+        let held = channels_in(&files)?;
+        if held < num_channels {
+            return Err(Error::invalid_file(
+                channel_file(files.len()),
+                format!(
+                    "missing: case '{case}' needs {num_channels} channel(s) but its {} file(s) \
+                     hold {held} ({case}_0000{file_ending} to {case}_{:04}{file_ending}, one \
+                     file per channel, or colour images holding several){}",
+                    files.len(),
+                    num_channels - 1,
+                    channel_count_hint(num_channels, held)
+                ),
+            ));
+        }
+        if held > num_channels {
+            return Err(Error::invalid_file(
+                &files[0],
+                format!(
+                    "case '{case}' has {held} channel(s) but the model takes {num_channels}{}",
+                    channel_count_hint(num_channels, held)
+                ),
+            ));
+        }
+    }
+    Ok(files)
+}
+
+/// What to do about an image with `image_channels` channels for a model trained with
+/// `model_channels`: convert colour images to gray (or gray to colour) with `convert-images`.
+pub fn channel_count_hint(model_channels: usize, image_channels: usize) -> String {
+    match (model_channels, image_channels) {
+        (1, n) if n > 1 => "; the model was trained on gray images: convert colour images with \
+             `nnunet convert-images -i DIR -o OUT --grayscale` and predict OUT"
+            .into(),
+        (3, 1) => "; the model was trained on colour (RGB) images: convert gray images with \
+             `nnunet convert-images -i DIR -o OUT --rgb` and predict OUT"
+            .into(),
+        _ => String::new(),
+    }
 }
 
 /// Whether the outputs of `case` exist (the segmentation, and the probabilities if wanted), as
@@ -289,9 +415,11 @@ impl CasePipeline {
         let channels = image.data.shape()[0];
         if channels != self.input_channels {
             return Err(Error::Invalid(format!(
-                "{name}: the image has {channels} channel(s) but the model was trained with {} ({})",
+                "{name}: the image has {channels} channel(s) but the model was trained with {} \
+                 ({}){}",
                 self.input_channels,
-                self.channel_names.join(", ")
+                self.channel_names.join(", "),
+                channel_count_hint(self.input_channels, channels)
             )));
         }
         match (&self.cascade, previous_stage) {
@@ -336,6 +464,28 @@ impl CasePipeline {
         probabilities: bool,
     ) -> Result<ExportedPrediction> {
         logits_to_segmentation_in_input_geometry(logits, properties, &self.export, probabilities)
+    }
+
+    /// Makes the prediction background outside the case's region of interest, if it has one.
+    fn apply_roi(&self, exported: &mut ExportedPrediction, case: &CaseInput) -> Result<()> {
+        let Some(file) = &case.roi else {
+            return Ok(());
+        };
+        let roi = self.reader.read_segmentation(file)?.data;
+        let roi = roi.index_axis(Axis(0), 0);
+        if roi.shape() != exported.segmentation.shape() {
+            return Err(Error::invalid_file(
+                file,
+                format!(
+                    "the region of interest has shape {:?} but the image {} has shape {:?} \
+                     (they must have the same shape)",
+                    roi.shape(),
+                    case.files[0].display(),
+                    exported.segmentation.shape()
+                ),
+            ));
+        }
+        restrict_to_roi(exported, roi, &self.export.labels)
     }
 
     /// Writes probabilities and properties (if any), then the segmentation under a temporary name
@@ -463,7 +613,10 @@ impl Predictor {
             if present.is_empty() {
                 return Err(Error::invalid_file(
                     model_folder,
-                    format!("no fold_N folder has {checkpoint_file}; train a fold first"),
+                    format!(
+                        "no fold_N folder has {checkpoint_file}; train a fold first{}",
+                        unfinished_hint(model_folder, &checkpoint_file, &[])?
+                    ),
                 ));
             }
             present.clone()
@@ -480,9 +633,10 @@ impl Predictor {
                 model_folder,
                 format!(
                     "fold(s) {} have no {checkpoint_file}; folds with {checkpoint_file}: {} \
-                     (choose them with -f)",
+                     (choose them with -f){}",
                     fold_list(&missing),
-                    fold_list(&present)
+                    fold_list(&present),
+                    unfinished_hint(model_folder, &checkpoint_file, &missing)?
                 ),
             ));
         }
@@ -678,6 +832,22 @@ impl Predictor {
         self.pipeline.input_channels
     }
 
+    /// The cases of `input_folder` ([`cases_in_folder`] with the model's file ending, channels
+    /// and reader), their outputs going to `output_folder`.
+    pub fn input_cases(&self, input_folder: &Path, output_folder: &Path) -> Result<Vec<CaseInput>> {
+        let reader = self.pipeline.reader.as_ref();
+        cases_in_folder(
+            input_folder,
+            &self.pipeline.file_ending,
+            self.pipeline.input_channels,
+            output_folder,
+            &|files| {
+                let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+                Ok(reader.read_images(&files)?.data.shape()[0])
+            },
+        )
+    }
+
     /// For a cascade stage, the configuration whose predictions it takes as input.
     pub fn previous_stage(&self) -> Option<&str> {
         self.pipeline.cascade.as_ref().map(|(p, _)| p.as_str())
@@ -785,11 +955,12 @@ impl Predictor {
     pub fn predict_case(&self, case: &CaseInput, options: &FileOutputOptions) -> Result<PathBuf> {
         let preprocessed = self.pipeline.read_and_preprocess(case)?;
         let logits = self.predict_logits(preprocessed.data.view(), &|_, _| {})?;
-        let exported = self.pipeline.export(
+        let mut exported = self.pipeline.export(
             logits.view(),
             &preprocessed.properties,
             options.save_probabilities,
         )?;
+        self.pipeline.apply_roi(&mut exported, case)?;
         self.pipeline.write(
             &exported,
             &preprocessed.properties,
@@ -833,12 +1004,13 @@ impl Predictor {
                     let mut written = Vec::with_capacity(cases.len());
                     for (i, logits, properties) in out_rx {
                         let case = &cases[i];
-                        let exported = pipeline.export(
+                        let mut exported = pipeline.export(
                             logits.view(),
                             &properties,
                             options.save_probabilities,
                         )?;
                         drop(logits);
+                        pipeline.apply_roi(&mut exported, case)?;
                         let path = pipeline.write(
                             &exported,
                             &properties,
@@ -933,7 +1105,8 @@ mod tests {
             touch(name);
         }
         let out = Path::new("/out");
-        let cases = cases_in_folder(&dir, ".png", 2, out).unwrap();
+        let one_per_file = |files: &[PathBuf]| Ok(files.len());
+        let cases = cases_in_folder(&dir, ".png", 2, out, &one_per_file).unwrap();
         assert_eq!(
             cases
                 .iter()
@@ -948,7 +1121,7 @@ mod tests {
         assert_eq!(cases[1].output_truncated, out.join("b"));
 
         // Three channels wanted: the error names the first missing file.
-        let err = cases_in_folder(&dir, ".png", 3, out)
+        let err = cases_in_folder(&dir, ".png", 3, out, &one_per_file)
             .unwrap_err()
             .to_string();
         assert!(
@@ -956,13 +1129,45 @@ mod tests {
             "{err}"
         );
         // One channel wanted: the extra channel file is named.
-        let err = cases_in_folder(&dir, ".png", 1, out)
+        let err = cases_in_folder(&dir, ".png", 1, out, &one_per_file)
             .unwrap_err()
             .to_string();
         assert!(err.contains("a_x_0001.png"), "{err}");
+        // A gap in the numbering names the missing file.
+        std::fs::remove_file(dir.join("b_0000.png")).unwrap();
+        let err = cases_in_folder(&dir, ".png", 2, out, &one_per_file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("b_0000.png") && err.contains("gaps"), "{err}");
+        std::fs::remove_file(dir.join("b_0001.png")).unwrap();
+        // One colour file satisfies three channels; two are too many, a gray one too few.
+        let colour = |files: &[PathBuf]| Ok(3 * files.len());
+        let err = cases_in_folder(&dir, ".png", 3, out, &colour)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has 6 channel(s)"), "{err}");
+        std::fs::remove_file(dir.join("a_x_0001.png")).unwrap();
+        let cases = cases_in_folder(&dir, ".png", 3, out, &colour).unwrap();
+        assert_eq!(cases[0].files, [dir.join("a_x_0000.png")]);
+        touch("d_0000.png");
+        let err = cases_in_folder(&dir, ".png", 3, out, &|files: &[PathBuf]| {
+            Ok(if files[0].ends_with("d_0000.png") {
+                1
+            } else {
+                3
+            })
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("d_0001.png") && err.contains("hold 1") && err.contains("--rgb"),
+            "{err}"
+        );
+        assert!(channel_count_hint(1, 3).contains("--grayscale"));
+        std::fs::remove_file(dir.join("d_0000.png")).unwrap();
         // A file with the ending but without a channel index.
         touch("c.png");
-        let err = cases_in_folder(&dir, ".png", 2, out)
+        let err = cases_in_folder(&dir, ".png", 2, out, &one_per_file)
             .unwrap_err()
             .to_string();
         assert!(err.contains("c.png") && err.contains("_XXXX"), "{err}");
@@ -979,6 +1184,7 @@ mod tests {
             files: vec![],
             output_truncated: dir.join("a"),
             previous_stage: None,
+            roi: None,
         };
         assert!(!case_is_predicted(&case, ".nii.gz", false));
         std::fs::write(dir.join("a.nii.gz"), b"").unwrap();

@@ -3,12 +3,13 @@
 //! `progress.png` and the checkpoints, and an exact continuation from `checkpoint_latest`.
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use indicatif::ProgressBar;
+use indicatif::{FormattedDuration, ProgressBar};
 use ndarray::{Array5, Axis};
 
 use crate::data_loading::{Batch, DataLoader};
@@ -46,8 +47,12 @@ pub struct TrainingRun {
     pub device: Device,
     pub seed: u64,
     pub inference_mirror_axes: Vec<usize>,
-    /// Show a progress bar on the terminal.
+    /// Report progress: a bar with the epoch lines above it on a terminal, one plain line per
+    /// epoch on stdout otherwise (a log file, a batch scheduler).
     pub show_progress: bool,
+    /// Also write `checkpoint_latest` when this much training time has passed since the last one
+    /// (besides nnU-Net's every `save_every` epochs).
+    pub checkpoint_interval: Option<Duration>,
 }
 
 /// Where a run continues from: the state restored from a checkpoint.
@@ -185,19 +190,11 @@ impl TrainingRun {
             log.line(&format!("Continuing from epoch {}", state.epoch))?;
         }
         let end = stop_after.map_or(s.num_epochs, |n| n.min(s.num_epochs));
-        let steps_per_epoch = (s.num_iterations_per_epoch + s.num_val_iterations_per_epoch) as u64;
-        let bar = if self.show_progress {
-            let bar = crate::progress::bar(
-                (steps_per_epoch * s.num_epochs as u64) as usize,
-                "epoch",
-                "iterations",
-            );
-            bar.set_position(steps_per_epoch * state.epoch as u64);
-            bar.reset_eta();
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
+        let console = Console::new(self.show_progress, &s, state.epoch);
+        let bar = &console.bar;
+        let session_start = Instant::now();
+        let session_first_epoch = state.epoch;
+        let mut last_latest = Instant::now();
         let fixed_batch = match s.benchmark {
             Some(BenchmarkMode::NoDataLoading) => Some(self.train_loader.next_batch()?),
             _ => None,
@@ -236,7 +233,7 @@ impl TrainingRun {
             train_seconds += train_start.elapsed().as_secs_f64();
             train_iterations += s.num_iterations_per_epoch;
 
-            let (val_loss, pseudo_dice) = self.validation_epoch(&bar)?;
+            let (val_loss, pseudo_dice) = self.validation_epoch(bar)?;
             let mean_fg_dice = nanmean(&pseudo_dice);
             let ema_fg_dice = match state.logging.last() {
                 Some(prev) if !prev.ema_fg_dice.is_nan() => {
@@ -270,9 +267,18 @@ impl TrainingRun {
             state.logging.push(record);
             state.epoch += 1;
 
-            // nnU-Net's on_epoch_end: periodic latest, best by EMA, then the plot.
-            if state.epoch.is_multiple_of(s.save_every.max(1)) && epoch != s.num_epochs - 1 {
+            // nnU-Net's on_epoch_end: periodic latest, best by EMA, then the plot. Besides
+            // nnU-Net's every `save_every` epochs, the latest is written when the interval has
+            // passed, so that a killed run loses little.
+            let periodic =
+                state.epoch.is_multiple_of(s.save_every.max(1)) && epoch != s.num_epochs - 1;
+            let timed = state.epoch < s.num_epochs
+                && self
+                    .checkpoint_interval
+                    .is_some_and(|interval| last_latest.elapsed() >= interval);
+            if periodic || timed {
                 self.save(&state, "checkpoint_latest")?;
+                last_latest = Instant::now();
             }
             if state.best_ema.is_none_or(|best| ema_fg_dice > best) {
                 state.best_ema = Some(ema_fg_dice);
@@ -283,13 +289,13 @@ impl TrainingRun {
                 &state.logging,
                 &self.output_folder.join("progress.png"),
             )?;
-            bar.println(format!(
-                "epoch {epoch}: train loss {:.4}, val loss {val_loss:.4}, pseudo Dice {:.4} (EMA \
-                 {ema_fg_dice:.4}), {:.1} s",
-                state.logging[epoch].train_loss,
-                mean_fg_dice,
-                state.logging[epoch].duration()
-            ));
+            let per_epoch =
+                session_start.elapsed().as_secs_f64() / (state.epoch - session_first_epoch) as f64;
+            console.epoch_line(
+                &state.logging[epoch],
+                s.num_epochs,
+                Duration::from_secs_f64(per_epoch * (end - state.epoch) as f64),
+            );
         }
         bar.finish_and_clear();
         let finished = state.epoch >= s.num_epochs;
@@ -489,6 +495,72 @@ impl TrainingRun {
                 }
             }
             counts
+        }
+    }
+}
+
+/// Where a run reports its progress: a bar on a terminal (stderr) with the epoch lines above it,
+/// or, when stdout or stderr is not a terminal, one plain line per epoch on stdout.
+struct Console {
+    bar: ProgressBar,
+    /// Report at all.
+    enabled: bool,
+    /// Print the epoch lines on stdout instead of above the bar.
+    plain: bool,
+}
+
+impl Console {
+    /// The reporting of a run of `settings` that starts after `epochs_done` epochs.
+    fn new(enabled: bool, settings: &TrainerSettings, epochs_done: usize) -> Self {
+        let steps_per_epoch =
+            (settings.num_iterations_per_epoch + settings.num_val_iterations_per_epoch) as u64;
+        let on_terminal = std::io::stderr().is_terminal();
+        let bar = if enabled && on_terminal {
+            let bar = crate::progress::bar(
+                (steps_per_epoch * settings.num_epochs as u64) as usize,
+                "epoch",
+                "iterations",
+            );
+            bar.set_position(steps_per_epoch * epochs_done as u64);
+            bar.reset_eta();
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Console {
+            bar,
+            enabled,
+            plain: !(on_terminal && std::io::stdout().is_terminal()),
+        }
+    }
+
+    /// Reports a finished epoch (counted from 1, as the bar counts) with the time left.
+    fn epoch_line(&self, record: &EpochRecord, num_epochs: usize, left: Duration) {
+        if !self.enabled {
+            return;
+        }
+        let line = format!(
+            "epoch {}/{num_epochs}: train loss {:.4}, val loss {:.4}, pseudo Dice [{}], EMA {:.4}, \
+             {:.1} s, ETA {}",
+            record.epoch + 1,
+            record.train_loss,
+            record.val_loss,
+            record
+                .pseudo_dice
+                .iter()
+                .map(|d| format!("{d:.4}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            record.ema_fg_dice,
+            record.duration(),
+            FormattedDuration(left)
+        );
+        if self.plain {
+            // A closed stdout (`| head`) must not stop the training.
+            self.bar
+                .suspend(|| drop(writeln!(std::io::stdout().lock(), "{line}")));
+        } else {
+            self.bar.println(line);
         }
     }
 }

@@ -86,6 +86,76 @@ pub fn crossval_splits(identifiers: &[String], n_splits: usize, seed: u32) -> Re
     Ok(splits)
 }
 
+/// The group of each identifier under `pattern` (a regular expression): its first capture group
+/// if it has one, else the whole match (`^(Image_\d+)` puts `Image_01L` and `Image_01R` in the
+/// group `Image_01`). An identifier the pattern does not match is an error naming it.
+pub fn case_groups(identifiers: &[String], pattern: &str) -> Result<Vec<String>> {
+    let regex = regex::Regex::new(pattern).map_err(|e| {
+        Error::Invalid(format!(
+            "--group-by '{pattern}' is not a valid pattern: {e}"
+        ))
+    })?;
+    identifiers
+        .iter()
+        .map(|id| {
+            let captures = regex.captures(id).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "case '{id}' does not match --group-by '{pattern}' (every case needs a group)"
+                ))
+            })?;
+            let group = captures.get(1).or_else(|| captures.get(0));
+            Ok(group.map_or_else(String::new, |m| m.as_str().to_string()))
+        })
+        .collect()
+}
+
+/// nnU-Net's cross-validation ([`crossval_splits`]) over groups of cases instead of cases: the
+/// distinct groups, sorted, are split into `n_splits` folds with `seed`, and each fold holds the
+/// cases of its groups, so that the cases of one group (one patient's images) are never split.
+/// `groups[i]` is the group of `identifiers[i]`.
+pub fn grouped_crossval_splits(
+    identifiers: &[String],
+    groups: &[String],
+    n_splits: usize,
+    seed: u32,
+) -> Result<Vec<Split>> {
+    let mut distinct: Vec<String> = groups.to_vec();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() < n_splits {
+        return Err(Error::Invalid(format!(
+            "{} group(s) of cases cannot be split into {n_splits} folds (each fold validates on \
+             at least one group)",
+            distinct.len()
+        )));
+    }
+    let group_splits = crossval_splits(&distinct, n_splits, seed)?;
+    let cases_of = |chosen: &[String]| -> Vec<String> {
+        let mut cases: Vec<String> = identifiers
+            .iter()
+            .zip(groups)
+            .filter(|(_, g)| chosen.contains(g))
+            .map(|(id, _)| id.clone())
+            .collect();
+        cases.sort();
+        cases
+    };
+    Ok(group_splits
+        .iter()
+        .map(|split| Split {
+            train: cases_of(&split.train),
+            val: cases_of(&split.val),
+        })
+        .collect())
+}
+
+/// Writes `splits` as nnU-Net's `splits_final.json`.
+pub fn write_splits(path: &Path, splits: &[Split]) -> Result<()> {
+    let value = serde_json::to_value(splits)
+        .map_err(|e| Error::Invalid(format!("cannot encode the splits: {e}")))?;
+    crate::plans::write_json(path, &value)
+}
+
 /// The fold's training and validation cases. Reads `splits_file`, writing the default 5-fold
 /// split there first if it does not exist. A fold beyond the file's folds gets nnU-Net's random
 /// 80:20 split seeded with `12345 + fold`. `all` trains and validates on every case.
@@ -105,9 +175,7 @@ pub fn fold_cases(splits_file: &Path, identifiers: &[String], fold: Fold) -> Res
         read_splits(splits_file)?
     } else {
         let splits = crossval_splits(&sorted, 5, 12345)?;
-        let value = serde_json::to_value(&splits)
-            .map_err(|e| Error::Invalid(format!("cannot encode the splits: {e}")))?;
-        crate::plans::write_json(splits_file, &value)?;
+        write_splits(splits_file, &splits)?;
         splits
     };
     if let Some(split) = splits.get(index) {
@@ -178,6 +246,39 @@ mod tests {
         }
         assert_eq!(s[0].train.len(), 8);
         assert!(s[0].train.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn groups_stay_together() {
+        let ids: Vec<String> = (0..12)
+            .map(|i| format!("Image_{:02}{}", i / 2, if i % 2 == 0 { "L" } else { "R" }))
+            .collect();
+        let groups = case_groups(&ids, r"^(Image_\d+)").unwrap();
+        assert_eq!(groups[0], "Image_00");
+        assert_eq!(groups[1], "Image_00");
+        let splits = grouped_crossval_splits(&ids, &groups, 5, 12345).unwrap();
+        // The folds over the six groups are sklearn's folds over six items, eyes kept together.
+        let by_groups = crossval_splits(
+            &(0..6).map(|i| format!("Image_{i:02}")).collect::<Vec<_>>(),
+            5,
+            12345,
+        )
+        .unwrap();
+        for (split, groups) in splits.iter().zip(&by_groups) {
+            let expect: Vec<String> = groups
+                .val
+                .iter()
+                .flat_map(|g| [format!("{g}L"), format!("{g}R")])
+                .collect();
+            assert_eq!(split.val, expect);
+            assert_eq!(split.train.len() + split.val.len(), 12);
+        }
+        let err = case_groups(&["other".to_string()], r"^(Image_\d+)")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'other'"), "{err}");
+        assert!(case_groups(&ids, "(").is_err());
+        assert!(grouped_crossval_splits(&ids[..4], &groups[..4], 5, 12345).is_err());
     }
 
     #[test]
