@@ -307,3 +307,33 @@ fn write_files_for_simpleitk_check() {
     let text = serde_json::to_string(&manifest).unwrap();
     std::fs::write(dir.join("ours.json"), text).unwrap();
 }
+
+#[test]
+fn detached_headers_are_copied_with_their_data() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in [
+        ("oblique.mhd", "oblique.zraw"),
+        ("oblique.nhdr", "oblique.raw.gz"),
+        ("ras_detached.nhdr", "ras_detached.raw"),
+    ] {
+        let from = fixtures().join(name);
+        assert_eq!(
+            SimpleItkIO.data_files(&from).unwrap(),
+            [fixtures().join(data)]
+        );
+        let to = dir.path().join("copy").join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        nnunet_core::io::copy_image(&SimpleItkIO, &from, &to).unwrap();
+        let a = SimpleItkIO.read_images(&[&from]).unwrap();
+        let b = SimpleItkIO.read_images(&[&to]).unwrap();
+        assert_eq!(a.data, b.data, "{name}");
+    }
+    for attached in ["oblique.mha", "oblique.nrrd", "axis_f32.gipl"] {
+        assert!(
+            SimpleItkIO
+                .data_files(&fixtures().join(attached))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

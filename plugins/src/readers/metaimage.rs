@@ -297,6 +297,13 @@ fn read_file_data(
     )
 }
 
+/// The data files the header `path` names (none for `LOCAL` data).
+pub(crate) fn header_data_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let h = read_header(path)?;
+    let value = h.get("ElementDataFile").unwrap_or("LOCAL");
+    Ok(data_files(path, &h, value)?.unwrap_or_default())
+}
+
 /// Text voxel data: whitespace-separated numbers stored as `kind`.
 fn parse_text(path: &Path, text: &str, kind: PixelType, count: usize) -> Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(count.min(1 << 24) * kind.size());

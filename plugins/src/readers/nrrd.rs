@@ -457,6 +457,16 @@ fn data_files(path: &Path, h: &Header) -> Result<Vec<PathBuf>> {
     }
 }
 
+/// The data files the header `path` names (none when the data is attached).
+pub(crate) fn header_data_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let h = read_header(path)?;
+    if h.detached || h.get(&["data file", "datafile"]).is_some() {
+        data_files(path, &h)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 /// The encodings we decode.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Encoding {

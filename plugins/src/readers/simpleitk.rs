@@ -19,7 +19,7 @@
 //! `uint8`/`uint16`/`int16` rule as `SimpleITKIO` (nnU-Net's always casts to `uint8`); 2D and 4D
 //! images are an error naming the file (SimpleITK's `DICOMOrient` refuses them too).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayView3, ArrayView4};
 use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
@@ -100,6 +100,15 @@ pub(crate) fn read_itk(path: &Path) -> Result<(ItkImage, Map<String, Value>)> {
     }
 }
 
+/// The data files of a detached `.nhdr` / `.mhd` header (none for other files).
+fn data_files(path: &Path) -> Result<Vec<PathBuf>> {
+    match format_of(path)? {
+        Format::Nrrd => nrrd::header_data_files(path),
+        Format::MetaImage => metaimage::header_data_files(path),
+        Format::Nifti | Format::Gipl => Ok(Vec::new()),
+    }
+}
+
 /// A writer of an ITK image with the input's header data (`extra`).
 type ItkWriter = fn(&Path, &ItkImage, &Map<String, Value>) -> Result<()>;
 
@@ -177,6 +186,10 @@ fn write_probs(
 impl Reader for SimpleItkIO {
     fn file_endings(&self) -> &[&str] {
         &ENDINGS
+    }
+
+    fn data_files(&self, file: &Path) -> Result<Vec<PathBuf>> {
+        data_files(file)
     }
 
     fn read_images(&self, files: &[&Path]) -> Result<Image> {
@@ -289,6 +302,10 @@ fn original_properties(p: &ImageProperties) -> (ImageProperties, Option<AxisTran
 impl Reader for SimpleItkIOWithReorient {
     fn file_endings(&self) -> &[&str] {
         &ENDINGS
+    }
+
+    fn data_files(&self, file: &Path) -> Result<Vec<PathBuf>> {
+        data_files(file)
     }
 
     fn read_images(&self, files: &[&Path]) -> Result<Image> {
