@@ -337,3 +337,44 @@ fn detached_headers_are_copied_with_their_data() {
         );
     }
 }
+
+#[test]
+fn truncated_and_corrupted_files_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let readers: [&dyn Reader; 2] = [&SimpleItkIO, &SimpleItkIOWithReorient];
+    let mut errors = 0;
+    for case in expected()["itk"].as_array().unwrap() {
+        let name = case["file"].as_str().unwrap();
+        let bytes = std::fs::read(fixtures().join(name)).unwrap();
+        let target = dir.path().join(name);
+        let mut variants: Vec<Vec<u8>> = (0..bytes.len())
+            .step_by(bytes.len() / 40 + 1)
+            .map(|n| bytes[..n].to_vec())
+            .collect();
+        for at in (0..bytes.len()).step_by(bytes.len() / 60 + 1) {
+            let mut v = bytes.clone();
+            v[at] = v[at].wrapping_add(0x5a);
+            variants.push(v);
+        }
+        for v in variants {
+            std::fs::write(&target, &v).unwrap();
+            for reader in readers {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    reader
+                        .read_images(&[&target])
+                        .map(|_| ())
+                        .and(reader.read_segmentation(&target).map(|_| ()))
+                }));
+                match result {
+                    Ok(Err(e)) => {
+                        errors += 1;
+                        assert!(e.to_string().contains(name), "{name}: {e}");
+                    }
+                    Ok(Ok(())) => {}
+                    Err(_) => panic!("{name}: a reader panicked on a damaged file"),
+                }
+            }
+        }
+    }
+    assert!(errors > 500, "{errors}");
+}

@@ -268,8 +268,8 @@ pub(crate) fn read_voxel_bytes(path: &Path, reader: impl Read, nbytes: u64) -> R
     Ok(data)
 }
 
-/// `pattern` with its `%d` / `%0Nd` conversion replaced by `v`.
-pub(crate) fn printf_int(pattern: &str, v: i64) -> String {
+/// `pattern` with its `%d` / `%0Nd` conversion replaced by `v` (widths above 32 are ignored).
+fn printf_int(pattern: &str, v: i64) -> String {
     let Some(start) = pattern.find('%') else {
         return pattern.to_string();
     };
@@ -278,7 +278,12 @@ pub(crate) fn printf_int(pattern: &str, v: i64) -> String {
         .find(|c: char| c.is_ascii_alphabetic())
         .unwrap_or(rest.len());
     let spec = &rest[..end];
-    let width: usize = spec.trim_start_matches('0').parse().unwrap_or(0);
+    let width: usize = spec
+        .trim_start_matches('0')
+        .parse()
+        .ok()
+        .filter(|&w| w <= 32)
+        .unwrap_or(0);
     let text = if spec.starts_with('0') {
         format!("{v:0width$}")
     } else {
@@ -288,6 +293,29 @@ pub(crate) fn printf_int(pattern: &str, v: i64) -> String {
         "{}{text}{}",
         &pattern[..start],
         &rest[(end + 1).min(rest.len())..]
+    )
+}
+
+/// The files a `printf` pattern names for `min`, `min + step`, … up to `max` (the three given as
+/// text), in `dir`; `None` unless they are integers with a step that reaches `max`, giving at
+/// most 100 000 names.
+pub(crate) fn pattern_files(
+    dir: &Path,
+    pattern: &str,
+    min: &str,
+    max: &str,
+    step: &str,
+) -> Option<Vec<std::path::PathBuf>> {
+    let (min, max, step): (i64, i64, i64) =
+        (min.parse().ok()?, max.parse().ok()?, step.parse().ok()?);
+    let count = max.checked_sub(min)?.checked_div(step)?;
+    if !(0..=100_000).contains(&count) {
+        return None;
+    }
+    Some(
+        (0..=count)
+            .map(|i| dir.join(printf_int(pattern, min + i * step)))
+            .collect(),
     )
 }
 

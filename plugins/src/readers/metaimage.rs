@@ -33,7 +33,7 @@ use serde_json::{Map, Value, json};
 
 use super::itk::{
     ItkGeometry, ItkImage, PixelType, Pixels, byte_count, data_reader, number, open_regular,
-    printf_int, read_voxel_bytes,
+    pattern_files, read_voxel_bytes,
 };
 use super::orientation::itk_orientation_code;
 
@@ -238,24 +238,13 @@ fn data_files(path: &Path, h: &Header, value: &str) -> Result<Option<Vec<PathBuf
         ["LOCAL"] | ["Local"] | ["local"] => Ok(None),
         ["LIST", ..] => Ok(Some(h.rest.iter().map(|f| dir.join(f)).collect())),
         [pattern, min, max, step, ..] if pattern.contains('%') => {
-            let num = |s: &str| s.parse::<i64>().ok();
-            let (Some(min), Some(max), Some(step)) = (num(min), num(max), num(step)) else {
-                return Err(Error::invalid_file(
+            let names = pattern_files(dir, pattern, min, max, step).ok_or_else(|| {
+                Error::invalid_file(
                     path,
-                    format!(
-                        "ElementDataFile = '{value}': the pattern needs integer min, max, step"
-                    ),
-                ));
-            };
-            if step <= 0 || max < min || (max - min) / step > 100_000 {
-                return Err(Error::invalid_file(
-                    path,
-                    format!("ElementDataFile = '{value}' is invalid"),
-                ));
-            }
-            let names =
-                (0..=(max - min) / step).map(|i| dir.join(printf_int(pattern, min + i * step)));
-            Ok(Some(names.collect()))
+                    format!("ElementDataFile = '{value}' is not a valid file name pattern"),
+                )
+            })?;
+            Ok(Some(names))
         }
         _ => Ok(Some(vec![dir.join(value)])),
     }
@@ -564,7 +553,22 @@ mod tests {
             read_itk(&text).unwrap().0.pixels.decode(|v| v),
             [1.5, -2.0, 3.0]
         );
-        assert_eq!(printf_int("slice%03d.raw", 7), "slice007.raw");
+        let names = pattern_files(Path::new("d"), "s%03d.raw", "1", "5", "2").unwrap();
+        assert_eq!(
+            names,
+            [
+                Path::new("d/s001.raw"),
+                Path::new("d/s003.raw"),
+                Path::new("d/s005.raw")
+            ]
+        );
+        assert!(pattern_files(Path::new("d"), "s%d", "0", "9223372036854775807", "-1").is_none());
+        assert!(
+            pattern_files(Path::new("d"), "s%0999999999d", "0", "0", "1").unwrap()[0]
+                .as_os_str()
+                .len()
+                < 40
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ use serde_json::{Map, Value, json};
 
 use super::itk::{
     ItkGeometry, ItkImage, PixelType, Pixels, byte_count, data_reader, number, open_regular,
-    printf_int, read_voxel_bytes,
+    pattern_files, read_voxel_bytes,
 };
 
 /// Largest header we accept (headers are a few hundred bytes).
@@ -437,21 +437,12 @@ fn data_files(path: &Path, h: &Header) -> Result<Vec<PathBuf>> {
     match words.as_slice() {
         ["LIST", ..] => Ok(h.list.iter().map(|f| dir.join(f)).collect()),
         [pattern, min, max, step, ..] if pattern.contains('%') => {
-            let num = |s: &str| s.parse::<i64>().ok();
-            match (num(min), num(max), num(step)) {
-                (Some(min), Some(max), Some(step))
-                    if step != 0 && (max - min) / step >= 0 && (max - min) / step <= 100_000 =>
-                {
-                    let count = (max - min) / step;
-                    Ok((0..=count)
-                        .map(|i| dir.join(printf_int(pattern, min + i * step)))
-                        .collect())
-                }
-                _ => Err(Error::invalid_file(
+            pattern_files(dir, pattern, min, max, step).ok_or_else(|| {
+                Error::invalid_file(
                     path,
                     format!("'data file: {value}' is not a valid file name pattern"),
-                )),
-            }
+                )
+            })
         }
         _ => Ok(vec![dir.join(value)]),
     }
