@@ -10,23 +10,13 @@ use nnunet_plugins::readers::dicom::{convert_series, find_series, read_series};
 use nnunet_plugins::readers::simpleitk::SimpleItkIO;
 use serde_json::Value;
 
+#[allow(dead_code)]
+#[path = "common/fixtures.rs"]
+mod fixtures;
+use fixtures::{assert_close, floats};
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom")
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
-    for (g, w) in got.iter().zip(want) {
-        assert!((g - w).abs() <= tol, "{what}: {got:?} vs {want:?}");
-    }
 }
 
 fn expected() -> Vec<Value> {

@@ -11,6 +11,11 @@ use nnunet_plugins::readers::nifti::NibabelIOWithReorient;
 use nnunet_plugins::readers::simpleitk::{SimpleItkIO, SimpleItkIOWithReorient};
 use serde_json::Value;
 
+#[allow(dead_code)]
+#[path = "common/fixtures.rs"]
+mod fixtures;
+use fixtures::{assert_close, floats, usizes};
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/itk")
 }
@@ -18,28 +23,6 @@ fn fixtures() -> PathBuf {
 fn expected() -> Value {
     let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn usizes(v: &Value) -> Vec<usize> {
-    floats(v).iter().map(|&x| x as usize).collect()
-}
-
-fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
-    for (g, w) in got.iter().zip(want) {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}: {got:?} vs {want:?}"
-        );
-    }
 }
 
 fn sitk_spacing(p: &ImageProperties) -> Vec<f64> {

@@ -24,8 +24,8 @@ use nnunet_core::{Error, Result};
 use serde_json::{Map, Value};
 
 use super::itk::{
-    ItkGeometry, ItkImage, PixelType, Pixels, byte_count, open_regular, read_exact_or_eof,
-    read_voxel_bytes,
+    ItkGeometry, ItkImage, PixelType, Pixels, byte_count, encode_value, open_regular,
+    read_exact_or_eof, read_voxel_bytes,
 };
 
 const HEADER: usize = 256;
@@ -158,19 +158,14 @@ pub(crate) fn read_itk(path: &Path) -> Result<(ItkImage, Map<String, Value>)> {
 
 /// The values of `pixels` big-endian, as GIPL stores them (64-bit integers narrowed to 32 bits).
 fn big_endian_bytes(pixels: &Pixels) -> Vec<u8> {
-    let values = pixels.decode(|v| v);
-    let mut out = Vec::with_capacity(values.len() * pixels.kind.size());
-    for v in values {
-        match pixels.kind {
-            PixelType::U8 => out.push(v as u8),
-            PixelType::I8 => out.push(v as i8 as u8),
-            PixelType::U16 => out.extend((v as u16).to_be_bytes()),
-            PixelType::I16 => out.extend((v as i16).to_be_bytes()),
-            PixelType::U32 | PixelType::U64 => out.extend((v as u32).to_be_bytes()),
-            PixelType::I32 | PixelType::I64 => out.extend((v as i32).to_be_bytes()),
-            PixelType::F32 => out.extend((v as f32).to_be_bytes()),
-            PixelType::F64 => out.extend(v.to_be_bytes()),
-        }
+    let kind = match pixels.kind {
+        PixelType::U64 => PixelType::U32,
+        PixelType::I64 => PixelType::I32,
+        k => k,
+    };
+    let mut out = Vec::with_capacity(pixels.bytes.len());
+    for v in pixels.decode(|v| v) {
+        encode_value(kind, v, true, &mut out);
     }
     out
 }

@@ -46,6 +46,25 @@ impl PixelType {
     }
 }
 
+/// A format's names of the pixel types: each type with its names, the first one the name written.
+pub(crate) type TypeNames = [(PixelType, &'static [&'static str]); 10];
+
+/// The pixel type `name` stands for in `table`.
+pub(crate) fn type_by_name(table: &TypeNames, name: &str) -> Option<PixelType> {
+    table
+        .iter()
+        .find(|(_, names)| names.contains(&name))
+        .map(|&(kind, _)| kind)
+}
+
+/// The name `table` writes `kind` with.
+pub(crate) fn name_of_type(table: &TypeNames, kind: PixelType) -> &'static str {
+    table
+        .iter()
+        .find(|&&(k, _)| k == kind)
+        .map_or("", |(_, names)| names[0])
+}
+
 /// Raw voxel values of one file: their type, byte order, bytes, and an optional linear scaling
 /// `value * slope + intercept`.
 #[derive(Clone, Debug)]
@@ -336,6 +355,106 @@ pub(crate) fn data_reader<'a>(
     } else {
         Ok(Box::new(ZlibDecoder::new(buffered)))
     }
+}
+
+/// Appends `v` stored as `kind` in the given byte order (cast as Rust's `as` casts).
+pub(crate) fn encode_value(kind: PixelType, v: f64, big_endian: bool, out: &mut Vec<u8>) {
+    macro_rules! put {
+        ($t:ty) => {{
+            let x = v as $t;
+            out.extend(if big_endian {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            })
+        }};
+    }
+    match kind {
+        PixelType::U8 => out.push(v as u8),
+        PixelType::I8 => out.push(v as i8 as u8),
+        PixelType::U16 => put!(u16),
+        PixelType::I16 => put!(i16),
+        PixelType::U32 => put!(u32),
+        PixelType::I32 => put!(i32),
+        PixelType::U64 => put!(u64),
+        PixelType::I64 => put!(i64),
+        PixelType::F32 => put!(f32),
+        PixelType::F64 => put!(f64),
+    }
+}
+
+/// Text voxel data: the first `count` numbers of `text` (separated by white space or commas),
+/// stored as `kind`, little-endian; fewer numbers, or a word that is not one, is an error naming
+/// `path`.
+pub(crate) fn parse_text_values(
+    path: &Path,
+    text: &str,
+    kind: PixelType,
+    count: usize,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(count.min(1 << 24) * kind.size());
+    let words = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty());
+    for word in words.take(count) {
+        let v: f64 = word.parse().map_err(|_| {
+            Error::invalid_file(path, format!("'{word}' in the text data is not a number"))
+        })?;
+        encode_value(kind, v, false, &mut out);
+    }
+    if out.len() < count * kind.size() {
+        return Err(Error::invalid_file(
+            path,
+            format!("truncated: expected {count} values of text data"),
+        ));
+    }
+    Ok(out)
+}
+
+/// The lines of a text header (NRRD, MetaImage), read one at a time from a regular file, at
+/// most 1 MiB of them, counting the bytes read.
+pub(crate) struct HeaderLines {
+    reader: std::io::Take<BufReader<std::fs::File>>,
+    path: std::path::PathBuf,
+    /// Bytes read so far, line ends included.
+    pub length: u64,
+}
+
+impl HeaderLines {
+    /// Opens `path` for reading its header.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let (file, _) = open_regular(path)?;
+        Ok(HeaderLines {
+            reader: BufReader::new(file).take(1 << 20),
+            path: path.to_path_buf(),
+            length: 0,
+        })
+    }
+
+    /// The next line without its line end; `None` at the end of the file (or of 1 MiB).
+    pub(crate) fn next_line(&mut self) -> Result<Option<String>> {
+        let mut line = Vec::new();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io(&self.path, e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.length += n as u64;
+        let text = String::from_utf8_lossy(&line);
+        Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
+    }
+}
+
+/// The value of the first of `keys` found among `fields` (keys compared without case).
+pub(crate) fn find_field<'a>(fields: &'a [(String, String)], keys: &[&str]) -> Option<&'a str> {
+    keys.iter().find_map(|key| {
+        fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

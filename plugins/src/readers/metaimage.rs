@@ -23,7 +23,7 @@
 //! Written files are compressed, little-endian, with the full geometry; `.mhd` gets its data in
 //! `<name>.zraw` next to it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::Compression;
@@ -32,13 +32,11 @@ use nnunet_core::{Error, Result};
 use serde_json::{Map, Value, json};
 
 use super::itk::{
-    ItkGeometry, ItkImage, PixelType, Pixels, byte_count, data_reader, number, open_regular,
-    pattern_files, read_voxel_bytes,
+    HeaderLines, ItkGeometry, ItkImage, PixelType, Pixels, TypeNames, byte_count, data_reader,
+    find_field, name_of_type, number, open_regular, parse_text_values, pattern_files,
+    read_voxel_bytes, type_by_name,
 };
 use super::orientation::itk_orientation_code;
-
-/// Largest header we accept before `ElementDataFile` (a text header is a few hundred bytes).
-const MAX_HEADER: u64 = 1 << 20;
 
 /// The header fields, keys as written, in order.
 struct Header {
@@ -51,14 +49,11 @@ struct Header {
 
 impl Header {
     fn get(&self, key: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
+        find_field(&self.fields, &[key])
     }
 
     fn first(&self, keys: &[&str]) -> Option<&str> {
-        keys.iter().find_map(|k| self.get(k))
+        find_field(&self.fields, keys)
     }
 
     fn flag(&self, keys: &[&str]) -> bool {
@@ -67,29 +62,17 @@ impl Header {
     }
 }
 
-/// Reads the header lines of `path` up to `ElementDataFile`.
+/// Reads the header lines of `path` up to `ElementDataFile` (and the file names of a `LIST`).
 fn read_header(path: &Path) -> Result<Header> {
-    let (file, _) = open_regular(path)?;
-    let mut reader = BufReader::new(file).take(MAX_HEADER);
-    let mut header = Header {
-        fields: Vec::new(),
-        length: 0,
-        rest: Vec::new(),
-    };
-    let mut line = Vec::new();
+    let mut lines = HeaderLines::open(path)?;
+    let mut fields = Vec::new();
     loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::io(path, e))?;
-        if n == 0 {
+        let Some(text) = lines.next_line()? else {
             return Err(Error::invalid_file(
                 path,
                 "not a MetaImage header: no 'ElementDataFile = ...' line (it must end the header)",
             ));
-        }
-        header.length += n as u64;
-        let text = String::from_utf8_lossy(&line);
+        };
         let Some((key, value)) = text.split_once('=') else {
             if text.trim().is_empty() {
                 continue;
@@ -104,27 +87,25 @@ fn read_header(path: &Path) -> Result<Header> {
         };
         let (key, value) = (key.trim().to_string(), value.trim().to_string());
         let done = key.eq_ignore_ascii_case("ElementDataFile");
-        header.fields.push((key, value));
+        fields.push((key, value));
         if done {
             break;
         }
     }
-    let is_list = header
-        .get("ElementDataFile")
+    let length = lines.length;
+    let mut rest = Vec::new();
+    let is_list = find_field(&fields, &["ElementDataFile"])
         .is_some_and(|v| v.split_whitespace().next() == Some("LIST"));
-    if is_list {
-        let mut rest = String::new();
-        reader.read_to_string(&mut rest).map_err(|e| {
-            Error::invalid_file(path, format!("cannot read the LIST of files: {e}"))
-        })?;
-        header.rest = rest
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
+    while is_list && let Some(line) = lines.next_line()? {
+        if !line.trim().is_empty() {
+            rest.push(line.trim().to_string());
+        }
     }
-    Ok(header)
+    Ok(Header {
+        fields,
+        length,
+        rest,
+    })
 }
 
 fn parse_numbers<T: std::str::FromStr>(
@@ -143,41 +124,24 @@ fn parse_numbers<T: std::str::FromStr>(
     }
 }
 
+/// MetaIO's element types (`MET_LONG` is 4 bytes in MetaIO).
+const ELEMENT_TYPES: TypeNames = [
+    (PixelType::U8, &["MET_UCHAR"]),
+    (PixelType::I8, &["MET_CHAR"]),
+    (PixelType::U16, &["MET_USHORT"]),
+    (PixelType::I16, &["MET_SHORT"]),
+    (PixelType::U32, &["MET_UINT", "MET_ULONG"]),
+    (PixelType::I32, &["MET_INT", "MET_LONG"]),
+    (PixelType::U64, &["MET_ULONG_LONG"]),
+    (PixelType::I64, &["MET_LONG_LONG"]),
+    (PixelType::F32, &["MET_FLOAT"]),
+    (PixelType::F64, &["MET_DOUBLE"]),
+];
+
 fn element_type(path: &Path, name: &str) -> Result<PixelType> {
     let base = name.trim().strip_suffix("_ARRAY").unwrap_or(name.trim());
-    Ok(match base {
-        "MET_UCHAR" => PixelType::U8,
-        "MET_CHAR" => PixelType::I8,
-        "MET_USHORT" => PixelType::U16,
-        "MET_SHORT" => PixelType::I16,
-        "MET_UINT" | "MET_ULONG" => PixelType::U32,
-        "MET_INT" | "MET_LONG" => PixelType::I32,
-        "MET_ULONG_LONG" => PixelType::U64,
-        "MET_LONG_LONG" => PixelType::I64,
-        "MET_FLOAT" => PixelType::F32,
-        "MET_DOUBLE" => PixelType::F64,
-        other => {
-            return Err(Error::invalid_file(
-                path,
-                format!("ElementType '{other}' is not supported"),
-            ));
-        }
-    })
-}
-
-fn element_type_name(kind: PixelType) -> &'static str {
-    match kind {
-        PixelType::U8 => "MET_UCHAR",
-        PixelType::I8 => "MET_CHAR",
-        PixelType::U16 => "MET_USHORT",
-        PixelType::I16 => "MET_SHORT",
-        PixelType::U32 => "MET_UINT",
-        PixelType::I32 => "MET_INT",
-        PixelType::U64 => "MET_ULONG_LONG",
-        PixelType::I64 => "MET_LONG_LONG",
-        PixelType::F32 => "MET_FLOAT",
-        PixelType::F64 => "MET_DOUBLE",
-    }
+    type_by_name(&ELEMENT_TYPES, base)
+        .ok_or_else(|| Error::invalid_file(path, format!("ElementType '{base}' is not supported")))
 }
 
 /// Size, components and ITK geometry from the header.
@@ -293,35 +257,6 @@ pub(crate) fn header_data_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(data_files(path, &h, value)?.unwrap_or_default())
 }
 
-/// Text voxel data: whitespace-separated numbers stored as `kind`.
-fn parse_text(path: &Path, text: &str, kind: PixelType, count: usize) -> Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(count.min(1 << 24) * kind.size());
-    for word in text.split_whitespace().take(count) {
-        let v: f64 = word.parse().map_err(|_| {
-            Error::invalid_file(path, format!("'{word}' in the text data is not a number"))
-        })?;
-        match kind {
-            PixelType::U8 => bytes.push(v as u8),
-            PixelType::I8 => bytes.push(v as i8 as u8),
-            PixelType::U16 => bytes.extend((v as u16).to_le_bytes()),
-            PixelType::I16 => bytes.extend((v as i16).to_le_bytes()),
-            PixelType::U32 => bytes.extend((v as u32).to_le_bytes()),
-            PixelType::I32 => bytes.extend((v as i32).to_le_bytes()),
-            PixelType::U64 => bytes.extend((v as u64).to_le_bytes()),
-            PixelType::I64 => bytes.extend((v as i64).to_le_bytes()),
-            PixelType::F32 => bytes.extend((v as f32).to_le_bytes()),
-            PixelType::F64 => bytes.extend(v.to_le_bytes()),
-        }
-    }
-    if bytes.len() < count * kind.size() {
-        return Err(Error::invalid_file(
-            path,
-            format!("truncated: expected {count} values of text data"),
-        ));
-    }
-    Ok(bytes)
-}
-
 /// Reads a MetaImage file as ITK does, with `AnatomicalOrientation` (if any) as extra data.
 pub(crate) fn read_itk(path: &Path) -> Result<(ItkImage, Map<String, Value>)> {
     let h = read_header(path)?;
@@ -350,7 +285,7 @@ pub(crate) fn read_itk(path: &Path) -> Result<(ItkImage, Map<String, Value>)> {
                 .map_err(|e| {
                     Error::invalid_file(path, format!("cannot read the text data: {e}"))
                 })?;
-            parse_text(path, &text, kind, (nbytes / kind.size() as u64) as usize)?
+            parse_text_values(path, &text, kind, (nbytes / kind.size() as u64) as usize)?
         }
         None => read_file_data(path, h.length, skip, compressed, nbytes)?,
         Some(files) => read_data_files(path, &files, skip, compressed, nbytes)?,
@@ -465,7 +400,7 @@ fn header_text(image: &ItkImage, data_file: &str, compressed_size: usize) -> Str
     }
     lines.push(format!(
         "ElementType = {}",
-        element_type_name(image.pixels.kind)
+        name_of_type(&ELEMENT_TYPES, image.pixels.kind)
     ));
     lines.push(format!("ElementDataFile = {data_file}"));
     lines.join("\n") + "\n"

@@ -60,7 +60,7 @@ use super::itk::{
     ItkGeometry, ItkImage, Pixels, allclose, f32_pixels, is_two_d, label_pixels, mismatch,
     output_geometry, read_exact_or_eof, read_voxel_bytes, stack,
 };
-use super::orientation::{AxisTransform, nibabel_to_ras};
+use super::orientation::{AxisTransform, nibabel_to_ras, undone3, undone4};
 
 /// nnU-Net's reader for `.nii` (and, if selected, `.nii.gz`), with nibabel's conventions.
 pub struct NibabelIO;
@@ -1060,10 +1060,12 @@ impl Reader for NibabelIOWithReorient {
         file: &Path,
         properties: &ImageProperties,
     ) -> Result<()> {
-        match undo_reorientation(properties) {
-            Some(undo) => write_segmentation(undo.array3(segmentation).view(), file, properties),
-            None => write_segmentation(segmentation, file, properties),
-        }
+        let undo = undo_reorientation(properties);
+        write_segmentation(
+            undone3(undo.as_ref(), segmentation).view(),
+            file,
+            properties,
+        )
     }
 
     fn write_probabilities(
@@ -1072,10 +1074,12 @@ impl Reader for NibabelIOWithReorient {
         file: &Path,
         properties: &ImageProperties,
     ) -> Result<()> {
-        match undo_reorientation(properties) {
-            Some(undo) => write_probabilities(undo.array4(probabilities).view(), file, properties),
-            None => write_probabilities(probabilities, file, properties),
-        }
+        let undo = undo_reorientation(properties);
+        write_probabilities(
+            undone4(undo.as_ref(), probabilities).view(),
+            file,
+            properties,
+        )
     }
 }
 

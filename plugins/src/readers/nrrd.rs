@@ -36,12 +36,10 @@ use nnunet_core::{Error, Result};
 use serde_json::{Map, Value, json};
 
 use super::itk::{
-    ItkGeometry, ItkImage, PixelType, Pixels, byte_count, data_reader, number, open_regular,
-    pattern_files, read_voxel_bytes,
+    HeaderLines, ItkGeometry, ItkImage, PixelType, Pixels, TypeNames, byte_count, data_reader,
+    find_field, name_of_type, number, open_regular, parse_text_values, pattern_files,
+    read_voxel_bytes, type_by_name,
 };
-
-/// Largest header we accept (headers are a few hundred bytes).
-const MAX_HEADER: u64 = 1 << 20;
 
 /// The parsed header: fields by lower-case name, header length and the lines after a
 /// `data file: LIST` field.
@@ -54,20 +52,22 @@ struct Header {
 
 impl Header {
     fn get(&self, names: &[&str]) -> Option<&str> {
-        names.iter().find_map(|n| {
-            self.fields
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.as_str())
-        })
+        find_field(&self.fields, names)
     }
 }
 
 /// Reads the header of `path` (up to the empty line, or the end of a detached header).
 fn read_header(path: &Path) -> Result<Header> {
-    let (file, _) = open_regular(path)?;
-    let mut reader = BufReader::new(file).take(MAX_HEADER);
-    let mut line = Vec::new();
+    let mut lines = HeaderLines::open(path)?;
+    match lines.next_line()? {
+        Some(magic) if magic.starts_with("NRRD000") => {}
+        _ => {
+            return Err(Error::invalid_file(
+                path,
+                "not a NRRD file (it does not start with the NRRD000x magic)",
+            ));
+        }
+    }
     let mut h = Header {
         fields: Vec::new(),
         length: 0,
@@ -75,26 +75,7 @@ fn read_header(path: &Path) -> Result<Header> {
         detached: true,
     };
     let mut in_list = false;
-    loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.length += n as u64;
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end_matches(['\n', '\r']);
-        if h.length == n as u64 {
-            if !text.starts_with("NRRD000") {
-                return Err(Error::invalid_file(
-                    path,
-                    "not a NRRD file (it does not start with the NRRD000x magic)",
-                ));
-            }
-            continue;
-        }
+    while let Some(text) = lines.next_line()? {
         if text.is_empty() {
             h.detached = false;
             break;
@@ -116,55 +97,72 @@ fn read_header(path: &Path) -> Result<Header> {
         in_list = matches!(key.as_str(), "data file" | "datafile") && value.starts_with("LIST");
         h.fields.push((key, value));
     }
+    h.length = lines.length;
     Ok(h)
 }
 
-fn pixel_type(path: &Path, name: &str) -> Result<PixelType> {
-    Ok(match name {
-        "signed char" | "int8" | "int8_t" => PixelType::I8,
-        "uchar" | "unsigned char" | "uint8" | "uint8_t" => PixelType::U8,
-        "short" | "short int" | "signed short" | "signed short int" | "int16" | "int16_t" => {
-            PixelType::I16
-        }
-        "ushort" | "unsigned short" | "unsigned short int" | "uint16" | "uint16_t" => {
-            PixelType::U16
-        }
-        "int" | "signed int" | "int32" | "int32_t" => PixelType::I32,
-        "uint" | "unsigned int" | "uint32" | "uint32_t" => PixelType::U32,
-        "longlong"
-        | "long long"
-        | "long long int"
-        | "signed long long"
-        | "signed long long int"
-        | "int64"
-        | "int64_t" => PixelType::I64,
-        "ulonglong" | "unsigned long long" | "unsigned long long int" | "uint64" | "uint64_t" => {
-            PixelType::U64
-        }
-        "float" => PixelType::F32,
-        "double" => PixelType::F64,
-        other => {
-            return Err(Error::invalid_file(
-                path,
-                format!("NRRD type '{other}' is not supported"),
-            ));
-        }
-    })
-}
+/// teem's type names.
+const TYPES: TypeNames = [
+    (PixelType::I8, &["signed char", "int8", "int8_t"]),
+    (
+        PixelType::U8,
+        &["unsigned char", "uchar", "uint8", "uint8_t"],
+    ),
+    (
+        PixelType::I16,
+        &[
+            "short",
+            "short int",
+            "signed short",
+            "signed short int",
+            "int16",
+            "int16_t",
+        ],
+    ),
+    (
+        PixelType::U16,
+        &[
+            "unsigned short",
+            "ushort",
+            "unsigned short int",
+            "uint16",
+            "uint16_t",
+        ],
+    ),
+    (PixelType::I32, &["int", "signed int", "int32", "int32_t"]),
+    (
+        PixelType::U32,
+        &["unsigned int", "uint", "uint32", "uint32_t"],
+    ),
+    (
+        PixelType::I64,
+        &[
+            "long long int",
+            "longlong",
+            "long long",
+            "signed long long",
+            "signed long long int",
+            "int64",
+            "int64_t",
+        ],
+    ),
+    (
+        PixelType::U64,
+        &[
+            "unsigned long long int",
+            "ulonglong",
+            "unsigned long long",
+            "uint64",
+            "uint64_t",
+        ],
+    ),
+    (PixelType::F32, &["float"]),
+    (PixelType::F64, &["double"]),
+];
 
-fn type_name(kind: PixelType) -> &'static str {
-    match kind {
-        PixelType::I8 => "signed char",
-        PixelType::U8 => "unsigned char",
-        PixelType::I16 => "short",
-        PixelType::U16 => "unsigned short",
-        PixelType::I32 => "int",
-        PixelType::U32 => "unsigned int",
-        PixelType::I64 => "long long int",
-        PixelType::U64 => "unsigned long long int",
-        PixelType::F32 => "float",
-        PixelType::F64 => "double",
-    }
+fn pixel_type(path: &Path, name: &str) -> Result<PixelType> {
+    type_by_name(&TYPES, name)
+        .ok_or_else(|| Error::invalid_file(path, format!("NRRD type '{name}' is not supported")))
 }
 
 /// Whitespace-separated values of a per-axis field, exactly `n` of them.
@@ -507,7 +505,7 @@ fn skip_lines(path: &Path, reader: &mut impl BufRead, lines: usize) -> Result<()
     Ok(())
 }
 
-/// Text or hex data converted to `kind` values (little-endian).
+/// Text or hex data as `kind` values (little-endian).
 fn parse_text(
     path: &Path,
     text: &str,
@@ -527,46 +525,7 @@ fn parse_text(
             _ => Err(Error::invalid_file(path, "truncated or invalid hex data")),
         };
     }
-    let mut out = Vec::with_capacity(count.min(1 << 24) * kind.size());
-    for word in text
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|w| !w.is_empty())
-        .take(count)
-    {
-        let v: f64 = word.parse().map_err(|_| {
-            Error::invalid_file(path, format!("'{word}' in the text data is not a number"))
-        })?;
-        let pixels = Pixels::new(PixelType::F64, v.to_le_bytes().to_vec());
-        out.extend(convert(&pixels, kind));
-    }
-    if out.len() < count * kind.size() {
-        return Err(Error::invalid_file(
-            path,
-            format!("truncated: expected {count} values of text data"),
-        ));
-    }
-    Ok(out)
-}
-
-/// `pixels`' values stored as `kind` (little-endian).
-fn convert(pixels: &Pixels, kind: PixelType) -> Vec<u8> {
-    let values = pixels.decode(|v| v);
-    let mut out = Vec::with_capacity(values.len() * kind.size());
-    for v in values {
-        match kind {
-            PixelType::U8 => out.push(v as u8),
-            PixelType::I8 => out.push(v as i8 as u8),
-            PixelType::U16 => out.extend((v as u16).to_le_bytes()),
-            PixelType::I16 => out.extend((v as i16).to_le_bytes()),
-            PixelType::U32 => out.extend((v as u32).to_le_bytes()),
-            PixelType::I32 => out.extend((v as i32).to_le_bytes()),
-            PixelType::U64 => out.extend((v as u64).to_le_bytes()),
-            PixelType::I64 => out.extend((v as i64).to_le_bytes()),
-            PixelType::F32 => out.extend((v as f32).to_le_bytes()),
-            PixelType::F64 => out.extend(v.to_le_bytes()),
-        }
-    }
-    out
+    parse_text_values(path, text, kind, count)
 }
 
 /// `nbytes` bytes of data from `file` starting at `offset`, decoded from `enc`.
@@ -770,7 +729,7 @@ fn header_text(image: &ItkImage, space: Option<&str>, data_file: Option<&str>) -
         "NRRD0004".to_string(),
         "# Complete NRRD file format specification at:".into(),
         "# http://teem.sourceforge.net/nrrd/format.html".into(),
-        format!("type: {}", type_name(image.pixels.kind)),
+        format!("type: {}", name_of_type(&TYPES, image.pixels.kind)),
         format!("dimension: {}", sizes.len()),
         match space {
             Some(s) => format!("space: {s}"),

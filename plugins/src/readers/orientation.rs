@@ -7,7 +7,7 @@
 //! Axes are numbered in ITK/NIfTI order (0 = `x`, the fastest); in nnU-Net's `[c, z, y, x]`
 //! arrays axis `i` is array axis `3 - i`.
 
-use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
+use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis, CowArray, Ix3, Ix4};
 use serde::{Deserialize, Serialize};
 
 use super::itk::ItkGeometry;
@@ -119,6 +119,28 @@ impl AxisTransform {
             }
         }
         Some(t)
+    }
+}
+
+/// `a` (`[z, y, x]`) with `undo` applied, or `a` itself without one.
+pub(crate) fn undone3<'a, T: Clone>(
+    undo: Option<&AxisTransform>,
+    a: ArrayView3<'a, T>,
+) -> CowArray<'a, T, Ix3> {
+    match undo {
+        Some(t) => CowArray::from(t.array3(a)),
+        None => CowArray::from(a),
+    }
+}
+
+/// `a` (`[c, z, y, x]`) with `undo` applied, or `a` itself without one.
+pub(crate) fn undone4<'a, T: Clone>(
+    undo: Option<&AxisTransform>,
+    a: ArrayView4<'a, T>,
+) -> CowArray<'a, T, Ix4> {
+    match undo {
+        Some(t) => CowArray::from(t.array4(a)),
+        None => CowArray::from(a),
     }
 }
 

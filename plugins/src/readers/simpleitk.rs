@@ -30,7 +30,7 @@ use super::itk::{
     ItkGeometry, ItkImage, SitkFile, check_channels, probability_image, segmentation_image,
     sitk_file, sitk_labels, sitk_properties, stack,
 };
-use super::orientation::{AxisTransform, itk_orientation_code, itk_to_ras};
+use super::orientation::{AxisTransform, itk_orientation_code, itk_to_ras, undone3, undone4};
 use super::{gipl, metaimage, nifti, nrrd};
 
 /// nnU-Net's default reader/writer for `.nii.gz`, `.nrrd`, `.mha`, `.gipl` (and `.nhdr`, `.mhd`).
@@ -333,10 +333,8 @@ impl Reader for SimpleItkIOWithReorient {
         file: &Path,
         properties: &ImageProperties,
     ) -> Result<()> {
-        match original_properties(properties) {
-            (props, Some(undo)) => write_seg(undo.array3(segmentation).view(), file, &props),
-            (props, None) => write_seg(segmentation, file, &props),
-        }
+        let (props, undo) = original_properties(properties);
+        write_seg(undone3(undo.as_ref(), segmentation).view(), file, &props)
     }
 
     fn write_probabilities(
@@ -345,9 +343,7 @@ impl Reader for SimpleItkIOWithReorient {
         file: &Path,
         properties: &ImageProperties,
     ) -> Result<()> {
-        match original_properties(properties) {
-            (props, Some(undo)) => write_probs(undo.array4(probabilities).view(), file, &props),
-            (props, None) => write_probs(probabilities, file, &props),
-        }
+        let (props, undo) = original_properties(properties);
+        write_probs(undone4(undo.as_ref(), probabilities).view(), file, &props)
     }
 }
