@@ -6,7 +6,7 @@
 //! [`super::metaimage`]) and GIPL (`.gipl`, `.gipl.gz`; [`super::gipl`]). The format comes from
 //! the file ending; each format module gives the file as ITK sees it ([`ItkImage`]: LPS geometry,
 //! pixel components) and [`super::itk`] applies nnU-Net's rules. Besides nnU-Net's endings we also
-//! accept `.nhdr` and `.mhd` datasets (nnU-Net lists neither).
+//! accept `.nhdr`, `.mhd` and `.gipl.gz` datasets (nnU-Net lists none of them).
 //!
 //! A prediction is written in the format of the file name it is written to, with the input's
 //! geometry: NIfTI keeps its header fields, NRRD its `space`, and every format its spacing,
@@ -56,7 +56,9 @@ nnunet_core::register!(
 );
 
 /// The file endings both readers handle.
-const ENDINGS: [&str; 6] = [".nii.gz", ".nrrd", ".mha", ".gipl", ".nhdr", ".mhd"];
+const ENDINGS: [&str; 7] = [
+    ".nii.gz", ".nrrd", ".mha", ".gipl", ".nhdr", ".mhd", ".gipl.gz",
+];
 
 /// The file formats SimpleITK reads for nnU-Net.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +85,7 @@ fn format_of(path: &Path) -> Result<Format> {
         Err(Error::invalid_file(
             path,
             format!(
-                "SimpleITKIO reads {} (and .nii, .gipl.gz); this file ending is none of them",
+                "SimpleITKIO reads {} (and .nii); this file ending is none of them",
                 ENDINGS.join(", ")
             ),
         ))
