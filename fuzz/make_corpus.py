@@ -2,7 +2,8 @@
 (the index of the file ending in fuzz_targets/readers.rs's ENDINGS) followed by a valid file."""
 import hashlib, os, sys
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENDINGS = [".nii", ".nii.gz", ".png", ".bmp", ".tif", ".jpg", ".tiff"]
+ENDINGS = [".nii", ".nii.gz", ".png", ".bmp", ".tif", ".jpg", ".tiff", ".nrrd", ".nhdr", ".mha",
+           ".mhd", ".gipl", ".gipl.gz"]
 out = os.path.join(HERE, "corpus", "readers")
 os.makedirs(out, exist_ok=True)
 fixtures = os.path.join(HERE, "..", "plugins", "tests", "fixtures")

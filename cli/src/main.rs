@@ -48,7 +48,8 @@ enum Command {
     List(commands::list::Args),
     /// Describe one registered extension; for a trainer, print the hyperparameters it uses.
     Describe(commands::describe::Args),
-    /// Show what nnU-Net sees in an image: reader, shape, spacing, geometry, intensities.
+    /// Show what nnU-Net sees in an image: reader, shape, spacing, geometry, intensities (for a
+    /// folder of DICOM files: its series).
     Info(commands::info::Args),
     /// Show the nnU-Net folders in use and, with -d, where a dataset is.
     Paths(commands::paths::Args),
@@ -56,7 +57,8 @@ enum Command {
     PluginInfo(commands::plugin_info::Args),
     /// Create links named like nnU-Net's commands (nnUNetv2_train, …) to this binary.
     LinkCommands(commands::link_commands::Args),
-    /// Check a raw dataset (dataset.json, files, labels, shapes, geometry) and list every problem.
+    /// Check a raw dataset (dataset.json, files, labels, shapes, geometry) and list every problem;
+    /// with --dicom, check that every DICOM series under a folder reads as a volume.
     Verify(commands::verify::Args),
     /// Convert a Medical Segmentation Decathlon task (TaskXX_Name) into a v2 dataset.
     ConvertMsd(commands::convert_msd::Args),
@@ -66,6 +68,9 @@ enum Command {
     /// Turn new images (any naming, colour or not) into a prediction input folder
     /// (CASE_0000.png per image).
     ConvertImages(commands::convert_images::Args),
+    /// Convert every DICOM image series under a folder into NIfTI (SERIES.nii.gz) with a JSON
+    /// side file (series UID, modality, description).
+    ConvertDicom(commands::convert_dicom::Args),
     /// Write a generated example dataset (2D PNG or 3D NIfTI) into nnUNet_raw.
     MakeExampleDataset(commands::make_example_dataset::Args),
     /// Extract the dataset fingerprint (shapes, spacings, intensities) from a raw dataset.
@@ -160,6 +165,7 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
         Command::ConvertMsd(a) => commands::convert_msd::run(&ctx, a),
         Command::ConvertFolder(a) => commands::convert_folder::run(&ctx, a),
         Command::ConvertImages(a) => commands::convert_images::run(a),
+        Command::ConvertDicom(a) => commands::convert_dicom::run(&ctx, a),
         Command::MakeExampleDataset(a) => commands::make_example_dataset::run(&ctx, a),
         Command::ExtractFingerprint(a) => commands::extract_fingerprint::run(&ctx, a),
         Command::Plan(a) => commands::plan::run(&ctx, a),

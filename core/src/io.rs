@@ -83,6 +83,13 @@ pub trait Reader: Send + Sync {
         properties: &ImageProperties,
     ) -> Result<()>;
 
+    /// The files besides `file` that hold its data (the data files a detached header such as
+    /// `.mhd` or `.nhdr` names), which must travel with it; none by default.
+    fn data_files(&self, file: &Path) -> Result<Vec<PathBuf>> {
+        let _ = file;
+        Ok(Vec::new())
+    }
+
     /// Whether this reader can read `file`: by default, whether it has one of the endings and
     /// [`Reader::read_images`] succeeds on it.
     fn can_read(&self, file: &Path) -> bool {
@@ -92,4 +99,26 @@ pub trait Reader: Send + Sync {
             .any(|e| name.ends_with(&e.to_lowercase()))
             && self.read_images(&[file]).is_ok()
     }
+}
+
+/// Copies the image `from` to `to` with the data files `reader` says it refers to
+/// ([`Reader::data_files`]), each to the same place relative to `to` as it has to `from`, so that
+/// a detached header still finds its data; a data file outside `from`'s folder is referred to by
+/// a path that stays valid, and is not copied.
+pub fn copy_image(reader: &dyn Reader, from: &Path, to: &Path) -> Result<()> {
+    let (from_dir, to_dir) = (
+        from.parent().unwrap_or(Path::new(".")),
+        to.parent().unwrap_or(Path::new(".")),
+    );
+    for data in reader.data_files(from)? {
+        if let Ok(relative) = data.strip_prefix(from_dir) {
+            let target = to_dir.join(relative);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| crate::Error::io(parent, e))?;
+            }
+            std::fs::copy(&data, &target).map_err(|e| crate::Error::io(&data, e))?;
+        }
+    }
+    std::fs::copy(from, to).map_err(|e| crate::Error::io(from, e))?;
+    Ok(())
 }

@@ -2,7 +2,8 @@
 //! map from any bytes must return `Ok` or an error, never panic, hang or exhaust memory.
 //!
 //! The first input byte picks the file ending (and so the decoder path: plain or gzipped NIfTI,
-//! PNG, BMP, TIFF, JPEG, 3D TIFF); the rest is the file.
+//! PNG, BMP, TIFF, JPEG, 3D TIFF, NRRD, MetaImage, GIPL); the rest is the file. A detached
+//! header (`.nhdr`, `.mhd`) names its data file, which may then be the header itself.
 #![no_main]
 
 use std::path::PathBuf;
@@ -10,10 +11,14 @@ use std::path::PathBuf;
 use libfuzzer_sys::fuzz_target;
 use nnunet_core::Reader;
 use nnunet_plugins::readers::natural_image::NaturalImage2DIO;
-use nnunet_plugins::readers::nifti::{NibabelIO, SimpleItkIO};
+use nnunet_plugins::readers::nifti::{NibabelIO, NibabelIOWithReorient};
+use nnunet_plugins::readers::simpleitk::{SimpleItkIO, SimpleItkIOWithReorient};
 use nnunet_plugins::readers::tiff3d::Tiff3DIO;
 
-const ENDINGS: &[&str] = &[".nii", ".nii.gz", ".png", ".bmp", ".tif", ".jpg", ".tiff"];
+const ENDINGS: &[&str] = &[
+    ".nii", ".nii.gz", ".png", ".bmp", ".tif", ".jpg", ".tiff", ".nrrd", ".nhdr", ".mha", ".mhd",
+    ".gipl", ".gipl.gz",
+];
 
 fn scratch(ending: &str) -> PathBuf {
     let dir = std::env::var_os("NNUNET_FUZZ_DIR")
@@ -33,7 +38,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let readers: Vec<Box<dyn Reader>> = vec![
         Box::new(SimpleItkIO),
+        Box::new(SimpleItkIOWithReorient),
         Box::new(NibabelIO),
+        Box::new(NibabelIOWithReorient),
         Box::new(NaturalImage2DIO),
         Box::new(Tiff3DIO),
     ];

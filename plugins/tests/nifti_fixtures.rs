@@ -7,6 +7,11 @@ use nnunet_core::io::Reader;
 use nnunet_plugins::readers::nifti::{NibabelIO, SimpleItkIO};
 use serde_json::Value;
 
+#[allow(dead_code)]
+#[path = "common/fixtures.rs"]
+mod fixtures;
+use fixtures::{assert_close, floats, usizes};
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nifti")
 }
@@ -18,29 +23,6 @@ fn cases() -> Vec<Value> {
         .as_array()
         .unwrap()
         .clone()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
-}
-
-fn assert_close(what: &str, got: &[f64], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
-    for (g, w) in got.iter().zip(want) {
-        assert!((g - w).abs() <= 1e-5, "{what}: {got:?} vs {want:?}");
-    }
 }
 
 fn check(reader: &dyn Reader, file: &Path, expected: &Value, label: &str) {
@@ -56,6 +38,7 @@ fn check(reader: &dyn Reader, file: &Path, expected: &Value, label: &str) {
         &format!("{label} spacing"),
         &image.properties.spacing,
         &floats(&expected["spacing"]),
+        1e-5,
     );
     let want = floats(&expected["values"]);
     let got: Vec<f32> = image.data.iter().copied().collect();
@@ -77,16 +60,19 @@ fn simpleitkio_matches_simpleitk() {
             &format!("{label} origin"),
             &props.origin,
             &floats(&sitk["origin"]),
+            1e-5,
         );
         assert_close(
             &format!("{label} direction"),
             &props.direction,
             &floats(&sitk["direction"]),
+            1e-5,
         );
         assert_close(
             &format!("{label} ITK spacing"),
             &floats(&props.extra["sitk_spacing"]),
             &floats(&sitk["itk_spacing"]),
+            1e-5,
         );
     }
 }
@@ -113,7 +99,7 @@ fn nibabelio_matches_nibabel() {
                     .iter()
                     .flat_map(floats)
                     .collect();
-                assert_close(&format!("{label} affine"), &affine, &want);
+                assert_close(&format!("{label} affine"), &affine, &want, 1e-5);
                 checked += 1;
             }
             None => assert!(NibabelIO.read_images(&[&file]).is_err(), "{label}"),

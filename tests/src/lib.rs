@@ -140,3 +140,19 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text.replace("NaN", "null"))
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Copies the folder `from` into `to` (created if needed), recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    let entries = std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.expect("folder entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("{}: {e}", target.display()));
+        }
+    }
+}

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nnunet_tests::{Folders, read_json};
+use nnunet_tests::{Folders, copy_dir, read_json};
 
 fn files_ending(folder: &Path, ending: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(folder)
@@ -17,16 +17,6 @@ fn files_ending(folder: &Path, ending: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 const A: &str = "nnUNetTrainer_1epoch__nnUNetPlans__2d";

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use nnunet_tests::{nnunet, run};
+use nnunet_tests::{copy_dir, nnunet, run};
 
 const MODEL: &str = "nnUNetTrainer__nnUNetPlansTiny__2d";
 const DATASET: &str = "Dataset001_Shapes";
@@ -52,19 +52,6 @@ fn import_fixture(results: &Path) -> PathBuf {
         ],
     );
     target
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// Every file below `root`, by relative path, with its bytes.

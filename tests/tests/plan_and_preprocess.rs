@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::ShapeBuilder;
-use nnunet_tests::{nnunet, run};
+use nnunet_tests::{copy_dir, nnunet, run};
 use serde_json::Value;
 
 fn read_json(path: &Path) -> Value {
@@ -303,17 +303,4 @@ fn a_broken_case_stops_preprocessing_with_its_name() {
     assert!(!out.status.success());
     assert!(stderr.contains("1_0000.png"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

@@ -1,6 +1,6 @@
 //! `nnunet info FILE…`: what nnU-Net sees in an image: the reader chosen for it, the array shape in
 //! nnU-Net's axis order, spacing, geometry and intensity range per channel. Several files are read
-//! as the channels of one case.
+//! as the channels of one case. `nnunet info DIR` lists the DICOM image series under a folder.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,7 +14,8 @@ use crate::Context;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Image files: one, or the channel files of one case in channel order.
+    /// Image files: one, or the channel files of one case in channel order; or a folder of DICOM
+    /// files, whose series are listed.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Read with this reader (as `overwrite_image_reader_writer` in dataset.json).
@@ -32,8 +33,8 @@ fn file_ending(file: &std::path::Path) -> String {
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_lowercase();
-    if name.ends_with(".nii.gz") {
-        ".nii.gz".into()
+    if let Some(double) = [".nii.gz", ".gipl.gz"].iter().find(|e| name.ends_with(*e)) {
+        double.to_string()
     } else {
         name.rfind('.')
             .map(|i| name[i..].to_string())
@@ -82,6 +83,9 @@ fn read(args: &Args, entry: &Entry<dyn Reader>) -> anyhow::Result<Summary> {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let first = &args.files[0];
+    if args.files.len() == 1 && first.is_dir() {
+        return crate::commands::convert_dicom::list(first);
+    }
     let ending = file_ending(first);
     // The first reader for the ending reads the file once; only if it cannot, the readers are
     // asked in nnU-Net's order which one can (which reads the file again).

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod benchmark_dataloader;
+pub mod convert_dicom;
 pub mod convert_folder;
 pub mod convert_images;
 pub mod convert_msd;

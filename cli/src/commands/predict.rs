@@ -34,9 +34,13 @@ use crate::Context;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Input folder: CASE_0000.ending, CASE_0001.ending, … (one file per channel, the training
-    /// dataset's file ending).
+    /// dataset's file ending); with --dicom, a folder of DICOM series.
     #[arg(short = 'i', value_name = "DIR")]
     input: PathBuf,
+    /// The input folder holds DICOM series (any folder structure): each series is one case,
+    /// written as OUT/SERIES.nii.gz with a JSON side file (single-channel models).
+    #[arg(long = "dicom")]
+    dicom: bool,
     /// Output folder (created if needed): CASE.ending per case.
     #[arg(short = 'o', value_name = "DIR")]
     output: PathBuf,
@@ -387,6 +391,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         &settings,
     )?;
     let _ = (args.npp, args.nps, args.not_on_device);
+    if args.dicom {
+        if predictor.previous_stage().is_some() {
+            anyhow::bail!("--dicom predicts with single-stage models, not a cascade stage");
+        }
+        return crate::commands::convert_dicom::predict(&predictor, &args.input, &args.output);
+    }
     let show_progress = !args.disable_progress_bar;
     // A cascade stage's input: the given previous-stage predictions, or those of the previous
     // stage's model, predicted now into a temporary folder in OUT.

@@ -126,15 +126,16 @@ pub fn preprocess(
             ),
         )?;
     }
-    copy_ground_truth(&raw, &dataset_json, &preprocessed)?;
+    copy_ground_truth(&raw, &dataset_json, reader.as_ref(), &preprocessed)?;
     Ok(())
 }
 
-/// Copies the raw label maps to `gt_segmentations/` (where evaluation finds them), skipping
-/// files already there with the same size.
+/// Copies the raw label maps (with the data files of detached headers) to `gt_segmentations/`
+/// (where evaluation finds them), skipping files already there with the same size.
 fn copy_ground_truth(
     raw: &std::path::Path,
     dataset_json: &DatasetJson,
+    reader: &dyn nnunet_core::Reader,
     preprocessed: &std::path::Path,
 ) -> anyhow::Result<()> {
     let folder = preprocessed.join("gt_segmentations");
@@ -145,7 +146,7 @@ fn copy_ground_truth(
         if size(&target).is_some() && size(&target) == size(&case.label) {
             continue;
         }
-        std::fs::copy(&case.label, &target).map_err(|e| {
+        nnunet_core::io::copy_image(reader, &case.label, &target).map_err(|e| {
             anyhow::anyhow!(
                 "copying {} to {}: {e}",
                 case.label.display(),

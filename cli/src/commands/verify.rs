@@ -1,5 +1,6 @@
 //! `nnunet verify -d DATASET`: checks a raw dataset as nnU-Net's `verify_dataset_integrity` does,
-//! and lists every problem found.
+//! and lists every problem found. `nnunet verify --dicom DIR` checks that every DICOM image
+//! series under a folder reads as one regular volume.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -11,8 +12,11 @@ use crate::Context;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Dataset ID or name (e.g. 4 or Dataset004_Hippocampus), in nnUNet_raw.
-    #[arg(short = 'd', long = "dataset")]
-    dataset: String,
+    #[arg(short = 'd', long = "dataset", required_unless_present = "dicom")]
+    dataset: Option<String>,
+    /// A folder of DICOM files to check instead of a dataset.
+    #[arg(long = "dicom", value_name = "DIR", conflicts_with = "dataset")]
+    dicom: Option<std::path::PathBuf>,
 }
 
 /// A progress line on stderr, shown once checking takes more than a second.
@@ -45,7 +49,12 @@ impl Progress {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let name = ctx.paths.dataset_name(&args.dataset)?;
+    let (dataset, dicom) = (args.dataset, args.dicom);
+    let Some(dataset) = dataset else {
+        let dir = dicom.ok_or_else(|| anyhow::anyhow!("give -d DATASET or --dicom DIR"))?;
+        return crate::commands::convert_dicom::verify(&dir);
+    };
+    let name = ctx.paths.dataset_name(&dataset)?;
     let folder = ctx.paths.raw()?.join(&name);
     if !folder.is_dir() {
         anyhow::bail!(

@@ -488,8 +488,9 @@ impl CasePipeline {
         restrict_to_roi(exported, roi, &self.export.labels)
     }
 
-    /// Writes probabilities and properties (if any), then the segmentation under a temporary name
-    /// renamed when complete; returns the segmentation's path.
+    /// Writes probabilities and properties (if any), then the segmentation into a temporary
+    /// folder whose files (with a detached header's data files and side files) are moved next to
+    /// the output when complete; returns the segmentation's path.
     fn write(
         &self,
         prediction: &ExportedPrediction,
@@ -518,7 +519,9 @@ impl CasePipeline {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temporary = parent.join(format!(".{file_name}.partial{}", self.file_ending));
+        let staging = parent.join(format!(".{file_name}.partial"));
+        std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        let temporary = staging.join(format!("{file_name}{}", self.file_ending));
         let ending = self.file_ending.to_lowercase();
         let written = if options.visible_labels
             && (ending == ".png" || ending == ".bmp")
@@ -532,12 +535,28 @@ impl CasePipeline {
                 .write_segmentation(segmentation, &temporary, &properties.image)
         };
         if let Err(e) = written {
-            let _ = std::fs::remove_file(&temporary);
+            let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
         }
-        std::fs::rename(&temporary, &target).map_err(|e| Error::io(&target, e))?;
+        publish(&staging, &temporary, parent)?;
         Ok(target)
     }
+}
+
+/// Moves every file of `staging` into `parent`, `main` last (so that a header never names data
+/// that is not there yet), and removes `staging`.
+fn publish(staging: &Path, main: &Path, parent: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(staging).map_err(|e| Error::io(staging, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        files.push(entry.map_err(|e| Error::io(staging, e))?.path());
+    }
+    files.sort_by_key(|f| f == main);
+    for file in files {
+        let target = parent.join(file.file_name().unwrap_or_default());
+        std::fs::rename(&file, &target).map_err(|e| Error::io(&target, e))?;
+    }
+    std::fs::remove_dir(staging).map_err(|e| Error::io(staging, e))
 }
 
 /// Writes a `[1, y, x]` label map with values in 0..=255 as an 8-bit grey image (the format
@@ -1072,6 +1091,23 @@ impl Predictor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staged_files_are_published_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join(".case.partial");
+        std::fs::create_dir_all(&staging).unwrap();
+        let header = staging.join("case.mhd");
+        std::fs::write(&header, "ElementDataFile = case.zraw\n").unwrap();
+        std::fs::write(staging.join("case.zraw"), [1, 2, 3]).unwrap();
+        publish(&staging, &header, dir.path()).unwrap();
+        assert!(!staging.exists());
+        assert_eq!(
+            std::fs::read(dir.path().join("case.zraw")).unwrap(),
+            [1, 2, 3]
+        );
+        assert!(dir.path().join("case.mhd").is_file());
+    }
 
     #[test]
     fn checkpoint_names_as_nnunet_spells_them() {

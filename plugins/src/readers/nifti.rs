@@ -1,5 +1,5 @@
-//! NIfTI (`.nii`, `.nii.gz`) readers/writers, registered as nnU-Net's `SimpleITKIO` and
-//! `NibabelIO`.
+//! NIfTI (`.nii`, `.nii.gz`): the NIfTI part of nnU-Net's `SimpleITKIO` (registered in
+//! [`super::simpleitk`]), and `NibabelIO` / `NibabelIOWithReorient`.
 //!
 //! Both read the file with our own NIfTI-1/NIfTI-2 parser (either byte order, gzip or not) and
 //! give the array in nnU-Net's order `[c, z, y, x]`: NIfTI stores `x` fastest, so the voxel
@@ -21,6 +21,13 @@
 //!   (`dim[0] = 3`), spacing `pixdim[3], pixdim[2], pixdim[1]` (no unit conversion), NIfTI-1 and
 //!   NIfTI-2. Its properties carry the same ITK-style origin/direction, plus nibabel's "best
 //!   affine" (sform, else qform, else the pixdim-only affine) as `extra["original_affine"]`.
+//! * `NibabelIOWithReorient` is `NibabelIO` reoriented to RAS+ as nibabel's
+//!   `as_reoriented(io_orientation(affine))` does (axes permuted and mirrored towards the world
+//!   axes nearest to them, no resampling): the spacing is the reoriented affine's column lengths
+//!   (the header's when nothing changes), origin and direction are those of the reoriented
+//!   affine (ITK style), and `extra` holds `reoriented_affine` and the transform. Writing undoes
+//!   the transform and writes the input's header, so the output has the input's orientation
+//!   exactly (nnU-Net's writes a new header with the restored affine).
 //!
 //! `scl_slope`/`scl_inter` are applied when the slope is finite and non-zero (slope 0 means
 //! unscaled, as the NIfTI standard and nibabel have it; ITK would still add the intercept).
@@ -44,30 +51,39 @@ use std::path::Path;
 use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
-use ndarray::{Array4, ArrayView3, ArrayView4, Axis};
+use ndarray::{Array4, ArrayView3, ArrayView4};
 use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
 use nnunet_core::{Error, Result};
 use serde_json::{Map, Value, json};
 
-/// nnU-Net's default reader for `.nii.gz`, with SimpleITK's conventions.
-pub struct SimpleItkIO;
+use super::itk::{
+    ItkGeometry, ItkImage, Pixels, allclose, f32_pixels, is_two_d, label_pixels, mismatch,
+    output_geometry, read_exact_or_eof, read_voxel_bytes, stack,
+};
+use super::orientation::{AxisTransform, nibabel_to_ras, undone3, undone4};
 
 /// nnU-Net's reader for `.nii` (and, if selected, `.nii.gz`), with nibabel's conventions.
 pub struct NibabelIO;
 
-nnunet_core::register!(
-    Reader,
-    "SimpleITKIO",
-    "NIfTI (.nii.gz) with SimpleITK's conventions, nnU-Net's default for .nii.gz; reads NIfTI \
-     only (nnU-Net's SimpleITKIO also reads .nrrd/.mha/.gipl)",
-    || Box::new(SimpleItkIO)
-);
+/// [`NibabelIO`] reorienting images to RAS+ on reading and back on writing.
+pub struct NibabelIOWithReorient;
+
+/// `SimpleITKIO` reads NIfTI and the other ITK formats; it lived here when it read NIfTI only.
+pub use super::simpleitk::SimpleItkIO;
 
 nnunet_core::register!(
     Reader,
     "NibabelIO",
     "NIfTI (.nii, .nii.gz) with nibabel's conventions, 3D only; nnU-Net's default for .nii",
     || Box::new(NibabelIO)
+);
+
+nnunet_core::register!(
+    Reader,
+    "NibabelIOWithReorient",
+    "NibabelIO reorienting images to RAS+ on reading (nibabel's as_reoriented) and back on \
+     writing",
+    || Box::new(NibabelIOWithReorient)
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -78,20 +94,8 @@ const NIFTI2_SIZE: usize = 540;
 const NIFTI1_MAGIC: &[u8; 4] = b"n+1\0";
 const NIFTI2_MAGIC: &[u8; 8] = b"n+2\0\r\n\x1a\n";
 
-/// The on-disk voxel types we read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DataType {
-    U8,
-    I8,
-    I16,
-    U16,
-    I32,
-    U32,
-    I64,
-    U64,
-    F32,
-    F64,
-}
+/// NIfTI's voxel types are ITK's pixel types; the NIfTI codes map onto them here.
+use super::itk::PixelType as DataType;
 
 impl DataType {
     fn from_code(code: i16) -> std::result::Result<Self, String> {
@@ -126,15 +130,6 @@ impl DataType {
             Self::U64 => 1280,
             Self::F32 => 16,
             Self::F64 => 64,
-        }
-    }
-
-    fn size(self) -> usize {
-        match self {
-            Self::U8 | Self::I8 => 1,
-            Self::I16 | Self::U16 => 2,
-            Self::I32 | Self::U32 | Self::F32 => 4,
-            Self::I64 | Self::U64 | Self::F64 => 8,
         }
     }
 }
@@ -397,11 +392,11 @@ fn header_bytes(h: &Header) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/// A file's header and its raw voxel bytes (exactly `nvox * voxel size` of them).
+/// A file's header and its voxel values (exactly as many as `dim` announces, scaled as the
+/// header says).
 struct RawVolume {
     header: Header,
-    data: Vec<u8>,
-    nvox: usize,
+    pixels: Pixels,
 }
 
 impl RawVolume {
@@ -410,19 +405,6 @@ impl RawVolume {
             .map(|i| self.header.dim[i] as usize)
             .collect()
     }
-}
-
-fn read_exact_or_eof(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Reads header and voxel bytes, gzip-compressed or not (decided by the content, not the name).
@@ -460,15 +442,13 @@ fn load(path: &Path) -> Result<RawVolume> {
     let header = parse_header(&head[..n]).map_err(|m| Error::invalid_file(path, m))?;
     let dtype = DataType::from_code(header.datatype).map_err(|m| Error::invalid_file(path, m))?;
 
-    let nvox =
-        (1..=header.dim[0] as usize).try_fold(1u64, |acc, i| acc.checked_mul(header.dim[i] as u64));
-    let nbytes = nvox.and_then(|n| n.checked_mul(dtype.size() as u64));
-    let (Some(nvox), Some(nbytes)) = (nvox, nbytes) else {
-        return Err(Error::invalid_file(
-            path,
-            format!("image size {:?} overflows", header.dim),
-        ));
-    };
+    let nbytes = (1..=header.dim[0] as usize)
+        .try_fold(dtype.size() as u64, |acc, i| {
+            acc.checked_mul(header.dim[i] as u64)
+        })
+        .ok_or_else(|| {
+            Error::invalid_file(path, format!("image size {:?} overflows", header.dim))
+        })?;
     let offset = header.vox_offset as u64;
     let too_big = || {
         Error::invalid_file(
@@ -494,26 +474,14 @@ fn load(path: &Path) -> Result<RawVolume> {
     if skipped < skip {
         return Err(too_big());
     }
-    // Grow the buffer with the data actually present (never trust `nbytes` up front for gzip).
-    let mut data = Vec::with_capacity(nbytes.min(64 << 20) as usize);
-    (&mut reader)
-        .take(nbytes)
-        .read_to_end(&mut data)
-        .map_err(io_err)?;
-    if (data.len() as u64) < nbytes {
-        return Err(Error::invalid_file(
-            path,
-            format!(
-                "truncated: expected {nbytes} bytes of voxel data, found {}",
-                data.len()
-            ),
-        ));
-    }
-    Ok(RawVolume {
-        header,
-        data,
-        nvox: nvox as usize,
-    })
+    let data = read_voxel_bytes(path, reader, nbytes)?;
+    let pixels = Pixels {
+        kind: dtype,
+        big_endian: header.big_endian,
+        bytes: data,
+        scale: scaling(&header),
+    };
+    Ok(RawVolume { header, pixels })
 }
 
 /// `(slope, intercept)` to apply, or `None` when the data is unscaled.
@@ -528,80 +496,6 @@ fn scaling(h: &Header) -> Option<(f64, f64)> {
         0.0
     };
     (slope != 1.0 || inter != 0.0).then_some((slope, inter))
-}
-
-/// Decodes the voxels (scaling applied) through `f`.
-fn decode<T>(raw: &RawVolume, mut f: impl FnMut(f64) -> T) -> Vec<T> {
-    let be = raw.header.big_endian;
-    let scale = scaling(&raw.header);
-    let mut g = move |v: f64| match scale {
-        Some((s, i)) => f(v * s + i),
-        None => f(v),
-    };
-    let dtype = DataType::from_code(raw.header.datatype).unwrap_or(DataType::U8);
-    macro_rules! conv {
-        ($t:ty, $n:expr) => {
-            raw.data
-                .chunks_exact($n)
-                .take(raw.nvox)
-                .map(|c| {
-                    let mut a = [0u8; $n];
-                    a.copy_from_slice(c);
-                    let v = if be {
-                        <$t>::from_be_bytes(a)
-                    } else {
-                        <$t>::from_le_bytes(a)
-                    };
-                    g(v as f64)
-                })
-                .collect()
-        };
-    }
-    match dtype {
-        DataType::U8 => raw
-            .data
-            .iter()
-            .take(raw.nvox)
-            .map(|&v| g(v as f64))
-            .collect(),
-        DataType::I8 => raw
-            .data
-            .iter()
-            .take(raw.nvox)
-            .map(|&v| g(v as i8 as f64))
-            .collect(),
-        DataType::I16 => conv!(i16, 2),
-        DataType::U16 => conv!(u16, 2),
-        DataType::I32 => conv!(i32, 4),
-        DataType::U32 => conv!(u32, 4),
-        DataType::I64 => conv!(i64, 8),
-        DataType::U64 => conv!(u64, 8),
-        DataType::F32 => conv!(f32, 4),
-        DataType::F64 => conv!(f64, 8),
-    }
-}
-
-fn decode_f32(raw: &RawVolume) -> Vec<f32> {
-    decode(raw, |v| v as f32)
-}
-
-fn decode_labels(raw: &RawVolume, path: &Path) -> Result<Vec<i16>> {
-    let mut bad: Option<f64> = None;
-    let labels = decode(raw, |v| {
-        if v.fract() == 0.0 && v >= i16::MIN as f64 && v <= i16::MAX as f64 {
-            v as i16
-        } else {
-            bad.get_or_insert(v);
-            0
-        }
-    });
-    match bad {
-        Some(v) => Err(Error::invalid_file(
-            path,
-            format!("label map holds {v}, which is not an integer label in the int16 range"),
-        )),
-        None => Ok(labels),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -754,13 +648,7 @@ fn itk_matrix(h: &Header) -> std::result::Result<Option<Mat>, String> {
     }
 }
 
-/// Geometry as SimpleITK reports it for an image of `ndim` dimensions (2 to 4).
-struct ItkGeometry {
-    spacing: Vec<f64>,
-    origin: Vec<f64>,
-    direction: Vec<f64>,
-}
-
+/// Geometry as SimpleITK reports it for a NIfTI file read as `ndim` dimensions (2 to 4).
 fn itk_geometry(h: &Header, ndim: usize) -> std::result::Result<ItkGeometry, String> {
     let space_scale = match h.xyzt_units & 7 {
         1 => 1e3,
@@ -888,41 +776,26 @@ fn geometry_from_json(v: &Value) -> Option<Header> {
     })
 }
 
-/// A header for properties that carry no NIfTI geometry (e.g. from another reader): spacing,
-/// origin and direction (ITK/LPS) go into an sform with code 1 (scanner); qform unset.
+/// A header for properties that carry no NIfTI geometry (e.g. from another reader): the ITK
+/// geometry to write ([`output_geometry`]) goes into an sform with code 1 (scanner); qform unset.
 fn header_from_properties(p: &ImageProperties) -> Header {
     let mut h = Header::default();
-    let two_d = p.direction.len() == 4 || p.origin.len() == 2;
-    let sp = [
-        p.spacing[2].abs(),
-        p.spacing[1].abs(),
-        if two_d { 1.0 } else { p.spacing[0].abs() },
-    ];
-    for (i, s) in sp.iter().enumerate() {
-        h.pixdim[i + 1] = if *s > 0.0 && s.is_finite() { *s } else { 1.0 };
-    }
-    let n = if two_d { 2 } else { 3 };
-    let mut dir = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
-    let ndir = (p.direction.len() as f64).sqrt() as usize;
-    if ndir >= n && ndir * ndir == p.direction.len() {
-        for (i, row) in dir.iter_mut().enumerate().take(n) {
-            for (j, v) in row.iter_mut().enumerate().take(n) {
-                *v = p.direction[i * ndir + j];
-            }
-        }
-    }
-    let mut origin = [0.0; 3];
-    for (o, v) in origin.iter_mut().zip(&p.origin) {
-        *o = *v;
+    let n = if is_two_d(p) { 2 } else { 3 };
+    let g = output_geometry(p, n);
+    for i in 0..n {
+        h.pixdim[i + 1] = g.spacing[i];
     }
     if !p.origin.is_empty() || !p.direction.is_empty() {
         h.sform_code = 1;
-        for i in 0..3 {
+        for i in 0..n {
             let flip = if i < 2 { -1.0 } else { 1.0 };
-            for (j, d) in dir[i].iter().enumerate() {
-                h.srow[i][j] = flip * d * h.pixdim[j + 1];
+            for j in 0..n {
+                h.srow[i][j] = flip * g.direction[i * n + j] * g.spacing[j];
             }
-            h.srow[i][3] = flip * origin[i];
+            h.srow[i][3] = flip * g.origin[i];
+        }
+        if n == 2 {
+            h.srow[2][2] = 1.0;
         }
     }
     h
@@ -930,14 +803,6 @@ fn header_from_properties(p: &ImageProperties) -> Header {
 
 // ---------------------------------------------------------------------------------------------
 // Reading one file per reader convention
-
-/// One channel file read with SimpleITK's conventions.
-struct SitkFile {
-    data: Array4<f32>,
-    itk: ItkGeometry,
-    spacing: [f64; 3],
-    header: Header,
-}
 
 /// Effective dimension count as ITK sees it: trailing singleton axes beyond the third dropped.
 fn itk_ndim(h: &Header) -> usize {
@@ -948,7 +813,17 @@ fn itk_ndim(h: &Header) -> usize {
     n
 }
 
-fn sitk_shape(raw: &RawVolume, path: &Path) -> Result<(usize, [usize; 4])> {
+/// The header geometry kept in `ImageProperties.extra["nifti"]`.
+fn nifti_extra(h: &Header) -> Map<String, Value> {
+    let mut extra = Map::new();
+    extra.insert("nifti".into(), geometry_json(h));
+    extra
+}
+
+/// A NIfTI file as ITK reads it (for `SimpleITKIO`), with its header geometry as the extra
+/// properties. NIfTI-2 files are refused, as SimpleITK cannot read them.
+pub(crate) fn read_itk(path: &Path) -> Result<(ItkImage, Map<String, Value>)> {
+    let raw = load(path)?;
     let h = &raw.header;
     if h.version == 2 {
         return Err(Error::invalid_file(
@@ -958,150 +833,27 @@ fn sitk_shape(raw: &RawVolume, path: &Path) -> Result<(usize, [usize; 4])> {
         ));
     }
     let ndim = itk_ndim(h);
-    let d = raw.dims();
-    let shape = match ndim {
-        2 => [1, 1, d[1], d[0]],
-        3 => [1, d[2], d[1], d[0]],
-        4 => [d[3], d[2], d[1], d[0]],
-        n => {
-            return Err(Error::invalid_file(
-                path,
-                format!("Unexpected number of dimensions: {n} (dim = {d:?})"),
-            ));
-        }
-    };
-    Ok((ndim, shape))
-}
-
-fn read_sitk(path: &Path) -> Result<(RawVolume, usize, [usize; 4])> {
-    let raw = load(path)?;
-    let (ndim, shape) = sitk_shape(&raw, path)?;
-    Ok((raw, ndim, shape))
-}
-
-fn sitk_geometry(raw: &RawVolume, ndim: usize, path: &Path) -> Result<(ItkGeometry, [f64; 3])> {
-    let itk = itk_geometry(&raw.header, ndim).map_err(|m| Error::invalid_file(path, m))?;
-    let s = &itk.spacing;
-    let spacing = match ndim {
-        2 => [s[0].max(s[1]) * 999.0, s[1], s[0]],
-        _ => [s[2], s[1], s[0]],
+    if !(2..=4).contains(&ndim) {
+        return Err(Error::invalid_file(
+            path,
+            format!(
+                "Unexpected number of dimensions: {ndim} (dim = {:?})",
+                raw.dims()
+            ),
+        ));
     }
-    .map(f64::abs);
-    Ok((itk, spacing))
-}
-
-fn sitk_file(path: &Path) -> Result<SitkFile> {
-    let (raw, ndim, shape) = read_sitk(path)?;
-    let (itk, spacing) = sitk_geometry(&raw, ndim, path)?;
-    let data = Array4::from_shape_vec(shape, decode_f32(&raw))
-        .map_err(|e| Error::invalid_file(path, format!("cannot shape voxel data: {e}")))?;
-    Ok(SitkFile {
-        data,
-        itk,
-        spacing,
-        header: raw.header,
-    })
-}
-
-/// `numpy.allclose(a, b)` with its default tolerances.
-fn allclose(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| (x - y).abs() <= 1e-8 + 1e-5 * y.abs())
-}
-
-fn stack(files: &[&Path], channels: Vec<Array4<f32>>) -> Result<Array4<f32>> {
-    let views: Vec<_> = channels.iter().map(|c| c.view()).collect();
-    ndarray::concatenate(Axis(0), &views)
-        .map_err(|e| Error::invalid_file(files[0], format!("cannot stack the channels: {e}")))
-}
-
-fn mismatch(first: &Path, other: &Path, what: &str, a: String, b: String) -> Error {
-    Error::invalid_file(
-        other,
-        format!(
-            "{what} {b} differs from {a} of the first channel {}; all input images of a case \
-             must have the same {what}",
-            first.display()
-        ),
-    )
-}
-
-fn nifti_extra(h: &Header) -> Map<String, Value> {
-    let mut extra = Map::new();
-    extra.insert("nifti".into(), geometry_json(h));
-    extra
-}
-
-impl SimpleItkIO {
-    fn read_all(&self, files: &[&Path]) -> Result<Image> {
-        let Some(&first_path) = files.first() else {
-            return Err(Error::Invalid("no image files given".into()));
-        };
-        let mut read = Vec::with_capacity(files.len());
-        for &path in files {
-            read.push(sitk_file(path)?);
-        }
-        let first = &read[0];
-        for (f, &path) in read.iter().zip(files).skip(1) {
-            if f.data.shape() != first.data.shape() {
-                return Err(mismatch(
-                    first_path,
-                    path,
-                    "shape",
-                    format!("{:?}", first.data.shape()),
-                    format!("{:?}", f.data.shape()),
-                ));
-            }
-            if !allclose(&first.itk.spacing, &f.itk.spacing) {
-                return Err(mismatch(
-                    first_path,
-                    path,
-                    "spacing",
-                    format!("{:?}", first.itk.spacing),
-                    format!("{:?}", f.itk.spacing),
-                ));
-            }
-            if !allclose(&first.itk.origin, &f.itk.origin) {
-                eprintln!(
-                    "WARNING: {} and {} do not have the same origin ({:?} vs {:?})",
-                    first_path.display(),
-                    path.display(),
-                    first.itk.origin,
-                    f.itk.origin
-                );
-            }
-            if !allclose(&first.itk.direction, &f.itk.direction) {
-                eprintln!(
-                    "WARNING: {} and {} do not have the same direction ({:?} vs {:?})",
-                    first_path.display(),
-                    path.display(),
-                    first.itk.direction,
-                    f.itk.direction
-                );
-            }
-            if !allclose(&first.spacing, &f.spacing) {
-                return Err(mismatch(
-                    first_path,
-                    path,
-                    "nnU-Net spacing",
-                    format!("{:?}", first.spacing),
-                    format!("{:?}", f.spacing),
-                ));
-            }
-        }
-        let mut extra = nifti_extra(&first.header);
-        extra.insert("sitk_spacing".into(), json!(first.itk.spacing));
-        let properties = ImageProperties {
-            spacing: first.spacing,
-            origin: first.itk.origin.clone(),
-            direction: first.itk.direction.clone(),
-            extra,
-        };
-        let data = stack(files, read.into_iter().map(|f| f.data).collect())?;
-        Ok(Image { data, properties })
-    }
+    let geometry = itk_geometry(h, ndim).map_err(|m| Error::invalid_file(path, m))?;
+    let extra = nifti_extra(h);
+    let size = raw.dims()[..ndim].to_vec();
+    Ok((
+        ItkImage {
+            size,
+            components: 1,
+            geometry,
+            pixels: raw.pixels,
+        },
+        extra,
+    ))
 }
 
 fn nibabel_check(raw: &RawVolume, path: &Path) -> Result<[usize; 4]> {
@@ -1130,65 +882,204 @@ fn nibabel_properties(h: &Header, path: &Path) -> Result<ImageProperties> {
     })
 }
 
-impl NibabelIO {
-    fn read_all(&self, files: &[&Path]) -> Result<Image> {
-        let Some(&first_path) = files.first() else {
-            return Err(Error::Invalid("no image files given".into()));
-        };
-        let mut channels = Vec::with_capacity(files.len());
-        let mut props: Vec<ImageProperties> = Vec::with_capacity(files.len());
-        for &path in files {
-            let raw = load(path)?;
-            let shape = nibabel_check(&raw, path)?;
-            let p = nibabel_properties(&raw.header, path)?;
-            let data = Array4::from_shape_vec(shape, decode_f32(&raw))
-                .map_err(|e| Error::invalid_file(path, format!("cannot shape voxel data: {e}")))?;
-            if let Some(first) = channels.first() {
-                let first: &Array4<f32> = first;
-                if first.shape() != data.shape() {
-                    return Err(mismatch(
-                        first_path,
-                        path,
-                        "shape",
-                        format!("{:?}", first.shape()),
-                        format!("{:?}", data.shape()),
-                    ));
-                }
-                let flat = |p: &ImageProperties| -> Vec<f64> {
-                    p.extra["original_affine"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_array)
-                        .flatten()
-                        .filter_map(Value::as_f64)
-                        .collect()
-                };
-                if !allclose(&flat(&props[0]), &flat(&p)) {
-                    eprintln!(
-                        "WARNING: {} and {} do not have the same affine",
-                        first_path.display(),
-                        path.display()
-                    );
-                }
-                if !allclose(&props[0].spacing, &p.spacing) {
-                    return Err(mismatch(
-                        first_path,
-                        path,
-                        "spacing",
-                        format!("{:?}", props[0].spacing),
-                        format!("{:?}", p.spacing),
-                    ));
-                }
-            }
-            channels.push(data);
-            props.push(p);
+/// The 16 values of a 4×4 affine stored as nested JSON arrays.
+fn flat_affine(p: &ImageProperties, key: &str) -> Vec<f64> {
+    p.extra
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect()
+}
+
+/// One file read with nibabel's conventions: the `[1, z, y, x]` array and its properties.
+fn nibabel_file(path: &Path) -> Result<(Array4<f32>, ImageProperties)> {
+    let raw = load(path)?;
+    let shape = nibabel_check(&raw, path)?;
+    let properties = nibabel_properties(&raw.header, path)?;
+    let data = Array4::from_shape_vec(shape, raw.pixels.decode(|v| v as f32))
+        .map_err(|e| Error::invalid_file(path, format!("cannot shape voxel data: {e}")))?;
+    Ok((data, properties))
+}
+
+/// NibabelIO's checks across channels: shape (error), affine (warning), spacing (error).
+fn nibabel_check_channels(
+    files: &[&Path],
+    channels: &[(Array4<f32>, ImageProperties)],
+    affine_key: &str,
+) -> Result<()> {
+    let (first, first_props) = &channels[0];
+    for ((data, p), &path) in channels.iter().zip(files).skip(1) {
+        if first.shape() != data.shape() {
+            let (a, b) = (
+                format!("{:?}", first.shape()),
+                format!("{:?}", data.shape()),
+            );
+            return Err(mismatch(files[0], path, "shape", a, b));
         }
-        let data = stack(files, channels)?;
-        Ok(Image {
-            data,
-            properties: props.swap_remove(0),
+        if !allclose(
+            &flat_affine(first_props, affine_key),
+            &flat_affine(p, affine_key),
+        ) {
+            eprintln!(
+                "WARNING: {} and {} do not have the same affine",
+                files[0].display(),
+                path.display()
+            );
+        }
+        if !allclose(&first_props.spacing, &p.spacing) {
+            let (a, b) = (
+                format!("{:?}", first_props.spacing),
+                format!("{:?}", p.spacing),
+            );
+            return Err(mismatch(files[0], path, "spacing", a, b));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the channel files of a case with `read`, checks them as nnU-Net's nibabel readers do
+/// (affines compared under `affine_key`) and stacks them.
+fn nibabel_read_all(
+    files: &[&Path],
+    read: impl Fn(&Path) -> Result<(Array4<f32>, ImageProperties)>,
+    affine_key: &str,
+) -> Result<Image> {
+    if files.is_empty() {
+        return Err(Error::Invalid("no image files given".into()));
+    }
+    let channels = files.iter().map(|f| read(f)).collect::<Result<Vec<_>>>()?;
+    nibabel_check_channels(files, &channels, affine_key)?;
+    let (arrays, mut props): (Vec<_>, Vec<_>) = channels.into_iter().unzip();
+    Ok(Image {
+        data: stack(files, arrays)?,
+        properties: props.swap_remove(0),
+    })
+}
+
+/// `affine` of an image of `size` (`i, j, k`) after the axis transform `t`: columns permuted
+/// and negated as the axes, the translation moved to the new first voxel (nibabel's
+/// `affine @ inv_ornt_aff(ornt, shape)`).
+fn reoriented_affine(affine: &Mat, t: &AxisTransform, size: [usize; 3]) -> Mat {
+    let step = |axis: usize| [affine[0][axis], affine[1][axis], affine[2][axis]];
+    let origin = t.new_origin([affine[0][3], affine[1][3], affine[2][3]], step, size);
+    let mut out = [[0.0; 4]; 4];
+    out[3][3] = 1.0;
+    for i in 0..3 {
+        for k in 0..3 {
+            let sign = if t.flip[k] { -1.0 } else { 1.0 };
+            out[i][k] = sign * affine[i][t.source[k]];
+        }
+        out[i][3] = origin[i];
+    }
+    out
+}
+
+/// NibabelIOWithReorient's properties of a file and the transform to RAS+: nibabel's spacing of
+/// the reoriented image, ITK-style origin and direction of the reoriented affine, and (in
+/// `extra`) both affines and the transform.
+fn reoriented_properties(raw: &RawVolume, path: &Path) -> Result<(ImageProperties, AxisTransform)> {
+    let h = &raw.header;
+    let mut p = nibabel_properties(h, path)?;
+    let affine = nibabel_affine(h);
+    let t = nibabel_to_ras(&affine).ok_or_else(|| {
+        Error::invalid_file(
+            path,
+            "cannot reorient: the affine is degenerate (two voxel axes along one world axis)",
+        )
+    })?;
+    let d = raw.dims();
+    let new = reoriented_affine(&affine, &t, [d[0], d[1], d[2]]);
+    if !t.is_identity() {
+        p.spacing = [
+            column_norm(&new, 2),
+            column_norm(&new, 1),
+            column_norm(&new, 0),
+        ];
+    }
+    let flip = |i: usize| if i < 2 { -1.0 } else { 1.0 };
+    p.origin = (0..3).map(|i| flip(i) * new[i][3]).collect();
+    p.direction = vec![0.0; 9];
+    for j in 0..3 {
+        let n = column_norm(&new, j);
+        for (i, row) in new.iter().take(3).enumerate() {
+            p.direction[i * 3 + j] = if n > 0.0 { flip(i) * row[j] / n } else { 0.0 };
+        }
+    }
+    p.extra.insert("reoriented_affine".into(), json!(new));
+    p.extra.insert("reorientation".into(), t.to_json());
+    Ok((p, t))
+}
+
+/// One file read as NibabelIOWithReorient reads it: reoriented to RAS+.
+fn reoriented_file(path: &Path) -> Result<(Array4<f32>, ImageProperties)> {
+    let raw = load(path)?;
+    let shape = nibabel_check(&raw, path)?;
+    let (properties, t) = reoriented_properties(&raw, path)?;
+    let data = Array4::from_shape_vec(shape, raw.pixels.decode(|v| v as f32))
+        .map_err(|e| Error::invalid_file(path, format!("cannot shape voxel data: {e}")))?;
+    Ok((t.array4(data.view()), properties))
+}
+
+/// The transform that undoes a NibabelIOWithReorient reorientation recorded in `properties`.
+fn undo_reorientation(properties: &ImageProperties) -> Option<AxisTransform> {
+    properties
+        .extra
+        .get("reorientation")
+        .and_then(AxisTransform::from_json)
+        .map(|t| t.inverse())
+}
+
+impl Reader for NibabelIOWithReorient {
+    fn file_endings(&self) -> &[&str] {
+        &[".nii", ".nii.gz"]
+    }
+
+    fn read_images(&self, files: &[&Path]) -> Result<Image> {
+        nibabel_read_all(files, reoriented_file, "reoriented_affine")
+    }
+
+    fn read_segmentation(&self, file: &Path) -> Result<Segmentation> {
+        let raw = load(file)?;
+        let shape = nibabel_check(&raw, file)?;
+        let (properties, t) = reoriented_properties(&raw, file)?;
+        let data = Array4::from_shape_vec(shape, raw.pixels.labels(file)?)
+            .map_err(|e| Error::invalid_file(file, format!("cannot shape voxel data: {e}")))?;
+        Ok(Segmentation {
+            data: t.array4(data.view()),
+            properties,
         })
+    }
+
+    fn write_segmentation(
+        &self,
+        segmentation: ArrayView3<'_, i16>,
+        file: &Path,
+        properties: &ImageProperties,
+    ) -> Result<()> {
+        let undo = undo_reorientation(properties);
+        write_segmentation(
+            undone3(undo.as_ref(), segmentation).view(),
+            file,
+            properties,
+        )
+    }
+
+    fn write_probabilities(
+        &self,
+        probabilities: ArrayView4<'_, f32>,
+        file: &Path,
+        properties: &ImageProperties,
+    ) -> Result<()> {
+        let undo = undo_reorientation(properties);
+        write_probabilities(
+            undone4(undo.as_ref(), probabilities).view(),
+            file,
+            properties,
+        )
     }
 }
 
@@ -1232,12 +1123,12 @@ pub fn split_volumes(file: &Path, output: impl Fn(usize) -> std::path::PathBuf) 
         ));
     }
     let volumes = raw.header.dim[4] as usize;
-    let per_volume = raw.data.len() / volumes;
+    let per_volume = raw.pixels.bytes.len() / volumes;
     let mut header = raw.header.clone();
     header.dim[0] = 3;
     header.dim[4] = 1;
     header.vox_offset = if header.version == 2 { 544.0 } else { 352.0 };
-    for (i, chunk) in raw.data.chunks_exact(per_volume).enumerate() {
+    for (i, chunk) in raw.pixels.bytes.chunks_exact(per_volume).enumerate() {
         write_file(&output(i), &header, chunk)?;
     }
     Ok(volumes)
@@ -1292,54 +1183,29 @@ fn output_header(
     Ok(h)
 }
 
-impl NiftiWriter for SimpleItkIO {}
-impl NiftiWriter for NibabelIO {}
+/// Writes a label map `[z, y, x]` as NIfTI (`.nii` or `.nii.gz`) with the header geometry of
+/// `properties` (see the module documentation).
+pub(crate) fn write_segmentation(
+    seg: ArrayView3<'_, i16>,
+    file: &Path,
+    properties: &ImageProperties,
+) -> Result<()> {
+    let (z, y, x) = seg.dim();
+    let pixels = label_pixels(seg);
+    let header = output_header(properties, [x, y, z], None, pixels.kind, file)?;
+    write_file(file, &header, &pixels.bytes)
+}
 
-/// The writers both readers share.
-trait NiftiWriter {
-    fn write_seg(
-        &self,
-        seg: ArrayView3<'_, i16>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        let (z, y, x) = seg.dim();
-        let (min, max) = seg
-            .iter()
-            .fold((0i16, 0i16), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        let dtype = if min < 0 {
-            DataType::I16
-        } else if max < 255 {
-            DataType::U8
-        } else {
-            DataType::U16
-        };
-        let header = output_header(properties, [x, y, z], None, dtype, file)?;
-        let mut bytes = Vec::with_capacity(seg.len() * dtype.size());
-        for &v in seg.iter() {
-            match dtype {
-                DataType::U8 => bytes.push(v as u8),
-                DataType::U16 => bytes.extend_from_slice(&(v as u16).to_le_bytes()),
-                _ => bytes.extend_from_slice(&v.to_le_bytes()),
-            }
-        }
-        write_file(file, &header, &bytes)
-    }
-
-    fn write_probs(
-        &self,
-        probs: ArrayView4<'_, f32>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        let (c, z, y, x) = probs.dim();
-        let header = output_header(properties, [x, y, z], Some(c), DataType::F32, file)?;
-        let mut bytes = Vec::with_capacity(probs.len() * 4);
-        for &v in probs.iter() {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        write_file(file, &header, &bytes)
-    }
+/// Writes probabilities `[classes, z, y, x]` as a 4D float32 NIfTI with the header geometry of
+/// `properties`.
+pub(crate) fn write_probabilities(
+    probs: ArrayView4<'_, f32>,
+    file: &Path,
+    properties: &ImageProperties,
+) -> Result<()> {
+    let (c, z, y, x) = probs.dim();
+    let header = output_header(properties, [x, y, z], Some(c), DataType::F32, file)?;
+    write_file(file, &header, &f32_pixels(probs.iter()).bytes)
 }
 
 /// Writes one float32 volume `[z, y, x]` as a 3D NIfTI file (`.nii` or `.nii.gz`) with the
@@ -1351,70 +1217,22 @@ pub fn write_volume_f32(
 ) -> Result<()> {
     let (z, y, x) = volume.dim();
     let header = output_header(properties, [x, y, z], None, DataType::F32, file)?;
-    let mut bytes = Vec::with_capacity(volume.len() * 4);
-    for &v in volume.iter() {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    write_file(file, &header, &bytes)
+    write_file(file, &header, &f32_pixels(volume.iter()).bytes)
 }
 
-fn single_label_channel(data: Vec<i16>, shape: [usize; 4], path: &Path) -> Result<Array4<i16>> {
-    if shape[0] != 1 {
-        return Err(Error::invalid_file(
-            path,
-            format!(
-                "a label map must have one channel; this file has {} volumes",
-                shape[0]
-            ),
-        ));
-    }
-    Array4::from_shape_vec(shape, data)
-        .map_err(|e| Error::invalid_file(path, format!("cannot shape voxel data: {e}")))
-}
-
-impl Reader for SimpleItkIO {
-    fn file_endings(&self) -> &[&str] {
-        &[".nii.gz"]
-    }
-
-    fn read_images(&self, files: &[&Path]) -> Result<Image> {
-        self.read_all(files)
-    }
-
-    fn read_segmentation(&self, file: &Path) -> Result<Segmentation> {
-        let (raw, ndim, shape) = read_sitk(file)?;
-        let (itk, spacing) = sitk_geometry(&raw, ndim, file)?;
-        let labels = decode_labels(&raw, file)?;
-        let data = single_label_channel(labels, shape, file)?;
-        let mut extra = nifti_extra(&raw.header);
-        extra.insert("sitk_spacing".into(), json!(itk.spacing));
-        Ok(Segmentation {
-            data,
-            properties: ImageProperties {
-                spacing,
-                origin: itk.origin,
-                direction: itk.direction,
-                extra,
-            },
-        })
-    }
-
-    fn write_segmentation(
-        &self,
-        segmentation: ArrayView3<'_, i16>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        self.write_seg(segmentation, file, properties)
-    }
-
-    fn write_probabilities(
-        &self,
-        probabilities: ArrayView4<'_, f32>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        self.write_probs(probabilities, file, properties)
+/// Writes one volume `[z, y, x]` as a 3D NIfTI file with the geometry in `properties`: as the
+/// smallest of `uint8`, `uint16`, `int16` when every value is an integer that fits `int16`, else
+/// as `float32`.
+pub fn write_volume(
+    volume: ndarray::ArrayView3<'_, f32>,
+    file: &Path,
+    properties: &ImageProperties,
+) -> Result<()> {
+    let fits = |v: f32| v.fract() == 0.0 && v >= i16::MIN as f32 && v <= i16::MAX as f32;
+    if volume.iter().all(|&v| fits(v)) {
+        write_segmentation(volume.mapv(|v| v as i16).view(), file, properties)
+    } else {
+        write_volume_f32(volume, file, properties)
     }
 }
 
@@ -1424,18 +1242,17 @@ impl Reader for NibabelIO {
     }
 
     fn read_images(&self, files: &[&Path]) -> Result<Image> {
-        self.read_all(files)
+        nibabel_read_all(files, nibabel_file, "original_affine")
     }
 
     fn read_segmentation(&self, file: &Path) -> Result<Segmentation> {
         let raw = load(file)?;
         let shape = nibabel_check(&raw, file)?;
         let properties = nibabel_properties(&raw.header, file)?;
-        let labels = decode_labels(&raw, file)?;
-        Ok(Segmentation {
-            data: single_label_channel(labels, shape, file)?,
-            properties,
-        })
+        let labels = raw.pixels.labels(file)?;
+        let data = Array4::from_shape_vec(shape, labels)
+            .map_err(|e| Error::invalid_file(file, format!("cannot shape voxel data: {e}")))?;
+        Ok(Segmentation { data, properties })
     }
 
     fn write_segmentation(
@@ -1444,7 +1261,7 @@ impl Reader for NibabelIO {
         file: &Path,
         properties: &ImageProperties,
     ) -> Result<()> {
-        self.write_seg(segmentation, file, properties)
+        write_segmentation(segmentation, file, properties)
     }
 
     fn write_probabilities(
@@ -1453,14 +1270,15 @@ impl Reader for NibabelIO {
         file: &Path,
         properties: &ImageProperties,
     ) -> Result<()> {
-        self.write_probs(probabilities, file, properties)
+        write_probabilities(probabilities, file, properties)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array3;
+    use crate::readers::simpleitk::SimpleItkIO;
+    use ndarray::{Array3, Axis};
 
     fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
@@ -2025,11 +1843,19 @@ mod tests {
 
     #[test]
     fn endings_and_registration() {
-        assert_eq!(SimpleItkIO.file_endings(), [".nii.gz"]);
+        assert_eq!(
+            SimpleItkIO.file_endings()[..4],
+            [".nii.gz", ".nrrd", ".mha", ".gipl"]
+        );
         assert_eq!(NibabelIO.file_endings(), [".nii", ".nii.gz"]);
         let registries = nnunet_core::registry::Registries::builtin().unwrap();
-        let sitk = registries.readers.get("SimpleITKIO").unwrap();
-        assert!(sitk.description.contains("NIfTI only"));
-        assert!(registries.readers.contains("NibabelIO"));
+        for name in [
+            "SimpleITKIO",
+            "SimpleITKIOWithReorient",
+            "NibabelIO",
+            "NibabelIOWithReorient",
+        ] {
+            assert!(registries.readers.contains(name), "{name}");
+        }
     }
 }
