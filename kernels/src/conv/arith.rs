@@ -10,6 +10,8 @@
 
 use std::sync::OnceLock;
 
+use rayon::prelude::*;
+
 use super::direct::{self, Tiler, check_reach};
 use super::grid::fill;
 use super::shape::{Grid, OutMap};
@@ -331,22 +333,25 @@ fn pack_amx(job: &DirectJob, steps: &[(usize, usize)]) -> Vec<u16> {
     let mblocks = job.rows.div_ceil(32);
     let channels = job.src.channels;
     let mut packed = vec![0u16; mblocks * steps.len() * STEP_A];
-    for (i, tile) in packed.chunks_mut(512).enumerate() {
-        let (mb, rest) = (i / (2 * steps.len()), i % (2 * steps.len()));
-        let ((t, b), half) = (steps[rest / 2], rest % 2);
-        for r in 0..16 {
-            let row = mb * 32 + half * 16 + r;
-            if row >= job.rows {
-                break;
-            }
-            for p in 0..32 {
-                let c = 32 * b + p;
-                if c < channels {
-                    tile[r * 32 + p] = to_bf16((job.w)(row, c, t));
+    packed
+        .par_chunks_mut(512)
+        .enumerate()
+        .for_each(|(i, tile)| {
+            let (mb, rest) = (i / (2 * steps.len()), i % (2 * steps.len()));
+            let ((t, b), half) = (steps[rest / 2], rest % 2);
+            for r in 0..16 {
+                let row = mb * 32 + half * 16 + r;
+                if row >= job.rows {
+                    break;
+                }
+                for p in 0..32 {
+                    let c = 32 * b + p;
+                    if c < channels {
+                        tile[r * 32 + p] = to_bf16((job.w)(row, c, t));
+                    }
                 }
             }
-        }
-    }
+        });
     packed
 }
 
@@ -368,39 +373,52 @@ pub(crate) fn weight_grad(
                 .map(move |t| src.grid.offset(t.phase, c, t.shift) as isize)
         })
         .collect();
-    let mut dw = vec![0f32; co * k];
-    let mut write = |acc: &[f32], cpad: usize, row_to_k: &dyn Fn(usize) -> usize| {
-        for (row, vals) in acc.chunks(cpad).take(k).enumerate() {
-            let kk = row_to_k(row);
-            for (c, &v) in vals[..co].iter().enumerate() {
-                dw[c * k + kk] = v;
-            }
-        }
-    };
+    let write = |acc: &[f32], cpad: usize, row_to_k: &RowToK| transpose(acc, cpad, k, co, row_to_k);
     match mode() {
         Mode::Fp32(isa) => {
             let (acc, cpad) = grad_f32(src.f32s(false), &by_channel, isa, q_end, map, g);
-            write(&acc, cpad, &|r| r);
+            write(&acc, cpad, &|r| r)
         }
         Mode::Emulated(isa) => {
             let g: Vec<f32> = g.iter().map(|&v| round_bf16(v)).collect();
             let (acc, cpad) = grad_f32(src.f32s(true), &by_channel, isa, q_end, map, &g);
-            write(&acc, cpad, &|r| r);
+            write(&acc, cpad, &|r| r)
         }
         #[cfg(target_arch = "x86_64")]
         Mode::Amx if src.channels.is_multiple_of(32) => {
             let (acc, cpad) = grad_amx(src, taps, q_end, map, g);
             let c = src.channels;
-            write(&acc, cpad, &|r| (r % c) * nt + r / c);
+            write(&acc, cpad, &move |r| (r % c) * nt + r / c)
         }
         #[cfg(target_arch = "x86_64")]
         Mode::Pairs | Mode::Amx => {
             let (acc, cpad) = grad_pairs(src.plain(), &by_channel, q_end, map, g);
-            write(&acc, cpad, &|r| r);
+            write(&acc, cpad, &|r| r)
         }
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("bf16 instructions exist on x86-64 only"),
     }
+}
+
+/// The grid row of each `dW` column `c · taps + t`.
+type RowToK = dyn Fn(usize) -> usize + Sync;
+
+/// `dW[co][row_to_k(row)] = acc[row][co]` for the first `k` rows of `acc` (`cpad` columns), in
+/// parallel blocks of 16 output channels (one cache line of `acc` per row).
+fn transpose(acc: &[f32], cpad: usize, k: usize, co: usize, row_to_k: &RowToK) -> Vec<f32> {
+    const BLOCK: usize = 16;
+    let mut dw = vec![0f32; co * k];
+    dw.par_chunks_mut(BLOCK * k)
+        .enumerate()
+        .for_each(|(b, out)| {
+            let n = out.len() / k;
+            for row in 0..k {
+                let kk = row_to_k(row);
+                for (j, &v) in acc[row * cpad + b * BLOCK..][..n].iter().enumerate() {
+                    out[j * k + kk] = v;
+                }
+            }
+        });
     dw
 }
 

@@ -82,20 +82,23 @@ pub(crate) fn run(
 
 /// Packs row-major `w[rows][k]` into blocks of `mr` rows, `k`-major within a block
 /// (`packed[(block · k + kk) · mr + r]`), zero rows past the end; `convert` makes the element.
-pub(crate) fn pack<T: Copy + Default>(
+pub(crate) fn pack<T: Copy + Default + Send>(
     rows: usize,
     k: usize,
     mr: usize,
-    w: impl Fn(usize, usize) -> T,
+    w: impl Fn(usize, usize) -> T + Sync,
 ) -> Vec<T> {
     let blocks = rows.div_ceil(mr);
     let mut packed = vec![T::default(); blocks * k * mr];
-    for (b, chunk) in packed.chunks_mut(k * mr).enumerate() {
-        for r in 0..mr.min(rows - b * mr) {
-            for kk in 0..k {
-                chunk[kk * mr + r] = w(b * mr + r, kk);
+    packed
+        .par_chunks_mut(k * mr)
+        .enumerate()
+        .for_each(|(b, chunk)| {
+            for r in 0..mr.min(rows - b * mr) {
+                for kk in 0..k {
+                    chunk[kk * mr + r] = w(b * mr + r, kk);
+                }
             }
-        }
-    }
+        });
     packed
 }

@@ -13,6 +13,7 @@ mod shape;
 mod weight_grad;
 
 use arith::{DirectJob, Operand, Tap};
+use rayon::prelude::*;
 pub use shape::ConvShape;
 use shape::{Axis, Grid, OutMap, input_grid};
 
@@ -167,12 +168,27 @@ pub fn weight_grad(x: &[f32], g: &[f32], s: &ConvShape) -> Vec<f32> {
     arith::weight_grad(&src, &forward_taps(s), src.grid.span(s.output()), &map, g)
 }
 
-/// Bias gradient: the sum of `g` `[batch, cout, output…]` over samples and positions.
+/// Bias gradient: the sum of `g` `[batch, cout, output…]` over samples and positions (in f64,
+/// planes in parallel).
 pub fn bias_grad(g: &[f32], batch: usize, channels: usize) -> Vec<f32> {
-    let per = g.len() / (batch * channels).max(1);
+    let per = (g.len() / (batch * channels).max(1)).max(1);
+    let planes: Vec<f64> = g.par_chunks(per).map(plane_sum).collect();
     let mut sums = vec![0f64; channels];
-    for (i, plane) in g.chunks(per.max(1)).enumerate() {
-        sums[i % channels] += plane.iter().map(|&v| v as f64).sum::<f64>();
+    for (i, s) in planes.into_iter().enumerate() {
+        sums[i % channels] += s;
     }
     sums.into_iter().map(|v| v as f32).collect()
+}
+
+/// The f64 sum of `plane`, in eight interleaved partial sums (so that it vectorises).
+fn plane_sum(plane: &[f32]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let chunks = plane.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v as f64;
+        }
+    }
+    lanes.iter().sum::<f64>() + rest
 }
