@@ -11,10 +11,12 @@
 # does not depend on training quality. Each is imported with `nnunet import-torch-checkpoint` and
 # predicted by both from the same model: ours with `nnunet predict -m IMPORTED`, the reference's
 # with `nnUNetv2_predict_from_modelfolder -m ORIGINAL -device cpu -npp 1 -nps 1`.
+# Ours runs in each precision of PRECISIONS (default "fp32 bf16"; the reference computes in fp32).
 # Needs the reference environment (../shared/reference/setup.sh installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}
+PRECISIONS=${PRECISIONS:-fp32 bf16}
 CASES=${2:-4}
 SIZE2D=${3:-256}
 SIZE3D=${4:-96}
@@ -52,23 +54,29 @@ echo "'marginal' excludes start-up: (time for $CASES cases - time for 1 case) / 
 for dim in 2d 3d; do
   src=$([ $dim = 2d ] && echo "$TORCH2D" || echo "$TORCH3D")
   for tta in "" "--disable_tta"; do
-    times=()
+    ref=()
     for input in "cases$dim" "one$dim"; do
-      rm -rf "$WORK/out_ours" "$WORK/out_ref"
-      times+=("$(seconds "$NNUNET" predict -i "$WORK/$input" -o "$WORK/out_ours" -m "$WORK/ours_$dim" -f 0 \
-        --threads "$THREADS" --disable-progress-bar $tta)")
-      times+=("$(seconds nnUNetv2_predict_from_modelfolder -i "$WORK/$input" -o "$WORK/out_ref" -m "$src" -f 0 \
+      rm -rf "$WORK/out_ref"
+      ref+=("$(seconds nnUNetv2_predict_from_modelfolder -i "$WORK/$input" -o "$WORK/out_ref" -m "$src" -f 0 \
         -device cpu -npp 1 -nps 1 --disable_progress_bar $tta)")
     done
-    python3 - "$dim" "${tta:-with TTA}" "$CASES" "${times[@]}" <<'PYEOF'
+    for p in $PRECISIONS; do
+      ours=()
+      for input in "cases$dim" "one$dim"; do
+        rm -rf "$WORK/out_ours"
+        ours+=("$(seconds "$NNUNET" predict -i "$WORK/$input" -o "$WORK/out_ours" -m "$WORK/ours_$dim" -f 0 \
+          --threads "$THREADS" --disable-progress-bar -precision "$p" $tta)")
+      done
+      python3 - "$dim $p" "${tta:-with TTA}" "$CASES" "${ours[0]}" "${ref[0]}" "${ours[1]}" "${ref[1]}" <<'PYEOF'
 import sys
-dim, tta, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+what, tta, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ours, ref, ours1, ref1 = map(float, sys.argv[4:8])
-line = f"{dim} {tta:>13}: nnunet {ours / n:.2f} s/case | reference {ref / n:.2f} s/case | ratio {ours / ref:.2f}"
+line = f"{what} {tta:>13}: nnunet {ours / n:.2f} s/case | reference {ref / n:.2f} s/case | ratio {ours / ref:.2f}"
 if n > 1:
     mo, mr = (ours - ours1) / (n - 1), (ref - ref1) / (n - 1)
     line += f" | marginal: nnunet {mo:.2f} | reference {mr:.2f} | ratio {mo / mr:.2f}"
 print(line)
 PYEOF
+    done
   done
 done

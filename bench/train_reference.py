@@ -3,6 +3,10 @@
   python train_reference.py iteration PREPROCESSED_DATASET_FOLDER CONFIG ITERATIONS
       ms per training iteration (forward, backward, optimiser step) on one fixed random batch of
       the planned batch and patch size, after 2 warm-up iterations.
+  python train_reference.py flops PREPROCESSED_DATASET_FOLDER CONFIG
+      GFLOP of one training iteration (forward + backward) by PyTorch's FLOP counter.
+  python train_reference.py peak
+      GFLOP/s of a 4096² fp32 matrix product (the machine's measured fp32 GEMM peak).
   python train_reference.py dice PREPROCESSED_DATASET_FOLDER CONFIG EPOCHS ITERATIONS VAL_ITERATIONS
       trains fold 0 with that schedule (nnUNetTrainer otherwise), validates, prints the mean
       foreground Dice of validation/summary.json.
@@ -28,7 +32,8 @@ def make(pre, config, cls=nnUNetTrainer):
     return cls(plans, config, 0, load_json(join(pre, "dataset.json")), device=torch.device("cpu"))
 
 
-def iteration(pre, config, n):
+def fixed_batch(pre, config):
+    """An initialised trainer and one random batch of the planned batch and patch size."""
     # The fixed batch needs no preprocessed data on disk in the reference's format.
     trainer_module.infer_dataset_class = lambda folder: None
     trainer = make(pre, config)
@@ -42,7 +47,12 @@ def iteration(pre, config, n):
     for s in trainer._get_deep_supervision_scales():
         shape = [round(p * f) for p, f in zip(ps, s)]
         targets.append(torch.nn.functional.interpolate(seg, size=shape, mode="nearest-exact"))
-    batch = {"data": data, "target": targets}
+    return trainer, {"data": data, "target": targets}
+
+
+def iteration(pre, config, n):
+    trainer, batch = fixed_batch(pre, config)
+    bs, ps = trainer.configuration_manager.batch_size, trainer.configuration_manager.patch_size
     trainer.network.train()
     for _ in range(2):
         trainer.train_step(batch)
@@ -51,6 +61,30 @@ def iteration(pre, config, n):
         trainer.train_step(batch)
     dt = (time.perf_counter() - t) / n
     print(f"{1000 * dt:.1f} ms/iteration (batch {bs}, patch {list(ps)})")
+
+
+def flops(pre, config):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    trainer, batch = fixed_batch(pre, config)
+    trainer.network.train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        trainer.train_step(batch)
+    print(f"{counter.get_total_flops() / 1e9:.1f} GFLOP/iteration")
+
+
+def peak():
+    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    a @ b
+    best = min(timed(lambda: a @ b) for _ in range(5))
+    print(f"{2 * 4096**3 / best / 1e9:.0f} GFLOP/s")
+
+
+def timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
 
 
 def dice(pre, config, epochs, iterations, val_iterations):
@@ -69,8 +103,14 @@ def dice(pre, config, epochs, iterations, val_iterations):
 
 
 if __name__ == "__main__":
-    mode, pre, config = sys.argv[1], sys.argv[2], sys.argv[3]
+    mode = sys.argv[1]
+    if mode == "peak":
+        peak()
+        sys.exit()
+    pre, config = sys.argv[2], sys.argv[3]
     if mode == "iteration":
         iteration(pre, config, int(sys.argv[4]))
+    elif mode == "flops":
+        flops(pre, config)
     else:
         dice(pre, config, int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
