@@ -178,7 +178,10 @@ fn run(c: &Case, t: &Tensors) -> Vec<(&'static str, FlexTensor)> {
 fn relative_error(a: FlexTensor, b: FlexTensor, what: &str) -> f32 {
     let (a, b) = (a.into_data(), b.into_data());
     assert_eq!(a.shape(), b.shape(), "{what}: shapes differ");
-    let (a, b) = (a.try_to_vec::<f32>().expect("f32"), b.try_to_vec::<f32>().expect("f32"));
+    let (a, b) = (
+        a.try_to_vec::<f32>().expect("f32"),
+        b.try_to_vec::<f32>().expect("f32"),
+    );
     let (mut diff, mut scale) = (0f32, 1e-12f32);
     for (x, y) in a.iter().zip(&b) {
         assert!(x.is_finite(), "{what}: not finite");

@@ -138,7 +138,21 @@ fn pair(lo: f32, hi: f32) -> u32 {
 }
 
 /// The weights of a direct job: `w(row, channel, tap index)`.
-pub(crate) type Weights<'a> = &'a (dyn Fn(usize, usize, usize) -> f32 + Sync);
+/// A strided view: `w(row, channel, tap) = data[row · row_stride + channel · channel_stride +
+/// taps[tap]]`.
+pub(crate) struct Weights<'a> {
+    pub data: &'a [f32],
+    pub row_stride: usize,
+    pub channel_stride: usize,
+    pub taps: &'a [usize],
+}
+
+impl Weights<'_> {
+    #[inline(always)]
+    fn at(&self, row: usize, channel: usize, tap: usize) -> f32 {
+        self.data[row * self.row_stride + channel * self.channel_stride + self.taps[tap]]
+    }
+}
 
 /// One direct convolution: `rows` outputs from `src` through `taps`, positions `[0, q_end)`.
 pub(crate) struct DirectJob<'a> {
@@ -200,7 +214,7 @@ fn direct_f32(job: &DirectJob, isa: Isa, round: bool, dest: &mut [f32]) {
     let k = koff.len();
     let (mr, nr, f) = fp32_direct_kernel(isa);
     let packed = direct::pack(job.rows, k, mr, |r, kk| {
-        let v = (job.w)(r, kk / nt, kk % nt);
+        let v = job.w.at(r, kk / nt, kk % nt);
         if round { round_bf16(v) } else { v }
     });
     check_reach(&koff, job.q_end, nr, data.len());
@@ -246,7 +260,7 @@ fn direct_pairs(job: &DirectJob, dest: &mut [f32]) {
         .collect();
     let k = koff.len();
     let channels = job.src.channels;
-    let w = |r: usize, c: usize, t: usize| if c < channels { (job.w)(r, c, t) } else { 0.0 };
+    let w = |r: usize, c: usize, t: usize| if c < channels { job.w.at(r, c, t) } else { 0.0 };
     let (mr, nr) = (m::DIRECT_MR, 16 * m::DIRECT_NV);
     let packed = direct::pack(job.rows, k, mr, |r, kk| {
         let (cp, t) = (kk / nt, kk % nt);
@@ -347,7 +361,7 @@ fn pack_amx(job: &DirectJob, steps: &[(usize, usize)]) -> Vec<u16> {
                 for p in 0..32 {
                     let c = 32 * b + p;
                     if c < channels {
-                        tile[r * 32 + p] = to_bf16((job.w)(row, c, t));
+                        tile[r * 32 + p] = to_bf16(job.w.at(row, c, t));
                     }
                 }
             }

@@ -12,7 +12,7 @@ mod grid;
 mod shape;
 mod weight_grad;
 
-use arith::{DirectJob, Operand, Tap};
+use arith::{DirectJob, Operand, Tap, Weights};
 use rayon::prelude::*;
 pub use shape::ConvShape;
 use shape::{Axis, Grid, OutMap, input_grid};
@@ -66,13 +66,19 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec
     let src = input_operand(x, s);
     let taps = forward_taps(s);
     let (cin, nt) = (s.channels_in, taps.len());
-    let weights = |row: usize, c: usize, t: usize| w[(row * cin + c) * nt + t];
+    let identity: Vec<usize> = (0..nt).collect();
+    let weights = Weights {
+        data: w,
+        row_stride: cin * nt,
+        channel_stride: nt,
+        taps: &identity,
+    };
     let map = output_map(s, src.grid);
     let job = DirectJob {
         src: &src,
         taps: &taps,
         rows: s.channels_out,
-        w: &weights,
+        w: weights,
         q_end: src.grid.span(out),
         map: &map,
         bias,
@@ -138,7 +144,12 @@ pub fn input_grad(g: &[f32], w: &[f32], s: &ConvShape) -> Vec<f32> {
             })
             .collect();
         let cin = s.channels_in;
-        let weights = |ci: usize, co: usize, j: usize| w[(co * cin + ci) * all + class[j]];
+        let weights = Weights {
+            data: w,
+            row_stride: all,
+            channel_stride: cin * all,
+            taps: &class,
+        };
         let end = axes.map(|ax| ax.hi);
         let map = OutMap {
             grid,
@@ -150,7 +161,7 @@ pub fn input_grad(g: &[f32], w: &[f32], s: &ConvShape) -> Vec<f32> {
             src: &src,
             taps: &taps,
             rows: cin,
-            w: &weights,
+            w: weights,
             q_end: grid.span(end),
             map: &map,
             bias: None,
