@@ -154,7 +154,7 @@ pub fn forward(
     slope: f32,
 ) -> (Vec<f32>, NormStats) {
     let s = x.len() / (n * c).max(1);
-    let mut y = vec![0f32; x.len()];
+    let mut y = crate::zeroed(x.len());
     let mut mean = vec![0f32; n * c];
     let mut rstd = vec![0f32; n * c];
     y.par_chunks_mut(s.max(1))
@@ -194,7 +194,7 @@ pub fn backward(
     slope: f32,
 ) -> NormGrads {
     let s = x.len() / (n * c).max(1);
-    let mut dx = vec![0f32; x.len()];
+    let mut dx = crate::zeroed(x.len());
     // Per plane: (Σdz, Σdz·x̂).
     let sums: Vec<(f64, f64)> = dx
         .par_chunks_mut(s.max(1))

@@ -346,7 +346,7 @@ fn pack_amx(job: &DirectJob, steps: &[(usize, usize)]) -> Vec<u16> {
     use microkernel::amx::STEP_A;
     let mblocks = job.rows.div_ceil(32);
     let channels = job.src.channels;
-    let mut packed = vec![0u16; mblocks * steps.len() * STEP_A];
+    let mut packed = crate::zeroed(mblocks * steps.len() * STEP_A);
     packed
         .par_chunks_mut(512)
         .enumerate()
@@ -421,7 +421,7 @@ type RowToK = dyn Fn(usize) -> usize + Sync;
 /// parallel blocks of 16 output channels (one cache line of `acc` per row).
 fn transpose(acc: &[f32], cpad: usize, k: usize, co: usize, row_to_k: &RowToK) -> Vec<f32> {
     const BLOCK: usize = 16;
-    let mut dw = vec![0f32; co * k];
+    let mut dw = crate::zeroed(co * k);
     dw.par_chunks_mut(BLOCK * k)
         .enumerate()
         .for_each(|(b, out)| {

@@ -82,14 +82,14 @@ pub(crate) fn run(
 
 /// Packs row-major `w[rows][k]` into blocks of `mr` rows, `k`-major within a block
 /// (`packed[(block · k + kk) · mr + r]`), zero rows past the end; `convert` makes the element.
-pub(crate) fn pack<T: Copy + Default + Send>(
+pub(crate) fn pack<T: Copy + Default + Send + Sync>(
     rows: usize,
     k: usize,
     mr: usize,
     w: impl Fn(usize, usize) -> T + Sync,
 ) -> Vec<T> {
     let blocks = rows.div_ceil(mr);
-    let mut packed = vec![T::default(); blocks * k * mr];
+    let mut packed = crate::zeroed(blocks * k * mr);
     packed
         .par_chunks_mut(k * mr)
         .enumerate()

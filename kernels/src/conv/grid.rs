@@ -23,7 +23,7 @@ pub(crate) fn fill<T: Copy + Default + Send + Sync, const G: usize>(
     convert: impl Fn([f32; G]) -> T + Sync,
 ) -> Vec<T> {
     let plane = grid.plane();
-    let mut dst = vec![T::default(); grid.len() + extra + SLACK];
+    let mut dst = crate::zeroed(grid.len() + extra + SLACK);
     let s_in: usize = input.iter().product();
     dst[..grid.len()]
         .par_chunks_mut(plane)

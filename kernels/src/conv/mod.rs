@@ -62,7 +62,7 @@ fn output_map(s: &ConvShape, grid: Grid) -> OutMap {
 /// `[batch, cout, output…]`.
 pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
     let out = s.output();
-    let mut dest = vec![0f32; s.batch * s.channels_out * out.iter().product::<usize>()];
+    let mut dest = crate::zeroed(s.batch * s.channels_out * out.iter().product::<usize>());
     let src = input_operand(x, s);
     let taps = forward_taps(s);
     let (cin, nt) = (s.channels_in, taps.len());
@@ -92,7 +92,7 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec
 /// phase of the input, each with the taps of that phase.
 pub fn input_grad(g: &[f32], w: &[f32], s: &ConvShape) -> Vec<f32> {
     let out = s.output();
-    let mut dest = vec![0f32; s.batch * s.channels_in * s.input.iter().product::<usize>()];
+    let mut dest = crate::zeroed(s.batch * s.channels_in * s.input.iter().product::<usize>());
     let pad = max_shift(s);
     // Positions m of phase r along axis a cover padded input s·m + r; those in the data are
     // [lo, hi).
