@@ -15,10 +15,14 @@ use nnunet_core::network::{NamedTensor, NetworkSpec};
 use nnunet_core::plans::{Configuration, Plans};
 use nnunet_core::preprocessing::storage::stored_cases;
 use nnunet_core::training::checkpoint::Checkpoint;
+use nnunet_core::training::optimizer::Optimizer as DefaultOptimizer;
 use nnunet_core::training::run::{RunState, TrainingRun, checkpoint_path};
 use nnunet_core::training::splits::{Fold, Split, fold_cases};
-use nnunet_core::training::{MirrorAxes, NormKind, TrainerSettings, settings_of};
-use nnunet_core::{DatasetJson, Error, Registries, Result};
+use nnunet_core::training::{
+    Defaults, MirrorAxes, NetworkContext, NormKind, Optimizer, SetupContext, TrainerSettings,
+    settings_of,
+};
+use nnunet_core::{Augmentation, DatasetJson, Error, Loss, Registries, Result};
 use nnunet_plugins::augmentations::geometry::configure_rotation_dummy_da_mirroring_and_initial_patch_size;
 use nnunet_plugins::augmentations::pipeline::{
     PipelineContext, training_pipeline, validation_pipeline,
@@ -395,8 +399,14 @@ pub fn prepare_run(
     }
     let seed = checkpoint.as_ref().map_or(request.seed, |c| c.meta.seed);
 
-    let architecture = registries.architectures.create(&ctx.network_class_name)?;
-    let network = architecture.build(&ctx.spec, &device)?;
+    let trainer = registries.trainers.create(&request.trainer)?;
+    let network = trainer.build_network(&NetworkContext {
+        registries,
+        settings: &ctx.settings,
+        architecture: &ctx.network_class_name,
+        spec: &ctx.spec,
+        device: &device,
+    })?;
 
     let configuration = &ctx.configuration;
     let labels = &ctx.dataset_json.labels;
@@ -439,6 +449,19 @@ pub fn prepare_run(
         })
         .map(Arc::new)
     };
+    let defaults = PipelineDefaults {
+        registries,
+        settings: &ctx.settings,
+        pipeline: &pipeline_context,
+        regions: ctx.regions,
+    };
+    let augmentation_context = pipeline_context.augmentation_context();
+    let setup = SetupContext {
+        settings: &ctx.settings,
+        registries,
+        augmentation: &augmentation_context,
+        defaults: &defaults,
+    };
     let workers = request.num_workers.max(1);
     let loader_config =
         |seed: u64, augmentations: Vec<Box<dyn nnunet_core::Augmentation>>| LoaderConfig {
@@ -455,26 +478,17 @@ pub fn prepare_run(
     });
     let train_loader = DataLoader::starting_at(
         sampler(&ctx.split.train, geometry.initial_patch_size.clone())?,
-        loader_config(
-            seed,
-            training_pipeline(&ctx.settings.augmentation, &pipeline_context, registries)?,
-        ),
+        loader_config(seed, trainer.training_transforms(&setup)?),
         train_start,
     )?;
     let val_loader = DataLoader::starting_at(
         sampler(&ctx.split.val, patch_size.clone())?,
-        loader_config(
-            seed.wrapping_add(1),
-            validation_pipeline(&ctx.settings.augmentation, &pipeline_context)?,
-        ),
+        loader_config(seed.wrapping_add(1), trainer.validation_transforms(&setup)?),
         val_start,
     )?;
 
-    let mut loss_name = ctx.settings.loss.clone();
-    if ctx.regions && loss_name == "DC_and_CE_loss" {
-        loss_name = "DC_and_BCE_loss".into();
-    }
-    let loss = registries.losses.create(&loss_name)?;
+    let loss = trainer.build_loss(&setup)?;
+    let optimizer = trainer.configure_optimizer(&setup)?;
     let loss_settings = nnunet_core::loss::LossSettings {
         batch_dice: configuration.batch_dice(),
         do_bg: ctx.regions,
@@ -492,7 +506,7 @@ pub fn prepare_run(
         plans_identifier: request.plans_identifier.clone(),
         configuration: request.configuration.clone(),
         fold: request.fold.to_string(),
-        trainer: registries.trainers.create(&request.trainer)?,
+        trainer,
         settings: ctx.settings.clone(),
         network,
         network_class_name: ctx.network_class_name.clone(),
@@ -512,16 +526,49 @@ pub fn prepare_run(
         checkpoint_interval: request.checkpoint_interval,
     };
     let state = match (&checkpoint, &resume) {
-        (Some(c), Some(path)) => run.restore(c, path)?,
+        (Some(c), Some(path)) => run.restore(c, path, optimizer)?,
         _ => {
             if let Some(path) = &request.pretrained_weights {
                 load_pretrained(run.network.as_mut(), path)?;
             }
-            run.new_state()
+            run.new_state(optimizer)
         }
     };
     copy_run_files(&request.preprocessed_folder, &ctx)?;
     Ok((run, state))
+}
+
+/// nnU-Net's defaults for what a trainer builds ([`Defaults`]): the settings' loss (its sigmoid
+/// form for region datasets), optimiser and augmentation pipelines.
+struct PipelineDefaults<'a> {
+    registries: &'a Registries,
+    settings: &'a TrainerSettings,
+    pipeline: &'a PipelineContext,
+    regions: bool,
+}
+
+impl Defaults for PipelineDefaults<'_> {
+    fn loss(&self) -> Result<Box<dyn Loss>> {
+        let name = match self.settings.loss.as_str() {
+            "DC_and_CE_loss" if self.regions => "DC_and_BCE_loss",
+            name => name,
+        };
+        self.registries.losses.create(name)
+    }
+
+    fn optimizer(&self) -> Result<Box<dyn Optimizer>> {
+        let s = self.settings;
+        let optimizer = DefaultOptimizer::new(s.optimizer.clone(), s.weight_decay);
+        Ok(Box::new(optimizer.with_max_norm(s.grad_clip_norm)))
+    }
+
+    fn training_transforms(&self) -> Result<Vec<Box<dyn Augmentation>>> {
+        training_pipeline(&self.settings.augmentation, self.pipeline, self.registries)
+    }
+
+    fn validation_transforms(&self) -> Result<Vec<Box<dyn Augmentation>>> {
+        validation_pipeline(&self.settings.augmentation, self.pipeline)
+    }
 }
 
 /// Loads another model's weights except the segmentation heads, as nnU-Net's

@@ -15,11 +15,24 @@
 //! assert_eq!(nnunet_api::training::settings_of(&Epochs50).num_epochs, 50);
 //! ```
 
+pub mod context;
 pub mod log;
+pub mod optimizer;
 
+pub use context::{
+    Batch, Defaults, EpochFlow, HookContext, NetworkContext, SetupContext, StepContext,
+    ValidationOutput, scalar,
+};
 pub use log::EpochRecord;
+pub use optimizer::{Optimizer, ParameterGroup};
 
+use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
+
+use crate::augmentation::Augmentation;
+use crate::error::Result;
+use crate::loss::Loss;
+use crate::network::Network;
 
 /// The optimiser and its arguments.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -255,8 +268,20 @@ impl Default for TrainerSettings {
     }
 }
 
-/// A training recipe. Every method has nnU-Net's default behaviour; a variant overrides what it
-/// changes.
+/// A training recipe: nnU-Net's `nnUNetTrainer`. Every method has nnU-Net's default behaviour; a
+/// variant overrides what it changes, as an `nnUNetTrainer` subclass overrides methods.
+///
+/// | nnU-Net | here |
+/// |---|---|
+/// | `__init__` hyperparameters | [`Trainer::configure`] |
+/// | `lr_scheduler` | [`Trainer::learning_rate`] |
+/// | parameter groups, `requires_grad=False` | [`Trainer::parameter_groups`] |
+/// | `build_network_architecture` | [`Trainer::build_network`] |
+/// | `_build_loss` | [`Trainer::build_loss`], [`Trainer::loss`] |
+/// | `configure_optimizers` | [`Trainer::configure_optimizer`] |
+/// | `get_training_transforms` / `get_validation_transforms` | [`Trainer::training_transforms`] / [`Trainer::validation_transforms`] |
+/// | `train_step` / `validation_step` | [`Trainer::train_step`] / [`Trainer::validation_step`] |
+/// | `on_train_start`, `on_epoch_start`, `on_epoch_end`, `on_train_end` | the hooks of the same names |
 pub trait Trainer: Send + Sync {
     /// Changes the default hyperparameters.
     fn configure(&self, _settings: &mut TrainerSettings) {}
@@ -266,6 +291,96 @@ pub trait Trainer: Send + Sync {
         settings
             .lr_schedule
             .learning_rate(settings.initial_lr, epoch, settings.num_epochs)
+    }
+
+    /// Learning-rate factors and frozen parts of the network during `epoch`; by default none
+    /// (every parameter at the epoch's learning rate).
+    fn parameter_groups(&self, _settings: &TrainerSettings, _epoch: usize) -> Vec<ParameterGroup> {
+        Vec::new()
+    }
+
+    /// The network; by default the plans' architecture. Any burn module implementing
+    /// [`SegmentationModule`](crate::network::SegmentationModule) can be returned boxed.
+    /// Prediction rebuilds the network the same way.
+    fn build_network(&self, ctx: &NetworkContext<'_>) -> Result<Box<dyn Network>> {
+        ctx.plans_network()
+    }
+
+    /// The loss applied to every deep-supervision output; by default the settings' loss.
+    fn build_loss(&self, ctx: &SetupContext<'_>) -> Result<Box<dyn Loss>> {
+        ctx.defaults.loss()
+    }
+
+    /// The optimiser; by default the settings' optimiser with gradient clipping.
+    fn configure_optimizer(&self, ctx: &SetupContext<'_>) -> Result<Box<dyn Optimizer>> {
+        ctx.defaults.optimizer()
+    }
+
+    /// The transforms of training samples; by default nnU-Net's for the settings.
+    fn training_transforms(&self, ctx: &SetupContext<'_>) -> Result<Vec<Box<dyn Augmentation>>> {
+        ctx.defaults.training_transforms()
+    }
+
+    /// The transforms of validation samples; by default nnU-Net's.
+    fn validation_transforms(&self, ctx: &SetupContext<'_>) -> Result<Vec<Box<dyn Augmentation>>> {
+        ctx.defaults.validation_transforms()
+    }
+
+    /// The loss of a batch's outputs in both steps; by default the built loss with
+    /// deep-supervision weights. Auxiliary terms go here (and into [`StepContext::log`]).
+    fn loss(
+        &mut self,
+        step: &mut dyn StepContext,
+        outputs: Vec<Tensor<5>>,
+        batch: &Batch,
+    ) -> Result<Tensor<1>> {
+        step.loss(outputs, batch)
+    }
+
+    /// One training iteration: forward, [`Trainer::loss`], backward and optimiser step. Returns
+    /// the loss value.
+    fn train_step(&mut self, step: &mut dyn StepContext, batch: &Batch) -> Result<f64> {
+        let outputs = step.forward(step.input(batch));
+        let loss = self.loss(step, outputs, batch)?;
+        let value = scalar(&loss);
+        step.backward_and_step(loss)?;
+        Ok(value)
+    }
+
+    /// One validation iteration: forward and [`Trainer::loss`].
+    fn validation_step(
+        &mut self,
+        step: &mut dyn StepContext,
+        batch: &Batch,
+    ) -> Result<ValidationOutput> {
+        let outputs = step.forward(step.input(batch));
+        let logits = outputs
+            .first()
+            .cloned()
+            .ok_or_else(|| crate::Error::Invalid("the network returned no output".into()))?;
+        let loss = scalar(&self.loss(step, outputs, batch)?);
+        Ok(ValidationOutput { loss, logits })
+    }
+
+    /// Called once before the first epoch of this session.
+    fn on_train_start(&mut self, _ctx: &mut HookContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called before each epoch.
+    fn on_epoch_start(&mut self, _ctx: &mut HookContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called after each epoch, once its record is logged; [`EpochFlow::Stop`] ends training
+    /// early.
+    fn on_epoch_end(&mut self, _ctx: &mut HookContext<'_>) -> Result<EpochFlow> {
+        Ok(EpochFlow::Continue)
+    }
+
+    /// Called once after the last epoch, before the final checkpoint is written.
+    fn on_train_end(&mut self, _ctx: &mut HookContext<'_>) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -7,6 +7,8 @@ pub mod plot;
 pub mod run;
 pub mod splits;
 
+/// The optimiser trait and parameter groups of `nnunet-api` (beside this crate's [`optimizer`]).
+pub use nnunet_api::training::optimizer as optimizer_api;
 pub use nnunet_api::training::*;
 
 /// Which samples of a batch of `batch_size` are forced to contain foreground under nnU-Net's fixed
