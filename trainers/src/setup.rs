@@ -19,8 +19,8 @@ use nnunet_core::training::optimizer::Optimizer as DefaultOptimizer;
 use nnunet_core::training::run::{RunState, TrainingRun, checkpoint_path};
 use nnunet_core::training::splits::{Fold, Split, fold_cases};
 use nnunet_core::training::{
-    Defaults, MirrorAxes, NetworkContext, NormKind, Optimizer, SetupContext, TrainerSettings,
-    settings_of,
+    Defaults, MirrorAxes, NetworkContext, NormKind, Optimizer, SetupContext, Trainer,
+    TrainerSettings, settings_of,
 };
 use nnunet_core::{Augmentation, DatasetJson, Error, Loss, Registries, Result};
 use nnunet_plugins::augmentations::geometry::configure_rotation_dummy_da_mirroring_and_initial_patch_size;
@@ -449,19 +449,13 @@ pub fn prepare_run(
         })
         .map(Arc::new)
     };
-    let defaults = PipelineDefaults {
+    let parts = trainer_parts(
         registries,
-        settings: &ctx.settings,
-        pipeline: &pipeline_context,
-        regions: ctx.regions,
-    };
-    let augmentation_context = pipeline_context.augmentation_context();
-    let setup = SetupContext {
-        settings: &ctx.settings,
-        registries,
-        augmentation: &augmentation_context,
-        defaults: &defaults,
-    };
+        trainer.as_ref(),
+        &ctx.settings,
+        &pipeline_context,
+        ctx.regions,
+    )?;
     let workers = request.num_workers.max(1);
     let loader_config =
         |seed: u64, augmentations: Vec<Box<dyn nnunet_core::Augmentation>>| LoaderConfig {
@@ -478,17 +472,15 @@ pub fn prepare_run(
     });
     let train_loader = DataLoader::starting_at(
         sampler(&ctx.split.train, geometry.initial_patch_size.clone())?,
-        loader_config(seed, trainer.training_transforms(&setup)?),
+        loader_config(seed, parts.training_transforms),
         train_start,
     )?;
     let val_loader = DataLoader::starting_at(
         sampler(&ctx.split.val, patch_size.clone())?,
-        loader_config(seed.wrapping_add(1), trainer.validation_transforms(&setup)?),
+        loader_config(seed.wrapping_add(1), parts.validation_transforms),
         val_start,
     )?;
 
-    let loss = trainer.build_loss(&setup)?;
-    let optimizer = trainer.configure_optimizer(&setup)?;
     let loss_settings = nnunet_core::loss::LossSettings {
         batch_dice: configuration.batch_dice(),
         do_bg: ctx.regions,
@@ -512,7 +504,7 @@ pub fn prepare_run(
         network_class_name: ctx.network_class_name.clone(),
         input_channels: ctx.spec.input_channels,
         output_channels: ctx.spec.output_channels,
-        loss,
+        loss: parts.loss,
         loss_settings,
         ds_weights: deep_supervision_weights(n_outputs),
         regions: ctx.regions,
@@ -526,16 +518,58 @@ pub fn prepare_run(
         checkpoint_interval: request.checkpoint_interval,
     };
     let state = match (&checkpoint, &resume) {
-        (Some(c), Some(path)) => run.restore(c, path, optimizer)?,
+        (Some(c), Some(path)) => run.restore(c, path, parts.optimizer)?,
         _ => {
             if let Some(path) = &request.pretrained_weights {
                 load_pretrained(run.network.as_mut(), path)?;
             }
-            run.new_state(optimizer)
+            run.new_state(parts.optimizer)
         }
     };
     copy_run_files(&request.preprocessed_folder, &ctx)?;
     Ok((run, state))
+}
+
+/// What a trainer builds for a run besides its network.
+pub struct TrainerParts {
+    /// [`Trainer::training_transforms`].
+    pub training_transforms: Vec<Box<dyn Augmentation>>,
+    /// [`Trainer::validation_transforms`].
+    pub validation_transforms: Vec<Box<dyn Augmentation>>,
+    /// [`Trainer::build_loss`].
+    pub loss: Box<dyn Loss>,
+    /// [`Trainer::configure_optimizer`].
+    pub optimizer: Box<dyn Optimizer>,
+}
+
+/// Builds `trainer`'s transforms, loss and optimiser for `settings` and the data of `pipeline`
+/// (`regions`: a region-based dataset), with nnU-Net's defaults where it keeps them.
+pub fn trainer_parts(
+    registries: &Registries,
+    trainer: &dyn Trainer,
+    settings: &TrainerSettings,
+    pipeline: &PipelineContext,
+    regions: bool,
+) -> Result<TrainerParts> {
+    let defaults = PipelineDefaults {
+        registries,
+        settings,
+        pipeline,
+        regions,
+    };
+    let augmentation = pipeline.augmentation_context();
+    let setup = SetupContext {
+        settings,
+        registries,
+        augmentation: &augmentation,
+        defaults: &defaults,
+    };
+    Ok(TrainerParts {
+        training_transforms: trainer.training_transforms(&setup)?,
+        validation_transforms: trainer.validation_transforms(&setup)?,
+        loss: trainer.build_loss(&setup)?,
+        optimizer: trainer.configure_optimizer(&setup)?,
+    })
 }
 
 /// nnU-Net's defaults for what a trainer builds ([`Defaults`]): the settings' loss (its sigmoid

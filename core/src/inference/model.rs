@@ -32,25 +32,25 @@ pub fn network_from_checkpoint(
         spec: &spec,
         device,
     };
-    let trainer = registries.trainers.contains(&meta.trainer_name);
-    let mut network = match trainer {
-        true => registries
-            .trainers
-            .create(&meta.trainer_name)?
-            .build_network(&ctx)?,
-        false => ctx.plans_network()?,
+    let registered = registries.trainers.contains(&meta.trainer_name);
+    let mut network = if registered {
+        let trainer = registries.trainers.create(&meta.trainer_name)?;
+        trainer.build_network(&ctx)?
+    } else {
+        ctx.plans_network()?
     };
     network.set_deep_supervision(false);
     network
         .import_parameters(&checkpoint.network)
         .map_err(|e| {
-            let hint = match trainer {
-                true => String::new(),
-                false => format!(
+            let hint = if registered {
+                String::new()
+            } else {
+                format!(
                     " (trainer '{}' is not registered: if it came from a plugin, load the plugin \
                  with --plugin)",
                     meta.trainer_name
-                ),
+                )
             };
             Error::invalid_file(path, format!("{e}{hint}"))
         })?;
