@@ -38,6 +38,12 @@ fn time(mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    let precision = std::env::var("PRECISION")
+        .ok()
+        .and_then(|p| nnunet_kernels::Precision::parse(&p))
+        .unwrap_or(nnunet_kernels::Precision::Fp32);
+    nnunet_kernels::set_precision(precision);
+    println!("{}", precision.describe());
     let shapes = [
         (
             "3d 32->32 k3 40x56x40",

@@ -5,6 +5,11 @@
 //! `NNUNET_KERNELS_BF16=amx|avx512bf16|emulated` the bf16 choice (parity tests, benchmarks).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// A cap set at run time (0: none), below the detected and environment-capped family.
+static ISA_LIMIT: AtomicU8 = AtomicU8::new(0);
+static BF16_LIMIT: AtomicU8 = AtomicU8::new(0);
 
 /// The fp32 kernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,8 +34,25 @@ pub enum Bf16Isa {
 }
 
 impl Isa {
-    /// The best fp32 family this CPU has (capped by `NNUNET_KERNELS_ISA`).
+    /// The fp32 family the kernels use: the best this CPU has, capped by `NNUNET_KERNELS_ISA`
+    /// and [`Isa::set_limit`].
     pub fn detected() -> Isa {
+        let limit = match ISA_LIMIT.load(Ordering::Relaxed) {
+            1 => Isa::Portable,
+            2 => Isa::Avx2,
+            _ => Isa::Avx512,
+        };
+        Self::available().min(limit)
+    }
+
+    /// Caps the fp32 family at `limit` (`None`: no cap) for the whole process: parity tests and
+    /// benchmarks compare the families on one machine.
+    pub fn set_limit(limit: Option<Isa>) {
+        ISA_LIMIT.store(limit.map_or(0, |i| i as u8 + 1), Ordering::Relaxed);
+    }
+
+    /// The best fp32 family of this CPU (capped by `NNUNET_KERNELS_ISA`).
+    pub fn available() -> Isa {
         static ISA: OnceLock<Isa> = OnceLock::new();
         *ISA.get_or_init(|| {
             let hw = hardware_isa();
@@ -53,8 +75,25 @@ impl Isa {
 }
 
 impl Bf16Isa {
-    /// The best bf16 family this CPU has (capped by `NNUNET_KERNELS_BF16`).
+    /// The bf16 family the kernels use: the best this CPU has, capped by `NNUNET_KERNELS_BF16`
+    /// and [`Bf16Isa::set_limit`].
     pub fn detected() -> Bf16Isa {
+        let limit = match BF16_LIMIT.load(Ordering::Relaxed) {
+            1 => Bf16Isa::Emulated,
+            2 => Bf16Isa::Avx512Bf16,
+            _ => Bf16Isa::Amx,
+        };
+        Self::available().min(limit)
+    }
+
+    /// Caps the bf16 family at `limit` (`None`: no cap) for the whole process (parity tests,
+    /// benchmarks).
+    pub fn set_limit(limit: Option<Bf16Isa>) {
+        BF16_LIMIT.store(limit.map_or(0, |i| i as u8 + 1), Ordering::Relaxed);
+    }
+
+    /// The best bf16 family of this CPU (capped by `NNUNET_KERNELS_BF16`).
+    pub fn available() -> Bf16Isa {
         static ISA: OnceLock<Bf16Isa> = OnceLock::new();
         *ISA.get_or_init(|| {
             let hw = hardware_bf16();

@@ -8,31 +8,36 @@ use crate::SendPtr;
 /// Extra elements after a grid so that vector loads past the last position stay in bounds.
 pub(crate) const SLACK: usize = 1024;
 
-/// Fills a grid from `x` (`[n, c, input…]`), padded by `pad_begin` before the data; `convert`
-/// turns each value into the grid's element type. Positions outside the data are zero.
-pub(crate) fn fill<T: Copy + Default + Send + Sync>(
+/// Fills a grid from `x` (`[n, channels, input…]`), padded by `pad_begin` before the data: each
+/// grid channel holds `G` consecutive channels of `x` (missing ones read as 0), `convert` makes
+/// the grid's element. Positions outside the data are zero. `extra` elements (plus [`SLACK`])
+/// follow the grid.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fill<T: Copy + Default + Send + Sync, const G: usize>(
     grid: &Grid,
     x: &[f32],
+    channels: usize,
     input: [usize; 3],
     pad_begin: [usize; 3],
     extra: usize,
-    convert: impl Fn(f32) -> T + Sync,
+    convert: impl Fn([f32; G]) -> T + Sync,
 ) -> Vec<T> {
     let plane = grid.plane();
     let mut dst = vec![T::default(); grid.len() + extra + SLACK];
     let s_in: usize = input.iter().product();
-    let phases = grid.phase_count();
     dst[..grid.len()]
         .par_chunks_mut(plane)
         .enumerate()
         .for_each(|(pc, out)| {
             let (p, c) = (pc / grid.c, pc % grid.c);
             let phase = phase_of(grid, p);
-            debug_assert!(p < phases);
             for n in 0..grid.n {
-                let src = &x[(n * grid.c + c) * s_in..(n * grid.c + c + 1) * s_in];
+                let rows: [Option<&[f32]>; G] = std::array::from_fn(|j| {
+                    let ch = c * G + j;
+                    (ch < channels).then(|| &x[(n * channels + ch) * s_in..][..s_in])
+                });
                 let out = &mut out[n * grid.volume()..(n + 1) * grid.volume()];
-                fill_sample(grid, phase, src, input, pad_begin, out, &convert);
+                fill_sample(grid, phase, &rows, input, pad_begin, out, &convert);
             }
         });
     dst
@@ -50,25 +55,33 @@ fn source(m: usize, stride: usize, phase: usize, pad: usize, len: usize) -> Opti
     (padded >= pad && padded - pad < len).then(|| padded - pad)
 }
 
-fn fill_sample<T: Copy>(
+fn fill_sample<T: Copy, const G: usize>(
     grid: &Grid,
     phase: [usize; 3],
-    src: &[f32],
+    src: &[Option<&[f32]>; G],
     input: [usize; 3],
     pad: [usize; 3],
     out: &mut [T],
-    convert: &impl Fn(f32) -> T,
+    convert: &impl Fn([f32; G]) -> T,
 ) {
     let [gd, gh, gw] = grid.dims;
     let [sd, sh, sw] = grid.phases;
     // The grid columns that hold data: x' in [x0, x1), input column sw·x' + phase - pad.
-    let first = (pad[2].saturating_sub(phase[2])).div_ceil(sw);
-    let x0 = first.min(gw);
+    let x0 = pad[2].saturating_sub(phase[2]).div_ceil(sw).min(gw);
     let x1 = (input[2] + pad[2])
         .saturating_sub(phase[2])
         .div_ceil(sw)
         .min(gw)
         .max(x0);
+    if x1 == x0 {
+        return;
+    }
+    let xi0 = x0 * sw + phase[2] - pad[2];
+    // All G source rows present: the common case, without a per-value check.
+    let full: Option<[&[f32]; G]> = src
+        .iter()
+        .all(Option::is_some)
+        .then(|| std::array::from_fn(|g| src[g].unwrap_or_default()));
     for z in 0..gd {
         let Some(zi) = source(z, sd, phase[0], pad[0], input[0]) else {
             continue;
@@ -77,19 +90,21 @@ fn fill_sample<T: Copy>(
             let Some(yi) = source(y, sh, phase[1], pad[1], input[1]) else {
                 continue;
             };
-            let row = &src[(zi * input[1] + yi) * input[2]..][..input[2]];
-            let dst = &mut out[(z * gh + y) * gw..][..gw];
-            if x1 == x0 {
-                continue;
-            }
-            let xi0 = x0 * sw + phase[2] - pad[2];
-            if sw == 1 {
-                for (d, &v) in dst[x0..x1].iter_mut().zip(&row[xi0..]) {
-                    *d = convert(v);
+            let row = (zi * input[1] + yi) * input[2];
+            let dst = &mut out[(z * gh + y) * gw..][x0..x1];
+            let start = row + xi0;
+            match full {
+                Some(full) if sw == 1 => {
+                    let rows: [&[f32]; G] = std::array::from_fn(|g| &full[g][start..][..dst.len()]);
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = convert(std::array::from_fn(|g| rows[g][j]));
+                    }
                 }
-            } else {
-                for (j, d) in dst[x0..x1].iter_mut().enumerate() {
-                    *d = convert(row[xi0 + j * sw]);
+                _ => {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        let i = start + j * sw;
+                        *d = convert(std::array::from_fn(|g| src[g].map_or(0.0, |r| r[i])));
+                    }
                 }
             }
         }

@@ -6,33 +6,55 @@
 //! strided convolution splits into one such convolution per stride phase; a transposed
 //! convolution is the input gradient of its adjoint.
 
+mod arith;
 mod direct;
 mod grid;
 mod shape;
 mod weight_grad;
 
+use arith::{DirectJob, Operand, Tap};
 pub use shape::ConvShape;
 use shape::{Axis, Grid, OutMap, input_grid};
 
-/// Offsets of the rows `(ci, tap)` of the forward operand in `grid`, `ci`-major.
-fn forward_offsets(s: &ConvShape, grid: &Grid) -> Vec<isize> {
-    let taps = s.taps();
-    let mut koff = Vec::with_capacity(s.channels_in * taps);
-    for ci in 0..s.channels_in {
-        for t in 0..taps {
+/// The taps of `s` on its input grid (phase and shift of each), in kernel order.
+fn forward_taps(s: &ConvShape) -> Vec<Tap> {
+    (0..s.taps())
+        .map(|t| {
             let reach = s.tap_reach(t);
-            let phase = std::array::from_fn(|a| reach[a] % s.stride[a]);
-            let shift = std::array::from_fn(|a| reach[a] / s.stride[a]);
-            koff.push(grid.offset(phase, ci, shift) as isize);
-        }
-    }
-    koff
+            Tap {
+                phase: std::array::from_fn(|a| reach[a] % s.stride[a]),
+                shift: std::array::from_fn(|a| reach[a] / s.stride[a]),
+            }
+        })
+        .collect()
 }
 
-/// The largest grid shift of any tap of `s`, as a flat offset.
-fn max_shift(s: &ConvShape, grid: &Grid) -> usize {
-    let shift = std::array::from_fn(|a| (s.dilation[a] * (s.kernel[a] - 1)) / s.stride[a]);
-    grid.flat(0, shift)
+/// The largest grid shift of any tap of `s`.
+fn max_shift(s: &ConvShape) -> [usize; 3] {
+    std::array::from_fn(|a| (s.dilation[a] * (s.kernel[a] - 1)) / s.stride[a])
+}
+
+/// The forward operand: `x` on the padded, stride-split input grid.
+fn input_operand<'a>(x: &'a [f32], s: &ConvShape) -> Operand<'a> {
+    Operand::new(
+        x,
+        s.channels_in,
+        s.input,
+        s.pad_begin,
+        input_grid(s),
+        max_shift(s),
+    )
+}
+
+/// Where the forward outputs of `s` are on its input grid.
+fn output_map(s: &ConvShape, grid: Grid) -> OutMap {
+    let out = s.output();
+    OutMap {
+        grid,
+        axes: out.map(Axis::identity),
+        dest: out,
+        channels: s.channels_out,
+    }
 }
 
 /// Forward convolution: `x` `[batch, cin, input…]`, `w` `[cout, cin, kernel…]` →
@@ -40,23 +62,21 @@ fn max_shift(s: &ConvShape, grid: &Grid) -> usize {
 pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
     let out = s.output();
     let mut dest = vec![0f32; s.batch * s.channels_out * out.iter().product::<usize>()];
-    let grid = input_grid(s);
-    let extra = max_shift(s, &grid) + direct::overreach();
-    let src = grid::fill(&grid, x, s.input, s.pad_begin, extra, |v| v);
-    let koff = forward_offsets(s, &grid);
-    let job = direct::Job {
-        rows: s.channels_out,
-        koff: &koff,
+    let src = input_operand(x, s);
+    let taps = forward_taps(s);
+    let (cin, nt) = (s.channels_in, taps.len());
+    let weights = |row: usize, c: usize, t: usize| w[(row * cin + c) * nt + t];
+    let map = output_map(s, src.grid);
+    let job = DirectJob {
         src: &src,
-        q_end: grid.span(out),
+        taps: &taps,
+        rows: s.channels_out,
+        w: &weights,
+        q_end: src.grid.span(out),
+        map: &map,
+        bias,
     };
-    let map = OutMap {
-        grid,
-        axes: out.map(Axis::identity),
-        dest: out,
-        channels: s.channels_out,
-    };
-    direct::run(&job, w, &map, bias, &mut dest);
+    arith::direct(&job, &mut dest);
     dest
 }
 
@@ -66,8 +86,7 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec
 pub fn input_grad(g: &[f32], w: &[f32], s: &ConvShape) -> Vec<f32> {
     let out = s.output();
     let mut dest = vec![0f32; s.batch * s.channels_in * s.input.iter().product::<usize>()];
-    let reach = |a: usize| (s.dilation[a] * (s.kernel[a] - 1)) / s.stride[a];
-    let pad: [usize; 3] = std::array::from_fn(reach);
+    let pad = max_shift(s);
     // Positions m of phase r along axis a cover padded input s·m + r; those in the data are
     // [lo, hi).
     let bounds = |a: usize, r: usize| {
@@ -87,13 +106,12 @@ pub fn input_grad(g: &[f32], w: &[f32], s: &ConvShape) -> Vec<f32> {
         n: s.batch,
         c: s.channels_out,
     };
-    let extra = grid.flat(0, pad) + direct::overreach();
-    let src = grid::fill(&grid, g, out, pad, extra, |v| v);
-    let taps = s.taps();
+    let src = Operand::new(g, s.channels_out, out, pad, grid, pad);
+    let all = s.taps();
     let [sd, sh, sw] = s.stride;
     for phase in 0..sd * sh * sw {
         let r = [phase / (sh * sw), (phase / sw) % sh, phase % sw];
-        let class: Vec<usize> = (0..taps)
+        let class: Vec<usize> = (0..all)
             .filter(|&t| (0..3).all(|a| s.tap_reach(t)[a] % s.stride[a] == r[a]))
             .collect();
         let axes: [Axis; 3] = std::array::from_fn(|a| {
@@ -108,33 +126,35 @@ pub fn input_grad(g: &[f32], w: &[f32], s: &ConvShape) -> Vec<f32> {
         if class.is_empty() || axes.iter().any(|ax| ax.lo >= ax.hi) {
             continue;
         }
-        let mut koff = Vec::with_capacity(s.channels_out * class.len());
-        let mut wr = vec![0f32; s.channels_in * s.channels_out * class.len()];
-        let kr = s.channels_out * class.len();
-        for co in 0..s.channels_out {
-            for (j, &t) in class.iter().enumerate() {
+        let taps: Vec<Tap> = class
+            .iter()
+            .map(|&t| {
                 let reach = s.tap_reach(t);
-                let shift = std::array::from_fn(|a| pad[a] - reach[a] / s.stride[a]);
-                koff.push(grid.offset([0; 3], co, shift) as isize);
-                for ci in 0..s.channels_in {
-                    wr[ci * kr + co * class.len() + j] = w[(co * s.channels_in + ci) * taps + t];
+                Tap {
+                    phase: [0; 3],
+                    shift: std::array::from_fn(|a| pad[a] - reach[a] / s.stride[a]),
                 }
-            }
-        }
-        let end = std::array::from_fn(|a| axes[a].hi);
-        let job = direct::Job {
-            rows: s.channels_in,
-            koff: &koff,
-            src: &src,
-            q_end: grid.span(end),
-        };
+            })
+            .collect();
+        let cin = s.channels_in;
+        let weights = |ci: usize, co: usize, j: usize| w[(co * cin + ci) * all + class[j]];
+        let end = axes.map(|ax| ax.hi);
         let map = OutMap {
             grid,
             axes,
             dest: s.input,
-            channels: s.channels_in,
+            channels: cin,
         };
-        direct::run(&job, &wr, &map, None, &mut dest);
+        let job = DirectJob {
+            src: &src,
+            taps: &taps,
+            rows: cin,
+            w: &weights,
+            q_end: grid.span(end),
+            map: &map,
+            bias: None,
+        };
+        arith::direct(&job, &mut dest);
     }
     dest
 }
@@ -142,24 +162,9 @@ pub fn input_grad(g: &[f32], w: &[f32], s: &ConvShape) -> Vec<f32> {
 /// Weight gradient: `x` `[batch, cin, input…]`, `g` `[batch, cout, output…]` →
 /// `[cout, cin, kernel…]`.
 pub fn weight_grad(x: &[f32], g: &[f32], s: &ConvShape) -> Vec<f32> {
-    let out = s.output();
-    let grid = input_grid(s);
-    let extra = max_shift(s, &grid) + weight_grad::BLOCK;
-    let src = grid::fill(&grid, x, s.input, s.pad_begin, extra, |v| v);
-    let koff = forward_offsets(s, &grid);
-    let map = OutMap {
-        grid,
-        axes: out.map(Axis::identity),
-        dest: out,
-        channels: s.channels_out,
-    };
-    let job = weight_grad::Job {
-        koff: &koff,
-        src: &src,
-        q_end: grid.span(out),
-        map: &map,
-    };
-    weight_grad::run(&job, g)
+    let src = input_operand(x, s);
+    let map = output_map(s, src.grid);
+    arith::weight_grad(&src, &forward_taps(s), src.grid.span(s.output()), &map, g)
 }
 
 /// Bias gradient: the sum of `g` `[batch, cout, output…]` over samples and positions.

@@ -42,3 +42,152 @@ fn request_tile_state() -> bool {
 fn request_tile_state() -> bool {
     false
 }
+
+/// The tile palette: eight tiles of 16 rows × 64 bytes (16 fp32 or 32 bf16 per row).
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    colsb: [u16; 16],
+    rows: [u8; 16],
+}
+
+const CONFIG: TileConfig = TileConfig {
+    palette: 1,
+    start_row: 0,
+    reserved: [0; 14],
+    colsb: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+    rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+};
+
+/// Rows (output channels) of the direct tile: two tiles of 16.
+pub(crate) const DIRECT_MR: usize = 32;
+/// Positions of the direct tile: two tiles of 16.
+pub(crate) const DIRECT_NR: usize = 32;
+/// bf16 values of packed weights per step: two tiles of 16 rows × 32.
+pub(crate) const STEP_A: usize = 1024;
+
+/// `C[32][32] = Σ_s A_s · B_s`: `A_s` the packed weights of step `s` (two 16 × 32 bf16 tiles at
+/// `a + s·STEP_A`), `B_s` 16 channel-pair rows of 16 positions (twice, 16 positions apart) at
+/// `src + soff[s]`, rows `b_stride` bytes apart. `C` rows `ldc` floats apart.
+///
+/// # Safety
+/// AMX available ([`available`]); every operand readable, `c` writable as described.
+pub(crate) unsafe fn direct(
+    steps: usize,
+    a: *const u16,
+    src: *const u32,
+    soff: *const isize,
+    c: *mut f32,
+    ldc: usize,
+    b_stride: usize,
+) {
+    unsafe {
+        asm!("ldtilecfg [{0}]", in(reg) &CONFIG, options(nostack, readonly));
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem)
+        );
+        for s in 0..steps {
+            let at = a.add(s * STEP_A);
+            let b = src.offset(*soff.add(s));
+            asm!(
+                "tileloadd tmm4, [{a0} + {s64}*1]",
+                "tileloadd tmm5, [{a1} + {s64}*1]",
+                "tileloadd tmm6, [{b0} + {bs}*1]",
+                "tileloadd tmm7, [{b1} + {bs}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                a0 = in(reg) at,
+                a1 = in(reg) at.add(STEP_A / 2),
+                s64 = in(reg) 64usize,
+                b0 = in(reg) b,
+                b1 = in(reg) b.add(16),
+                bs = in(reg) b_stride,
+                options(nostack, readonly),
+            );
+        }
+        store_c(c, ldc * 4);
+    }
+}
+
+/// `acc[32][32] += Σ_s A_s · B_s` for the weight gradient: `A_s` 32 grid rows (`a_stride` bytes
+/// apart) of 32 positions at `a + 32·s` (bf16), `B_s` 16 position-pair rows of 32 channel pairs
+/// at `bt + 16·s` rows (`b_stride` bytes apart). `acc` rows `ldacc` floats apart.
+///
+/// # Safety
+/// AMX available; every operand readable, `acc` readable and writable as described.
+pub(crate) unsafe fn weight_grad(
+    steps: usize,
+    a: *const u16,
+    a_stride: usize,
+    bt: *const u32,
+    b_stride: usize,
+    acc: *mut f32,
+    ldacc: usize,
+) {
+    unsafe {
+        asm!("ldtilecfg [{0}]", in(reg) &CONFIG, options(nostack, readonly));
+        let l = ldacc * 4;
+        asm!(
+            "tileloadd tmm0, [{c0} + {l}*1]",
+            "tileloadd tmm1, [{c1} + {l}*1]",
+            "tileloadd tmm2, [{c2} + {l}*1]",
+            "tileloadd tmm3, [{c3} + {l}*1]",
+            c0 = in(reg) acc,
+            c1 = in(reg) acc.add(16),
+            c2 = in(reg) acc.add(16 * ldacc),
+            c3 = in(reg) acc.add(16 * ldacc + 16),
+            l = in(reg) l,
+            options(nostack, readonly),
+        );
+        for s in 0..steps {
+            let a0 = a.add(32 * s);
+            let b0 = bt.cast::<u8>().add(16 * s * b_stride);
+            asm!(
+                "tileloadd tmm4, [{a0} + {as_}*1]",
+                "tileloadd tmm5, [{a1} + {as_}*1]",
+                "tileloadd tmm6, [{b0} + {bs}*1]",
+                "tileloadd tmm7, [{b1} + {bs}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                a0 = in(reg) a0,
+                a1 = in(reg) a0.cast::<u8>().add(16 * a_stride),
+                as_ = in(reg) a_stride,
+                b0 = in(reg) b0,
+                b1 = in(reg) b0.add(64),
+                bs = in(reg) b_stride,
+                options(nostack, readonly),
+            );
+        }
+        store_c(acc, l);
+    }
+}
+
+/// Stores tiles 0–3 as a 32 × 32 fp32 block (`ld` bytes per row) and releases the tile state.
+unsafe fn store_c(c: *mut f32, ld: usize) {
+    let row = ld / 4;
+    unsafe {
+        asm!(
+            "tilestored [{c0} + {l}*1], tmm0",
+            "tilestored [{c1} + {l}*1], tmm1",
+            "tilestored [{c2} + {l}*1], tmm2",
+            "tilestored [{c3} + {l}*1], tmm3",
+            "tilerelease",
+            c0 = in(reg) c,
+            c1 = in(reg) c.add(16),
+            c2 = in(reg) c.add(16 * row),
+            c3 = in(reg) c.add(16 * row + 16),
+            l = in(reg) ld,
+            options(nostack),
+        );
+    }
+}

@@ -1,0 +1,585 @@
+//! The arithmetic of a convolution: which grid layout and micro-kernel a direct convolution or a
+//! weight gradient uses, from the process precision and the CPU.
+//!
+//! | mode | grid element | direct kernel | weight-gradient kernel |
+//! |---|---|---|---|
+//! | fp32 | f32 | broadcast weights × vectors of positions (AVX-512, AVX2, portable) | broadcast grid values × vectors of channels |
+//! | bf16, emulated | f32 rounded to bf16 | as fp32 | as fp32 |
+//! | bf16, AVX512-BF16 | channel pairs (u32) | `vdpbf16ps` over channel pairs | `vdpbf16ps` over position pairs |
+//! | bf16, AMX | channel pairs, padded to 32 channels | 32 × 32 tiles over (tap, 32 channels) steps | 32 × 32 tiles over 32-position steps |
+
+use std::sync::OnceLock;
+
+use super::direct::{self, Tiler, check_reach};
+use super::grid::fill;
+use super::shape::{Grid, OutMap};
+use super::weight_grad::{self, GradTiler};
+use crate::isa::{Bf16Isa, Isa};
+use crate::microkernel;
+use crate::precision::{Precision, precision, round_bf16, to_bf16};
+
+/// How products are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Fp32(Isa),
+    Emulated(Isa),
+    Pairs,
+    Amx,
+}
+
+fn mode() -> Mode {
+    let isa = Isa::detected();
+    match (precision(), Bf16Isa::detected()) {
+        (Precision::Fp32, _) => Mode::Fp32(isa),
+        (Precision::Bf16, Bf16Isa::Emulated) => Mode::Emulated(isa),
+        (Precision::Bf16, Bf16Isa::Avx512Bf16) => Mode::Pairs,
+        (Precision::Bf16, Bf16Isa::Amx) => Mode::Amx,
+    }
+}
+
+/// A kernel tap: the grid phase it reads and its shift in grid positions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tap {
+    pub phase: [usize; 3],
+    pub shift: [usize; 3],
+}
+
+/// A convolution operand (`[n, channels, dims…]`) with its grid geometry; the grid itself is
+/// filled on first use in the layout the arithmetic needs, then shared by every job on it.
+pub(crate) struct Operand<'a> {
+    pub data: &'a [f32],
+    pub channels: usize,
+    pub dims: [usize; 3],
+    pub pad: [usize; 3],
+    pub grid: Grid,
+    /// Elements after the grid that jobs may read (largest shift + one block).
+    pub extra: usize,
+    f32s: OnceLock<Vec<f32>>,
+    plain: OnceLock<Vec<u16>>,
+    pairs: OnceLock<(Grid, Vec<u32>)>,
+}
+
+impl<'a> Operand<'a> {
+    pub fn new(
+        data: &'a [f32],
+        channels: usize,
+        dims: [usize; 3],
+        pad: [usize; 3],
+        grid: Grid,
+        max_shift: [usize; 3],
+    ) -> Self {
+        let extra = grid.flat(0, max_shift) + direct::overreach(48).max(weight_grad::BLOCK);
+        let (f32s, plain, pairs) = (OnceLock::new(), OnceLock::new(), OnceLock::new());
+        Operand {
+            data,
+            channels,
+            dims,
+            pad,
+            grid,
+            extra,
+            f32s,
+            plain,
+            pairs,
+        }
+    }
+
+    fn f32s(&self, round: bool) -> &[f32] {
+        self.f32s.get_or_init(|| {
+            let f = |[v]: [f32; 1]| if round { round_bf16(v) } else { v };
+            fill(
+                &self.grid,
+                self.data,
+                self.channels,
+                self.dims,
+                self.pad,
+                self.extra,
+                f,
+            )
+        })
+    }
+
+    fn plain(&self) -> &[u16] {
+        self.plain.get_or_init(|| {
+            fill(
+                &self.grid,
+                self.data,
+                self.channels,
+                self.dims,
+                self.pad,
+                self.extra,
+                |[v]| to_bf16(v),
+            )
+        })
+    }
+
+    /// The channel-pair grid, its pair count rounded up to a multiple of `multiple`.
+    fn pairs(&self, multiple: usize) -> &(Grid, Vec<u32>) {
+        self.pairs.get_or_init(|| {
+            let c = self.channels.div_ceil(2).div_ceil(multiple) * multiple;
+            let grid = Grid { c, ..self.grid };
+            let data = fill(
+                &grid,
+                self.data,
+                self.channels,
+                self.dims,
+                self.pad,
+                self.extra,
+                |[a, b]: [f32; 2]| pair(a, b),
+            );
+            (grid, data)
+        })
+    }
+}
+
+fn pair(lo: f32, hi: f32) -> u32 {
+    to_bf16(lo) as u32 | ((to_bf16(hi) as u32) << 16)
+}
+
+/// The weights of a direct job: `w(row, channel, tap index)`.
+pub(crate) type Weights<'a> = &'a (dyn Fn(usize, usize, usize) -> f32 + Sync);
+
+/// One direct convolution: `rows` outputs from `src` through `taps`, positions `[0, q_end)`.
+pub(crate) struct DirectJob<'a> {
+    pub src: &'a Operand<'a>,
+    pub taps: &'a [Tap],
+    pub rows: usize,
+    pub w: Weights<'a>,
+    pub q_end: usize,
+    pub map: &'a OutMap,
+    pub bias: Option<&'a [f32]>,
+}
+
+/// Runs a direct convolution in the process's arithmetic, writing into `dest`.
+pub(crate) fn direct(job: &DirectJob, dest: &mut [f32]) {
+    match mode() {
+        Mode::Fp32(isa) => direct_f32(job, isa, false, dest),
+        Mode::Emulated(isa) => direct_f32(job, isa, true, dest),
+        #[cfg(target_arch = "x86_64")]
+        Mode::Amx if job.src.channels >= 16 && job.rows >= 16 => direct_amx(job, dest),
+        #[cfg(target_arch = "x86_64")]
+        Mode::Pairs | Mode::Amx => direct_pairs(job, dest),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("bf16 instructions exist on x86-64 only"),
+    }
+}
+
+type DirectFn = unsafe fn(usize, *const f32, *const f32, *const isize, *mut f32, usize);
+
+fn fp32_direct_kernel(isa: Isa) -> (usize, usize, DirectFn) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => {
+            use microkernel::avx512 as k;
+            (k::DIRECT_MR, 16 * k::DIRECT_NV, k::direct)
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            use microkernel::avx2 as k;
+            (k::DIRECT_MR, 8 * k::DIRECT_NV, k::direct)
+        }
+        _ => {
+            use microkernel::portable as k;
+            (k::DIRECT_MR, k::DIRECT_NR, k::direct)
+        }
+    }
+}
+
+fn direct_f32(job: &DirectJob, isa: Isa, round: bool, dest: &mut [f32]) {
+    let src = job.src;
+    let data = src.f32s(round);
+    let nt = job.taps.len();
+    let koff: Vec<isize> = (0..src.channels)
+        .flat_map(|c| {
+            job.taps
+                .iter()
+                .map(move |t| src.grid.offset(t.phase, c, t.shift) as isize)
+        })
+        .collect();
+    let k = koff.len();
+    let (mr, nr, f) = fp32_direct_kernel(isa);
+    let packed = direct::pack(job.rows, k, mr, |r, kk| {
+        let v = (job.w)(r, kk / nt, kk % nt);
+        if round { round_bf16(v) } else { v }
+    });
+    check_reach(&koff, job.q_end, nr, data.len());
+    let tile = |mb: usize, q: usize, c: *mut f32, ldc: usize| {
+        // SAFETY: packed holds k·mr values per block; reads stay in the grid (checked above);
+        // the driver gives a tile of mr rows × nr values.
+        unsafe {
+            f(
+                k,
+                packed[mb * k * mr..].as_ptr(),
+                data.as_ptr().add(q),
+                koff.as_ptr(),
+                c,
+                ldc,
+            )
+        }
+    };
+    direct::run(
+        &Tiler {
+            mr,
+            nr,
+            tile: &tile,
+        },
+        job.rows,
+        job.q_end,
+        job.map,
+        job.bias,
+        dest,
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+fn direct_pairs(job: &DirectJob, dest: &mut [f32]) {
+    use microkernel::avx512bf16 as m;
+    let (grid, data) = job.src.pairs(1);
+    let nt = job.taps.len();
+    let koff: Vec<isize> = (0..grid.c)
+        .flat_map(|c| {
+            job.taps
+                .iter()
+                .map(move |t| grid.offset(t.phase, c, t.shift) as isize)
+        })
+        .collect();
+    let k = koff.len();
+    let channels = job.src.channels;
+    let w = |r: usize, c: usize, t: usize| if c < channels { (job.w)(r, c, t) } else { 0.0 };
+    let (mr, nr) = (m::DIRECT_MR, 16 * m::DIRECT_NV);
+    let packed = direct::pack(job.rows, k, mr, |r, kk| {
+        let (cp, t) = (kk / nt, kk % nt);
+        pair(w(r, 2 * cp, t), w(r, 2 * cp + 1, t))
+    });
+    check_reach(&koff, job.q_end, nr, data.len());
+    let tile = |mb: usize, q: usize, c: *mut f32, ldc: usize| {
+        // SAFETY: as in direct_f32; the CPU has AVX512-BF16 (mode detection).
+        unsafe {
+            m::direct(
+                k,
+                packed[mb * k * mr..].as_ptr(),
+                data.as_ptr().add(q),
+                koff.as_ptr(),
+                c,
+                ldc,
+            )
+        }
+    };
+    direct::run(
+        &Tiler {
+            mr,
+            nr,
+            tile: &tile,
+        },
+        job.rows,
+        job.q_end,
+        job.map,
+        job.bias,
+        dest,
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+fn direct_amx(job: &DirectJob, dest: &mut [f32]) {
+    use microkernel::amx as m;
+    let (grid, data) = job.src.pairs(16);
+    let blocks = grid.c / 16;
+    // Steps: (tap, block of 16 channel pairs); B rows are consecutive pairs, one plane apart.
+    let steps: Vec<(usize, usize)> = (0..job.taps.len())
+        .flat_map(|t| (0..blocks).map(move |b| (t, b)))
+        .collect();
+    let soff: Vec<isize> = steps
+        .iter()
+        .map(|&(t, b)| grid.offset(job.taps[t].phase, 16 * b, job.taps[t].shift) as isize)
+        .collect();
+    let packed = pack_amx(job, &steps);
+    let (mr, nr) = (m::DIRECT_MR, m::DIRECT_NR);
+    check_reach(&soff, job.q_end, nr, data.len());
+    let (s, b_stride) = (steps.len(), grid.plane() * 4);
+    let tile = |mb: usize, q: usize, c: *mut f32, ldc: usize| {
+        // SAFETY: AMX is available (mode detection); packed holds s·STEP_A values per block; the
+        // B rows of every step lie inside the padded pair grid (checked above).
+        unsafe {
+            m::direct(
+                s,
+                packed[mb * s * m::STEP_A..].as_ptr(),
+                data.as_ptr().add(q),
+                soff.as_ptr(),
+                c,
+                ldc,
+                b_stride,
+            )
+        }
+    };
+    direct::run(
+        &Tiler {
+            mr,
+            nr,
+            tile: &tile,
+        },
+        job.rows,
+        job.q_end,
+        job.map,
+        job.bias,
+        dest,
+    );
+}
+
+/// Weights as AMX tiles: per block of 32 rows, per step, two 16-row tiles of 16 channel pairs.
+#[cfg(target_arch = "x86_64")]
+fn pack_amx(job: &DirectJob, steps: &[(usize, usize)]) -> Vec<u16> {
+    use microkernel::amx::STEP_A;
+    let mblocks = job.rows.div_ceil(32);
+    let channels = job.src.channels;
+    let mut packed = vec![0u16; mblocks * steps.len() * STEP_A];
+    for (i, tile) in packed.chunks_mut(512).enumerate() {
+        let (mb, rest) = (i / (2 * steps.len()), i % (2 * steps.len()));
+        let ((t, b), half) = (steps[rest / 2], rest % 2);
+        for r in 0..16 {
+            let row = mb * 32 + half * 16 + r;
+            if row >= job.rows {
+                break;
+            }
+            for p in 0..32 {
+                let c = 32 * b + p;
+                if c < channels {
+                    tile[r * 32 + p] = to_bf16((job.w)(row, c, t));
+                }
+            }
+        }
+    }
+    packed
+}
+
+/// One weight gradient: the forward operand `src` read through `taps`, the output gradient `g`
+/// laid out as `map` says. Returns `dW[co][c · taps + t]`.
+pub(crate) fn weight_grad(
+    src: &Operand,
+    taps: &[Tap],
+    q_end: usize,
+    map: &OutMap,
+    g: &[f32],
+) -> Vec<f32> {
+    let nt = taps.len();
+    let k = src.channels * nt;
+    let co = map.channels;
+    let by_channel: Vec<isize> = (0..src.channels)
+        .flat_map(|c| {
+            taps.iter()
+                .map(move |t| src.grid.offset(t.phase, c, t.shift) as isize)
+        })
+        .collect();
+    let mut dw = vec![0f32; co * k];
+    let mut write = |acc: &[f32], cpad: usize, row_to_k: &dyn Fn(usize) -> usize| {
+        for (row, vals) in acc.chunks(cpad).take(k).enumerate() {
+            let kk = row_to_k(row);
+            for (c, &v) in vals[..co].iter().enumerate() {
+                dw[c * k + kk] = v;
+            }
+        }
+    };
+    match mode() {
+        Mode::Fp32(isa) => {
+            let (acc, cpad) = grad_f32(src.f32s(false), &by_channel, isa, q_end, map, g);
+            write(&acc, cpad, &|r| r);
+        }
+        Mode::Emulated(isa) => {
+            let g: Vec<f32> = g.iter().map(|&v| round_bf16(v)).collect();
+            let (acc, cpad) = grad_f32(src.f32s(true), &by_channel, isa, q_end, map, &g);
+            write(&acc, cpad, &|r| r);
+        }
+        #[cfg(target_arch = "x86_64")]
+        Mode::Amx if src.channels.is_multiple_of(32) => {
+            let (acc, cpad) = grad_amx(src, taps, q_end, map, g);
+            let c = src.channels;
+            write(&acc, cpad, &|r| (r % c) * nt + r / c);
+        }
+        #[cfg(target_arch = "x86_64")]
+        Mode::Pairs | Mode::Amx => {
+            let (acc, cpad) = grad_pairs(src.plain(), &by_channel, q_end, map, g);
+            write(&acc, cpad, &|r| r);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("bf16 instructions exist on x86-64 only"),
+    }
+    dw
+}
+
+/// Tile shape (rows, vectors of `lanes` channels) that pads `channels` least, widest first.
+fn grad_tile(options: &[(usize, usize)], lanes: usize, channels: usize) -> (usize, usize) {
+    let padded = |nv: usize| channels.div_ceil(nv * lanes) * nv * lanes;
+    *options
+        .iter()
+        .min_by_key(|(_, nv)| padded(*nv))
+        .expect("tile options")
+}
+
+fn row_pointers<T, const MR: usize>(
+    data: &[T],
+    koff: &[isize],
+    kt: usize,
+    q0: usize,
+) -> [*const T; MR] {
+    // Rows past the end (padding) read row 0: their results are dropped.
+    std::array::from_fn(|r| {
+        let off = koff.get(kt * MR + r).copied().unwrap_or(0);
+        // SAFETY: in bounds of the grid (checked by the caller).
+        unsafe { data.as_ptr().offset(off).add(q0) }
+    })
+}
+
+fn grad_f32(
+    data: &[f32],
+    koff: &[isize],
+    isa: Isa,
+    q_end: usize,
+    map: &OutMap,
+    g: &[f32],
+) -> (Vec<f32>, usize) {
+    check_reach(koff, q_end, weight_grad::BLOCK / direct::TILES, data.len());
+    macro_rules! with {
+        ($f:path, $mr:literal, $nv:literal, $lanes:literal) => {{
+            let tile = |kt: usize,
+                        c0: usize,
+                        q0: usize,
+                        len: usize,
+                        p: &weight_grad::Packed,
+                        acc: *mut f32,
+                        ld: usize| {
+                let rows = row_pointers::<f32, $mr>(data, koff, kt, q0);
+                let cpad = ld;
+                // SAFETY: rows cover len values, the packed block holds BLOCK rows of cpad, acc
+                // holds mr rows of ld; the CPU has the kernel's features (detection).
+                unsafe { $f(len, &rows, p.f32s[c0..].as_ptr(), cpad, acc, ld) }
+            };
+            let t = GradTiler {
+                mr: $mr,
+                cols: $nv * $lanes,
+                pairs: false,
+                tile: &tile,
+            };
+            weight_grad::run(&t, koff.len(), q_end, map, g)
+        }};
+    }
+    let co = map.channels;
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => match grad_tile(&[(6, 4), (8, 3), (12, 2), (12, 1)], 16, co) {
+            (6, 4) => with!(microkernel::avx512::weight_grad::<6, 4>, 6, 4, 16),
+            (8, 3) => with!(microkernel::avx512::weight_grad::<8, 3>, 8, 3, 16),
+            (12, 2) => with!(microkernel::avx512::weight_grad::<12, 2>, 12, 2, 16),
+            _ => with!(microkernel::avx512::weight_grad::<12, 1>, 12, 1, 16),
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => match grad_tile(&[(3, 4), (6, 2), (6, 1)], 8, co) {
+            (3, 4) => with!(microkernel::avx2::weight_grad::<3, 4>, 3, 4, 8),
+            (6, 2) => with!(microkernel::avx2::weight_grad::<6, 2>, 6, 2, 8),
+            _ => with!(microkernel::avx2::weight_grad::<6, 1>, 6, 1, 8),
+        },
+        _ => with!(microkernel::portable::weight_grad::<4>, 4, 1, 16),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn grad_pairs(
+    data: &[u16],
+    koff: &[isize],
+    q_end: usize,
+    map: &OutMap,
+    g: &[f32],
+) -> (Vec<f32>, usize) {
+    use microkernel::avx512bf16 as m;
+    check_reach(koff, q_end, weight_grad::BLOCK / direct::TILES, data.len());
+    macro_rules! with {
+        ($mr:literal, $nv:literal) => {{
+            let tile = |kt: usize,
+                        c0: usize,
+                        q0: usize,
+                        len: usize,
+                        p: &weight_grad::Packed,
+                        acc: *mut f32,
+                        ld: usize| {
+                let rows = row_pointers::<u16, $mr>(data, koff, kt, q0);
+                // SAFETY: as in grad_f32; pairs past `len` multiply zero gradients.
+                unsafe {
+                    m::weight_grad::<$mr, $nv>(
+                        len.div_ceil(2),
+                        &rows,
+                        p.pairs[c0..].as_ptr(),
+                        ld,
+                        acc,
+                        ld,
+                    )
+                }
+            };
+            let t = GradTiler {
+                mr: $mr,
+                cols: $nv * 16,
+                pairs: true,
+                tile: &tile,
+            };
+            weight_grad::run(&t, koff.len(), q_end, map, g)
+        }};
+    }
+    match grad_tile(&[(6, 4), (8, 3), (12, 2), (12, 1)], 16, map.channels) {
+        (6, 4) => with!(6, 4),
+        (8, 3) => with!(8, 3),
+        (12, 2) => with!(12, 2),
+        _ => with!(12, 1),
+    }
+}
+
+/// AMX weight gradient; rows ordered (tap, channel) so a tile's 32 rows are 32 channels of one
+/// tap, one plane apart.
+#[cfg(target_arch = "x86_64")]
+fn grad_amx(
+    src: &Operand,
+    taps: &[Tap],
+    q_end: usize,
+    map: &OutMap,
+    g: &[f32],
+) -> (Vec<f32>, usize) {
+    use microkernel::amx as m;
+    let data = src.plain();
+    let c = src.channels;
+    let by_tap: Vec<isize> = taps
+        .iter()
+        .flat_map(|t| (0..c).map(move |ch| src.grid.offset(t.phase, ch, t.shift) as isize))
+        .collect();
+    check_reach(
+        &by_tap,
+        q_end,
+        weight_grad::BLOCK / direct::TILES,
+        data.len(),
+    );
+    let a_stride = src.grid.plane() * 2;
+    let tile = |kt: usize,
+                c0: usize,
+                q0: usize,
+                len: usize,
+                p: &weight_grad::Packed,
+                acc: *mut f32,
+                ld: usize| {
+        let a = by_tap[kt * 32] as usize + q0;
+        // SAFETY: AMX is available (mode detection); the tile's 32 rows are channels
+        // 32·j .. 32·j + 32 of one tap (channels % 32 == 0), positions read up to q0 + BLOCK
+        // (checked); the packed pairs hold BLOCK / 2 rows of ld.
+        unsafe {
+            m::weight_grad(
+                len.div_ceil(32),
+                data[a..].as_ptr(),
+                a_stride,
+                p.pairs[c0..].as_ptr(),
+                ld * 4,
+                acc,
+                ld,
+            )
+        }
+    };
+    let t = GradTiler {
+        mr: 32,
+        cols: 32,
+        pairs: true,
+        tile: &tile,
+    };
+    weight_grad::run(&t, by_tap.len(), q_end, map, g)
+}
