@@ -1,48 +1,11 @@
-//! Image input/output: the [`Reader`] extension trait and the in-memory image types.
-//!
-//! Arrays follow nnU-Net's conventions so that plans computed from them match nnU-Net's: an image
-//! is `[channels, z, y, x]` in `f32`, a 2D image has `z = 1` and the spacing nnU-Net gives 2D
-//! data, and the spacing is listed in the same axis order as the array.
+//! Image input/output: the [`Reader`] extension trait and the in-memory image types (from
+//! `nnunet-api`), and the pipeline's helpers around them.
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array4, ArrayView3, ArrayView4};
-use serde::{Deserialize, Serialize};
-
 use crate::error::Result;
 
-/// Where an image sits in the world, kept so that predictions are written back with the input's
-/// geometry. `spacing` is in array axis order (`[z, y, x]`); `origin` and `direction` are in the
-/// file format's world convention and `extra` holds whatever else a reader needs to restore the
-/// header exactly (for NIfTI: the qform/sform codes and affines, units, …).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ImageProperties {
-    /// Voxel spacing in array axis order; always three values (2D images use nnU-Net's 999 for z).
-    pub spacing: [f64; 3],
-    /// World coordinates of the first voxel, if the format has them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub origin: Vec<f64>,
-    /// Direction cosines, row-major, if the format has them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub direction: Vec<f64>,
-    /// Reader-specific header data needed to write the geometry back unchanged.
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-/// All channels of one case, `[c, z, y, x]`, with their geometry.
-#[derive(Clone, Debug)]
-pub struct Image {
-    pub data: Array4<f32>,
-    pub properties: ImageProperties,
-}
-
-/// A label map `[1, z, y, x]` with its geometry.
-#[derive(Clone, Debug)]
-pub struct Segmentation {
-    pub data: Array4<i16>,
-    pub properties: ImageProperties,
-}
+pub use nnunet_api::io::*;
 
 /// `file` if it exists, else an error naming it: `missing: <what()>`.
 pub fn required_file(file: PathBuf, what: impl FnOnce() -> String) -> Result<PathBuf> {
@@ -51,53 +14,6 @@ pub fn required_file(file: PathBuf, what: impl FnOnce() -> String) -> Result<Pat
     } else {
         let reason = format!("missing: {}", what());
         Err(crate::Error::invalid_file(file, reason))
-    }
-}
-
-/// Reads and writes one family of file formats. Registered under a name that `dataset.json`'s
-/// `overwrite_image_reader_writer` can select (nnU-Net's class names where nnU-Net has the reader).
-pub trait Reader: Send + Sync {
-    /// File endings this reader handles, with the leading dot (`.nii.gz`, `.png`).
-    fn file_endings(&self) -> &[&str];
-
-    /// Reads all channels of a case, one file per channel, in channel order. Every channel must have
-    /// the same shape and geometry; a file that cannot be read is an error naming it.
-    fn read_images(&self, files: &[&Path]) -> Result<Image>;
-
-    /// Reads a label map.
-    fn read_segmentation(&self, file: &Path) -> Result<Segmentation>;
-
-    /// Writes a label map `[z, y, x]` with the geometry it was read with.
-    fn write_segmentation(
-        &self,
-        segmentation: ArrayView3<'_, i16>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()>;
-
-    /// Writes class probabilities `[classes, z, y, x]` with the geometry they were read with.
-    fn write_probabilities(
-        &self,
-        probabilities: ArrayView4<'_, f32>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()>;
-
-    /// The files besides `file` that hold its data (the data files a detached header such as
-    /// `.mhd` or `.nhdr` names), which must travel with it; none by default.
-    fn data_files(&self, file: &Path) -> Result<Vec<PathBuf>> {
-        let _ = file;
-        Ok(Vec::new())
-    }
-
-    /// Whether this reader can read `file`: by default, whether it has one of the endings and
-    /// [`Reader::read_images`] succeeds on it.
-    fn can_read(&self, file: &Path) -> bool {
-        let name = file.to_string_lossy().to_lowercase();
-        self.file_endings()
-            .iter()
-            .any(|e| name.ends_with(&e.to_lowercase()))
-            && self.read_images(&[file]).is_ok()
     }
 }
 

@@ -1,10 +1,11 @@
-//! nnunet-core: the extension traits of nnunet-rs, their registries, the dynamic plugin loader,
-//! and the pipeline they plug into.
+//! nnunet-core: the pipeline of nnunet-rs (dataset format, fingerprint, plans, preprocessing,
+//! data loading, training loop, sliding-window inference, evaluation) and the dynamic plugin
+//! loader.
 //!
-//! Extension points, each with a registry keyed by the name users type:
-//! [`Reader`] (file formats), [`Planner`] (`-pl`), [`Trainer`] (`-tr`), [`Loss`],
-//! [`Augmentation`] and [`Architecture`]. Built-ins register at link time with [`register!`];
-//! plugins are `cdylib`s that call [`export_plugin!`] and are loaded with [`plugin::load`].
+//! The extension points ([`Reader`], [`Planner`], [`Trainer`], [`Loss`], [`Augmentation`],
+//! [`Architecture`]), their registries and [`register!`] / [`export_plugin!`] come from
+//! `nnunet-api` and are re-exported here under their usual paths; plugins depend on `nnunet-api`
+//! alone and are loaded with [`plugin::load`].
 
 pub mod augmentation;
 pub mod data_loading;
@@ -45,7 +46,6 @@ pub use planning::Planner;
 pub use registry::Registries;
 pub use training::{Trainer, TrainerSettings};
 
-/// The burn version nnunet-rs is built on, for plugins (architectures, losses) to use the same.
+/// The burn version nnunet-rs is built on.
 pub use burn;
-#[doc(hidden)]
-pub use inventory;
+pub use nnunet_api::{export_plugin, register};

@@ -1,211 +1,16 @@
-//! Dynamic plugins: shared libraries (`cdylib`) that add trainers, readers, planners, losses,
-//! augmentations or architectures to the registries at run time.
-//!
-//! Rust has no stable ABI, so a plugin is checked before any of its Rust code is called: it must
-//! export [`PluginDescriptor`] under the symbol `NNUNET_PLUGIN_DESCRIPTOR`, a `#[repr(C)]` struct
-//! of plain C strings that can be read safely whatever compiler built the plugin. The loader
-//! compares the nnunet-core version, the rustc version and the build fingerprint (a hash of the
-//! nnunet-core sources, the compiler, the target and the core features) with its own, and only when
-//! all three match does it call the plugin's entry point. A mismatched plugin is refused with a
-//! message saying what to rebuild.
-//!
-//! Plugin authors write one registration function and export it with [`crate::export_plugin!`]:
-//!
-//! ```ignore
-//! fn register(r: &mut nnunet_core::plugin::PluginRegistrar) -> nnunet_core::Result<()> {
-//!     r.trainer("MyTrainer", "nnUNetTrainer with a lower learning rate", || Box::new(MyTrainer))
-//! }
-//! nnunet_core::export_plugin!(register);
-//! ```
+//! Loading dynamic plugins: the descriptor a plugin exports (see [`nnunet_api::plugin`]) is read
+//! and checked before any of its Rust code is called; only a plugin built with this binary's
+//! compiler against the same nnunet-api sources is registered.
 
 use std::ffi::{CStr, c_char};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use crate::augmentation::Augmentation;
 use crate::error::{Error, Result};
-use crate::io::Reader;
-use crate::loss::Loss;
-use crate::network::Architecture;
-use crate::planning::Planner;
 use crate::registry::{Origin, Registries};
-use crate::training::Trainer;
 
-/// Marks the start of a descriptor, so that a foreign symbol of the same name is not misread.
-pub const DESCRIPTOR_MAGIC: [u8; 16] = *b"NNUNET-RS-PLUGIN";
-/// Layout version of [`PluginDescriptor`] itself.
-pub const DESCRIPTOR_LAYOUT: u32 = 1;
-/// Name of the exported descriptor symbol.
-pub const DESCRIPTOR_SYMBOL: &str = "NNUNET_PLUGIN_DESCRIPTOR";
-/// Name of the exported entry point symbol.
-pub const ENTRY_SYMBOL: &str = "nnunet_plugin_register";
-
-/// Version of nnunet-core this binary was built from.
-pub const CORE_VERSION: &CStr = cstr_env(concat!(env!("CARGO_PKG_VERSION"), "\0"));
-/// `rustc --version` of the compiler that built nnunet-core.
-pub const RUSTC_VERSION: &CStr = cstr_env(concat!(env!("NNUNET_RUSTC_VERSION"), "\0"));
-/// Hash of the nnunet-core sources, compiler, target and features (see `build.rs`).
-pub const BUILD_FINGERPRINT: &CStr = cstr_env(concat!(env!("NNUNET_BUILD_FINGERPRINT"), "\0"));
-/// Cargo features nnunet-core was built with (comma-separated, for messages).
-pub const CORE_FEATURES: &str = env!("NNUNET_CORE_FEATURES");
-
-const fn cstr_env(s: &'static str) -> &'static CStr {
-    match CStr::from_bytes_with_nul(s.as_bytes()) {
-        Ok(c) => c,
-        Err(_) => panic!("build value contains a NUL byte"),
-    }
-}
-
-/// What a plugin exports so that the loader can check it before calling any Rust code in it.
-/// All fields are C types; the strings are NUL-terminated and static.
-#[repr(C)]
-pub struct PluginDescriptor {
-    pub magic: [u8; 16],
-    pub layout: u32,
-    pub core_version: *const c_char,
-    pub rustc_version: *const c_char,
-    pub build_fingerprint: *const c_char,
-    pub plugin_name: *const c_char,
-}
-
-// SAFETY: the descriptor only holds pointers to immutable static strings.
-unsafe impl Sync for PluginDescriptor {}
-
-impl PluginDescriptor {
-    /// The descriptor of a plugin built against this nnunet-core, named `plugin_name`.
-    pub const fn current(plugin_name: &'static CStr) -> Self {
-        Self {
-            magic: DESCRIPTOR_MAGIC,
-            layout: DESCRIPTOR_LAYOUT,
-            core_version: CORE_VERSION.as_ptr(),
-            rustc_version: RUSTC_VERSION.as_ptr(),
-            build_fingerprint: BUILD_FINGERPRINT.as_ptr(),
-            plugin_name: plugin_name.as_ptr(),
-        }
-    }
-}
-
-/// Exports a plugin: the descriptor and the entry point calling `$register`, a
-/// `fn(&mut PluginRegistrar) -> nnunet_core::Result<()>`. Use once, at the crate root of a `cdylib`.
-#[macro_export]
-macro_rules! export_plugin {
-    ($register:path) => {
-        #[unsafe(no_mangle)]
-        #[used]
-        pub static NNUNET_PLUGIN_DESCRIPTOR: $crate::plugin::PluginDescriptor =
-            $crate::plugin::PluginDescriptor::current(match ::std::ffi::CStr::from_bytes_with_nul(
-                concat!(env!("CARGO_PKG_NAME"), "\0").as_bytes(),
-            ) {
-                Ok(name) => name,
-                Err(_) => panic!("crate name contains a NUL byte"),
-            });
-
-        /// Entry point called by the nnunet loader after the descriptor was checked.
-        #[unsafe(no_mangle)]
-        pub fn nnunet_plugin_register(
-            registrar: &mut $crate::plugin::PluginRegistrar<'_>,
-        ) -> $crate::Result<()> {
-            $register(registrar)
-        }
-    };
-}
-
-/// Handed to a plugin's registration function: adds extensions with the plugin as their origin.
-pub struct PluginRegistrar<'a> {
-    registries: &'a mut Registries,
-    origin: Origin,
-}
-
-macro_rules! registrar_method {
-    ($method:ident, $field:ident, $trait:ident) => {
-        #[doc = concat!("Registers a `", stringify!($trait), "` under `name`.")]
-        pub fn $method(
-            &mut self,
-            name: &str,
-            description: &str,
-            make: impl Fn() -> Box<dyn $trait> + Send + Sync + 'static,
-        ) -> Result<()> {
-            self.registries
-                .$field
-                .add(name, description, self.origin.clone(), Arc::new(make))
-        }
-    };
-}
-
-impl<'a> PluginRegistrar<'a> {
-    /// A registrar adding to `registries` with `origin`.
-    pub fn new(registries: &'a mut Registries, origin: Origin) -> Self {
-        Self { registries, origin }
-    }
-
-    registrar_method!(reader, readers, Reader);
-    registrar_method!(planner, planners, Planner);
-    registrar_method!(trainer, trainers, Trainer);
-    registrar_method!(loss, losses, Loss);
-    registrar_method!(augmentation, augmentations, Augmentation);
-    registrar_method!(architecture, architectures, Architecture);
-}
+pub use nnunet_api::plugin::*;
 
 type EntryFn = fn(&mut PluginRegistrar<'_>) -> Result<()>;
-
-/// The descriptor of a plugin file, read without calling any of its Rust code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DescriptorInfo {
-    pub plugin_name: String,
-    pub core_version: String,
-    pub rustc_version: String,
-    pub build_fingerprint: String,
-}
-
-impl DescriptorInfo {
-    /// The values of this binary.
-    pub fn host() -> Self {
-        Self {
-            plugin_name: "nnunet".into(),
-            core_version: CORE_VERSION.to_string_lossy().into_owned(),
-            rustc_version: RUSTC_VERSION.to_string_lossy().into_owned(),
-            build_fingerprint: BUILD_FINGERPRINT.to_string_lossy().into_owned(),
-        }
-    }
-
-    /// Why a plugin with this descriptor cannot be loaded into this binary, if it cannot.
-    pub fn mismatch(&self) -> Option<String> {
-        let host = Self::host();
-        let mut differences = Vec::new();
-        if self.core_version != host.core_version {
-            differences.push(format!(
-                "it was built against nnunet-core {}, this nnunet is nnunet-core {}",
-                self.core_version, host.core_version
-            ));
-        }
-        if self.rustc_version != host.rustc_version {
-            differences.push(format!(
-                "it was built with {}, this nnunet with {}",
-                self.rustc_version, host.rustc_version
-            ));
-        }
-        if differences.is_empty() && self.build_fingerprint != host.build_fingerprint {
-            differences.push(format!(
-                "its build fingerprint {} differs from this nnunet's {} (other nnunet-core \
-                 sources, target or features [{}])",
-                self.build_fingerprint, host.build_fingerprint, CORE_FEATURES
-            ));
-        }
-        if differences.is_empty() {
-            return None;
-        }
-        Some(format!(
-            "refused plugin '{}': {}. Rust has no stable ABI, so a plugin must be built with the \
-             same compiler ({}) against the same nnunet-core sources as the nnunet that loads it: \
-             rebuild the plugin (`cargo build --release` in its crate, depending on this nnunet \
-             checkout's `core` crate), or rebuild nnunet from the sources the plugin was built \
-             against.",
-            self.plugin_name,
-            differences.join("; "),
-            host.rustc_version
-        ))
-    }
-}
 
 fn read_c_string(ptr: *const c_char, what: &str) -> std::result::Result<String, String> {
     if ptr.is_null() {
@@ -226,7 +31,7 @@ fn read_descriptor(library: &libloading::Library) -> std::result::Result<Descrip
         unsafe { library.get(DESCRIPTOR_SYMBOL.as_bytes()) }.map_err(|_| {
             format!(
                 "it exports no {DESCRIPTOR_SYMBOL}: not an nnunet-rs plugin (a plugin crate must \
-                 call nnunet_core::export_plugin!)"
+                 call nnunet_api::export_plugin!)"
             )
         })?;
     let ptr: *const PluginDescriptor = *symbol;
@@ -253,7 +58,7 @@ fn read_descriptor(library: &libloading::Library) -> std::result::Result<Descrip
     }
     Ok(DescriptorInfo {
         plugin_name: read_c_string(descriptor.plugin_name, "plugin name")?,
-        core_version: read_c_string(descriptor.core_version, "core version")?,
+        api_version: read_c_string(descriptor.api_version, "API version")?,
         rustc_version: read_c_string(descriptor.rustc_version, "rustc version")?,
         build_fingerprint: read_c_string(descriptor.build_fingerprint, "build fingerprint")?,
     })
@@ -306,7 +111,7 @@ pub fn load(path: &Path, registries: &mut Registries) -> Result<DescriptorInfo> 
         return Err(plugin_error(&canonical, reason));
     }
     // SAFETY: the descriptor proved the plugin was compiled by the same rustc from the same
-    // nnunet-core sources and features, so the Rust signature below is the one it exports.
+    // nnunet-api sources and features, so the Rust signature below is the one it exports.
     let entry: EntryFn = unsafe {
         *library
             .get::<EntryFn>(ENTRY_SYMBOL.as_bytes())
@@ -323,26 +128,6 @@ pub fn load(path: &Path, registries: &mut Registries) -> Result<DescriptorInfo> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_descriptor_matches_itself() {
-        assert_eq!(DescriptorInfo::host().mismatch(), None);
-        assert_eq!(BUILD_FINGERPRINT.to_bytes().len(), 32);
-        assert!(RUSTC_VERSION.to_string_lossy().starts_with("rustc "));
-    }
-
-    #[test]
-    fn mismatch_says_what_to_rebuild() {
-        let mut other = DescriptorInfo::host();
-        other.rustc_version = "rustc 1.80.0 (051478957 2024-07-21)".into();
-        let msg = other.mismatch().unwrap();
-        assert!(msg.contains("built with rustc 1.80.0"), "{msg}");
-        assert!(msg.contains("rebuild the plugin"), "{msg}");
-        let mut other = DescriptorInfo::host();
-        other.build_fingerprint = "0".repeat(32);
-        let msg = other.mismatch().unwrap();
-        assert!(msg.contains("build fingerprint"), "{msg}");
-    }
 
     #[test]
     fn non_plugin_files_are_refused_cleanly() {

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use nnunet_core::network::{Network, SegmentationModule};
 use nnunet_core::training::OptimizerKind;
 use nnunet_core::training::optimizer::Optimizer;
+use nnunet_core::training::{Optimizer as OptimizerApi, ParameterGroup};
 use serde_json::Value;
 
 #[derive(Module, Debug)]
@@ -165,4 +166,73 @@ fn adan_matches_adan_pytorch() {
             epsilon: 1e-8,
         },
     );
+}
+
+#[derive(Module, Debug)]
+struct TwoParts {
+    encoder: Weights,
+    decoder: Weights,
+}
+
+impl SegmentationModule for TwoParts {
+    fn segment(&self, input: Tensor<5>) -> Vec<Tensor<5>> {
+        vec![input]
+    }
+
+    fn set_deep_supervision(&mut self, _enabled: bool) {}
+}
+
+fn values(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// Two SGD steps on a two-part network with `groups`: the encoder's and decoder's new values.
+fn grouped_steps(groups: &[ParameterGroup]) -> (Vec<f32>, Vec<f32>, Vec<String>) {
+    let device = Device::flex().autodiff();
+    let init = |v: f32| Weights {
+        w: Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![v; 6], [2, 3]),
+            &device,
+        )),
+    };
+    let mut net = TwoParts {
+        encoder: init(1.0),
+        decoder: init(2.0),
+    };
+    let kind = OptimizerKind::Sgd {
+        momentum: 0.99,
+        nesterov: true,
+    };
+    let mut optimizer = Optimizer::new(kind, 3e-5).with_max_norm(12.0);
+    for _ in 0..2 {
+        let loss = (net.encoder.w.val() * 3.0).sum() + (net.decoder.w.val() * 5.0).sum();
+        let grads = Network::gradients(&net, loss.backward());
+        OptimizerApi::step(&mut optimizer, &mut net, &grads, 0.01, groups).unwrap();
+    }
+    let state = OptimizerApi::export_state(&optimizer)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    (
+        values(net.encoder.w.val()),
+        values(net.decoder.w.val()),
+        state,
+    )
+}
+
+#[test]
+fn frozen_groups_stay_bit_identical_and_scaled_groups_move_less() {
+    let (encoder, decoder, state) = grouped_steps(&[ParameterGroup::frozen("encoder.")]);
+    assert!(encoder.iter().all(|v| v.to_bits() == 1.0f32.to_bits()));
+    assert!(decoder.iter().all(|v| *v < 2.0));
+    assert_eq!(state, ["decoder.w/momentum_buffer"]);
+    // Freezing takes the encoder's gradient out of the clipped norm: the decoder moves as if
+    // alone, unlike with both parts trained.
+    let (all_encoder, all_decoder, _) = grouped_steps(&[]);
+    assert!(all_encoder.iter().all(|v| *v < 1.0));
+    assert!(all_decoder[0] > decoder[0]);
+    let (scaled, _, _) = grouped_steps(&[ParameterGroup::scaled("encoder.", 0.1)]);
+    let moved = |v: &[f32]| 1.0 - v[0];
+    let ratio = moved(&scaled) / moved(&all_encoder);
+    assert!((ratio - 0.1).abs() < 1e-3, "{ratio}");
 }

@@ -156,3 +156,28 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The raw bytes of a checkpoint's tensors whose names start with `prefix` (`network.`,
+/// `optimizer.`), by name, sorted: the safetensors header is JSON with each tensor's offsets.
+pub fn checkpoint_tensors(path: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let n = u64::from_le_bytes(data[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&data[8..8 + n]).unwrap();
+    let body = &data[8 + n..];
+    let mut out: Vec<(String, Vec<u8>)> = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| {
+            let o = v["data_offsets"].as_array().unwrap();
+            let (a, b) = (
+                o[0].as_u64().unwrap() as usize,
+                o[1].as_u64().unwrap() as usize,
+            );
+            (k.clone(), body[a..b].to_vec())
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -5,8 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nnunet_tests::{Folders, nnunet, read_json, run};
-use serde_json::Value;
+use nnunet_tests::{Folders, checkpoint_tensors, nnunet, read_json, run};
 
 fn fold_dir(f: &Folders, dataset: &str, trainer: &str, config: &str, fold: &str) -> PathBuf {
     f.results
@@ -192,30 +191,6 @@ fn trains_3d_to_high_dice() {
     assert!(dice > 0.7, "validation Dice {dice}");
 }
 
-fn checkpoint_bytes_of_network(path: &Path) -> Vec<(String, Vec<u8>)> {
-    // The safetensors header is JSON; compare the network tensors' raw bytes by name.
-    let data = std::fs::read(path).unwrap();
-    let n = u64::from_le_bytes(data[..8].try_into().unwrap()) as usize;
-    let header: Value = serde_json::from_slice(&data[8..8 + n]).unwrap();
-    let body = &data[8 + n..];
-    let mut out: Vec<(String, Vec<u8>)> = header
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| k.starts_with("network."))
-        .map(|(k, v)| {
-            let o = v["data_offsets"].as_array().unwrap();
-            let (a, b) = (
-                o[0].as_u64().unwrap() as usize,
-                o[1].as_u64().unwrap() as usize,
-            );
-            (k.clone(), body[a..b].to_vec())
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn continued_run_equals_uninterrupted_run() {
     let f = Folders::new();
@@ -241,7 +216,7 @@ fn continued_run_equals_uninterrupted_run() {
     // First uninterrupted; then, after moving that run aside, stopped after 2 epochs and continued.
     train("1", &[]);
     let full = fold_dir(&f, "Dataset303_Synthetic2D", "nnUNetTrainer", "2d", "1");
-    let uninterrupted = checkpoint_bytes_of_network(&full.join("checkpoint_final.safetensors"));
+    let uninterrupted = checkpoint_tensors(&full.join("checkpoint_final.safetensors"), "network.");
     std::fs::rename(&full, full.with_file_name("fold_1_uninterrupted")).unwrap();
 
     let out = train("1", &["--stop-after", "2"]);
@@ -264,7 +239,7 @@ fn continued_run_equals_uninterrupted_run() {
     ]);
     assert!(err.contains("epochs 4 vs 6"), "{err}");
     train("1", &["--c"]);
-    let continued = checkpoint_bytes_of_network(&full.join("checkpoint_final.safetensors"));
+    let continued = checkpoint_tensors(&full.join("checkpoint_final.safetensors"), "network.");
     assert_eq!(uninterrupted.len(), continued.len());
     for ((name_a, a), (name_b, b)) in uninterrupted.iter().zip(&continued) {
         assert_eq!(name_a, name_b);

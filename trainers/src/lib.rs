@@ -22,11 +22,6 @@ impl Trainer for Preset {
     }
 }
 
-/// nnU-Net's default trainer, for plugins to derive from.
-pub fn nnunet_trainer() -> Box<dyn Trainer> {
-    Box::new(Preset(|_| {}))
-}
-
 /// Registers `$name` as a [`Preset`] with the given change.
 macro_rules! trainer {
     ($name:literal, $description:expr, $change:expr) => {

@@ -15,10 +15,14 @@ use nnunet_core::network::{NamedTensor, NetworkSpec};
 use nnunet_core::plans::{Configuration, Plans};
 use nnunet_core::preprocessing::storage::stored_cases;
 use nnunet_core::training::checkpoint::Checkpoint;
+use nnunet_core::training::optimizer::Optimizer as DefaultOptimizer;
 use nnunet_core::training::run::{RunState, TrainingRun, checkpoint_path};
 use nnunet_core::training::splits::{Fold, Split, fold_cases};
-use nnunet_core::training::{MirrorAxes, NormKind, TrainerSettings, settings_of};
-use nnunet_core::{DatasetJson, Error, Registries, Result};
+use nnunet_core::training::{
+    Defaults, MirrorAxes, NetworkContext, NormKind, Optimizer, SetupContext, Trainer,
+    TrainerSettings, settings_of,
+};
+use nnunet_core::{Augmentation, DatasetJson, Error, Loss, Registries, Result};
 use nnunet_plugins::augmentations::geometry::configure_rotation_dummy_da_mirroring_and_initial_patch_size;
 use nnunet_plugins::augmentations::pipeline::{
     PipelineContext, training_pipeline, validation_pipeline,
@@ -395,8 +399,14 @@ pub fn prepare_run(
     }
     let seed = checkpoint.as_ref().map_or(request.seed, |c| c.meta.seed);
 
-    let architecture = registries.architectures.create(&ctx.network_class_name)?;
-    let network = architecture.build(&ctx.spec, &device)?;
+    let trainer = registries.trainers.create(&request.trainer)?;
+    let network = trainer.build_network(&NetworkContext {
+        registries,
+        settings: &ctx.settings,
+        architecture: &ctx.network_class_name,
+        spec: &ctx.spec,
+        device: &device,
+    })?;
 
     let configuration = &ctx.configuration;
     let labels = &ctx.dataset_json.labels;
@@ -439,6 +449,13 @@ pub fn prepare_run(
         })
         .map(Arc::new)
     };
+    let parts = trainer_parts(
+        registries,
+        trainer.as_ref(),
+        &ctx.settings,
+        &pipeline_context,
+        ctx.regions,
+    )?;
     let workers = request.num_workers.max(1);
     let loader_config =
         |seed: u64, augmentations: Vec<Box<dyn nnunet_core::Augmentation>>| LoaderConfig {
@@ -455,26 +472,15 @@ pub fn prepare_run(
     });
     let train_loader = DataLoader::starting_at(
         sampler(&ctx.split.train, geometry.initial_patch_size.clone())?,
-        loader_config(
-            seed,
-            training_pipeline(&ctx.settings.augmentation, &pipeline_context, registries)?,
-        ),
+        loader_config(seed, parts.training_transforms),
         train_start,
     )?;
     let val_loader = DataLoader::starting_at(
         sampler(&ctx.split.val, patch_size.clone())?,
-        loader_config(
-            seed.wrapping_add(1),
-            validation_pipeline(&ctx.settings.augmentation, &pipeline_context)?,
-        ),
+        loader_config(seed.wrapping_add(1), parts.validation_transforms),
         val_start,
     )?;
 
-    let mut loss_name = ctx.settings.loss.clone();
-    if ctx.regions && loss_name == "DC_and_CE_loss" {
-        loss_name = "DC_and_BCE_loss".into();
-    }
-    let loss = registries.losses.create(&loss_name)?;
     let loss_settings = nnunet_core::loss::LossSettings {
         batch_dice: configuration.batch_dice(),
         do_bg: ctx.regions,
@@ -492,13 +498,13 @@ pub fn prepare_run(
         plans_identifier: request.plans_identifier.clone(),
         configuration: request.configuration.clone(),
         fold: request.fold.to_string(),
-        trainer: registries.trainers.create(&request.trainer)?,
+        trainer,
         settings: ctx.settings.clone(),
         network,
         network_class_name: ctx.network_class_name.clone(),
         input_channels: ctx.spec.input_channels,
         output_channels: ctx.spec.output_channels,
-        loss,
+        loss: parts.loss,
         loss_settings,
         ds_weights: deep_supervision_weights(n_outputs),
         regions: ctx.regions,
@@ -512,16 +518,91 @@ pub fn prepare_run(
         checkpoint_interval: request.checkpoint_interval,
     };
     let state = match (&checkpoint, &resume) {
-        (Some(c), Some(path)) => run.restore(c, path)?,
+        (Some(c), Some(path)) => run.restore(c, path, parts.optimizer)?,
         _ => {
             if let Some(path) = &request.pretrained_weights {
                 load_pretrained(run.network.as_mut(), path)?;
             }
-            run.new_state()
+            run.new_state(parts.optimizer)
         }
     };
     copy_run_files(&request.preprocessed_folder, &ctx)?;
     Ok((run, state))
+}
+
+/// What a trainer builds for a run besides its network.
+pub struct TrainerParts {
+    /// [`Trainer::training_transforms`].
+    pub training_transforms: Vec<Box<dyn Augmentation>>,
+    /// [`Trainer::validation_transforms`].
+    pub validation_transforms: Vec<Box<dyn Augmentation>>,
+    /// [`Trainer::build_loss`].
+    pub loss: Box<dyn Loss>,
+    /// [`Trainer::configure_optimizer`].
+    pub optimizer: Box<dyn Optimizer>,
+}
+
+/// Builds `trainer`'s transforms, loss and optimiser for `settings` and the data of `pipeline`
+/// (`regions`: a region-based dataset), with nnU-Net's defaults where it keeps them.
+pub fn trainer_parts(
+    registries: &Registries,
+    trainer: &dyn Trainer,
+    settings: &TrainerSettings,
+    pipeline: &PipelineContext,
+    regions: bool,
+) -> Result<TrainerParts> {
+    let defaults = PipelineDefaults {
+        registries,
+        settings,
+        pipeline,
+        regions,
+    };
+    let augmentation = pipeline.augmentation_context();
+    let setup = SetupContext {
+        settings,
+        registries,
+        augmentation: &augmentation,
+        defaults: &defaults,
+    };
+    Ok(TrainerParts {
+        training_transforms: trainer.training_transforms(&setup)?,
+        validation_transforms: trainer.validation_transforms(&setup)?,
+        loss: trainer.build_loss(&setup)?,
+        optimizer: trainer.configure_optimizer(&setup)?,
+    })
+}
+
+/// nnU-Net's defaults for what a trainer builds ([`Defaults`]): the settings' loss (its sigmoid
+/// form for region datasets), optimiser and augmentation pipelines.
+struct PipelineDefaults<'a> {
+    registries: &'a Registries,
+    settings: &'a TrainerSettings,
+    pipeline: &'a PipelineContext,
+    regions: bool,
+}
+
+impl Defaults for PipelineDefaults<'_> {
+    fn loss(&self) -> Result<Box<dyn Loss>> {
+        let name = match self.settings.loss.as_str() {
+            "DC_and_CE_loss" if self.regions => "DC_and_BCE_loss",
+            name => name,
+        };
+        self.registries.losses.create(name)
+    }
+
+    fn optimizer(&self) -> Result<Box<dyn Optimizer>> {
+        let s = self.settings;
+        let optimizer = DefaultOptimizer::new(s.optimizer.clone(), s.weight_decay);
+        Ok(Box::new(optimizer.with_max_norm(s.grad_clip_norm)))
+    }
+
+    fn training_transforms(&self) -> Result<Vec<Box<dyn Augmentation>>> {
+        training_pipeline(&self.settings.augmentation, self.pipeline, self.registries)
+    }
+
+    fn validation_transforms(&self) -> Result<Vec<Box<dyn Augmentation>>> {
+        validation_pipeline(&self.settings.augmentation, self.pipeline)
+    }
 }
 
 /// Loads another model's weights except the segmentation heads, as nnU-Net's

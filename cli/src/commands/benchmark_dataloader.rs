@@ -18,7 +18,8 @@ use nnunet_core::plans::Plans;
 use nnunet_core::preprocessing::storage::stored_cases;
 use nnunet_core::training::settings_of;
 use nnunet_plugins::augmentations::geometry::configure_rotation_dummy_da_mirroring_and_initial_patch_size;
-use nnunet_plugins::augmentations::pipeline::{PipelineContext, training_pipeline};
+use nnunet_plugins::augmentations::pipeline::PipelineContext;
+use nnunet_trainers::setup::trainer_parts;
 
 use crate::Context;
 
@@ -84,7 +85,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         anyhow::bail!("{}: holds no preprocessed cases", folder.display());
     }
     let dataset_json = DatasetJson::from_file(&preprocessed.join("dataset.json"))?;
-    let settings = settings_of(ctx.registries.trainers.create(&args.trainer)?.as_ref());
+    let trainer = ctx.registries.trainers.create(&args.trainer)?;
+    let settings = settings_of(trainer.as_ref());
     let patch_size = configuration.patch_size()?;
     let batch_size = configuration.batch_size()?;
     let is_2d = configuration.is_2d()?;
@@ -109,7 +111,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         }),
         ignore_label: labels.ignore_label().and_then(to_i16),
     };
-    let pipeline = training_pipeline(&settings.augmentation, &pipeline_context, &ctx.registries)?;
+    let pipeline = trainer_parts(
+        &ctx.registries,
+        trainer.as_ref(),
+        &settings,
+        &pipeline_context,
+        labels.is_region_based(),
+    )?
+    .training_transforms;
     let sampler = PatchSampler::new(SamplerConfig {
         folder: folder.clone(),
         cases,

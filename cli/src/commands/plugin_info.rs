@@ -16,8 +16,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let host = DescriptorInfo::host();
     println!("plugin:            {}", info.plugin_name);
     println!(
-        "nnunet-core:       {} (this nnunet: {})",
-        info.core_version, host.core_version
+        "nnunet-api:        {} (this nnunet: {})",
+        info.api_version, host.api_version
     );
     println!(
         "compiler:          {} (this nnunet: {})",

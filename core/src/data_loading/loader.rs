@@ -17,21 +17,8 @@ use crate::augmentation::{Augmentation, AugmentationContext};
 use crate::error::{Error, Result};
 use crate::plans::Configuration;
 
-/// One training batch.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Batch {
-    /// The batch's index in the loader's stream.
-    pub index: u64,
-    /// Images `[b, c, z, y, x]` (`z = 1` for 2D).
-    pub data: Array5<f32>,
-    /// Segmentation targets `[b, c, z, y, x]`, one per deep-supervision scale, the first at full
-    /// resolution; a single one without deep supervision.
-    pub targets: Vec<Array5<i16>>,
-    /// The case of every sample.
-    pub keys: Vec<String>,
-    /// Whether every sample was forced to contain foreground.
-    pub forced_foreground: Vec<bool>,
-}
+/// One training batch (the type trainers see, from `nnunet-api`).
+pub use nnunet_api::training::Batch;
 
 /// How a [`DataLoader`] makes batches.
 #[derive(Clone)]

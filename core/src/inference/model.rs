@@ -7,11 +7,14 @@ use burn::tensor::Device;
 use crate::error::{Error, Result};
 use crate::network::{Network, NetworkSpec};
 use crate::registry::Registries;
+use crate::training::NetworkContext;
 use crate::training::checkpoint::Checkpoint;
 
-/// Builds the network of `checkpoint` (its architecture, looked up in `registries`, with `spec`'s
-/// layout) on `device` with deep supervision off, and loads the checkpoint's weights. `path` names
-/// the checkpoint in errors.
+/// Builds the network of `checkpoint` on `device` with deep supervision off, and loads the
+/// checkpoint's weights. The network comes from the checkpoint's trainer
+/// ([`Trainer::build_network`](crate::Trainer::build_network), so a plugin's own network is
+/// rebuilt), or from its architecture in `registries` with `spec`'s layout when the trainer is
+/// not registered (models imported from nnU-Net). `path` names the checkpoint in errors.
 pub fn network_from_checkpoint(
     registries: &Registries,
     checkpoint: &Checkpoint,
@@ -21,12 +24,35 @@ pub fn network_from_checkpoint(
 ) -> Result<Box<dyn Network>> {
     let mut spec = spec.clone();
     spec.deep_supervision = false;
-    let architecture = registries
-        .architectures
-        .create(&checkpoint.meta.network_class_name)?;
-    let mut network = architecture.build(&spec, device)?;
+    let meta = &checkpoint.meta;
+    let ctx = NetworkContext {
+        registries,
+        settings: &meta.settings,
+        architecture: &meta.network_class_name,
+        spec: &spec,
+        device,
+    };
+    let registered = registries.trainers.contains(&meta.trainer_name);
+    let mut network = if registered {
+        let trainer = registries.trainers.create(&meta.trainer_name)?;
+        trainer.build_network(&ctx)?
+    } else {
+        ctx.plans_network()?
+    };
+    network.set_deep_supervision(false);
     network
         .import_parameters(&checkpoint.network)
-        .map_err(|e| Error::invalid_file(path, e.to_string()))?;
+        .map_err(|e| {
+            let hint = if registered {
+                String::new()
+            } else {
+                format!(
+                    " (trainer '{}' is not registered: if it came from a plugin, load the plugin \
+                 with --plugin)",
+                    meta.trainer_name
+                )
+            };
+            Error::invalid_file(path, format!("{e}{hint}"))
+        })?;
     Ok(network)
 }

@@ -13,12 +13,15 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::network::{ErasedTensor, NamedTensor, Network, ParameterUpdate};
-use crate::training::OptimizerKind;
+use crate::training::optimizer_api::{ParameterGroup, lr_factor};
+use crate::training::{OptimizerKind, optimizer_api};
 
 /// An optimiser over a network's parameters.
 pub struct Optimizer {
     kind: OptimizerKind,
     weight_decay: f64,
+    /// Global gradient norm to clip to in [`optimizer_api::Optimizer::step`].
+    max_norm: Option<f64>,
     /// Number of steps taken.
     steps: u64,
     /// Per parameter path, the state buffers (flat), in the order [`buffer_names`] gives.
@@ -48,14 +51,18 @@ fn flat_gradient(grads: &GradientsParams, id: ParamId, rank: usize) -> Option<Te
     flat.map(|g| g.inner())
 }
 
-/// Collects the flat gradient of every parameter, by path.
+/// Collects the flat gradient of every parameter that is not frozen, by path.
 struct GradientCollector<'a> {
     grads: &'a GradientsParams,
+    groups: &'a [ParameterGroup],
     out: HashMap<String, Tensor<1>>,
 }
 
 impl ParameterUpdate for GradientCollector<'_> {
     fn update(&mut self, path: &str, id: ParamId, value: &ErasedTensor) -> Option<ErasedTensor> {
+        if lr_factor(self.groups, path) == 0.0 {
+            return None;
+        }
         if let Some(g) = flat_gradient(self.grads, id, value.dims().len()) {
             self.out.insert(path.to_string(), g);
         }
@@ -68,13 +75,15 @@ struct Step<'a> {
     optimizer: &'a mut Optimizer,
     grads: HashMap<String, Tensor<1>>,
     lr: f64,
+    groups: &'a [ParameterGroup],
 }
 
 impl ParameterUpdate for Step<'_> {
     fn update(&mut self, path: &str, _id: ParamId, value: &ErasedTensor) -> Option<ErasedTensor> {
         let grad = self.grads.remove(path)?;
         let param = value.flatten();
-        let new = self.optimizer.update_one(path, param, grad, self.lr);
+        let lr = self.lr * lr_factor(self.groups, path);
+        let new = self.optimizer.update_one(path, param, grad, lr);
         Some(ErasedTensor::from_flat(new, &value.dims()))
     }
 }
@@ -85,9 +94,17 @@ impl Optimizer {
         Self {
             kind,
             weight_decay,
+            max_norm: None,
             steps: 0,
             state: BTreeMap::new(),
         }
+    }
+
+    /// This optimiser clipping the global gradient norm to `max_norm` in its
+    /// [`optimizer_api::Optimizer::step`].
+    pub fn with_max_norm(mut self, max_norm: f64) -> Self {
+        self.max_norm = Some(max_norm);
+        self
     }
 
     /// Number of steps taken so far.
@@ -105,8 +122,22 @@ impl Optimizer {
         lr: f64,
         max_norm: Option<f64>,
     ) -> f64 {
+        self.step_groups(network, grads, lr, max_norm, &[])
+    }
+
+    /// [`Optimizer::step`] with the learning rate scaled per parameter group; frozen parameters
+    /// are neither updated nor counted in the gradient norm, and get no state.
+    pub fn step_groups(
+        &mut self,
+        network: &mut dyn Network,
+        grads: &GradientsParams,
+        lr: f64,
+        max_norm: Option<f64>,
+        groups: &[ParameterGroup],
+    ) -> f64 {
         let mut collector = GradientCollector {
             grads,
+            groups,
             out: HashMap::new(),
         };
         network.update_parameters(&mut collector);
@@ -133,6 +164,7 @@ impl Optimizer {
             optimizer: self,
             grads,
             lr,
+            groups,
         };
         network.update_parameters(&mut step);
         norm
@@ -262,6 +294,31 @@ impl Optimizer {
         self.state = complete;
         self.steps = steps;
         Ok(())
+    }
+}
+
+impl optimizer_api::Optimizer for Optimizer {
+    fn step(
+        &mut self,
+        network: &mut dyn Network,
+        grads: &GradientsParams,
+        lr: f64,
+        groups: &[ParameterGroup],
+    ) -> Result<()> {
+        self.step_groups(network, grads, lr, self.max_norm, groups);
+        Ok(())
+    }
+
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn export_state(&self) -> Vec<NamedTensor> {
+        Optimizer::export_state(self)
+    }
+
+    fn import_state(&mut self, steps: u64, state: &[NamedTensor], device: &Device) -> Result<()> {
+        Optimizer::import_state(self, steps, state, device)
     }
 }
 

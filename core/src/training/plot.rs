@@ -346,6 +346,7 @@ mod tests {
             learning_rate: 0.01 * (1.0 - e / 40.0).powf(0.9),
             start_time: 1000.0 + 60.0 * e,
             end_time: 1000.0 + 60.0 * e + 55.0 + (e * 1.7).sin() * 3.0,
+            logged: Default::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! learning-rate schedule, deep supervision, pseudo Dice and its moving average, the text log,
 //! `progress.png` and the checkpoints, and an exact continuation from `checkpoint_latest`.
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::IsTerminal;
 use std::io::Write;
@@ -17,8 +18,10 @@ use crate::error::{Error, Result};
 use crate::loss::{Loss, LossSettings, Target};
 use crate::network::Network;
 use crate::training::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, CheckpointMeta};
-use crate::training::optimizer::Optimizer;
-use crate::training::{BenchmarkMode, EpochRecord, Trainer, TrainerSettings};
+use crate::training::{
+    BenchmarkMode, EpochFlow, EpochRecord, HookContext, Optimizer, ParameterGroup, StepContext,
+    Trainer, TrainerSettings,
+};
 
 /// Everything a training run needs, built by the trainer set-up from plans and dataset.
 pub struct TrainingRun {
@@ -60,7 +63,8 @@ pub struct RunState {
     pub epoch: usize,
     pub logging: Vec<EpochRecord>,
     pub best_ema: Option<f64>,
-    pub optimizer: Optimizer,
+    /// The trainer's optimiser ([`Trainer::configure_optimizer`]).
+    pub optimizer: Box<dyn Optimizer>,
 }
 
 /// What a finished (or stopped) run reports.
@@ -82,19 +86,24 @@ pub fn checkpoint_path(fold_folder: &Path, which: &str) -> PathBuf {
 }
 
 impl TrainingRun {
-    /// A fresh optimiser for this run's settings.
-    pub fn new_state(&self) -> RunState {
+    /// The state of a new run with a fresh `optimizer`.
+    pub fn new_state(&self, optimizer: Box<dyn Optimizer>) -> RunState {
         RunState {
             epoch: 0,
             logging: Vec::new(),
             best_ema: None,
-            optimizer: Optimizer::new(self.settings.optimizer.clone(), self.settings.weight_decay),
+            optimizer,
         }
     }
 
-    /// Restores weights, optimiser, epoch and logs from `checkpoint`, checking that it belongs to
-    /// this run (same trainer and schedule).
-    pub fn restore(&mut self, checkpoint: &Checkpoint, path: &Path) -> Result<RunState> {
+    /// Restores weights, `optimizer` state, epoch and logs from `checkpoint`, checking that it
+    /// belongs to this run (same trainer and schedule).
+    pub fn restore(
+        &mut self,
+        checkpoint: &Checkpoint,
+        path: &Path,
+        mut optimizer: Box<dyn Optimizer>,
+    ) -> Result<RunState> {
         let meta = &checkpoint.meta;
         if meta.trainer_name != self.trainer_name {
             return Err(Error::invalid_file(
@@ -119,8 +128,6 @@ impl TrainingRun {
         self.network
             .import_parameters(&checkpoint.network)
             .map_err(|e| Error::invalid_file(path, e.to_string()))?;
-        let mut optimizer =
-            Optimizer::new(self.settings.optimizer.clone(), self.settings.weight_decay);
         optimizer
             .import_state(meta.optimizer_steps, &checkpoint.optimizer, &self.device)
             .map_err(|e| Error::invalid_file(path, e.to_string()))?;
@@ -201,10 +208,15 @@ impl TrainingRun {
         };
         let mut train_seconds = 0.0;
         let mut train_iterations = 0usize;
+        self.hook(&state, &mut log, state.epoch, |t, c| t.on_train_start(c))?;
+        let mut stopped_early = false;
         while state.epoch < end {
             let epoch = state.epoch;
             let start_time = now();
+            self.hook(&state, &mut log, epoch, |t, c| t.on_epoch_start(c))?;
             let lr = self.trainer.learning_rate(&s, epoch);
+            let groups = self.trainer.parameter_groups(&s, epoch);
+            let mut logged = Logged::default();
             bar.set_message(format!("epoch {}/{}", epoch + 1, s.num_epochs));
             log.line(&format!("Epoch {epoch}"))?;
             log.line(&format!("Current learning rate: {lr:.5}"))?;
@@ -216,7 +228,8 @@ impl TrainingRun {
                     Some(b) => b.clone(),
                     None => self.train_loader.next_batch()?,
                 };
-                let loss = self.train_step(&batch, &mut state.optimizer, lr)?;
+                let loss =
+                    self.train_step(&batch, state.optimizer.as_mut(), (lr, &groups), &mut logged)?;
                 if fixed_batch.is_none() {
                     self.train_loader.recycle(batch);
                 }
@@ -233,7 +246,7 @@ impl TrainingRun {
             train_seconds += train_start.elapsed().as_secs_f64();
             train_iterations += s.num_iterations_per_epoch;
 
-            let (val_loss, pseudo_dice) = self.validation_epoch(bar)?;
+            let (val_loss, pseudo_dice) = self.validation_epoch(bar, &mut logged)?;
             let mean_fg_dice = nanmean(&pseudo_dice);
             let ema_fg_dice = match state.logging.last() {
                 Some(prev) if !prev.ema_fg_dice.is_nan() => {
@@ -252,9 +265,13 @@ impl TrainingRun {
                 learning_rate: lr,
                 start_time,
                 end_time: now(),
+                logged: logged.means(),
             };
             log.line(&format!("train_loss {:.4}", record.train_loss))?;
             log.line(&format!("val_loss {:.4}", record.val_loss))?;
+            for (name, value) in &record.logged {
+                log.line(&format!("{name} {value:.4}"))?;
+            }
             log.line(&format!(
                 "Pseudo dice [{}]",
                 pseudo_dice
@@ -296,10 +313,20 @@ impl TrainingRun {
                 s.num_epochs,
                 Duration::from_secs_f64(per_epoch * (end - state.epoch) as f64),
             );
+            let flow = self.hook(&state, &mut log, epoch, |t, c| t.on_epoch_end(c))?;
+            if flow == EpochFlow::Stop && state.epoch < s.num_epochs {
+                log.line(&format!(
+                    "The trainer stopped training early after epoch {}",
+                    state.epoch
+                ))?;
+                stopped_early = true;
+                break;
+            }
         }
         bar.finish_and_clear();
-        let finished = state.epoch >= s.num_epochs;
+        let finished = state.epoch >= s.num_epochs || stopped_early;
         if finished {
+            self.hook(&state, &mut log, state.epoch, |t, c| t.on_train_end(c))?;
             self.save(&state, "checkpoint_final")?;
             let latest = checkpoint_path(&self.output_folder, "checkpoint_latest");
             if latest.exists() {
@@ -341,67 +368,57 @@ impl TrainingRun {
         })
     }
 
-    /// The weighted deep-supervision loss of `outputs` against `targets`.
-    fn loss_value(&self, outputs: Vec<Tensor<5>>, targets: &[Array5<i16>]) -> Result<Tensor<1>> {
-        if outputs.len() > targets.len() {
-            return Err(Error::Invalid(format!(
-                "the network returns {} outputs but the data loader makes {} targets",
-                outputs.len(),
-                targets.len()
-            )));
-        }
-        let mut total: Option<Tensor<1>> = None;
-        for (i, output) in outputs.into_iter().enumerate() {
-            let weight = if self.ds_weights.len() > 1 {
-                self.ds_weights[i]
-            } else {
-                1.0
-            };
-            if weight == 0.0 {
-                continue;
-            }
-            let device = output.device();
-            let target = self.target_tensor(&targets[i], &device);
-            let value = self.loss.forward(output, &target, &self.loss_settings)? * weight;
-            total = Some(match total {
-                Some(t) => t + value,
-                None => value,
-            });
-        }
-        total.ok_or_else(|| Error::Invalid("every deep-supervision weight is zero".into()))
-    }
-
-    fn target_tensor(&self, target: &Array5<i16>, device: &Device) -> Target {
-        let shape = target.shape().to_vec();
-        if self.regions {
-            let values: Vec<f32> = target.iter().map(|&v| f32::from(v)).collect();
-            Target::Regions(Tensor::from_data(TensorData::new(values, shape), device))
-        } else {
-            let values: Vec<i64> = target.iter().map(|&v| i64::from(v)).collect();
-            Target::Labels(Tensor::<5, Int>::from_data(
-                TensorData::new(values, shape),
-                device,
-            ))
-        }
-    }
-
-    fn train_step(&mut self, batch: &Batch, optimizer: &mut Optimizer, lr: f64) -> Result<f64> {
-        let input = array_to_tensor(&batch.data, &self.device);
-        let outputs = self.network.forward(input);
-        let loss = self.loss_value(outputs, &batch.targets)?;
-        let value = f64::from(loss.clone().into_scalar::<f32>());
-        let grads = self.network.gradients(loss.backward());
-        optimizer.step(
+    /// Calls a hook of the trainer with a [`HookContext`] of `epoch` and writes the lines it logs.
+    fn hook<T>(
+        &mut self,
+        state: &RunState,
+        log: &mut TrainingLog,
+        epoch: usize,
+        call: impl FnOnce(&mut dyn Trainer, &mut HookContext<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut ctx = HookContext::new(
+            epoch,
+            &self.settings,
+            &state.logging,
             self.network.as_mut(),
-            &grads,
-            lr,
-            Some(self.settings.grad_clip_norm),
+            &self.output_folder,
         );
-        Ok(value)
+        let out = call(self.trainer.as_mut(), &mut ctx)?;
+        for line in ctx.into_lines() {
+            log.line(&line)?;
+        }
+        Ok(out)
     }
 
-    /// The validation iterations of one epoch: mean loss and pseudo Dice per foreground class.
-    fn validation_epoch(&mut self, bar: &ProgressBar) -> Result<(f64, Vec<f64>)> {
+    /// One training iteration through [`Trainer::train_step`] at learning rate and parameter
+    /// groups `schedule`.
+    fn train_step(
+        &mut self,
+        batch: &Batch,
+        optimizer: &mut dyn Optimizer,
+        schedule: (f64, &[ParameterGroup]),
+        logged: &mut Logged,
+    ) -> Result<f64> {
+        let mut step = RunStep {
+            network: self.network.as_mut(),
+            loss: self.loss.as_ref(),
+            loss_settings: &self.loss_settings,
+            ds_weights: &self.ds_weights,
+            regions: self.regions,
+            device: self.device.clone(),
+            optimizer: Some((optimizer, schedule.0, schedule.1)),
+            logged,
+        };
+        self.trainer.train_step(&mut step, batch)
+    }
+
+    /// The validation iterations of one epoch through [`Trainer::validation_step`]: mean loss and
+    /// pseudo Dice per foreground class.
+    fn validation_epoch(
+        &mut self,
+        bar: &ProgressBar,
+        logged: &mut Logged,
+    ) -> Result<(f64, Vec<f64>)> {
         let inference_device = self.device.clone().inner();
         let mut network = self.network.boxed_clone();
         network.to_device(&inference_device);
@@ -409,12 +426,19 @@ impl TrainingRun {
         let mut counts: Vec<[f64; 3]> = Vec::new();
         for _ in 0..self.settings.num_val_iterations_per_epoch {
             let batch = self.val_loader.next_batch()?;
-            let input = array_to_tensor(&batch.data, &inference_device);
-            let outputs = network.forward(input);
-            let first = outputs[0].clone();
-            let loss = self.loss_value(outputs, &batch.targets)?;
-            losses.push(f64::from(loss.into_scalar::<f32>()));
-            let batch_counts = self.pseudo_dice_counts(first, &batch.targets[0]);
+            let mut step = RunStep {
+                network: network.as_mut(),
+                loss: self.loss.as_ref(),
+                loss_settings: &self.loss_settings,
+                ds_weights: &self.ds_weights,
+                regions: self.regions,
+                device: inference_device.clone(),
+                optimizer: None,
+                logged,
+            };
+            let output = self.trainer.validation_step(&mut step, &batch)?;
+            losses.push(output.loss);
+            let batch_counts = self.pseudo_dice_counts(output.logits, &batch.targets[0]);
             if counts.is_empty() {
                 counts = batch_counts;
             } else {
@@ -499,6 +523,125 @@ impl TrainingRun {
     }
 }
 
+/// The values trainers record with [`StepContext::log`] during one epoch: sum and count by name.
+#[derive(Default)]
+struct Logged(BTreeMap<String, (f64, usize)>);
+
+impl Logged {
+    fn add(&mut self, name: String, value: f64) {
+        let entry = self.0.entry(name).or_insert((0.0, 0));
+        entry.0 += value;
+        entry.1 += 1;
+    }
+
+    fn means(&self) -> BTreeMap<String, f64> {
+        self.0
+            .iter()
+            .map(|(name, (sum, n))| (name.clone(), sum / *n as f64))
+            .collect()
+    }
+}
+
+/// The pipeline's side of a training or validation step ([`StepContext`]).
+struct RunStep<'a> {
+    network: &'a mut dyn Network,
+    loss: &'a dyn Loss,
+    loss_settings: &'a LossSettings,
+    /// Deep-supervision weights, one per network output (highest resolution first).
+    ds_weights: &'a [f64],
+    regions: bool,
+    device: Device,
+    /// The optimiser, learning rate and parameter groups of a training step; none in validation.
+    optimizer: Option<(&'a mut dyn Optimizer, f64, &'a [ParameterGroup])>,
+    logged: &'a mut Logged,
+}
+
+impl StepContext for RunStep<'_> {
+    fn training(&self) -> bool {
+        self.optimizer.is_some()
+    }
+
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+
+    fn input(&self, batch: &Batch) -> Tensor<5> {
+        array_to_tensor(&batch.data, &self.device)
+    }
+
+    fn targets(&self, batch: &Batch) -> Vec<Target> {
+        batch
+            .targets
+            .iter()
+            .map(|t| target_tensor(t, self.regions, &self.device))
+            .collect()
+    }
+
+    fn forward(&mut self, input: Tensor<5>) -> Vec<Tensor<5>> {
+        self.network.forward(input)
+    }
+
+    /// The weighted deep-supervision loss of `outputs` against the batch's targets.
+    fn loss(&self, outputs: Vec<Tensor<5>>, batch: &Batch) -> Result<Tensor<1>> {
+        let targets = &batch.targets;
+        if outputs.len() > targets.len() {
+            return Err(Error::Invalid(format!(
+                "the network returns {} outputs but the data loader makes {} targets",
+                outputs.len(),
+                targets.len()
+            )));
+        }
+        let mut total: Option<Tensor<1>> = None;
+        for (i, output) in outputs.into_iter().enumerate() {
+            let weight = if self.ds_weights.len() > 1 {
+                self.ds_weights[i]
+            } else {
+                1.0
+            };
+            if weight == 0.0 {
+                continue;
+            }
+            let target = target_tensor(&targets[i], self.regions, &output.device());
+            let value = self.loss.forward(output, &target, self.loss_settings)? * weight;
+            total = Some(match total {
+                Some(t) => t + value,
+                None => value,
+            });
+        }
+        total.ok_or_else(|| Error::Invalid("every deep-supervision weight is zero".into()))
+    }
+
+    fn backward_and_step(&mut self, loss: Tensor<1>) -> Result<()> {
+        let Some((optimizer, lr, groups)) = self.optimizer.as_mut() else {
+            return Err(Error::Invalid(
+                "a validation step cannot take an optimiser step".into(),
+            ));
+        };
+        let grads = self.network.gradients(loss.backward());
+        optimizer.step(&mut *self.network, &grads, *lr, groups)
+    }
+
+    fn log(&mut self, name: &str, value: f64) {
+        let stage = if self.training() { "train" } else { "val" };
+        self.logged.add(format!("{stage}_{name}"), value);
+    }
+}
+
+/// A `[b, c, z, y, x]` target as a tensor: labels, or 0/1 region masks.
+fn target_tensor(target: &Array5<i16>, regions: bool, device: &Device) -> Target {
+    let shape = target.shape().to_vec();
+    if regions {
+        let values: Vec<f32> = target.iter().map(|&v| f32::from(v)).collect();
+        Target::Regions(Tensor::from_data(TensorData::new(values, shape), device))
+    } else {
+        let values: Vec<i64> = target.iter().map(|&v| i64::from(v)).collect();
+        Target::Labels(Tensor::<5, Int>::from_data(
+            TensorData::new(values, shape),
+            device,
+        ))
+    }
+}
+
 /// Where a run reports its progress: a bar on a terminal (stderr) with the epoch lines above it,
 /// or, when stdout or stderr is not a terminal, one plain line per epoch on stdout.
 struct Console {
@@ -540,11 +683,16 @@ impl Console {
             return;
         }
         let line = format!(
-            "epoch {}/{num_epochs}: train loss {:.4}, val loss {:.4}, pseudo Dice [{}], EMA {:.4}, \
-             {:.1} s, ETA {}",
+            "epoch {}/{num_epochs}: train loss {:.4}, val loss {:.4}{}, pseudo Dice [{}], EMA \
+             {:.4}, {:.1} s, ETA {}",
             record.epoch + 1,
             record.train_loss,
             record.val_loss,
+            record
+                .logged
+                .iter()
+                .map(|(name, value)| format!(", {} {value:.4}", name.replace('_', " ")))
+                .collect::<String>(),
             record
                 .pseudo_dice
                 .iter()

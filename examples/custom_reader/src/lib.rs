@@ -13,11 +13,11 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array3, ArrayD, ArrayView3, ArrayView4, Axis, Ix2, Ix3};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
-use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
-use nnunet_core::plugin::PluginRegistrar;
-use nnunet_core::{Error, Result};
+use nnunet_api::io::{Image, ImageProperties, Reader, Segmentation};
+use nnunet_api::ndarray::{self, Array3, ArrayD, ArrayView3, ArrayView4, Axis, Ix2, Ix3};
+use nnunet_api::plugin::PluginRegistrar;
+use nnunet_api::{Error, Result, serde_json};
 
 /// The `.npy` reader/writer.
 pub struct NpyIO;
@@ -219,12 +219,12 @@ fn register(registrar: &mut PluginRegistrar<'_>) -> Result<()> {
     )
 }
 
-nnunet_core::export_plugin!(register);
+nnunet_api::export_plugin!(register);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array3;
+    use nnunet_api::ndarray::Array3;
 
     #[test]
     fn round_trip_keeps_data_and_spacing() {

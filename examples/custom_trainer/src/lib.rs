@@ -1,5 +1,6 @@
-//! An nnunet-rs plugin as a researcher writes it: a trainer variant derived from nnU-Net's
-//! default trainer with a lower learning rate and fewer epochs.
+//! An nnunet-rs plugin as a researcher writes it: a trainer variant of nnU-Net's default trainer
+//! with a lower learning rate and fewer epochs. Every method of [`Trainer`] not written here keeps
+//! nnU-Net's default, as an `nnUNetTrainer` subclass inherits it.
 //!
 //! Build it with `cargo build --release -p custom_trainer`, then use it:
 //!
@@ -8,23 +9,25 @@
 //! nnunet --plugin target/release/libcustom_trainer.so train 4 3d_fullres 0 -tr MyTrainer_lr3e-3_300epochs
 //! ```
 
-use nnunet_core::plugin::PluginRegistrar;
-use nnunet_core::training::TrainerVariant;
+use nnunet_api::plugin::PluginRegistrar;
+use nnunet_api::{Result, Trainer, TrainerSettings};
 
-fn register(registrar: &mut PluginRegistrar<'_>) -> nnunet_core::Result<()> {
+/// `nnUNetTrainer` with `initial_lr = 3e-3` and `num_epochs = 300`.
+struct MyTrainer;
+
+impl Trainer for MyTrainer {
+    fn configure(&self, settings: &mut TrainerSettings) {
+        settings.initial_lr = 3e-3;
+        settings.num_epochs = 300;
+    }
+}
+
+fn register(registrar: &mut PluginRegistrar<'_>) -> Result<()> {
     registrar.trainer(
         "MyTrainer_lr3e-3_300epochs",
         "nnUNetTrainer with initial learning rate 3e-3 and 300 epochs (example plugin)",
-        || {
-            Box::new(TrainerVariant::new(
-                nnunet_trainers::nnunet_trainer(),
-                |s| {
-                    s.initial_lr = 3e-3;
-                    s.num_epochs = 300;
-                },
-            ))
-        },
+        || Box::new(MyTrainer),
     )
 }
 
-nnunet_core::export_plugin!(register);
+nnunet_api::export_plugin!(register);

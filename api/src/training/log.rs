@@ -1,5 +1,7 @@
 //! What the training loop records per epoch: the figures of nnU-Net's `progress.png` and log.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// One finished epoch.
@@ -23,6 +25,11 @@ pub struct EpochRecord {
     /// Wall-clock start and end of the epoch, seconds since the Unix epoch.
     pub start_time: f64,
     pub end_time: f64,
+    /// The values a trainer recorded with
+    /// [`StepContext::log`](crate::training::StepContext::log), averaged over the epoch, by
+    /// `train_<name>` or `val_<name>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub logged: BTreeMap<String, f64>,
 }
 
 impl EpochRecord {

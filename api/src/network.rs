@@ -1,0 +1,398 @@
+//! Network architectures: the [`Architecture`] extension trait, registered under
+//! dynamic_network_architectures' class names (`PlainConvUNet`, `ResidualEncoderUNet`) as they
+//! appear in the plans' `network_class_name`.
+//!
+//! All tensors are 5D `[b, c, z, y, x]`; a 2D network sees `z = 1`, so one data pipeline serves
+//! both.
+//!
+//! An architecture plugin writes a burn [`Module`] and implements [`SegmentationModule`] for it
+//! (a forward pass and a deep-supervision switch). Everything else the pipeline needs (parameter
+//! listing by name, loading and saving weights, optimiser steps) comes from the blanket
+//! [`Network`] implementation, so the training loop and the predictor work on any architecture
+//! through `Box<dyn Network>`.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+
+/// What a network is built from: the plans configuration's `architecture` entry and the
+/// dataset's channel and class counts.
+#[derive(Clone, Debug)]
+pub struct NetworkSpec {
+    /// `arch_kwargs` of the plans configuration (stages, features, kernel sizes, strides, …).
+    pub arch_kwargs: serde_json::Value,
+    /// Number of input channels (image channels, plus one-hot previous-stage classes in a cascade).
+    pub input_channels: usize,
+    /// Number of output channels (classes, or regions).
+    pub output_channels: usize,
+    /// One segmentation output per decoder resolution (training) or only the highest.
+    pub deep_supervision: bool,
+    /// Whether the configuration is 2D.
+    pub is_2d: bool,
+    /// Replace instance normalisation by batch normalisation (`nnUNetTrainerBN`).
+    pub batch_norm: bool,
+}
+
+/// A burn module that segments: what an architecture plugin implements.
+///
+/// Parameter paths (the module's field names joined by `.`) should follow the PyTorch
+/// reference's `state_dict` keys so that weights trained with nnU-Net can be imported by name.
+pub trait SegmentationModule: Module + 'static {
+    /// Segmentation logits `[b, classes, z, y, x]`, highest resolution first; one output per
+    /// decoder resolution when deep supervision is on, otherwise one.
+    fn segment(&self, input: Tensor<5>) -> Vec<Tensor<5>>;
+
+    /// Switches deep supervision on (training) or off (inference).
+    fn set_deep_supervision(&mut self, enabled: bool);
+}
+
+/// One named parameter tensor's values (checkpoints, imports).
+#[derive(Clone, Debug)]
+pub struct NamedTensor {
+    /// Parameter path, e.g. `encoder.stages.0.0.convs.0.conv.weight`.
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// A built segmentation network, as the pipeline sees it.
+pub trait Network: Send {
+    /// Segmentation logits, highest resolution first; one output unless deep supervision is on.
+    fn forward(&self, input: Tensor<5>) -> Vec<Tensor<5>>;
+
+    /// Switches deep supervision on (training) or off (inference).
+    fn set_deep_supervision(&mut self, enabled: bool);
+
+    /// Shape of every trainable parameter, by parameter path, in definition order.
+    fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)>;
+
+    /// Number of trainable parameters of every layer, by parameter path, in definition order.
+    fn parameter_counts(&self) -> Vec<(String, usize)> {
+        self.parameter_shapes()
+            .into_iter()
+            .map(|(name, shape)| (name, shape.iter().product()))
+            .collect()
+    }
+
+    /// All parameter values, by path.
+    fn export_parameters(&self) -> Vec<NamedTensor>;
+
+    /// Replaces parameter values by path. Every parameter must be given, with its shape;
+    /// otherwise an error names the first offending parameter.
+    fn import_parameters(&mut self, tensors: &[NamedTensor]) -> Result<()>;
+
+    /// Applies `update` to every parameter (the optimiser's step).
+    fn update_parameters(&mut self, update: &mut dyn ParameterUpdate);
+
+    /// The gradients of this network's parameters, from a backward pass.
+    fn gradients(&self, grads: Gradients) -> GradientsParams;
+
+    /// Moves the network to `device` (also how autodiff is switched on or off: pass a device with
+    /// or without `.autodiff()`).
+    fn to_device(&mut self, device: &Device);
+
+    /// A copy sharing nothing mutable with `self`.
+    fn boxed_clone(&self) -> Box<dyn Network>;
+}
+
+/// Per-parameter update, called with the parameter's path, its id (to look up gradients) and its
+/// value without autodiff; the returned value (also without autodiff) replaces it, keeping the
+/// parameter's autodiff and gradient settings.
+pub trait ParameterUpdate {
+    /// The new value of parameter `path`, or `None` to keep it.
+    fn update(
+        &mut self,
+        path: &str,
+        id: burn::module::ParamId,
+        value: &ErasedTensor,
+    ) -> Option<ErasedTensor>;
+}
+
+/// A float tensor of rank 1 to 5 with its rank erased, so object-safe code can handle every
+/// parameter.
+#[derive(Clone, Debug)]
+pub enum ErasedTensor {
+    R1(Tensor<1>),
+    R2(Tensor<2>),
+    R3(Tensor<3>),
+    R4(Tensor<4>),
+    R5(Tensor<5>),
+}
+
+macro_rules! erased_dispatch {
+    ($self:expr, $t:ident => $body:expr) => {
+        match $self {
+            ErasedTensor::R1($t) => $body,
+            ErasedTensor::R2($t) => $body,
+            ErasedTensor::R3($t) => $body,
+            ErasedTensor::R4($t) => $body,
+            ErasedTensor::R5($t) => $body,
+        }
+    };
+}
+
+impl ErasedTensor {
+    fn from_tensor<const D: usize>(tensor: Tensor<D>) -> Self {
+        let flat_shape: [usize; 1] = [tensor.shape().num_elements()];
+        let dims = tensor.dims();
+        match D {
+            1 => ErasedTensor::R1(tensor.reshape(flat_shape)),
+            2 => ErasedTensor::R2(tensor.reshape([dims[0], dims[1]])),
+            3 => ErasedTensor::R3(tensor.reshape([dims[0], dims[1], dims[2]])),
+            4 => ErasedTensor::R4(tensor.reshape([dims[0], dims[1], dims[2], dims[3]])),
+            5 => ErasedTensor::R5(tensor.reshape([dims[0], dims[1], dims[2], dims[3], dims[4]])),
+            _ => unreachable!("parameters have rank 1 to 5"),
+        }
+    }
+
+    fn into_tensor<const D: usize>(self) -> Tensor<D> {
+        let dims = self.dims();
+        let mut shape = [0usize; D];
+        shape.copy_from_slice(&dims);
+        erased_dispatch!(self, t => t.reshape(shape))
+    }
+
+    /// The tensor's shape.
+    pub fn dims(&self) -> Vec<usize> {
+        erased_dispatch!(self, t => t.dims().to_vec())
+    }
+
+    /// The tensor flattened to rank 1.
+    pub fn flatten(&self) -> Tensor<1> {
+        erased_dispatch!(self, t => t.clone().flatten(0, t.dims().len() - 1))
+    }
+
+    /// A flat tensor reshaped back to `dims` (rank 1 to 5).
+    pub fn from_flat(flat: Tensor<1>, dims: &[usize]) -> Self {
+        match dims.len() {
+            1 => ErasedTensor::R1(flat),
+            2 => ErasedTensor::R2(flat.reshape([dims[0], dims[1]])),
+            3 => ErasedTensor::R3(flat.reshape([dims[0], dims[1], dims[2]])),
+            4 => ErasedTensor::R4(flat.reshape([dims[0], dims[1], dims[2], dims[3]])),
+            5 => ErasedTensor::R5(flat.reshape([dims[0], dims[1], dims[2], dims[3], dims[4]])),
+            r => panic!("parameters have rank 1 to 5, not {r}"),
+        }
+    }
+}
+
+/// Builds networks of one architecture family.
+pub trait Architecture: Send + Sync {
+    /// A freshly initialised network on `device`; invalid `arch_kwargs` are an error naming the
+    /// field.
+    fn build(&self, spec: &NetworkSpec, device: &Device) -> Result<Box<dyn Network>>;
+}
+
+/// Visits a module's float parameters with their paths.
+struct PathVisitor<F: FnMut(&str, burn::module::ParamId, ErasedTensor)> {
+    path: Vec<String>,
+    f: F,
+}
+
+impl<F: FnMut(&str, burn::module::ParamId, ErasedTensor)> ModuleVisitor for PathVisitor<F> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let path = self.path.join(".");
+        (self.f)(
+            &path,
+            param.id,
+            ErasedTensor::from_tensor(param.val().inner()),
+        );
+    }
+}
+
+/// Maps a module's float parameters with their paths.
+struct PathMapper<'a> {
+    path: Vec<String>,
+    update: &'a mut dyn ParameterUpdate,
+}
+
+impl ModuleMapper for PathMapper<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let path = self.path.join(".");
+        let (id, tensor, mapper) = param.consume();
+        let was_autodiff = tensor.is_autodiff();
+        let require_grad = tensor.is_require_grad();
+        let strategy = tensor.gradient_checkpointing_strategy();
+        let erased = ErasedTensor::from_tensor(tensor.clone().inner());
+        match self.update.update(&path, id, &erased) {
+            Some(new) => {
+                let mut value = new.into_tensor::<D>();
+                if was_autodiff {
+                    value = value.autodiff();
+                    if let Some(strategy) = strategy {
+                        value = value.with_gradient_checkpointing_strategy(strategy);
+                    }
+                }
+                if require_grad {
+                    value = value.require_grad();
+                }
+                Param::from_mapped_value(id, value, mapper)
+            }
+            None => Param::from_mapped_value(id, tensor, mapper),
+        }
+    }
+}
+
+/// Walks every float parameter of `module` with its path.
+pub fn visit_parameters<M: Module>(
+    module: &M,
+    f: impl FnMut(&str, burn::module::ParamId, ErasedTensor),
+) {
+    module.visit(&mut PathVisitor {
+        path: Vec::new(),
+        f,
+    });
+}
+
+/// Replaces `module`'s parameters through `update`.
+pub fn map_parameters<M: Module>(module: M, update: &mut dyn ParameterUpdate) -> M {
+    module.map(&mut PathMapper {
+        path: Vec::new(),
+        update,
+    })
+}
+
+fn tensor_values(t: &ErasedTensor) -> Vec<f32> {
+    let data: TensorData = t.flatten().into_data();
+    data.convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+}
+
+/// Loads parameter values by name, checking names and shapes.
+struct Importer<'a> {
+    by_name: std::collections::HashMap<&'a str, &'a NamedTensor>,
+    used: usize,
+    error: Option<Error>,
+}
+
+impl ParameterUpdate for Importer<'_> {
+    fn update(
+        &mut self,
+        path: &str,
+        _id: burn::module::ParamId,
+        value: &ErasedTensor,
+    ) -> Option<ErasedTensor> {
+        if self.error.is_some() {
+            return None;
+        }
+        let dims = value.dims();
+        let Some(source) = self.by_name.get(path) else {
+            self.error = Some(Error::Invalid(format!(
+                "the weights have no parameter `{path}` (shape {dims:?}); they were made for another architecture"
+            )));
+            return None;
+        };
+        if source.shape != dims {
+            self.error = Some(Error::Invalid(format!(
+                "parameter `{path}` has shape {:?} in the weights but {dims:?} in the network; \
+                 the weights were made for another topology (plans, channels or classes differ)",
+                source.shape
+            )));
+            return None;
+        }
+        self.used += 1;
+        let device = match value {
+            ErasedTensor::R1(t) => t.device(),
+            ErasedTensor::R2(t) => t.device(),
+            ErasedTensor::R3(t) => t.device(),
+            ErasedTensor::R4(t) => t.device(),
+            ErasedTensor::R5(t) => t.device(),
+        };
+        let flat = Tensor::<1>::from_data(
+            TensorData::new(source.values.clone(), [source.values.len()]),
+            &device,
+        );
+        Some(ErasedTensor::from_flat(flat, &dims))
+    }
+}
+
+impl<M: SegmentationModule> Network for M {
+    fn forward(&self, input: Tensor<5>) -> Vec<Tensor<5>> {
+        self.segment(input)
+    }
+
+    fn set_deep_supervision(&mut self, enabled: bool) {
+        SegmentationModule::set_deep_supervision(self, enabled)
+    }
+
+    fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut out = Vec::new();
+        visit_parameters(self, |path, _, t| out.push((path.to_string(), t.dims())));
+        out
+    }
+
+    fn export_parameters(&self) -> Vec<NamedTensor> {
+        let mut out = Vec::new();
+        visit_parameters(self, |path, _, t| {
+            out.push(NamedTensor {
+                name: path.to_string(),
+                shape: t.dims(),
+                values: tensor_values(&t),
+            })
+        });
+        out
+    }
+
+    fn import_parameters(&mut self, tensors: &[NamedTensor]) -> Result<()> {
+        let mut importer = Importer {
+            by_name: tensors.iter().map(|t| (t.name.as_str(), t)).collect(),
+            used: 0,
+            error: None,
+        };
+        let updated = map_parameters(self.clone(), &mut importer);
+        if let Some(error) = importer.error {
+            return Err(error);
+        }
+        if importer.used != tensors.len() {
+            let known: std::collections::HashSet<String> = self
+                .parameter_shapes()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            let extra = tensors
+                .iter()
+                .find(|t| !known.contains(&t.name))
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            return Err(Error::Invalid(format!(
+                "the weights have a parameter `{extra}` the network does not have; they were made for another architecture"
+            )));
+        }
+        *self = updated;
+        Ok(())
+    }
+
+    fn update_parameters(&mut self, update: &mut dyn ParameterUpdate) {
+        *self = map_parameters(self.clone(), update);
+    }
+
+    fn gradients(&self, grads: Gradients) -> GradientsParams {
+        GradientsParams::from_grads(grads, self)
+    }
+
+    fn to_device(&mut self, device: &Device) {
+        *self = self.clone().fork(device);
+    }
+
+    fn boxed_clone(&self) -> Box<dyn Network> {
+        Box::new(self.clone())
+    }
+}
