@@ -21,7 +21,10 @@ THREADS=${1:-2}
 ITER=${2:-10}
 EPOCHS=${3:-5}
 IPE=${4:-25}
-PRECISIONS=${PRECISIONS:-fp32 bf16}
+# PRECISIONS="fp32 bf16" runs ours once per precision with -precision (needs a build that has
+# the flag); "default" runs it without the flag.
+PRECISIONS=${PRECISIONS:-default}
+precision_flag() { [ "$1" = default ] || echo "-precision $1"; }
 REF=${NNUNET_REF:-$HOME/.cache/nnunet-reference}
 [ -x "$REF/venv/bin/python" ] || bash ../shared/reference/setup.sh >/dev/null
 PY="$REF/venv/bin/python"
@@ -39,6 +42,8 @@ for id in 960 961; do
   nnUNet_preprocessed="$WORK/pre_ours" "$NNUNET" plan-and-preprocess -d $id -c 2d 3d_fullres -np 2 >/dev/null 2>&1
   nnUNet_preprocessed="$WORK/pre_ref" "$REF/venv/bin/nnUNetv2_plan_and_preprocess" -d $id -c 2d 3d_fullres -np 2 >/dev/null 2>&1
 done
+# The reference's commands below read these; ours set their own.
+export nnUNet_preprocessed="$WORK/pre_ref" nnUNet_results="$WORK/results_ref"
 peak_mb() { grep "Maximum resident" "$1" | awk '{printf "%.0f", $6/1024}'; }
 elapsed() { grep "Elapsed (wall" "$1" | awk '{print $NF}' | awk -F: '{s=0; for(i=1;i<=NF;i++) s=s*60+$i; print s}'; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
@@ -55,7 +60,7 @@ for entry in "${datasets[@]}"; do
   for p in $PRECISIONS; do
     rm -rf "$WORK/results"
     nnUNet_preprocessed="$WORK/pre_ours" nnUNet_results="$WORK/results" /usr/bin/time -v -o "$WORK/ours.time" \
-      "$NNUNET" train $id $config 0 -tr $trainer -precision "$p" --epochs 1 --iterations-per-epoch "$ITER" \
+      "$NNUNET" train $id $config 0 -tr $trainer $(precision_flag "$p") --epochs 1 --iterations-per-epoch "$ITER" \
       --val-iterations-per-epoch 1 >/dev/null 2>&1
     ips=$(python3 -c "import json;print(json.load(open('$WORK/results/$name/${trainer}__nnUNetPlans__$config/fold_0/benchmark_result.json'))['train_iterations_per_second'])")
     ours=$(python3 -c "print(f'{1000 / $ips:.0f}')")
@@ -72,7 +77,7 @@ for entry in "${datasets[@]}"; do
   for p in $PRECISIONS; do
     rm -rf "$WORK/results"
     dice=$(nnUNet_preprocessed="$WORK/pre_ours" nnUNet_results="$WORK/results" /usr/bin/time -v -o "$WORK/ours.time" \
-      "$NNUNET" train $id $config 0 -precision "$p" --epochs "$EPOCHS" --iterations-per-epoch "$IPE" \
+      "$NNUNET" train $id $config 0 $(precision_flag "$p") --epochs "$EPOCHS" --iterations-per-epoch "$IPE" \
       --val-iterations-per-epoch 5 2>&1 | grep -o "mean foreground Dice [0-9.]*" | awk '{print $4}')
     t=$(elapsed "$WORK/ours.time")
     echo "  nnunet $p: ${t} s (ratio $(ratio "$t" "$rt")), peak $(peak_mb "$WORK/ours.time") MB, Dice $dice (reference − ours $(python3 -c "print(f'{$ref - $dice:+.4f}')"))"
