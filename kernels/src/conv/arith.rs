@@ -165,6 +165,21 @@ pub(crate) struct DirectJob<'a> {
     pub bias: Option<&'a [f32]>,
 }
 
+/// Grid offsets of every (channel, tap) row, channel-major: row `c · taps + t`.
+fn channel_offsets(grid: &Grid, taps: &[Tap], channels: usize) -> Vec<isize> {
+    (0..channels)
+        .flat_map(|c| {
+            taps.iter()
+                .map(move |t| grid.offset(t.phase, c, t.shift) as isize)
+        })
+        .collect()
+}
+
+/// Runs `job` through the direct driver with one arithmetic's tiler.
+fn run_job(job: &DirectJob, tiler: &Tiler, dest: &mut [f32]) {
+    direct::run(tiler, job.rows, job.q_end, job.map, job.bias, dest);
+}
+
 /// Runs a direct convolution in the process's arithmetic, writing into `dest`.
 pub(crate) fn direct(job: &DirectJob, dest: &mut [f32]) {
     match mode() {
@@ -204,13 +219,7 @@ fn direct_f32(job: &DirectJob, isa: Isa, round: bool, dest: &mut [f32]) {
     let src = job.src;
     let data = src.f32s(round);
     let nt = job.taps.len();
-    let koff: Vec<isize> = (0..src.channels)
-        .flat_map(|c| {
-            job.taps
-                .iter()
-                .map(move |t| src.grid.offset(t.phase, c, t.shift) as isize)
-        })
-        .collect();
+    let koff = channel_offsets(&src.grid, job.taps, src.channels);
     let k = koff.len();
     let (mr, nr, f) = fp32_direct_kernel(isa);
     let packed = direct::pack(job.rows, k, mr, |r, kk| {
@@ -232,16 +241,13 @@ fn direct_f32(job: &DirectJob, isa: Isa, round: bool, dest: &mut [f32]) {
             )
         }
     };
-    direct::run(
+    run_job(
+        job,
         &Tiler {
             mr,
             nr,
             tile: &tile,
         },
-        job.rows,
-        job.q_end,
-        job.map,
-        job.bias,
         dest,
     );
 }
@@ -251,13 +257,7 @@ fn direct_pairs(job: &DirectJob, dest: &mut [f32]) {
     use microkernel::avx512bf16 as m;
     let (grid, data) = job.src.pairs(1);
     let nt = job.taps.len();
-    let koff: Vec<isize> = (0..grid.c)
-        .flat_map(|c| {
-            job.taps
-                .iter()
-                .map(move |t| grid.offset(t.phase, c, t.shift) as isize)
-        })
-        .collect();
+    let koff = channel_offsets(grid, job.taps, grid.c);
     let k = koff.len();
     let channels = job.src.channels;
     let w = |r: usize, c: usize, t: usize| if c < channels { job.w.at(r, c, t) } else { 0.0 };
@@ -280,16 +280,13 @@ fn direct_pairs(job: &DirectJob, dest: &mut [f32]) {
             )
         }
     };
-    direct::run(
+    run_job(
+        job,
         &Tiler {
             mr,
             nr,
             tile: &tile,
         },
-        job.rows,
-        job.q_end,
-        job.map,
-        job.bias,
         dest,
     );
 }
@@ -326,16 +323,13 @@ fn direct_amx(job: &DirectJob, dest: &mut [f32]) {
             )
         }
     };
-    direct::run(
+    run_job(
+        job,
         &Tiler {
             mr,
             nr,
             tile: &tile,
         },
-        job.rows,
-        job.q_end,
-        job.map,
-        job.bias,
         dest,
     );
 }
@@ -381,12 +375,7 @@ pub(crate) fn weight_grad(
     let nt = taps.len();
     let k = src.channels * nt;
     let co = map.channels;
-    let by_channel: Vec<isize> = (0..src.channels)
-        .flat_map(|c| {
-            taps.iter()
-                .map(move |t| src.grid.offset(t.phase, c, t.shift) as isize)
-        })
-        .collect();
+    let by_channel = channel_offsets(&src.grid, taps, src.channels);
     let write = |acc: &[f32], cpad: usize, row_to_k: &RowToK| transpose(acc, cpad, k, co, row_to_k);
     match mode() {
         Mode::Fp32(isa) => {
