@@ -389,7 +389,14 @@ impl<M: SegmentationModule> Network for M {
     }
 
     fn to_device(&mut self, device: &Device) {
-        *self = self.clone().fork(device);
+        // Parameters keep their gradient tracking through `fork`; off autodiff it must stop, or
+        // every forward pass records a graph that no backward pass ever frees.
+        let module = if device.is_autodiff() {
+            self.clone()
+        } else {
+            self.clone().no_grad()
+        };
+        *self = module.fork(device);
     }
 
     fn boxed_clone(&self) -> Box<dyn Network> {

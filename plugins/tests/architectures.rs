@@ -308,6 +308,32 @@ fn batch_norm_uses_batch_statistics_and_updates_running_statistics_when_training
     }
 }
 
+#[test]
+fn moving_off_autodiff_stops_gradient_tracking() {
+    // What validation does with the training network: a forward pass off autodiff must record no
+    // graph (a recorded graph that no backward pass consumes holds every activation).
+    let device = Device::flex().autodiff();
+    let (fx, net) = tiny_on("plain_2d", &device);
+    let input = |device: &Device| {
+        Tensor::<5>::from_data(
+            TensorData::new(
+                floats(&fx["input"]["values"]),
+                as_5d(&shape_of(&fx["input"]["shape"])),
+            ),
+            device,
+        )
+    };
+    let on_autodiff = net.forward(input(&device));
+    assert!(on_autodiff[0].is_tracked());
+    let mut inference = net.boxed_clone();
+    inference.to_device(&Device::flex());
+    for output in inference.forward(input(&Device::flex())) {
+        assert!(!output.is_tracked());
+    }
+    // The training network itself still tracks.
+    assert!(net.forward(input(&device))[0].is_tracked());
+}
+
 /// Records every parameter's id by path.
 struct ParamIds(Vec<(String, ParamId)>);
 
