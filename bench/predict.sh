@@ -16,10 +16,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}
-# PRECISIONS="fp32 bf16" runs ours once per precision with -precision (needs a build that has
-# the flag); "default" runs it without the flag.
-PRECISIONS=${PRECISIONS:-default}
-precision_flag() { [ "$1" = default ] || echo "-precision $1"; }
+# PRECISIONS="fp32 bf16" (default) runs ours once per precision with -precision (auto: bf16
+# where the CPU multiplies bf16 natively, fp32 otherwise).
+PRECISIONS=${PRECISIONS:-fp32 bf16}
 CASES=${2:-4}
 SIZE2D=${3:-256}
 SIZE3D=${4:-96}
@@ -68,7 +67,7 @@ for dim in 2d 3d; do
       for input in "cases$dim" "one$dim"; do
         rm -rf "$WORK/out_ours"
         ours+=("$(seconds "$NNUNET" predict -i "$WORK/$input" -o "$WORK/out_ours" -m "$WORK/ours_$dim" -f 0 \
-          --threads "$THREADS" --disable-progress-bar $(precision_flag "$p") $tta)")
+          --threads "$THREADS" --disable-progress-bar -precision "$p" $tta)")
       done
       python3 - "$dim $p" "${tta:-with TTA}" "$CASES" "${ours[0]}" "${ref[0]}" "${ours[1]}" "${ref[1]}" <<'PYEOF'
 import sys

@@ -12,7 +12,8 @@
 #
 #   bash bench/train.sh [THREADS] [ITERATIONS] [EPOCHS] [ITERATIONS_PER_EPOCH]
 #
-# PRECISIONS="fp32 bf16" (default) chooses ours; NNUNET=path/to/nnunet skips the release build.
+# PRECISIONS="fp32 bf16" (default) chooses ours; NNUNET=path/to/nnunet skips the release build;
+# PARTS="steps runs" (default) chooses the sections (each compares with the reference in the run).
 # Needs the reference environment (../shared/reference/setup.sh installs it). Run it on a quiet
 # machine.
 set -euo pipefail
@@ -21,10 +22,10 @@ THREADS=${1:-2}
 ITER=${2:-10}
 EPOCHS=${3:-5}
 IPE=${4:-25}
-# PRECISIONS="fp32 bf16" runs ours once per precision with -precision (needs a build that has
-# the flag); "default" runs it without the flag.
-PRECISIONS=${PRECISIONS:-default}
-precision_flag() { [ "$1" = default ] || echo "-precision $1"; }
+# PRECISIONS="fp32 bf16" (default) runs ours once per precision with -precision (auto: bf16
+# where the CPU multiplies bf16 natively, fp32 otherwise).
+PRECISIONS=${PRECISIONS:-fp32 bf16}
+PARTS=${PARTS:-steps runs}
 REF=${NNUNET_REF:-$HOME/.cache/nnunet-reference}
 [ -x "$REF/venv/bin/python" ] || bash ../shared/reference/setup.sh >/dev/null
 PY="$REF/venv/bin/python"
@@ -51,6 +52,7 @@ GEMM=$("$PY" bench/train_reference.py peak 2>/dev/null | tail -1 | awk '{print $
 echo "threads $THREADS; fp32 GEMM peak (PyTorch 4096² product): $GEMM GFLOP/s"
 datasets=("960 2d Dataset960_Synthetic2D" "961 3d_fullres Dataset961_Synthetic3D")
 trainer=nnUNetTrainerBenchmark_5epochs_noDataLoading
+if [[ " $PARTS " == *" steps "* ]]; then
 for entry in "${datasets[@]}"; do
   read -r id config name <<<"$entry"
   pre_ref="$WORK/pre_ref/$name"
@@ -60,7 +62,7 @@ for entry in "${datasets[@]}"; do
   for p in $PRECISIONS; do
     rm -rf "$WORK/results"
     nnUNet_preprocessed="$WORK/pre_ours" nnUNet_results="$WORK/results" /usr/bin/time -v -o "$WORK/ours.time" \
-      "$NNUNET" train $id $config 0 -tr $trainer $(precision_flag "$p") --epochs 1 --iterations-per-epoch "$ITER" \
+      "$NNUNET" train $id $config 0 -tr $trainer -precision "$p" --epochs 1 --iterations-per-epoch "$ITER" \
       --val-iterations-per-epoch 1 >/dev/null 2>&1
     ips=$(python3 -c "import json;print(json.load(open('$WORK/results/$name/${trainer}__nnUNetPlans__$config/fold_0/benchmark_result.json'))['train_iterations_per_second'])")
     ours=$(python3 -c "print(f'{1000 / $ips:.0f}')")
@@ -68,6 +70,8 @@ for entry in "${datasets[@]}"; do
       [ "$p" = fp32 ] && python3 -c "print(f', {$gflop / $ours * 1e3 / $GEMM:.0%} of the fp32 peak')")"
   done
 done
+fi
+if [[ " $PARTS " == *" runs "* ]]; then
 for entry in "${datasets[@]}"; do
   read -r id config name <<<"$entry"
   ref=$(nnUNet_preprocessed="$WORK/pre_ref" nnUNet_results="$WORK/results_ref" /usr/bin/time -v -o "$WORK/ref.time" \
@@ -77,9 +81,10 @@ for entry in "${datasets[@]}"; do
   for p in $PRECISIONS; do
     rm -rf "$WORK/results"
     dice=$(nnUNet_preprocessed="$WORK/pre_ours" nnUNet_results="$WORK/results" /usr/bin/time -v -o "$WORK/ours.time" \
-      "$NNUNET" train $id $config 0 $(precision_flag "$p") --epochs "$EPOCHS" --iterations-per-epoch "$IPE" \
+      "$NNUNET" train $id $config 0 -precision "$p" --epochs "$EPOCHS" --iterations-per-epoch "$IPE" \
       --val-iterations-per-epoch 5 2>&1 | grep -o "mean foreground Dice [0-9.]*" | awk '{print $4}')
     t=$(elapsed "$WORK/ours.time")
     echo "  nnunet $p: ${t} s (ratio $(ratio "$t" "$rt")), peak $(peak_mb "$WORK/ours.time") MB, Dice $dice (reference − ours $(python3 -c "print(f'{$ref - $dice:+.4f}')"))"
   done
 done
+fi

@@ -89,8 +89,9 @@ def timed(f):
 
 def dice(pre, config, epochs, iterations, val_iterations):
     class BenchTrainer(nnUNetTrainer):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
+        # nnU-Net records its constructor's arguments by name, so they are spelled out here.
+        def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cpu")):
+            super().__init__(plans, configuration, fold, dataset_json, device)
             self.num_epochs = epochs
             self.num_iterations_per_epoch = iterations
             self.num_val_iterations_per_epoch = val_iterations

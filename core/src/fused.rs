@@ -9,7 +9,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, backend_extension};
+use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, backend_extension};
 use burn::tensor::{Shape, Tensor, TensorData};
 use nnunet_kernels::norm::{self, NormStats};
 
@@ -146,7 +146,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 /// Whether `x` takes the fused CPU path (an f32 tensor on the flex backend); elsewhere the caller
 /// composes burn operations.
 pub fn supported<const D: usize>(x: &Tensor<D>) -> bool {
-    x.dtype() == DType::F32 && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+    x.dtype() == DType::F32 && crate::device::is_cpu(&x.device())
 }
 
 /// Instance norm + affine + leaky ReLU of `[b, c, …]` (`slope` 1: no activation, 0: ReLU), for

@@ -160,6 +160,8 @@ fn imported_torch_model_predicts_as_the_reference() {
             "0",
             "--save_probabilities",
             "--disable-progress-bar",
+            "-precision",
+            "fp32",
         ],
     );
     let mut worst = 0.0f32;
@@ -207,6 +209,8 @@ fn imported_torch_model_predicts_as_the_reference() {
             "-f",
             "0",
             "--disable-progress-bar",
+            "-precision",
+            "fp32",
         ],
     );
     for case in CASES {

@@ -30,12 +30,7 @@ fn check_run_files(fold: &Path) {
         assert!(fold.join(file).is_file(), "{} missing", file);
     }
     assert!(!fold.join("checkpoint_latest.safetensors").exists());
-    let log = std::fs::read_dir(fold)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .find(|e| e.file_name().to_string_lossy().starts_with("training_log_"))
-        .expect("training log");
-    let text = std::fs::read_to_string(log.path()).unwrap();
+    let text = training_log(fold);
     assert!(
         text.contains("Epoch 0") && text.contains("Pseudo dice"),
         "{text}"
@@ -49,6 +44,16 @@ fn check_run_files(fold: &Path) {
             "{file} missing next to the folds"
         );
     }
+}
+
+/// The text of a fold's `training_log_*.txt`.
+fn training_log(fold: &Path) -> String {
+    let log = std::fs::read_dir(fold)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("training_log_"))
+        .expect("training log");
+    std::fs::read_to_string(log.path()).unwrap()
 }
 
 fn validation_dice(fold: &Path) -> f64 {
@@ -276,4 +281,105 @@ fn trains_regions_with_sigmoid_outputs() {
     );
     let dice = validation_dice(&fold);
     assert!(dice > 0.6, "validation Dice {dice}");
+}
+
+/// The `train_loss` lines of a fold's training log.
+fn logged_train_losses(fold: &Path) -> Vec<f64> {
+    training_log(fold)
+        .lines()
+        .filter_map(|l| l.split_once(": train_loss "))
+        .map(|(_, v)| v.trim().parse().unwrap())
+        .collect()
+}
+
+/// The dtype of every tensor of a safetensors checkpoint.
+fn checkpoint_dtypes(path: &Path) -> Vec<String> {
+    let data = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(data[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&data[8..8 + n]).unwrap();
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(_, v)| v["dtype"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn precision_is_printed_logged_and_checkpoints_stay_fp32() {
+    let f = Folders::new();
+    prepare(&f, "305", &["--shape", "32", "32"], "2d");
+    let train = |fold: &str, precision: &str| {
+        f.nnunet(&[
+            "train",
+            "305",
+            "2d",
+            fold,
+            "--epochs",
+            "2",
+            "--iterations-per-epoch",
+            "4",
+            "--val-iterations-per-epoch",
+            "1",
+            "-precision",
+            precision,
+        ])
+    };
+    // The same fold twice (same cases, seed and batches), the fp32 run moved aside first.
+    let fold = fold_dir(&f, "Dataset305_Synthetic2D", "nnUNetTrainer", "2d", "0");
+    let fp32_fold = fold.with_file_name("fold_0_fp32");
+    let out = train("0", "fp32");
+    assert!(out.contains("computing in fp32 ("), "{out}");
+    std::fs::rename(&fold, &fp32_fold).unwrap();
+    let out = train("0", "bf16");
+    assert!(out.contains("computing in bf16 ("), "{out}");
+    let err = f.nnunet_fails(&["train", "305", "2d", "2", "-precision", "fp16"]);
+    assert!(err.contains("-precision 'fp16'"), "{err}");
+
+    let folds = [fp32_fold, fold];
+    for (fold, name) in folds.iter().zip(["fp32", "bf16"]) {
+        let log = training_log(fold);
+        assert!(log.contains(&format!("Computing in {name} (")), "{log}");
+        let dtypes = checkpoint_dtypes(&fold.join("checkpoint_final.safetensors"));
+        assert!(
+            !dtypes.is_empty() && dtypes.iter().all(|d| d == "F32"),
+            "{dtypes:?}"
+        );
+    }
+    // Same seed, same batches: bf16 products with fp32 accumulation follow the fp32 losses.
+    let (fp32, bf16) = (
+        logged_train_losses(&folds[0]),
+        logged_train_losses(&folds[1]),
+    );
+    assert_eq!(fp32.len(), 2);
+    for (a, b) in fp32.iter().zip(&bf16) {
+        assert!(
+            (a - b).abs() <= 0.05 * a.abs(),
+            "train losses fp32 {fp32:?} bf16 {bf16:?}"
+        );
+    }
+    // The bf16-trained checkpoint predicts in fp32 (checkpoints are interchangeable).
+    let output = f.root.join("pred");
+    let (ok, text) = f.exec(&[
+        "predict",
+        "-i",
+        f.raw
+            .join("Dataset305_Synthetic2D/imagesTr")
+            .to_str()
+            .unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "-d",
+        "305",
+        "-c",
+        "2d",
+        "-f",
+        "0",
+        "-precision",
+        "fp32",
+        "--disable-progress-bar",
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("computing in fp32 ("), "{text}");
 }

@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use nnunet_core::device::{device_from_name, set_cpu_threads};
+use nnunet_core::device::{device_from_name, set_cpu_threads, set_precision};
 use nnunet_core::inference::predictor::{
     CaseInput, FileOutputOptions, Predictor, PredictorSettings, case_is_predicted,
     with_previous_stage, with_regions_of_interest,
@@ -103,7 +103,7 @@ pub struct Args {
     /// behind the network).
     #[arg(long = "nps", value_name = "N")]
     nps: Option<usize>,
-    /// Device: cpu, cuda, cuda:N, wgpu.
+    /// Device: cpu, cuda, cuda:N, wgpu (the default adapter), wgpu:N.
     #[arg(long = "device", default_value = "cpu")]
     device: String,
     /// Accepted for nnU-Net compatibility (results are always gathered on the CPU).
@@ -115,6 +115,11 @@ pub struct Args {
     /// CPU threads for the network (default: all cores).
     #[arg(long = "threads")]
     threads: Option<usize>,
+    /// Arithmetic of the network (`-precision`): auto, fp32 or bf16. `auto` computes in bf16 with
+    /// fp32 accumulation where the CPU multiplies bf16 natively (AMX, AVX512-BF16), fp32
+    /// otherwise. fp32 gives the reference's predictions.
+    #[arg(long = "precision", default_value = "auto")]
+    precision: String,
     /// Print each case as it is written.
     #[arg(long = "verbose")]
     verbose: bool,
@@ -377,6 +382,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         .map(|f| Fold::parse(f))
         .collect::<Result<Vec<_>, _>>()?;
     let device = device_from_name(&args.device)?;
+    let precision = set_precision(&args.precision, &device)?;
     let settings = PredictorSettings {
         step_size: args.step_size,
         use_mirroring: !args.disable_tta,
@@ -391,6 +397,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         &settings,
     )?;
     let _ = (args.npp, args.nps, args.not_on_device);
+    eprintln!("computing in {precision}");
     if args.dicom {
         if predictor.previous_stage().is_some() {
             anyhow::bail!("--dicom predicts with single-stage models, not a cascade stage");

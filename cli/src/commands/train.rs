@@ -14,7 +14,7 @@
 //! `--checkpoint-minutes` (default 10) of training, so that a killed run continues with `--c`
 //! from minutes ago.
 
-use nnunet_core::device::{device_from_name, set_cpu_threads};
+use nnunet_core::device::{device_from_name, set_cpu_threads, set_precision};
 use nnunet_core::training::run::checkpoint_path;
 use nnunet_core::training::splits::{Fold, read_splits};
 use nnunet_trainers::setup::{RunRequest, ScheduleOverrides, prepare_run};
@@ -54,9 +54,14 @@ pub struct Args {
     /// Write no checkpoints.
     #[arg(long = "disable-checkpointing")]
     disable_checkpointing: bool,
-    /// Device: cpu, cuda, cuda:N, wgpu.
+    /// Device: cpu, cuda, cuda:N, wgpu (the default adapter), wgpu:N.
     #[arg(long = "device", default_value = "cpu")]
     device: String,
+    /// Arithmetic of the network (`-precision`): auto, fp32 or bf16. `auto` computes in bf16 with
+    /// fp32 accumulation where the CPU multiplies bf16 natively (AMX, AVX512-BF16), fp32
+    /// otherwise; weights and checkpoints stay fp32.
+    #[arg(long = "precision", default_value = "auto")]
+    precision: String,
     /// Number of GPUs (only 1 is supported).
     #[arg(long = "num-gpus", default_value_t = 1)]
     num_gpus: usize,
@@ -157,6 +162,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if let Some(threads) = args.threads {
         set_cpu_threads(threads)?;
     }
+    let device = device_from_name(&args.device)?;
+    let precision = set_precision(&args.precision, &device)?;
     let name = ctx.paths.dataset_name(&args.dataset)?;
     let fold = Fold::parse(&args.fold)?;
     let request = RunRequest {
@@ -169,7 +176,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         overrides: overrides(&args),
         continue_training: args.continue_training || args.validation_only,
         pretrained_weights: args.pretrained_weights.clone(),
-        device: device_from_name(&args.device)?,
+        device,
         seed: args.seed,
         num_workers: args.workers,
         show_progress: true,
@@ -200,6 +207,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         args.trainer,
         output.display()
     ))?;
+    say(format_args!("computing in {precision}"))?;
     if let Some(note) =
         random_split_note(&request.preprocessed_folder.join("splits_final.json"), fold)?
     {

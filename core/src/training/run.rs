@@ -193,6 +193,10 @@ impl TrainingRun {
             s.optimizer,
             self.seed
         ))?;
+        log.line(&format!(
+            "Computing in {}",
+            crate::device::compute_precision(&self.device)
+        ))?;
         if state.epoch > 0 {
             log.line(&format!("Continuing from epoch {}", state.epoch))?;
         }
