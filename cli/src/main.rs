@@ -18,12 +18,21 @@ use nnunet_planners as _;
 use nnunet_plugins as _;
 use nnunet_trainers as _;
 
+/// `nnunet --version`: the version and the compute backends compiled in.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (backends: {})",
+        env!("CARGO_PKG_VERSION"),
+        nnunet_core::device::compiled_backends().join(", ")
+    )
+});
+
 /// nnU-Net v2 rebuilt in Rust: self-configuring biomedical image segmentation.
 ///
 /// nnU-Net's flag spellings work as in nnU-Net (-tr, -pl, -p, -device, -chk, -np, --c, --npz,
 /// underscores in long flags), besides GNU-style long options.
 #[derive(Parser, Debug)]
-#[command(name = "nnunet", version, about, long_about = None)]
+#[command(name = "nnunet", version = VERSION.as_str(), about, long_about = None)]
 struct Cli {
     /// Load a plugin (a cdylib built against this nnunet); repeatable. NNUNET_PLUGINS
     /// (`:`-separated) adds more.

@@ -189,3 +189,21 @@ fn link_commands_makes_links_for_existing_subcommands_only() {
     let (out, _, stderr) = run(nnunet().arg("link-commands").arg(&bin).arg("--force"));
     assert!(out.status.success(), "{stderr}");
 }
+
+#[test]
+fn version_lists_backends_and_devices_explain_themselves() {
+    let (out, stdout, stderr) = run(nnunet().arg("--version"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("backends: cpu (flex)"), "{stdout}");
+    let with_wgpu = stdout.contains("wgpu");
+    // A Mac user's -device mps is pointed at wgpu (Metal); a missing backend names its feature.
+    let (out, _, stderr) = run(nnunet().args(["train", "1", "2d", "0", "-device", "mps"]));
+    assert!(!out.status.success());
+    assert!(stderr.contains("-device wgpu"), "{stderr}");
+    if !with_wgpu {
+        let (_, _, stderr) = run(nnunet().args(["train", "1", "2d", "0", "-device", "wgpu"]));
+        assert!(stderr.contains("--features wgpu"), "{stderr}");
+    }
+    let (_, _, stderr) = run(nnunet().args(["train", "1", "2d", "0", "-device", "cuda:x"]));
+    assert!(stderr.contains("'x' is not a device index"), "{stderr}");
+}
