@@ -49,7 +49,7 @@ with_gpu_memory() {
   SAMPLER=""
   sort -n "$WORK/mem.log" | tail -1 >"$WORK/gpu_mb"
 }
-mean_dice() { grep -o "foreground mean Dice [0-9.]*\|mean foreground Dice [0-9.]*" "$1" | tail -1 | awk '{print $NF}'; }
+mean_dice() { grep -o "mean foreground Dice [0-9.]*" "$1" | tail -1 | awk '{print $NF}'; }
 
 for entry in "980 2d Dataset980_Synthetic2D" "981 3d_fullres Dataset981_Synthetic3D"; do
   read -r id config name <<<"$entry"
@@ -66,7 +66,7 @@ for entry in "980 2d Dataset980_Synthetic2D" "981 3d_fullres Dataset981_Syntheti
     t=$(python3 -c "print(f'{($(date +%s.%N) - $start) / 4:.2f}')")
     "$NNUNET" predict -i "$images" -o "$WORK/pred_cpu" -d $id -c $config -f 0 -device cpu \
       -precision fp32 --disable-progress-bar >/dev/null 2>&1
-    agreement=$("$NNUNET" evaluate-simple "$WORK/pred_cpu" "$WORK/pred_gpu" -l 1 2 2>&1 | grep -io "foreground mean[^0-9]*[0-9.]*" | awk '{print $NF}')
+    agreement=$("$NNUNET" evaluate-simple "$WORK/pred_cpu" "$WORK/pred_gpu" -l 1 2 2>&1 | grep -o "mean foreground Dice: [0-9.]*" | awk '{print $NF}')
     echo "  predict: $t s per case (with start-up, 4 cases); agreement with the CPU backend (Dice of the label maps): $agreement"
     rm -rf "$WORK/pred_gpu" "$WORK/pred_cpu"
   done
