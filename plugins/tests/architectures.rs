@@ -4,79 +4,19 @@
 //! layout, initialisation and errors. Fixtures: tests/fixtures/architectures/make_fixtures.py.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
-use nnunet_core::Registries;
 use nnunet_core::burn::module::ParamId;
 use nnunet_core::burn::tensor::{Device, Tensor, TensorData};
 use nnunet_core::network::{ErasedTensor, NamedTensor, Network, NetworkSpec, ParameterUpdate};
-use nnunet_plugins::architectures::{
-    PlainConvUNet, ResidualEncoderUNet, canonical_state_dict, is_state_dict_alias,
-};
+use nnunet_plugins::architectures::{PlainConvUNet, ResidualEncoderUNet, is_state_dict_alias};
 use serde_json::{Value, json};
 
-fn fixture(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/architectures")
-        .join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-fn class_leaf(path: &str) -> &str {
-    path.rsplit('.').next().unwrap()
-}
+#[path = "common/networks.rs"]
+mod networks;
+use networks::{as_5d, build_on, fixture, floats, shape_of, spec_of, tiny_on};
 
 fn build(class: &str, spec: &NetworkSpec) -> nnunet_core::Result<Box<dyn Network>> {
     build_on(class, spec, &Device::flex())
-}
-
-fn build_on(
-    class: &str,
-    spec: &NetworkSpec,
-    device: &Device,
-) -> nnunet_core::Result<Box<dyn Network>> {
-    let registries = Registries::builtin().unwrap();
-    registries
-        .architectures
-        .create(class_leaf(class))?
-        .build(spec, device)
-}
-
-fn spec_of(cfg: &Value, deep_supervision: bool) -> NetworkSpec {
-    NetworkSpec {
-        arch_kwargs: cfg["arch_kwargs"].clone(),
-        input_channels: cfg["input_channels"].as_u64().unwrap() as usize,
-        output_channels: cfg["output_channels"].as_u64().unwrap() as usize,
-        deep_supervision,
-        is_2d: cfg["is_2d"].as_bool().unwrap(),
-        batch_norm: false,
-    }
-}
-
-fn shape_of(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-/// A 4D (2D network) or 5D reference shape as our 5D shape.
-fn as_5d(shape: &[usize]) -> [usize; 5] {
-    match shape.len() {
-        4 => [shape[0], shape[1], 1, shape[2], shape[3]],
-        _ => [shape[0], shape[1], shape[2], shape[3], shape[4]],
-    }
 }
 
 fn tensor5(shape: [usize; 5], values: Vec<f32>) -> Tensor<5> {
@@ -201,25 +141,6 @@ fn parameter_layout_matches_the_reference_shard_3() {
 /// Builds a tiny fixture network with the reference's weights.
 fn tiny(name: &str) -> (Value, Box<dyn Network>) {
     tiny_on(name, &Device::flex())
-}
-
-fn tiny_on(name: &str, device: &Device) -> (Value, Box<dyn Network>) {
-    let fx = fixture(&format!("tiny_{name}.json"));
-    let class = fx["network_class_name"].as_str().unwrap();
-    let mut net = build_on(class, &spec_of(&fx, true), device).unwrap();
-    let weights: Vec<NamedTensor> = fx["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| NamedTensor {
-            name: p["name"].as_str().unwrap().to_string(),
-            shape: shape_of(&p["shape"]),
-            values: floats(&p["values"]),
-        })
-        .collect();
-    net.import_parameters(&canonical_state_dict(weights))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    (fx, net)
 }
 
 fn input_of(fx: &Value) -> Tensor<5> {

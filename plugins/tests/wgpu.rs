@@ -11,87 +11,21 @@
 //! Runs only in builds with the `wgpu` feature: `cargo test -p nnunet-plugins --features wgpu
 //! --test wgpu`.
 
-use std::path::PathBuf;
-
-use nnunet_core::Registries;
 use nnunet_core::burn::tensor::{Device, Tensor, TensorData};
 use nnunet_core::device::device_from_name;
-use nnunet_core::network::{NamedTensor, Network, NetworkSpec};
+use nnunet_core::network::NamedTensor;
 use nnunet_core::training::OptimizerKind;
 use nnunet_core::training::optimizer::Optimizer;
-use nnunet_plugins::architectures::canonical_state_dict;
 use serde_json::Value;
 
-fn fixture(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/architectures")
-        .join(format!("tiny_{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn shape_5d(v: &Value) -> [usize; 5] {
-    let s: Vec<usize> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    match s.len() {
-        4 => [s[0], s[1], 1, s[2], s[3]],
-        _ => [s[0], s[1], s[2], s[3], s[4]],
-    }
-}
-
-/// The fixture's network with the reference's weights, built on `device`.
-fn network(fx: &Value, device: &Device) -> Box<dyn Network> {
-    let spec = NetworkSpec {
-        arch_kwargs: fx["arch_kwargs"].clone(),
-        input_channels: fx["input_channels"].as_u64().unwrap() as usize,
-        output_channels: fx["output_channels"].as_u64().unwrap() as usize,
-        deep_supervision: true,
-        is_2d: fx["is_2d"].as_bool().unwrap(),
-        batch_norm: false,
-    };
-    let class = fx["network_class_name"].as_str().unwrap();
-    let mut net = Registries::builtin()
-        .unwrap()
-        .architectures
-        .create(class.rsplit('.').next().unwrap())
-        .unwrap()
-        .build(&spec, device)
-        .unwrap();
-    let weights: Vec<NamedTensor> = fx["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| NamedTensor {
-            name: p["name"].as_str().unwrap().to_string(),
-            shape: p["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect(),
-            values: floats(&p["values"]),
-        })
-        .collect();
-    net.import_parameters(&canonical_state_dict(weights))
-        .unwrap();
-    net
-}
+#[path = "common/networks.rs"]
+mod networks;
+use networks::{as_5d, floats, shape_of, tiny_on};
 
 fn input(fx: &Value, device: &Device) -> Tensor<5> {
     let values = floats(&fx["input"]["values"]);
     Tensor::from_data(
-        TensorData::new(values, shape_5d(&fx["input"]["shape"])),
+        TensorData::new(values, as_5d(&shape_of(&fx["input"]["shape"]))),
         device,
     )
 }
@@ -117,10 +51,10 @@ fn gpu() -> Device {
 }
 
 fn assert_same_logits(name: &str) {
-    let fx = fixture(name);
     let (cpu, gpu) = (Device::flex(), gpu());
-    let ours = network(&fx, &cpu).forward(input(&fx, &cpu));
-    let theirs = network(&fx, &gpu).forward(input(&fx, &gpu));
+    let (fx, on_cpu) = tiny_on(name, &cpu);
+    let ours = on_cpu.forward(input(&fx, &cpu));
+    let theirs = tiny_on(name, &gpu).1.forward(input(&fx, &gpu));
     assert_eq!(ours.len(), theirs.len());
     for (i, (a, b)) in ours.into_iter().zip(theirs).enumerate() {
         assert_eq!(a.dims(), b.dims(), "{name}: output {i} shape");
@@ -136,9 +70,10 @@ fn assert_same_logits(name: &str) {
 
 /// Three SGD steps on the sum of the outputs' mean squares: the loss before each step, and the
 /// weights after the last.
-fn train(fx: &Value, device: &Device) -> (Vec<f64>, Vec<NamedTensor>) {
+fn train(name: &str, device: &Device) -> (Vec<f64>, Vec<NamedTensor>) {
     let device = device.clone().autodiff();
-    let mut net = network(fx, &device);
+    let (fx, mut net) = tiny_on(name, &device);
+    let fx = &fx;
     let mut optimizer = Optimizer::new(
         OptimizerKind::Sgd {
             momentum: 0.99,
@@ -162,9 +97,8 @@ fn train(fx: &Value, device: &Device) -> (Vec<f64>, Vec<NamedTensor>) {
 }
 
 fn assert_same_training(name: &str) {
-    let fx = fixture(name);
-    let (cpu_losses, cpu_weights) = train(&fx, &Device::flex());
-    let (gpu_losses, gpu_weights) = train(&fx, &gpu());
+    let (cpu_losses, cpu_weights) = train(name, &Device::flex());
+    let (gpu_losses, gpu_weights) = train(name, &gpu());
     for (a, b) in cpu_losses.iter().zip(&gpu_losses) {
         assert!(
             (a - b).abs() <= 1e-4 * a.abs(),
