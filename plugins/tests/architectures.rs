@@ -7,13 +7,15 @@ use std::collections::HashSet;
 
 use nnunet_core::burn::module::ParamId;
 use nnunet_core::burn::tensor::{Device, Tensor, TensorData};
-use nnunet_core::network::{ErasedTensor, NamedTensor, Network, NetworkSpec, ParameterUpdate};
+use nnunet_core::network::{ErasedTensor, Network, NetworkSpec, ParameterUpdate};
 use nnunet_plugins::architectures::{PlainConvUNet, ResidualEncoderUNet, is_state_dict_alias};
 use serde_json::{Value, json};
 
 #[path = "common/networks.rs"]
 mod networks;
-use networks::{as_5d, build_on, fixture, floats, shape_of, spec_of, tiny_on};
+use networks::{
+    as_5d, build_on, fixture, floats, max_abs_diff, reference_weights, shape_of, spec_of, tiny_on,
+};
 
 fn build(class: &str, spec: &NetworkSpec) -> nnunet_core::Result<Box<dyn Network>> {
     build_on(class, spec, &Device::flex())
@@ -25,14 +27,6 @@ fn tensor5(shape: [usize; 5], values: Vec<f32>) -> Tensor<5> {
 
 fn values(t: Tensor<5>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// Shards of the parameter-layout check (building the largest ResEnc networks takes seconds, so
@@ -661,15 +655,5 @@ fn importing_weights_of_another_topology_is_an_error() {
         &spec_of(&fx, true),
     )
     .unwrap();
-    let weights: Vec<NamedTensor> = other["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| NamedTensor {
-            name: p["name"].as_str().unwrap().to_string(),
-            shape: shape_of(&p["shape"]),
-            values: floats(&p["values"]),
-        })
-        .collect();
-    assert!(net.import_parameters(&weights).is_err());
+    assert!(net.import_parameters(&reference_weights(&other)).is_err());
 }

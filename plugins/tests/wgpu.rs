@@ -20,7 +20,7 @@ use serde_json::Value;
 
 #[path = "common/networks.rs"]
 mod networks;
-use networks::{as_5d, floats, shape_of, tiny_on};
+use networks::{as_5d, floats, max_abs_diff, shape_of, tiny_on};
 
 fn input(fx: &Value, device: &Device) -> Tensor<5> {
     let values = floats(&fx["input"]["values"]);
@@ -36,14 +36,6 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 fn largest(v: &[f32]) -> f32 {
     v.iter().fold(0.0f32, |m, x| m.max(x.abs()))
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn gpu() -> Device {

@@ -80,7 +80,14 @@ pub fn tiny_on(name: &str, device: &Device) -> (Value, Box<dyn Network>) {
     let fx = fixture(&format!("tiny_{name}.json"));
     let class = fx["network_class_name"].as_str().unwrap();
     let mut net = build_on(class, &spec_of(&fx, true), device).unwrap();
-    let weights: Vec<NamedTensor> = fx["parameters"]
+    net.import_parameters(&canonical_state_dict(reference_weights(&fx)))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    (fx, net)
+}
+
+/// The reference's parameters of a fixture, under PyTorch's names.
+pub fn reference_weights(fx: &Value) -> Vec<NamedTensor> {
+    fx["parameters"]
         .as_array()
         .unwrap()
         .iter()
@@ -89,8 +96,14 @@ pub fn tiny_on(name: &str, device: &Device) -> (Value, Box<dyn Network>) {
             shape: shape_of(&p["shape"]),
             values: floats(&p["values"]),
         })
-        .collect();
-    net.import_parameters(&canonical_state_dict(weights))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    (fx, net)
+        .collect()
+}
+
+/// The largest element-wise difference of two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
