@@ -18,6 +18,7 @@ EPOCHS=${1:-3}
 IPE=${2:-50}
 DEVICE=${DEVICE:-cuda}
 PRECISIONS=${PRECISIONS:-auto}
+TEST_CASES=4
 FEATURE=$([ "$DEVICE" = cpu ] && echo "" || echo "--features ${DEVICE%%:*}")
 if [ -z "${NNUNET:-}" ]; then
   # shellcheck disable=SC2086
@@ -30,8 +31,8 @@ SAMPLER=""
 trap '[ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null; rm -rf "$WORK"' EXIT
 export nnUNet_raw="$WORK/raw" nnUNet_preprocessed="$WORK/pre" nnUNet_results="$WORK/results"
 mkdir -p "$nnUNet_raw"
-"$NNUNET" make-example-dataset -d 980 --shape 320 256 --cases 12 --test-cases 4 >/dev/null
-"$NNUNET" make-example-dataset -d 981 --3d --shape 64 96 80 --cases 12 --test-cases 4 >/dev/null
+"$NNUNET" make-example-dataset -d 980 --shape 320 256 --cases 12 --test-cases $TEST_CASES >/dev/null
+"$NNUNET" make-example-dataset -d 981 --3d --shape 64 96 80 --cases 12 --test-cases $TEST_CASES >/dev/null
 "$NNUNET" plan-and-preprocess -d 980 -c 2d -np 8 >/dev/null
 "$NNUNET" plan-and-preprocess -d 981 -c 3d_fullres -np 8 >/dev/null
 
@@ -63,11 +64,11 @@ for entry in "980 2d Dataset980_Synthetic2D" "981 3d_fullres Dataset981_Syntheti
     start=$(date +%s.%N)
     "$NNUNET" predict -i "$images" -o "$WORK/pred_gpu" -d $id -c $config -f 0 -device "$DEVICE" \
       -precision "$p" --disable-progress-bar >/dev/null 2>&1
-    t=$(python3 -c "print(f'{($(date +%s.%N) - $start) / 4:.2f}')")
+    t=$(python3 -c "print(f'{($(date +%s.%N) - $start) / $TEST_CASES:.2f}')")
     "$NNUNET" predict -i "$images" -o "$WORK/pred_cpu" -d $id -c $config -f 0 -device cpu \
       -precision fp32 --disable-progress-bar >/dev/null 2>&1
     agreement=$("$NNUNET" evaluate-simple "$WORK/pred_cpu" "$WORK/pred_gpu" -l 1 2 2>&1 | grep -o "mean foreground Dice: [0-9.]*" | awk '{print $NF}')
-    echo "  predict: $t s per case (with start-up, 4 cases); agreement with the CPU backend (Dice of the label maps): $agreement"
+    echo "  predict: $t s per case (with start-up, $TEST_CASES cases); agreement with the CPU backend (Dice of the label maps): $agreement"
     rm -rf "$WORK/pred_gpu" "$WORK/pred_cpu"
   done
 done
