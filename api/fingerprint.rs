@@ -3,8 +3,11 @@
 //
 // A plugin and the `nnunet` that loads it exchange the types of nnunet-api and of the crates it
 // builds on, so the fingerprint covers: this crate's manifest, build script and sources; the
-// workspace's declarations of this crate's dependencies (versions and features); and the crates
-// the workspace patches (`[patch.crates-io]`: burn's CPU backend, whose tensors plugins share).
+// workspace's declarations of this crate's dependencies (versions and features); the crates the
+// workspace patches (`[patch.crates-io]`: burn's CPU backend and autodiff, whose tensors and graph
+// state plugins share); and, of the workspace's own crates a plugin carries a copy of (nnunet-api's
+// path dependencies and those of the patched crates: the kernels), the state the plugin's copy
+// adopts from the host (`src/shared.rs`), not the rest of their code.
 // The pipeline (nnunet-core, the built-in extensions, the CLI) is not an input.
 
 use std::path::{Path, PathBuf};
@@ -28,14 +31,84 @@ pub(crate) fn fingerprint_inputs(api_dir: &Path) -> Vec<(String, Vec<u8>)> {
         }
     }
     for line in section_lines(&workspace, "[patch.crates-io]") {
-        let patched = line.split_once("path = \"").and_then(|(_, rest)| rest.split_once('"'));
-        if let Some((path, _)) = patched {
-            inputs.push(("patch".into(), line.clone().into_bytes()));
-            inputs.push((format!("{path}/Cargo.toml"), read(&root.join(path).join("Cargo.toml"))));
-            push_sources(&mut inputs, &root.join(path), path);
+        if quoted_path(&line).is_some() {
+            inputs.push(("patch".into(), line.into_bytes()));
+        }
+    }
+    for (label, dir) in local_crates(api_dir) {
+        if is_member(&workspace, &label) {
+            // A pipeline crate: only the state a plugin's copy adopts from the host.
+            let shared = format!("{label}/src/shared.rs");
+            inputs.push((shared, read(&dir.join("src").join("shared.rs"))));
+        } else {
+            inputs.push((format!("{label}/Cargo.toml"), read(&dir.join("Cargo.toml"))));
+            push_sources(&mut inputs, &dir, &label);
         }
     }
     inputs
+}
+
+/// The crates built from this workspace's folders whose code a plugin carries: the path
+/// dependencies of nnunet-api, the crates the workspace patches (`[patch.crates-io]`) and their
+/// path dependencies, each as `(label, folder)` with the label relative to the workspace.
+fn local_crates(api_dir: &Path) -> Vec<(String, PathBuf)> {
+    let root = api_dir.parent().unwrap_or(api_dir);
+    let workspace = String::from_utf8_lossy(&read(&root.join("Cargo.toml"))).into_owned();
+    let manifest = String::from_utf8_lossy(&read(&api_dir.join("Cargo.toml"))).into_owned();
+    let dependencies = section_lines(&manifest, "[dependencies]");
+    let mut crates: Vec<String> = Vec::new();
+    for line in section_lines(&workspace, "[workspace.dependencies]") {
+        let name = line.split(['=', '.']).next().unwrap_or("").trim().to_string();
+        let used = dependencies.iter().any(|d| d.starts_with(&format!("{name}.")));
+        if let (true, Some(path)) = (used, quoted_path(&line)) {
+            crates.push(path.to_string());
+        }
+    }
+    for line in section_lines(&workspace, "[patch.crates-io]") {
+        let Some(path) = quoted_path(&line) else { continue };
+        crates.push(path.to_string());
+        let patched = String::from_utf8_lossy(&read(&root.join(path).join("Cargo.toml"))).into_owned();
+        for dependency in patched.lines().filter_map(quoted_path) {
+            let joined = Path::new(path).join(dependency);
+            crates.push(normalize(&joined));
+        }
+    }
+    let mut unique: Vec<(String, PathBuf)> = Vec::new();
+    for label in crates {
+        if !unique.iter().any(|(seen, _)| *seen == label) {
+            let dir = root.join(&label);
+            unique.push((label, dir));
+        }
+    }
+    unique
+}
+
+/// Whether the workspace's `members` list names the folder `label`.
+fn is_member(workspace: &str, label: &str) -> bool {
+    workspace
+        .lines()
+        .find(|line| line.trim_start().starts_with("members"))
+        .is_some_and(|line| line.contains(&format!("\"{label}\"")))
+}
+
+/// The value of `path = "..."` in a TOML line, if it has one.
+fn quoted_path(line: &str) -> Option<&str> {
+    let (_, rest) = line.split_once("path = \"")?;
+    rest.split_once('"').map(|(path, _)| path)
+}
+
+/// `a/b/../../c` as `c`: a relative path without `..` steps after a name.
+fn normalize(path: &Path) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir if parts.last().is_some_and(|p| p != "..") => {
+                parts.pop();
+            }
+            other => parts.push(other.as_os_str().to_string_lossy().into_owned()),
+        }
+    }
+    parts.join("/")
 }
 
 /// Every file the inputs are read from, for `cargo:rerun-if-changed`.
@@ -43,10 +116,12 @@ fn fingerprint_files(api_dir: &Path) -> Vec<PathBuf> {
     let root = api_dir.parent().unwrap_or(api_dir);
     let mut files = vec![root.join("Cargo.toml"), api_dir.join("src")];
     let workspace = String::from_utf8_lossy(&read(&root.join("Cargo.toml"))).into_owned();
-    for line in section_lines(&workspace, "[patch.crates-io]") {
-        if let Some((path, _)) = line.split_once("path = \"").and_then(|(_, r)| r.split_once('"')) {
-            files.push(root.join(path).join("Cargo.toml"));
-            files.push(root.join(path).join("src"));
+    for (label, dir) in local_crates(api_dir) {
+        if is_member(&workspace, &label) {
+            files.push(dir.join("src").join("shared.rs"));
+        } else {
+            files.push(dir.join("Cargo.toml"));
+            files.push(dir.join("src"));
         }
     }
     files

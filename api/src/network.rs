@@ -89,6 +89,14 @@ pub trait Network: Send {
     /// The gradients of this network's parameters, from a backward pass.
     fn gradients(&self, grads: Gradients) -> GradientsParams;
 
+    /// Adds the gradients `more` to `sum`, parameter by parameter (gradient accumulation).
+    fn add_gradients(&self, sum: &mut GradientsParams, more: GradientsParams);
+
+    /// Stops gradient computation for the parameters whose path `frozen` accepts and resumes it
+    /// for the others (PyTorch's `requires_grad_`): backward passes compute no gradient for
+    /// frozen parameters. Only parameters on an autodiff device change.
+    fn set_frozen(&mut self, frozen: &dyn Fn(&str) -> bool);
+
     /// Moves the network to `device` (also how autodiff is switched on or off: pass a device with
     /// or without `.autodiff()`).
     fn to_device(&mut self, device: &Device);
@@ -250,6 +258,50 @@ impl ModuleMapper for PathMapper<'_> {
     }
 }
 
+/// Adds the gradients of `more` to those of `sum`, visiting the module for parameter ids and
+/// ranks.
+struct GradientAdder<'a> {
+    sum: &'a mut GradientsParams,
+    more: &'a mut GradientsParams,
+}
+
+impl ModuleVisitor for GradientAdder<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(more) = self.more.remove::<D>(param.id) {
+            let total = match self.sum.remove::<D>(param.id) {
+                Some(sum) => sum + more,
+                None => more,
+            };
+            self.sum.register(param.id, total);
+        }
+    }
+}
+
+/// Sets whether each float parameter on autodiff requires a gradient, by path.
+struct Freezer<'a> {
+    path: Vec<String>,
+    frozen: &'a dyn Fn(&str) -> bool,
+}
+
+impl ModuleMapper for Freezer<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let trainable = !(self.frozen)(&self.path.join("."));
+        let (id, tensor, mapper) = param.consume();
+        if !tensor.is_autodiff() || tensor.is_require_grad() == trainable {
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
+        Param::from_mapped_value(id, tensor.detach().set_require_grad(trainable), mapper)
+    }
+}
+
 /// Walks every float parameter of `module` with its path.
 pub fn visit_parameters<M: Module>(
     module: &M,
@@ -386,6 +438,20 @@ impl<M: SegmentationModule> Network for M {
 
     fn gradients(&self, grads: Gradients) -> GradientsParams {
         GradientsParams::from_grads(grads, self)
+    }
+
+    fn add_gradients(&self, sum: &mut GradientsParams, mut more: GradientsParams) {
+        self.visit(&mut GradientAdder {
+            sum,
+            more: &mut more,
+        });
+    }
+
+    fn set_frozen(&mut self, frozen: &dyn Fn(&str) -> bool) {
+        *self = self.clone().map(&mut Freezer {
+            path: Vec::new(),
+            frozen,
+        });
     }
 
     fn to_device(&mut self, device: &Device) {

@@ -113,15 +113,56 @@ macro_rules! export_plugin {
         pub fn nnunet_plugin_register(
             registrar: &mut $crate::plugin::PluginRegistrar<'_>,
         ) -> $crate::Result<()> {
+            // SAFETY: the loader calls this only after the descriptor proved the same build
+            // fingerprint, and before any other code of the plugin runs.
+            unsafe { registrar.host_runtime().adopt() };
             $register(registrar)
         }
     };
+}
+
+/// The process-wide state of the crates a plugin library carries its own copy of: burn's autodiff
+/// graphs, the CPU backend's seed and settings, the kernels' precision. The host hands its own to
+/// the plugin at registration, so that tensors made in plugin code (its network, its loss terms)
+/// back-propagate through the host's graphs and compute as the host was told to.
+#[derive(Clone, Copy)]
+pub struct HostRuntime {
+    autodiff: &'static burn_autodiff::shared::SharedState,
+    flex: &'static burn_flex::nnunet_shared::SharedState,
+    kernels: &'static nnunet_kernels::shared::Settings,
+}
+
+impl HostRuntime {
+    /// The state of the copy of these crates that runs this call (in the host: the host's).
+    pub fn current() -> Self {
+        Self {
+            autodiff: burn_autodiff::shared::state(),
+            flex: burn_flex::nnunet_shared::state(),
+            kernels: nnunet_kernels::shared::settings(),
+        }
+    }
+
+    /// Makes the copy of these crates that runs this call (in a plugin: the plugin's) use this
+    /// state from now on.
+    ///
+    /// # Safety
+    /// `self` must come from a build with the same fingerprint as the caller's, and this must run
+    /// before the caller's copy runs any tensor code.
+    pub unsafe fn adopt(self) {
+        // SAFETY: same sources, compiler and features (the caller's contract), so same layouts.
+        unsafe {
+            burn_autodiff::shared::adopt(self.autodiff);
+            burn_flex::nnunet_shared::adopt(self.flex);
+            nnunet_kernels::shared::adopt(self.kernels);
+        }
+    }
 }
 
 /// Handed to a plugin's registration function: adds extensions with the plugin as their origin.
 pub struct PluginRegistrar<'a> {
     registries: &'a mut Registries,
     origin: Origin,
+    runtime: HostRuntime,
 }
 
 macro_rules! registrar_method {
@@ -141,9 +182,19 @@ macro_rules! registrar_method {
 }
 
 impl<'a> PluginRegistrar<'a> {
-    /// A registrar adding to `registries` with `origin`.
+    /// A registrar adding to `registries` with `origin`, handing over the caller's
+    /// [`HostRuntime`].
     pub fn new(registries: &'a mut Registries, origin: Origin) -> Self {
-        Self { registries, origin }
+        Self {
+            registries,
+            origin,
+            runtime: HostRuntime::current(),
+        }
+    }
+
+    /// The host's runtime state, which the plugin's entry point adopts (see [`crate::export_plugin!`]).
+    pub fn host_runtime(&self) -> HostRuntime {
+        self.runtime
     }
 
     registrar_method!(reader, readers, Reader);
@@ -267,16 +318,22 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(hex, BUILD_FINGERPRINT.to_str().unwrap());
-        assert!(inputs.iter().any(|(name, _)| name == "api/src/plugin.rs"));
+        // The crates a plugin carries a copy of and shares state with are in it.
+        for shared in [
+            "api/src/plugin.rs",
+            "kernels/src/shared.rs",
+            "third_party/burn-flex/src/nnunet_shared.rs",
+            "third_party/burn-autodiff/src/shared.rs",
+        ] {
+            assert!(inputs.iter().any(|(name, _)| name == shared), "{shared}");
+        }
+        assert!(
+            !inputs
+                .iter()
+                .any(|(name, _)| name == "kernels/src/conv/mod.rs")
+        );
         for (name, _) in &inputs {
-            for pipeline in [
-                "core/",
-                "plugins/",
-                "trainers/",
-                "planners/",
-                "cli/",
-                "kernels/",
-            ] {
+            for pipeline in ["core/", "plugins/", "trainers/", "planners/", "cli/"] {
                 assert!(
                     !name.starts_with(pipeline),
                     "{name} is part of the fingerprint"

@@ -5,11 +5,7 @@
 //! `NNUNET_KERNELS_BF16=amx|avx512bf16|emulated` the bf16 choice (parity tests, benchmarks).
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, Ordering};
-
-/// A cap set at run time (0: none), below the detected and environment-capped family.
-static ISA_LIMIT: AtomicU8 = AtomicU8::new(0);
-static BF16_LIMIT: AtomicU8 = AtomicU8::new(0);
+use std::sync::atomic::Ordering;
 
 /// The fp32 kernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,7 +33,7 @@ impl Isa {
     /// The fp32 family the kernels use: the best this CPU has, capped by `NNUNET_KERNELS_ISA`
     /// and [`Isa::set_limit`].
     pub fn detected() -> Isa {
-        let limit = match ISA_LIMIT.load(Ordering::Relaxed) {
+        let limit = match crate::shared::settings().isa_limit.load(Ordering::Relaxed) {
             1 => Isa::Portable,
             2 => Isa::Avx2,
             _ => Isa::Avx512,
@@ -48,7 +44,9 @@ impl Isa {
     /// Caps the fp32 family at `limit` (`None`: no cap) for the whole process: parity tests and
     /// benchmarks compare the families on one machine.
     pub fn set_limit(limit: Option<Isa>) {
-        ISA_LIMIT.store(limit.map_or(0, |i| i as u8 + 1), Ordering::Relaxed);
+        crate::shared::settings()
+            .isa_limit
+            .store(limit.map_or(0, |i| i as u8 + 1), Ordering::Relaxed);
     }
 
     /// The best fp32 family of this CPU (capped by `NNUNET_KERNELS_ISA`).
@@ -78,7 +76,7 @@ impl Bf16Isa {
     /// The bf16 family the kernels use: the best this CPU has, capped by `NNUNET_KERNELS_BF16`
     /// and [`Bf16Isa::set_limit`].
     pub fn detected() -> Bf16Isa {
-        let limit = match BF16_LIMIT.load(Ordering::Relaxed) {
+        let limit = match crate::shared::settings().bf16_limit.load(Ordering::Relaxed) {
             1 => Bf16Isa::Emulated,
             2 => Bf16Isa::Avx512Bf16,
             _ => Bf16Isa::Amx,
@@ -89,7 +87,9 @@ impl Bf16Isa {
     /// Caps the bf16 family at `limit` (`None`: no cap) for the whole process (parity tests,
     /// benchmarks).
     pub fn set_limit(limit: Option<Bf16Isa>) {
-        BF16_LIMIT.store(limit.map_or(0, |i| i as u8 + 1), Ordering::Relaxed);
+        crate::shared::settings()
+            .bf16_limit
+            .store(limit.map_or(0, |i| i as u8 + 1), Ordering::Relaxed);
     }
 
     /// The best bf16 family of this CPU (capped by `NNUNET_KERNELS_BF16`).

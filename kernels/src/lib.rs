@@ -12,6 +12,7 @@ pub mod isa;
 pub(crate) mod microkernel;
 pub mod norm;
 pub mod precision;
+pub mod shared;
 
 pub use conv::ConvShape;
 pub use isa::{Bf16Isa, Isa};

@@ -3,7 +3,7 @@
 //! `Bf16` rounds the operands of every convolution product to bfloat16 and accumulates in fp32
 //! (as PyTorch's autocast); tensors, master weights, gradients and checkpoints stay fp32.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::isa::Bf16Isa;
 
@@ -15,8 +15,6 @@ pub enum Precision {
     /// bf16 products, fp32 accumulation.
     Bf16,
 }
-
-static PRECISION: AtomicU8 = AtomicU8::new(0);
 
 impl Precision {
     /// `auto`: bf16 where the CPU multiplies bf16 natively (AMX or AVX512-BF16), fp32 otherwise.
@@ -57,12 +55,14 @@ impl Precision {
 
 /// Sets the precision of all later convolutions of this process.
 pub fn set_precision(precision: Precision) {
-    PRECISION.store(precision as u8, Ordering::Relaxed);
+    crate::shared::settings()
+        .precision
+        .store(precision as u8, Ordering::Relaxed);
 }
 
 /// The precision convolutions use now (fp32 unless set).
 pub fn precision() -> Precision {
-    match PRECISION.load(Ordering::Relaxed) {
+    match crate::shared::settings().precision.load(Ordering::Relaxed) {
         1 => Precision::Bf16,
         _ => Precision::Fp32,
     }

@@ -249,6 +249,96 @@ fn moving_off_autodiff_stops_gradient_tracking() {
     assert!(net.forward(input(&device))[0].is_tracked());
 }
 
+/// The squared-output loss of `net` on the fixture's input scaled by `factor`.
+fn squared_output_loss(fx: &Value, net: &dyn Network, factor: f32, device: &Device) -> Tensor<1> {
+    let input = Tensor::<5>::from_data(
+        TensorData::new(
+            floats(&fx["input"]["values"]),
+            as_5d(&shape_of(&fx["input"]["shape"])),
+        ),
+        device,
+    ) * factor;
+    net.forward(input)
+        .into_iter()
+        .map(|o| o.powi_scalar(2).mean())
+        .reduce(|a, b| a + b)
+        .unwrap()
+}
+
+/// Every parameter's gradient in `grads` by path (`None` where it has none).
+fn gradients_by_path(
+    net: &mut dyn Network,
+    grads: &nnunet_core::burn::optim::GradientsParams,
+) -> Vec<(String, Option<Vec<f32>>)> {
+    let mut ids = ParamIds(Vec::new());
+    net.update_parameters(&mut ids);
+    let shapes = net.parameter_shapes();
+    ids.0
+        .into_iter()
+        .map(|(path, id)| {
+            let rank = shapes.iter().find(|(p, _)| *p == path).unwrap().1.len();
+            let data = match rank {
+                1 => grads.get::<1>(id).map(|t| t.into_data()),
+                2 => grads.get::<2>(id).map(|t| t.into_data()),
+                3 => grads.get::<3>(id).map(|t| t.into_data()),
+                4 => grads.get::<4>(id).map(|t| t.into_data()),
+                _ => grads.get::<5>(id).map(|t| t.into_data()),
+            };
+            let values = data.map(|d| d.convert::<f32>().try_to_vec::<f32>().unwrap());
+            (path, values)
+        })
+        .collect()
+}
+
+#[test]
+fn frozen_parameters_get_no_gradient_until_thawed() {
+    let device = Device::flex().autodiff();
+    let (fx, mut net) = tiny_on("plain_2d", &device);
+    let encoder = |path: &str| path.starts_with("encoder.");
+    net.set_frozen(&encoder);
+    let loss = squared_output_loss(&fx, net.as_ref(), 1.0, &device);
+    let grads = net.gradients(loss.backward());
+    let by_path = gradients_by_path(net.as_mut(), &grads);
+    assert!(by_path.iter().any(|(p, _)| encoder(p)));
+    for (path, grad) in &by_path {
+        assert_eq!(grad.is_some(), !encoder(path), "{path}");
+    }
+    // Freezing survives an optimiser-style update of the values, and thawing restores gradients.
+    net.set_frozen(&|_| false);
+    let loss = squared_output_loss(&fx, net.as_ref(), 1.0, &device);
+    let grads = net.gradients(loss.backward());
+    for (path, grad) in gradients_by_path(net.as_mut(), &grads) {
+        assert!(grad.is_some(), "{path} has no gradient after thawing");
+    }
+}
+
+#[test]
+fn accumulated_gradients_are_the_gradients_of_the_summed_losses() {
+    let device = Device::flex().autodiff();
+    let (fx, mut net) = tiny_on("plain_2d", &device);
+    let first = squared_output_loss(&fx, net.as_ref(), 1.0, &device);
+    let mut sum = net.gradients(first.backward());
+    let second = squared_output_loss(&fx, net.as_ref(), -0.5, &device);
+    net.add_gradients(&mut sum, net.gradients(second.backward()));
+    let both = squared_output_loss(&fx, net.as_ref(), 1.0, &device)
+        + squared_output_loss(&fx, net.as_ref(), -0.5, &device);
+    let expected = net.gradients(both.backward());
+    let (ours, reference) = (
+        gradients_by_path(net.as_mut(), &sum),
+        gradients_by_path(net.as_mut(), &expected),
+    );
+    assert!(!ours.is_empty());
+    for ((path, a), (_, b)) in ours.into_iter().zip(reference) {
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let diff = max_abs_diff(&a, &b);
+        assert!(
+            diff <= 1e-5 * scale.max(1e-6),
+            "{path}: {diff} (largest {scale})"
+        );
+    }
+}
+
 /// Records every parameter's id by path.
 struct ParamIds(Vec<(String, ParamId)>);
 

@@ -95,9 +95,19 @@ pub trait StepContext {
     fn forward(&mut self, input: Tensor<5>) -> Vec<Tensor<5>>;
     /// The trainer's loss over all outputs, weighted by nnU-Net's deep-supervision weights.
     fn loss(&self, outputs: Vec<Tensor<5>>, batch: &Batch) -> Result<Tensor<1>>;
-    /// Back-propagates `loss` and takes one optimiser step at the epoch's learning rate and
-    /// parameter groups. An error in a validation step.
-    fn backward_and_step(&mut self, loss: Tensor<1>) -> Result<()>;
+    /// Back-propagates `loss` and adds its gradients to those kept since the last optimiser
+    /// step (so several backward passes before a [`StepContext::step`] accumulate gradients).
+    /// An error in a validation step.
+    fn backward(&mut self, loss: Tensor<1>) -> Result<()>;
+    /// One optimiser step at the epoch's learning rate and parameter groups with the gradients
+    /// kept since the last step, which are then dropped. An error in a validation step or when
+    /// no backward pass came before.
+    fn step(&mut self) -> Result<()>;
+    /// [`StepContext::backward`] then [`StepContext::step`]: nnU-Net's training step.
+    fn backward_and_step(&mut self, loss: Tensor<1>) -> Result<()> {
+        self.backward(loss)?;
+        self.step()
+    }
     /// Records a value for the log: averaged over the epoch's steps and written as
     /// `train_<name>` or `val_<name>`.
     fn log(&mut self, name: &str, value: f64);

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{FormattedDuration, ProgressBar};
 use ndarray::{Array5, Axis};
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::loss::{Loss, LossSettings, Target};
 use crate::network::Network;
 use crate::training::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, CheckpointMeta};
+use crate::training::optimizer_api::lr_factor;
 use crate::training::{
     BenchmarkMode, EpochFlow, EpochRecord, HookContext, Optimizer, ParameterGroup, StepContext,
     Trainer, TrainerSettings,
@@ -214,12 +216,16 @@ impl TrainingRun {
         let mut train_iterations = 0usize;
         self.hook(&state, &mut log, state.epoch, |t, c| t.on_train_start(c))?;
         let mut stopped_early = false;
+        // Gradients of backward passes not yet applied (a trainer accumulating gradients).
+        let mut pending = None;
         while state.epoch < end {
             let epoch = state.epoch;
             let start_time = now();
             self.hook(&state, &mut log, epoch, |t, c| t.on_epoch_start(c))?;
             let lr = self.trainer.learning_rate(&s, epoch);
             let groups = self.trainer.parameter_groups(&s, epoch);
+            self.network
+                .set_frozen(&|path| lr_factor(&groups, path) == 0.0);
             let mut logged = Logged::default();
             bar.set_message(format!("epoch {}/{}", epoch + 1, s.num_epochs));
             log.line(&format!("Epoch {epoch}"))?;
@@ -232,8 +238,13 @@ impl TrainingRun {
                     Some(b) => b.clone(),
                     None => self.train_loader.next_batch()?,
                 };
-                let loss =
-                    self.train_step(&batch, state.optimizer.as_mut(), (lr, &groups), &mut logged)?;
+                let schedule = (lr, groups.as_slice());
+                let loss = self.train_step(
+                    &batch,
+                    (state.optimizer.as_mut(), &mut pending),
+                    schedule,
+                    &mut logged,
+                )?;
                 if fixed_batch.is_none() {
                     self.train_loader.recycle(batch);
                 }
@@ -395,11 +406,11 @@ impl TrainingRun {
     }
 
     /// One training iteration through [`Trainer::train_step`] at learning rate and parameter
-    /// groups `schedule`.
+    /// groups `schedule`, with the optimiser and the gradients not yet applied.
     fn train_step(
         &mut self,
         batch: &Batch,
-        optimizer: &mut dyn Optimizer,
+        (optimizer, pending): (&mut dyn Optimizer, &mut Option<GradientsParams>),
         schedule: (f64, &[ParameterGroup]),
         logged: &mut Logged,
     ) -> Result<f64> {
@@ -411,6 +422,7 @@ impl TrainingRun {
             regions: self.regions,
             device: self.device.clone(),
             optimizer: Some((optimizer, schedule.0, schedule.1)),
+            pending,
             logged,
         };
         self.trainer.train_step(&mut step, batch)
@@ -438,6 +450,7 @@ impl TrainingRun {
                 regions: self.regions,
                 device: inference_device.clone(),
                 optimizer: None,
+                pending: &mut None,
                 logged,
             };
             let output = self.trainer.validation_step(&mut step, &batch)?;
@@ -557,6 +570,8 @@ struct RunStep<'a> {
     device: Device,
     /// The optimiser, learning rate and parameter groups of a training step; none in validation.
     optimizer: Option<(&'a mut dyn Optimizer, f64, &'a [ParameterGroup])>,
+    /// Gradients of backward passes since the last optimiser step.
+    pending: &'a mut Option<GradientsParams>,
     logged: &'a mut Logged,
 }
 
@@ -615,13 +630,29 @@ impl StepContext for RunStep<'_> {
         total.ok_or_else(|| Error::Invalid("every deep-supervision weight is zero".into()))
     }
 
-    fn backward_and_step(&mut self, loss: Tensor<1>) -> Result<()> {
+    fn backward(&mut self, loss: Tensor<1>) -> Result<()> {
+        if self.optimizer.is_none() {
+            return Err(Error::Invalid(
+                "a validation step has no backward pass".into(),
+            ));
+        }
+        let grads = self.network.gradients(loss.backward());
+        match self.pending.as_mut() {
+            Some(sum) => self.network.add_gradients(sum, grads),
+            None => *self.pending = Some(grads),
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<()> {
         let Some((optimizer, lr, groups)) = self.optimizer.as_mut() else {
             return Err(Error::Invalid(
                 "a validation step cannot take an optimiser step".into(),
             ));
         };
-        let grads = self.network.gradients(loss.backward());
+        let grads = self.pending.take().ok_or_else(|| {
+            Error::Invalid("an optimiser step needs a backward pass before it".into())
+        })?;
         optimizer.step(&mut *self.network, &grads, *lr, groups)
     }
 

@@ -17,7 +17,10 @@ pub type FlexRng = StdRng;
 
 /// Global seed storage for reproducible random number generation.
 /// Uses Mutex for thread-safe RNG state management.
-pub(crate) static SEED: Mutex<Option<FlexRng>> = Mutex::new(None);
+/// nnU-Net-rs patch: kept in the process-wide [`crate::nnunet_shared::SharedState`].
+pub(crate) fn seed_slot() -> &'static Mutex<Option<FlexRng>> {
+    &crate::nnunet_shared::state().seed
+}
 
 /// Fallback RNG when `SEED` is empty (never set).
 ///
@@ -130,7 +133,7 @@ impl Backend for Flex {
 
     fn seed(_device: &Self::Device, seed: u64) {
         let rng = FlexRng::seed_from_u64(seed);
-        let mut seed_lock = SEED.lock();
+        let mut seed_lock = seed_slot().lock();
         *seed_lock = Some(rng);
     }
 

@@ -30,6 +30,7 @@ compile_error!(
 );
 
 mod backend;
+pub mod nnunet_shared;
 mod layout;
 mod qtensor;
 mod strided_index;

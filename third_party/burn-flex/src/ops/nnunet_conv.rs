@@ -4,7 +4,7 @@
 //! case (other dtypes, groups > 1, 1D) keeps burn-flex's own code. See NNUNET_CHANGES.md.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::Ordering;
 
 use burn_backend::DType;
 use burn_backend::ops::{ConvOptions, ConvTransposeOptions};
@@ -13,16 +13,14 @@ use nnunet_kernels::{ConvShape, conv};
 
 use crate::{FlexTensor, Layout};
 
-static ENABLED: AtomicU8 = AtomicU8::new(2);
-
 /// Whether the patched path is on (default; `BURN_FLEX_NNUNET_CONV=0` turns it off).
 pub fn enabled() -> bool {
-    match ENABLED.load(Ordering::Relaxed) {
+    match crate::nnunet_shared::state().nnunet_conv.load(Ordering::Relaxed) {
         0 => false,
         1 => true,
         _ => {
             let on = !matches!(std::env::var("BURN_FLEX_NNUNET_CONV").as_deref(), Ok("0"));
-            ENABLED.store(on as u8, Ordering::Relaxed);
+            crate::nnunet_shared::state().nnunet_conv.store(on as u8, Ordering::Relaxed);
             on
         }
     }
@@ -30,7 +28,7 @@ pub fn enabled() -> bool {
 
 /// Turns the patched path on or off at run time (parity tests, benchmarks).
 pub fn set_enabled(on: bool) {
-    ENABLED.store(on as u8, Ordering::Relaxed);
+    crate::nnunet_shared::state().nnunet_conv.store(on as u8, Ordering::Relaxed);
 }
 
 /// Whether the patched path takes a convolution of these tensors.
