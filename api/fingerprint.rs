@@ -16,71 +16,90 @@ use std::path::{Path, PathBuf};
 /// `api_dir` inside the workspace at `api_dir/..`. Missing files count as empty.
 pub(crate) fn fingerprint_inputs(api_dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut inputs = Vec::new();
-    let manifest = read(&api_dir.join("Cargo.toml"));
     for name in ["Cargo.toml", "build.rs", "fingerprint.rs"] {
         inputs.push((format!("api/{name}"), read(&api_dir.join(name))));
     }
     push_sources(&mut inputs, api_dir, "api");
-    let root = api_dir.parent().unwrap_or(api_dir);
-    let workspace = String::from_utf8_lossy(&read(&root.join("Cargo.toml"))).into_owned();
-    let dependencies = section_lines(&String::from_utf8_lossy(&manifest), "[dependencies]");
-    for line in section_lines(&workspace, "[workspace.dependencies]") {
-        let name = line.split(['=', '.']).next().unwrap_or("").trim().to_string();
-        if dependencies.iter().any(|d| d.starts_with(&format!("{name}.")) || d.starts_with(&format!("{name} "))) {
-            inputs.push(("workspace dependency".into(), line.into_bytes()));
-        }
+    let workspace = workspace_manifest(api_dir);
+    for line in api_dependency_lines(api_dir, &workspace) {
+        inputs.push(("workspace dependency".into(), line.into_bytes()));
     }
     for line in section_lines(&workspace, "[patch.crates-io]") {
         if quoted_path(&line).is_some() {
             inputs.push(("patch".into(), line.into_bytes()));
         }
     }
-    for (label, dir) in local_crates(api_dir) {
-        if is_member(&workspace, &label) {
-            // A pipeline crate: only the state a plugin's copy adopts from the host.
-            let shared = format!("{label}/src/shared.rs");
-            inputs.push((shared, read(&dir.join("src").join("shared.rs"))));
+    for local in local_crates(api_dir, &workspace) {
+        if local.shared_only {
+            let shared = format!("{}/src/shared.rs", local.label);
+            inputs.push((shared, read(&local.dir.join("src").join("shared.rs"))));
         } else {
-            inputs.push((format!("{label}/Cargo.toml"), read(&dir.join("Cargo.toml"))));
-            push_sources(&mut inputs, &dir, &label);
+            let manifest = format!("{}/Cargo.toml", local.label);
+            inputs.push((manifest, read(&local.dir.join("Cargo.toml"))));
+            push_sources(&mut inputs, &local.dir, &local.label);
         }
     }
     inputs
 }
 
-/// The crates built from this workspace's folders whose code a plugin carries: the path
-/// dependencies of nnunet-api, the crates the workspace patches (`[patch.crates-io]`) and their
-/// path dependencies, each as `(label, folder)` with the label relative to the workspace.
-fn local_crates(api_dir: &Path) -> Vec<(String, PathBuf)> {
+/// A crate built from this workspace's folders whose code a plugin carries a copy of.
+struct LocalCrate {
+    /// Its folder relative to the workspace, e.g. `third_party/burn-flex`.
+    label: String,
+    dir: PathBuf,
+    /// A workspace member (part of the pipeline): only the state a plugin's copy adopts from the
+    /// host (`src/shared.rs`) is an input, not the rest of its code.
+    shared_only: bool,
+}
+
+/// The workspace's `Cargo.toml`, as text.
+fn workspace_manifest(api_dir: &Path) -> String {
     let root = api_dir.parent().unwrap_or(api_dir);
-    let workspace = String::from_utf8_lossy(&read(&root.join("Cargo.toml"))).into_owned();
+    String::from_utf8_lossy(&read(&root.join("Cargo.toml"))).into_owned()
+}
+
+/// The lines of `[workspace.dependencies]` that declare a dependency of nnunet-api.
+fn api_dependency_lines(api_dir: &Path, workspace: &str) -> Vec<String> {
     let manifest = String::from_utf8_lossy(&read(&api_dir.join("Cargo.toml"))).into_owned();
     let dependencies = section_lines(&manifest, "[dependencies]");
-    let mut crates: Vec<String> = Vec::new();
-    for line in section_lines(&workspace, "[workspace.dependencies]") {
-        let name = line.split(['=', '.']).next().unwrap_or("").trim().to_string();
-        let used = dependencies.iter().any(|d| d.starts_with(&format!("{name}.")));
-        if let (true, Some(path)) = (used, quoted_path(&line)) {
-            crates.push(path.to_string());
-        }
-    }
-    for line in section_lines(&workspace, "[patch.crates-io]") {
+    section_lines(workspace, "[workspace.dependencies]")
+        .into_iter()
+        .filter(|line| {
+            let name = line.split(['=', '.']).next().unwrap_or("").trim();
+            let (dotted, spaced) = (format!("{name}."), format!("{name} "));
+            dependencies.iter().any(|d| d.starts_with(&dotted) || d.starts_with(&spaced))
+        })
+        .collect()
+}
+
+/// The crates built from this workspace's folders whose code a plugin carries: the path
+/// dependencies of nnunet-api, the crates the workspace patches (`[patch.crates-io]`) and their
+/// path dependencies, each once.
+fn local_crates(api_dir: &Path, workspace: &str) -> Vec<LocalCrate> {
+    let root = api_dir.parent().unwrap_or(api_dir);
+    let mut labels: Vec<String> = api_dependency_lines(api_dir, workspace)
+        .iter()
+        .filter_map(|line| quoted_path(line).map(str::to_string))
+        .collect();
+    for line in section_lines(workspace, "[patch.crates-io]") {
         let Some(path) = quoted_path(&line) else { continue };
-        crates.push(path.to_string());
+        labels.push(path.to_string());
         let patched = String::from_utf8_lossy(&read(&root.join(path).join("Cargo.toml"))).into_owned();
         for dependency in patched.lines().filter_map(quoted_path) {
-            let joined = Path::new(path).join(dependency);
-            crates.push(normalize(&joined));
+            labels.push(normalize(&Path::new(path).join(dependency)));
         }
     }
-    let mut unique: Vec<(String, PathBuf)> = Vec::new();
-    for label in crates {
-        if !unique.iter().any(|(seen, _)| *seen == label) {
-            let dir = root.join(&label);
-            unique.push((label, dir));
+    let mut crates: Vec<LocalCrate> = Vec::new();
+    for label in labels {
+        if !crates.iter().any(|c| c.label == label) {
+            crates.push(LocalCrate {
+                dir: root.join(&label),
+                shared_only: is_member(workspace, &label),
+                label,
+            });
         }
     }
-    unique
+    crates
 }
 
 /// Whether the workspace's `members` list names the folder `label`.
@@ -115,13 +134,12 @@ fn normalize(path: &Path) -> String {
 fn fingerprint_files(api_dir: &Path) -> Vec<PathBuf> {
     let root = api_dir.parent().unwrap_or(api_dir);
     let mut files = vec![root.join("Cargo.toml"), api_dir.join("src")];
-    let workspace = String::from_utf8_lossy(&read(&root.join("Cargo.toml"))).into_owned();
-    for (label, dir) in local_crates(api_dir) {
-        if is_member(&workspace, &label) {
-            files.push(dir.join("src").join("shared.rs"));
+    for local in local_crates(api_dir, &workspace_manifest(api_dir)) {
+        if local.shared_only {
+            files.push(local.dir.join("src").join("shared.rs"));
         } else {
-            files.push(dir.join("Cargo.toml"));
-            files.push(dir.join("src"));
+            files.push(local.dir.join("Cargo.toml"));
+            files.push(local.dir.join("src"));
         }
     }
     files

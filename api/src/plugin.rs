@@ -127,8 +127,8 @@ macro_rules! export_plugin {
 /// back-propagate through the host's graphs and compute as the host was told to.
 #[derive(Clone, Copy)]
 pub struct HostRuntime {
-    autodiff: &'static burn_autodiff::shared::SharedState,
-    flex: &'static burn_flex::nnunet_shared::SharedState,
+    autodiff: &'static burn::backend::autodiff::shared::SharedState,
+    flex: &'static burn::backend::flex::nnunet_shared::SharedState,
     kernels: &'static nnunet_kernels::shared::Settings,
 }
 
@@ -136,8 +136,8 @@ impl HostRuntime {
     /// The state of the copy of these crates that runs this call (in the host: the host's).
     pub fn current() -> Self {
         Self {
-            autodiff: burn_autodiff::shared::state(),
-            flex: burn_flex::nnunet_shared::state(),
+            autodiff: burn::backend::autodiff::shared::state(),
+            flex: burn::backend::flex::nnunet_shared::state(),
             kernels: nnunet_kernels::shared::settings(),
         }
     }
@@ -151,8 +151,8 @@ impl HostRuntime {
     pub unsafe fn adopt(self) {
         // SAFETY: same sources, compiler and features (the caller's contract), so same layouts.
         unsafe {
-            burn_autodiff::shared::adopt(self.autodiff);
-            burn_flex::nnunet_shared::adopt(self.flex);
+            burn::backend::autodiff::shared::adopt(self.autodiff);
+            burn::backend::flex::nnunet_shared::adopt(self.flex);
             nnunet_kernels::shared::adopt(self.kernels);
         }
     }
