@@ -85,8 +85,13 @@ fn local_crates(api_dir: &Path, workspace: &str) -> Vec<LocalCrate> {
         let Some(path) = quoted_path(&line) else { continue };
         labels.push(path.to_string());
         let patched = String::from_utf8_lossy(&read(&root.join(path).join("Cargo.toml"))).into_owned();
+        // Path dependencies of the patched crate (other `path = ` lines, such as `[lib]`'s, name
+        // files, not crates).
         for dependency in patched.lines().filter_map(quoted_path) {
-            labels.push(normalize(&Path::new(path).join(dependency)));
+            let label = normalize(&Path::new(path).join(dependency));
+            if root.join(&label).join("Cargo.toml").is_file() {
+                labels.push(label);
+            }
         }
     }
     let mut crates: Vec<LocalCrate> = Vec::new();
@@ -131,7 +136,7 @@ fn normalize(path: &Path) -> String {
 }
 
 /// Every file the inputs are read from, for `cargo:rerun-if-changed`.
-fn fingerprint_files(api_dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn fingerprint_files(api_dir: &Path) -> Vec<PathBuf> {
     let root = api_dir.parent().unwrap_or(api_dir);
     let mut files = vec![root.join("Cargo.toml"), api_dir.join("src")];
     for local in local_crates(api_dir, &workspace_manifest(api_dir)) {

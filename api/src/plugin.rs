@@ -318,6 +318,15 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(hex, BUILD_FINGERPRINT.to_str().unwrap());
+        // A watched path that does not exist would make cargo rerun the build script, and rebuild
+        // everything above this crate, on every build.
+        for file in inputs::fingerprint_files(api_dir) {
+            assert!(
+                file.exists(),
+                "{} is watched but does not exist",
+                file.display()
+            );
+        }
         // The crates a plugin carries a copy of and shares state with are in it.
         for shared in [
             "api/src/plugin.rs",
