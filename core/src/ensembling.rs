@@ -21,174 +21,50 @@ use crate::inference::export::{LabelHandling, write_probabilities_npz};
 use crate::io::Reader;
 use crate::preprocessing::storage::read_properties;
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// One member of a zip archive, from the central directory.
-struct ZipMember {
-    name: String,
-    method: u16,
-    compressed_size: u64,
-    local_offset: u64,
-}
-
-/// The members listed in the central directory of a zip archive (ZIP64 aware).
-fn zip_members(bytes: &[u8]) -> std::result::Result<Vec<ZipMember>, String> {
-    const EOCD: u32 = 0x0605_4b50;
-    let search_from = bytes.len().saturating_sub(22 + 65_535);
-    let eocd = (search_from..bytes.len().saturating_sub(21))
-        .rev()
-        .find(|&i| u32_at(bytes, i) == Some(EOCD))
-        .ok_or("not a zip archive (no end of central directory record)")?;
-    let mut count = u16_at(bytes, eocd + 10).ok_or("truncated archive")? as u64;
-    let mut cd_offset = u32_at(bytes, eocd + 16).ok_or("truncated archive")? as u64;
-    if (count == 0xFFFF || cd_offset == 0xFFFF_FFFF) && eocd >= 20 {
-        // ZIP64 end of central directory locator, then record.
-        if u32_at(bytes, eocd - 20) == Some(0x0706_4b50) {
-            let record = u64_at(bytes, eocd - 12).ok_or("truncated archive")? as usize;
-            if u32_at(bytes, record) != Some(0x0606_4b50) {
-                return Err("broken ZIP64 end of central directory record".into());
-            }
-            count = u64_at(bytes, record + 32).ok_or("truncated archive")?;
-            cd_offset = u64_at(bytes, record + 48).ok_or("truncated archive")?;
-        }
-    }
-    let mut members = Vec::new();
-    let mut at = usize::try_from(cd_offset).map_err(|_| "archive too large")?;
-    for _ in 0..count {
-        if u32_at(bytes, at) != Some(0x0201_4b50) {
-            return Err("broken central directory".into());
-        }
-        let truncated = || "truncated central directory".to_string();
-        let method = u16_at(bytes, at + 10).ok_or_else(truncated)?;
-        let mut compressed_size = u32_at(bytes, at + 20).ok_or_else(truncated)? as u64;
-        let mut uncompressed_size = u32_at(bytes, at + 24).ok_or_else(truncated)? as u64;
-        let name_len = u16_at(bytes, at + 28).ok_or_else(truncated)? as usize;
-        let extra_len = u16_at(bytes, at + 30).ok_or_else(truncated)? as usize;
-        let comment_len = u16_at(bytes, at + 32).ok_or_else(truncated)? as usize;
-        let mut local_offset = u32_at(bytes, at + 42).ok_or_else(truncated)? as u64;
-        let name = bytes
-            .get(at + 46..at + 46 + name_len)
-            .ok_or_else(truncated)?;
-        let name = String::from_utf8_lossy(name).into_owned();
-        let extra = bytes
-            .get(at + 46 + name_len..at + 46 + name_len + extra_len)
-            .ok_or_else(truncated)?;
-        // ZIP64 extended information: the fields whose 32-bit value is 0xFFFFFFFF, in order.
-        let mut e = 0;
-        while e + 4 <= extra.len() {
-            let id = u16_at(extra, e).unwrap_or(0);
-            let size = u16_at(extra, e + 2).unwrap_or(0) as usize;
-            if id == 1 {
-                let mut f = e + 4;
-                if uncompressed_size == 0xFFFF_FFFF {
-                    uncompressed_size = u64_at(extra, f).ok_or_else(truncated)?;
-                    f += 8;
-                }
-                if compressed_size == 0xFFFF_FFFF {
-                    compressed_size = u64_at(extra, f).ok_or_else(truncated)?;
-                    f += 8;
-                }
-                if local_offset == 0xFFFF_FFFF {
-                    local_offset = u64_at(extra, f).ok_or_else(truncated)?;
-                }
-            }
-            e += 4 + size;
-        }
-        let _ = uncompressed_size;
-        members.push(ZipMember {
-            name,
-            method,
-            compressed_size,
-            local_offset,
-        });
-        at += 46 + name_len + extra_len + comment_len;
-    }
-    Ok(members)
-}
-
-/// Reads the array `probabilities` of an nnU-Net `.npz` (float32 or float16/float64 converted to
-/// float32, `[classes, z, y, x]`), stored (`np.savez`, nnunet) or deflated (`np.savez_compressed`,
-/// nnU-Net).
+/// Reads the array `probabilities` of an nnU-Net `.npz` (float32, or float64 converted to float32,
+/// `[classes, z, y, x]`), stored (`np.savez`, nnunet) or deflated (`np.savez_compressed`,
+/// nnU-Net), ZIP64 included.
 pub fn read_probabilities_npz(path: &Path) -> Result<Array4<f32>> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| Error::io(path, e))?;
-    let members = zip_members(&bytes).map_err(|e| Error::invalid_file(path, e))?;
-    let member = members
-        .iter()
-        .find(|m| m.name == "probabilities.npy")
-        .ok_or_else(|| {
-            Error::invalid_file(
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| Error::invalid_file(path, format!("not a readable zip archive: {e}")))?;
+    let held: Vec<String> = archive
+        .file_names()
+        .filter_map(|n| n.ok())
+        .map(|n| n.trim_end_matches(".npy").to_string())
+        .collect();
+    let unreadable = |e: String| {
+        Error::invalid_file(path, format!("cannot read the array 'probabilities': {e}"))
+    };
+    let mut member = match archive.by_name("probabilities.npy") {
+        Ok(member) => member,
+        Err(zip::result::ZipError::FileNotFound) => {
+            return Err(Error::invalid_file(
                 path,
                 format!(
                     "no array 'probabilities' in the archive (it holds: {})",
-                    members
-                        .iter()
-                        .map(|m| m.name.trim_end_matches(".npy"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    held.join(", ")
                 ),
-            )
-        })?;
-    if member.method != 0 && member.method != 8 {
-        return Err(Error::invalid_file(
-            path,
-            format!(
-                "the array 'probabilities' uses zip method {}; nnunet reads stored (np.savez) and \
-                 deflated (np.savez_compressed) .npz files",
-                member.method
-            ),
-        ));
-    }
-    let local = usize::try_from(member.local_offset)
-        .map_err(|_| Error::invalid_file(path, "archive too large"))?;
-    if u32_at(&bytes, local) != Some(0x0403_4b50) {
-        return Err(Error::invalid_file(path, "broken zip member header"));
-    }
-    let name_len = u16_at(&bytes, local + 26).unwrap_or(0) as usize;
-    let extra_len = u16_at(&bytes, local + 28).unwrap_or(0) as usize;
-    let start = local + 30 + name_len + extra_len;
-    let end = start + member.compressed_size as usize;
-    let raw = bytes
-        .get(start..end)
-        .ok_or_else(|| Error::invalid_file(path, "the archive is truncated"))?;
-    let inflated;
-    let data: &[u8] = if member.method == 8 {
-        let mut out = Vec::new();
-        flate2::read::DeflateDecoder::new(raw)
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                Error::invalid_file(path, format!("cannot inflate 'probabilities': {e}"))
-            })?;
-        inflated = out;
-        &inflated
-    } else {
-        raw
+            ));
+        }
+        Err(e) => return Err(unreadable(e.to_string())),
     };
-    let not_npy = |e: String| {
+    let mut data = Vec::with_capacity(usize::try_from(member.size()).unwrap_or(0));
+    member
+        .read_to_end(&mut data)
+        .map_err(|e| unreadable(e.to_string()))?;
+    if let Ok(a) = Array4::<f32>::read_npy(data.as_slice()) {
+        return Ok(a);
+    }
+    if let Ok(a) = Array4::<f64>::read_npy(data.as_slice()) {
+        return Ok(a.mapv(|v| v as f32));
+    }
+    Array4::<f32>::read_npy(data.as_slice()).map_err(|e| {
         Error::invalid_file(
             path,
             format!("'probabilities' is not a 4D float array [classes, z, y, x]: {e}"),
         )
-    };
-    if let Ok(a) = Array4::<f32>::read_npy(data) {
-        return Ok(a);
-    }
-    if let Ok(a) = Array4::<f64>::read_npy(data) {
-        return Ok(a.mapv(|v| v as f32));
-    }
-    Array4::<f32>::read_npy(data).map_err(|e| not_npy(e.to_string()))
+    })
 }
 
 /// One ensembled case: the `.npz` of every member and where the result goes (without ending).

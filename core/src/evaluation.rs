@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::dataset::{LabelValue, Labels};
 use crate::error::{Error, Result};
 use crate::io::{Reader, required_file};
+use crate::json::{JsonValue, parse_float, quote_numbers};
 
 /// What a metric is computed on: one label, or a region (the union of several labels).
 ///
@@ -928,9 +929,7 @@ impl Summary {
             ),
             ("metric_per_case".into(), JsonValue::Array(per_case)),
         ]);
-        let mut out = String::new();
-        root.write_python(&mut out, 0);
-        out
+        root.to_python_text()
     }
 
     /// Writes [`Summary::to_json`] to `path`.
@@ -981,19 +980,6 @@ fn parse_key(key: &str) -> std::result::Result<LabelOrRegion, String> {
 }
 
 /// A number as [`quote_numbers`] left it (`NaN`, `Infinity` and `-Infinity` included).
-fn parse_float(value: &Value) -> Option<f64> {
-    let token = value.as_str()?.strip_prefix(NUMBER_MARK)?;
-    match token {
-        "NaN" => Some(f64::NAN),
-        "Infinity" => Some(f64::INFINITY),
-        "-Infinity" => Some(f64::NEG_INFINITY),
-        _ if token.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
-            token.parse::<f64>().ok().filter(|x| x.is_finite())
-        }
-        _ => None,
-    }
-}
-
 fn metric_values(value: &Value, at: &str) -> std::result::Result<[f64; 8], String> {
     let obj = value
         .as_object()
@@ -1056,206 +1042,9 @@ fn parse_case(case: &Value, i: usize) -> std::result::Result<CaseMetrics, String
     })
 }
 
-/// Marks the strings [`quote_numbers`] made from bare number tokens.
-const NUMBER_MARK: char = '\u{0}';
-
-/// Turns every bare number token outside strings (including Python's `NaN`, `Infinity` and
-/// `-Infinity`) into a string of its text behind [`NUMBER_MARK`], so that serde_json parses the
-/// file and [`parse_float`] reads each number exactly with Rust's correctly rounded parser.
-fn quote_numbers(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 4);
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            continue;
-        }
-        if c == '-' || c.is_ascii_digit() || c == 'N' || c == 'I' {
-            let mut end = i + c.len_utf8();
-            while let Some(&(j, d)) = chars.peek() {
-                if d.is_ascii_alphanumeric() || matches!(d, '.' | '+' | '-') {
-                    end = j + d.len_utf8();
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-            out.push('"');
-            out.push_str("\\u0000");
-            out.push_str(&text[i..end]);
-            out.push('"');
-            continue;
-        }
-        if c == '"' {
-            in_string = true;
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A JSON value written as Python's `json.dump(obj, indent=4, sort_keys=True)` writes it (the
-/// files nnU-Net writes and users compare: `summary.json`, `postprocessing.json`).
-#[derive(Clone, Debug)]
-pub enum JsonValue {
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Array(Vec<JsonValue>),
-    Object(Vec<(String, JsonValue)>),
-}
-
-impl JsonValue {
-    /// The value as Python's `json.dump(indent=4, sort_keys=True)` text, without a newline.
-    pub fn to_python_text(&self) -> String {
-        let mut out = String::new();
-        self.write_python(&mut out, 0);
-        out
-    }
-
-    fn write_python(&self, out: &mut String, level: usize) {
-        let indent = |out: &mut String, level: usize| {
-            out.push('\n');
-            out.push_str(&" ".repeat(4 * level));
-        };
-        match self {
-            JsonValue::Int(v) => out.push_str(&v.to_string()),
-            JsonValue::Float(v) => out.push_str(&python_float_repr(*v)),
-            JsonValue::Str(s) => python_json_string(s, out),
-            JsonValue::Array(items) if items.is_empty() => out.push_str("[]"),
-            JsonValue::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    indent(out, level + 1);
-                    item.write_python(out, level + 1);
-                }
-                indent(out, level);
-                out.push(']');
-            }
-            JsonValue::Object(entries) if entries.is_empty() => out.push_str("{}"),
-            JsonValue::Object(entries) => {
-                let mut sorted: Vec<&(String, JsonValue)> = entries.iter().collect();
-                sorted.sort_by(|a, b| a.0.cmp(&b.0));
-                out.push('{');
-                for (i, (key, value)) in sorted.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    indent(out, level + 1);
-                    python_json_string(key, out);
-                    out.push_str(": ");
-                    value.write_python(out, level + 1);
-                }
-                indent(out, level);
-                out.push('}');
-            }
-        }
-    }
-}
-
-/// A string as Python's `json` writes it with `ensure_ascii=True`.
-fn python_json_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-}
-
-/// A float as Python's `repr` (and so `json`) writes it: the shortest digits that read back to
-/// the same value, in positional notation for exponents from -5 to 15 and scientific otherwise
-/// (`1e-05`, `1.5e+16`); `NaN`, `Infinity`, `-Infinity` for the non-finite values.
-pub fn python_float_repr(x: f64) -> String {
-    if x.is_nan() {
-        return "NaN".into();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    let sci = format!("{x:e}");
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let decpt = exponent + 1;
-    let body = if -4 < decpt && decpt <= 16 {
-        if decpt <= 0 {
-            format!("0.{}{digits}", "0".repeat((-decpt) as usize))
-        } else if decpt as usize >= digits.len() {
-            format!("{digits}{}.0", "0".repeat(decpt as usize - digits.len()))
-        } else {
-            let (a, b) = digits.split_at(decpt as usize);
-            format!("{a}.{b}")
-        }
-    } else {
-        let (first, rest) = digits.split_at(1);
-        let mantissa = if rest.is_empty() {
-            first.to_string()
-        } else {
-            format!("{first}.{rest}")
-        };
-        let esign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{esign}{:02}", exponent.abs())
-    };
-    format!("{sign}{body}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn float_repr_matches_python() {
-        for (x, s) in [
-            (0.0, "0.0"),
-            (-0.0, "-0.0"),
-            (1.0, "1.0"),
-            (12.5, "12.5"),
-            (0.1, "0.1"),
-            (1e-5, "1e-05"),
-            (0.0001, "0.0001"),
-            (1.5e-7, "1.5e-07"),
-            (1e16, "1e+16"),
-            (1e15, "1000000000000000.0"),
-            (123456789012345680.0, "1.2345678901234568e+17"),
-            (0.8191309811264968, "0.8191309811264968"),
-            (2.0 / 3.0, "0.6666666666666666"),
-            (f64::NAN, "NaN"),
-            (f64::NEG_INFINITY, "-Infinity"),
-        ] {
-            assert_eq!(python_float_repr(x), s, "{x}");
-        }
-    }
 
     #[test]
     fn keys_are_python_str() {
@@ -1269,15 +1058,6 @@ mod tests {
     }
 
     #[test]
-    fn numbers_outside_strings_are_read_exactly() {
-        let text = r#"{"a": NaN, "b": [-Infinity, Infinity], "NaN": "x NaN \" NaN"}"#;
-        let v: Value = serde_json::from_str(&quote_numbers(text)).unwrap();
-        assert!(parse_float(&v["a"]).unwrap().is_nan());
-        assert_eq!(parse_float(&v["b"][0]), Some(f64::NEG_INFINITY));
-        assert_eq!(v["NaN"], "x NaN \" NaN");
-    }
-
-    #[test]
     fn pairwise_sum_blocks() {
         // 1e16 + 1 + 1 + ... loses the ones summed one by one but not pairwise in blocks of 8.
         let mut v = vec![1.0; 200];
@@ -1285,12 +1065,5 @@ mod tests {
         let sequential: f64 = v.iter().sum();
         assert_eq!(sequential, 1e16);
         assert!(numpy_sum(&v) > 1e16);
-    }
-
-    #[test]
-    fn json_strings_escape_like_python() {
-        let mut out = String::new();
-        python_json_string("a\"b\\c\nü😀\u{7f}", &mut out);
-        assert_eq!(out, r#""a\"b\\c\n\u00fc\ud83d\ude00\u007f""#);
     }
 }

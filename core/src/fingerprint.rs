@@ -129,12 +129,8 @@ impl Fingerprint {
     /// The JSON text nnU-Net writes (`json.dump(..., sort_keys=True, indent=4)`): keys sorted at
     /// every level, four-space indentation. Numbers are written in their shortest round-trip form.
     pub fn to_json_string(&self) -> String {
-        let mut out = Vec::new();
-        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-        self.serialize(&mut ser)
-            .expect("serialising a fingerprint to memory cannot fail");
-        String::from_utf8(out).expect("serde_json writes UTF-8")
+        crate::json::to_indented_string(self)
+            .expect("serialising a fingerprint to memory cannot fail")
     }
 
     /// Parses the text of a `dataset_fingerprint.json`.

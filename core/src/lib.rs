@@ -19,6 +19,7 @@ pub mod fused;
 pub mod inference;
 pub mod integrity;
 pub mod io;
+pub mod json;
 pub mod loss;
 pub mod model_selection;
 pub mod model_sharing;

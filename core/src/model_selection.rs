@@ -32,7 +32,21 @@ pub struct TrainedModel {
 }
 
 impl TrainedModel {
-    /// `Trainer__Plans__configuration`.
+    /// The model of `trainer` with `plans` and `configuration`.
+    pub fn new(trainer: &str, plans: &str, configuration: &str) -> Self {
+        TrainedModel {
+            trainer: trainer.to_string(),
+            plans: plans.to_string(),
+            configuration: configuration.to_string(),
+        }
+    }
+
+    /// The same trainer and plans with another configuration (a cascade's other stage).
+    pub fn with_configuration(&self, configuration: &str) -> Self {
+        TrainedModel::new(&self.trainer, &self.plans, configuration)
+    }
+
+    /// `Trainer__Plans__configuration`: the model's folder name.
     pub fn identifier(&self) -> String {
         format!("{}__{}__{}", self.trainer, self.plans, self.configuration)
     }
@@ -458,7 +472,7 @@ pub fn find_best_configuration(
         },
     }));
     let info_file = results_root.join("inference_information.json");
-    crate::plans::write_json(&info_file, &information)?;
+    crate::json::write_json(&info_file, &information)?;
     let instructions = inference_instructions(
         &settings.dataset_name_or_id,
         &selected,

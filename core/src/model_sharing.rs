@@ -24,6 +24,7 @@ use zip::write::SimpleFileOptions;
 
 use crate::error::{Error, Result};
 use crate::inference::predictor::checkpoint_file_name;
+use crate::model_selection::TrainedModel;
 
 /// What to put into a model ZIP file (`nnunet export-model`).
 #[derive(Clone, Debug)]
@@ -76,10 +77,10 @@ pub fn files_to_export(request: &ExportRequest) -> Result<Vec<PathBuf>> {
         .map(|c| checkpoint_file_name(c))
         .collect::<Result<Vec<_>>>()?;
     for configuration in &request.configurations {
-        let model = dataset_folder.join(format!(
-            "{}__{}__{configuration}",
-            request.trainer, request.plans_identifier
-        ));
+        let model = dataset_folder.join(
+            TrainedModel::new(&request.trainer, &request.plans_identifier, configuration)
+                .identifier(),
+        );
         if !model.is_dir() {
             if request.strict {
                 return Err(Error::invalid_file(

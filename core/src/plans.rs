@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::fingerprint::IntensityProperties;
+use crate::json::write_json;
 use crate::preprocessing::resampling::ResamplingSettings;
 
 /// A plans file.
@@ -351,25 +352,6 @@ impl Configuration {
     pub fn is_2d(&self) -> Result<bool> {
         Ok(self.spacing()?.len() == 2)
     }
-}
-
-/// Writes JSON as nnU-Net does (4-space indentation), through a temporary file and a rename so
-/// that an interrupted write never leaves a truncated file.
-pub fn write_json(path: &Path, value: &Value) -> Result<()> {
-    use serde::Serialize;
-    let mut text = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut text, formatter);
-    value
-        .serialize(&mut ser)
-        .map_err(|e| Error::invalid_file(path, format!("cannot write JSON: {e}")))?;
-    text.push(b'\n');
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    crate::preprocessing::storage::write_atomically(path, |out| {
-        std::io::Write::write_all(out, &text)
-    })
 }
 
 /// Writes new plans to `path`. As in nnU-Net, configurations of an existing plans file there that

@@ -23,10 +23,10 @@ use rayon::prelude::*;
 use crate::dataset::DatasetJson;
 use crate::error::{Error, Result};
 use crate::evaluation::{
-    FolderEvaluation, JsonValue, LabelOrRegion, MeanMetrics, Summary, evaluate_folders,
-    evaluation_targets, python_float_repr,
+    FolderEvaluation, LabelOrRegion, MeanMetrics, Summary, evaluate_folders, evaluation_targets,
 };
 use crate::io::Reader;
+use crate::json::{JsonValue, non_finite_to_null, python_float_repr};
 
 /// nnU-Net's name of the one postprocessing function.
 pub const KEEP_LARGEST_COMPONENT_FN: &str = "remove_all_but_largest_component_from_segmentation";
@@ -233,45 +233,6 @@ impl Postprocessing {
         }
         Ok(Postprocessing { steps })
     }
-}
-
-/// Replaces the bare tokens `NaN`, `Infinity`, `-Infinity` (outside strings) by `null`.
-fn non_finite_to_null(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut rest = text;
-    while let Some(c) = rest.chars().next() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            rest = &rest[c.len_utf8()..];
-            continue;
-        }
-        if c == '"' {
-            in_string = true;
-        }
-        let token = ["-Infinity", "Infinity", "NaN"]
-            .into_iter()
-            .find(|t| rest.starts_with(t));
-        match token {
-            Some(t) => {
-                out.push_str("null");
-                rest = &rest[t.len()..];
-            }
-            None => {
-                out.push(c);
-                rest = &rest[c.len_utf8()..];
-            }
-        }
-    }
-    out
 }
 
 fn thread_pool(num_processes: usize) -> Result<rayon::ThreadPool> {

@@ -11,6 +11,7 @@ use nnunet_core::data_loading::{
 use nnunet_core::inference::cascade::{
     cascade_labels, network_input_channels, predicted_next_stage_folder,
 };
+use nnunet_core::model_selection::TrainedModel;
 use nnunet_core::network::{NamedTensor, NetworkSpec};
 use nnunet_core::plans::{Configuration, Plans};
 use nnunet_core::preprocessing::storage::stored_cases;
@@ -117,7 +118,7 @@ pub fn fold_folder(
     fold: Fold,
 ) -> PathBuf {
     results_folder
-        .join(format!("{trainer}__{plans}__{configuration}"))
+        .join(TrainedModel::new(trainer, plans, configuration).identifier())
         .join(fold.folder_name())
 }
 
@@ -285,10 +286,9 @@ fn previous_stage_predictions(
     previous: &str,
     split: &Split,
 ) -> Result<PathBuf> {
-    let previous_model = request.results_folder.join(format!(
-        "{}__{}__{previous}",
-        request.trainer, request.plans_identifier
-    ));
+    let previous_model = request.results_folder.join(
+        TrainedModel::new(&request.trainer, &request.plans_identifier, previous).identifier(),
+    );
     let folder = predicted_next_stage_folder(&previous_model, &request.configuration);
     let missing: Vec<&String> = split
         .train
@@ -650,7 +650,7 @@ fn copy_run_files(preprocessed: &Path, ctx: &RunContext) -> Result<()> {
         .parent()
         .ok_or_else(|| Error::Invalid("results folder has no parent".into()))?;
     std::fs::create_dir_all(&ctx.output_folder).map_err(|e| Error::io(&ctx.output_folder, e))?;
-    nnunet_core::plans::write_json(
+    nnunet_core::json::write_json(
         &base.join("plans.json"),
         &serde_json::Value::Object(ctx.plans.json().clone()),
     )?;

@@ -6,7 +6,7 @@ use nnunet_core::DatasetJson;
 use nnunet_core::dataset::{choose_reader, training_cases};
 use nnunet_core::fingerprint::extract_fingerprint;
 use nnunet_core::integrity::verify_dataset;
-use nnunet_core::plans::write_json;
+use nnunet_core::json::write_json;
 
 use crate::Context;
 

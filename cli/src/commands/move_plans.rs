@@ -4,7 +4,8 @@
 
 use nnunet_core::DatasetJson;
 use nnunet_core::dataset::{choose_reader, training_cases};
-use nnunet_core::plans::{Plans, write_json};
+use nnunet_core::json::write_json;
+use nnunet_core::plans::Plans;
 use serde_json::Value;
 
 use crate::Context;

@@ -26,6 +26,7 @@ use nnunet_core::inference::predictor::{
     CaseInput, FileOutputOptions, Predictor, PredictorSettings, case_is_predicted,
     with_previous_stage, with_regions_of_interest,
 };
+use nnunet_core::model_selection::TrainedModel;
 use nnunet_core::plans::Plans;
 use nnunet_core::training::splits::Fold;
 
@@ -158,7 +159,7 @@ fn model_folder(ctx: &Context, args: &Args) -> anyhow::Result<PathBuf> {
     let trainer = args.trainer.as_deref().unwrap_or("nnUNetTrainer");
     let plans = args.plans.as_deref().unwrap_or("nnUNetPlans");
     let dataset_folder = results.join(&name);
-    let folder = dataset_folder.join(format!("{trainer}__{plans}__{configuration}"));
+    let folder = dataset_folder.join(TrainedModel::new(trainer, plans, configuration).identifier());
     if !folder.is_dir() {
         let models = trained_models(&dataset_folder);
         if let Some(known) = configurations_of_plans(ctx, &dataset_folder, &name, trainer, plans)
@@ -211,10 +212,12 @@ fn configurations_of_plans(
     trainer: &str,
     plans: &str,
 ) -> Option<Vec<String>> {
-    let prefix = format!("{trainer}__{plans}__");
     let trained = trained_models(dataset_folder)
         .into_iter()
-        .find(|m| m.starts_with(&prefix))
+        .find(|m| {
+            TrainedModel::from_identifier(m)
+                .is_some_and(|t| t.trainer == trainer && t.plans == plans)
+        })
         .map(|m| dataset_folder.join(m).join("plans.json"));
     let preprocessed = ctx
         .paths
@@ -538,9 +541,9 @@ fn previous_stage_model(model: &Path, previous: &str) -> anyhow::Result<PathBuf>
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let sibling = match (name.rsplit_once("__"), model.parent()) {
-        (Some((trainer_and_plans, _)), Some(parent)) => {
-            Some(parent.join(format!("{trainer_and_plans}__{previous}")))
+    let sibling = match (TrainedModel::from_identifier(name), model.parent()) {
+        (Some(this), Some(parent)) => {
+            Some(parent.join(this.with_configuration(previous).identifier()))
         }
         _ => None,
     };

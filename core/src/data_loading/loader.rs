@@ -433,16 +433,6 @@ fn append<T: Copy>(buffer: &mut Vec<T>, array: ndarray::Array4<T>, batch: usize)
     }
 }
 
-/// Python's `round` (half to even).
-fn round_half_even(x: f64) -> f64 {
-    let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
-        r - x.signum()
-    } else {
-        r
-    }
-}
-
 /// batchgeneratorsv2's `DownsampleSegForDSTransform` for one scale: the spatial shape becomes
 /// `round(shape * factor)` (half to even) per axis, sampled with torch's `nearest-exact`
 /// (`src = min(floor((dst + 0.5) * in / out), in - 1)`, in torch's float precision). All-ones
@@ -454,7 +444,7 @@ pub fn downsample_seg_nearest_exact(seg: ArrayView5<'_, i16>, factors: [f64; 3])
     }
     let input = [z, y, x];
     let out_shape: [usize; 3] =
-        std::array::from_fn(|d| round_half_even(input[d] as f64 * factors[d]).max(0.0) as usize);
+        std::array::from_fn(|d| (input[d] as f64 * factors[d]).round_ties_even().max(0.0) as usize);
     let index_map = |d: usize| -> Vec<usize> {
         let (n_in, n_out) = (input[d], out_shape[d]);
         let scale = n_in as f32 / n_out as f32;

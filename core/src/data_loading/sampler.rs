@@ -18,7 +18,7 @@ use crate::training::{TrainerSettings, forced_foreground};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Oversampling {
     /// nnU-Net's default: sample `j` of a batch of `b` is forced iff
-    /// `j >= round_half_even(b * (1 - fraction))`.
+    /// `j >= round(b * (1 - fraction))` (half to even, as Python).
     Fixed { fraction: f64 },
     /// Each sample is forced with this probability (`uniform() < probability`).
     Probabilistic { probability: f64 },

@@ -17,7 +17,6 @@
 //!    `<case>.json` where nnU-Net writes a pickle.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis, Zip, s};
@@ -384,7 +383,7 @@ pub(crate) fn write_probabilities_and_properties(
     let json_path = with_suffix(output_truncated, ".json");
     let value = serde_json::to_value(properties)
         .map_err(|e| Error::invalid_file(&json_path, format!("cannot write JSON: {e}")))?;
-    crate::plans::write_json(&json_path, &value)
+    crate::json::write_json(&json_path, &value)
 }
 
 /// Resamples, converts and writes a case's logits in one go
@@ -477,157 +476,29 @@ pub fn visible_value(label: i16, max_label: i16) -> i16 {
     ((i32::from(label) * 255 * 2 + max) / (2 * max)) as i16
 }
 
-/// A writer that only counts bytes and computes their CRC-32 (the zip checksum).
-struct Crc32Counter {
-    crc: u32,
-    len: u64,
-}
-
-const fn crc32_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-}
-
-static CRC32_TABLE: [u32; 256] = crc32_table();
-
-impl Write for Crc32Counter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut c = !self.crc;
-        for &b in buf {
-            c = CRC32_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-        }
-        self.crc = !c;
-        self.len += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Writes probabilities as numpy's `.npz` with one array `probabilities` (float32, the given
 /// shape), readable by `np.load(path)["probabilities"]` as nnU-Net's. The archive is stored
-/// uncompressed (ZIP64 when it exceeds 4 GiB); the array is serialised twice (checksum, then
-/// file) instead of being copied in memory.
+/// uncompressed (ZIP64 when it exceeds 4 GiB).
 pub fn write_probabilities_npz(path: &Path, probabilities: ArrayView4<'_, f32>) -> Result<()> {
-    write_npz(path, probabilities, false)
+    // ZIP64 well before the 32-bit limit, counting the .npy header too.
+    let large = probabilities.len() as u64 * 4 + 4096 >= 0xFFFF_FFFF;
+    write_npz(path, probabilities, large)
 }
 
-/// [`write_probabilities_npz`], with ZIP64 records forced for testing.
-fn write_npz(path: &Path, probabilities: ArrayView4<'_, f32>, force_zip64: bool) -> Result<()> {
+/// [`write_probabilities_npz`], with or without ZIP64 records.
+fn write_npz(path: &Path, probabilities: ArrayView4<'_, f32>, zip64: bool) -> Result<()> {
     let array = probabilities.as_standard_layout();
-    let mut counter = Crc32Counter { crc: 0, len: 0 };
-    array
-        .write_npy(&mut counter)
-        .map_err(|e| Error::invalid_file(path, format!("cannot serialise the array: {e}")))?;
-    let (crc, size) = (counter.crc, counter.len);
-    let name = b"probabilities.npy";
-    // ZIP64 well before the 32-bit limit, so that the central directory offset fits too.
-    let zip64 = force_zip64 || size >= 0xFFFF_0000;
-    let version: u16 = if zip64 { 45 } else { 20 };
-    let size32 = if zip64 { 0xFFFF_FFFF } else { size as u32 };
-    let extra: Vec<u8> = if zip64 {
-        let mut e = Vec::new();
-        e.extend_from_slice(&1u16.to_le_bytes());
-        e.extend_from_slice(&16u16.to_le_bytes());
-        e.extend_from_slice(&size.to_le_bytes());
-        e.extend_from_slice(&size.to_le_bytes());
-        e
-    } else {
-        Vec::new()
-    };
-    // DOS time 00:00, date 1980-01-01.
-    let (dos_time, dos_date) = (0u16, (1u16 << 5) | 1);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(zip64);
     crate::preprocessing::storage::write_atomically(path, |out| {
-        let mut local = Vec::new();
-        local.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        local.extend_from_slice(&version.to_le_bytes());
-        local.extend_from_slice(&0u16.to_le_bytes()); // flags
-        local.extend_from_slice(&0u16.to_le_bytes()); // stored
-        local.extend_from_slice(&dos_time.to_le_bytes());
-        local.extend_from_slice(&dos_date.to_le_bytes());
-        local.extend_from_slice(&crc.to_le_bytes());
-        local.extend_from_slice(&size32.to_le_bytes());
-        local.extend_from_slice(&size32.to_le_bytes());
-        local.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        local.extend_from_slice(&(extra.len() as u16).to_le_bytes());
-        local.extend_from_slice(name);
-        local.extend_from_slice(&extra);
-        out.write_all(&local)?;
+        let mut archive = zip::ZipWriter::new(out);
+        archive.start_file("probabilities.npy", options)?;
         array
-            .write_npy(&mut *out)
+            .write_npy(&mut archive)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let central_offset = local.len() as u64 + size;
-        let mut central = Vec::new();
-        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-        central.extend_from_slice(&version.to_le_bytes()); // made by
-        central.extend_from_slice(&version.to_le_bytes()); // needed
-        central.extend_from_slice(&0u16.to_le_bytes());
-        central.extend_from_slice(&0u16.to_le_bytes());
-        central.extend_from_slice(&dos_time.to_le_bytes());
-        central.extend_from_slice(&dos_date.to_le_bytes());
-        central.extend_from_slice(&crc.to_le_bytes());
-        central.extend_from_slice(&size32.to_le_bytes());
-        central.extend_from_slice(&size32.to_le_bytes());
-        central.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        central.extend_from_slice(&(extra.len() as u16).to_le_bytes());
-        central.extend_from_slice(&0u16.to_le_bytes()); // comment
-        central.extend_from_slice(&0u16.to_le_bytes()); // disk
-        central.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
-        central.extend_from_slice(&0u32.to_le_bytes()); // external attributes
-        central.extend_from_slice(&0u32.to_le_bytes()); // local header offset
-        central.extend_from_slice(name);
-        central.extend_from_slice(&extra);
-        let central_size = central.len() as u64;
-        let mut end = Vec::new();
-        let offset32 = if central_offset >= 0xFFFF_FFFF {
-            0xFFFF_FFFF
-        } else {
-            central_offset as u32
-        };
-        if zip64 || central_offset >= 0xFFFF_FFFF {
-            let record_offset = central_offset + central_size;
-            end.extend_from_slice(&0x0606_4b50u32.to_le_bytes());
-            end.extend_from_slice(&44u64.to_le_bytes());
-            end.extend_from_slice(&45u16.to_le_bytes());
-            end.extend_from_slice(&45u16.to_le_bytes());
-            end.extend_from_slice(&0u32.to_le_bytes());
-            end.extend_from_slice(&0u32.to_le_bytes());
-            end.extend_from_slice(&1u64.to_le_bytes());
-            end.extend_from_slice(&1u64.to_le_bytes());
-            end.extend_from_slice(&central_size.to_le_bytes());
-            end.extend_from_slice(&central_offset.to_le_bytes());
-            end.extend_from_slice(&0x0706_4b50u32.to_le_bytes());
-            end.extend_from_slice(&0u32.to_le_bytes());
-            end.extend_from_slice(&record_offset.to_le_bytes());
-            end.extend_from_slice(&1u32.to_le_bytes());
-        }
-        end.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-        end.extend_from_slice(&0u16.to_le_bytes());
-        end.extend_from_slice(&0u16.to_le_bytes());
-        end.extend_from_slice(&1u16.to_le_bytes());
-        end.extend_from_slice(&1u16.to_le_bytes());
-        end.extend_from_slice(&(central_size as u32).to_le_bytes());
-        end.extend_from_slice(&offset32.to_le_bytes());
-        end.extend_from_slice(&0u16.to_le_bytes());
-        out.write_all(&central)?;
-        out.write_all(&end)
+        archive.finish()?;
+        Ok(())
     })
 }
 
@@ -636,42 +507,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crc32_of_a_known_string() {
-        let mut c = Crc32Counter { crc: 0, len: 0 };
-        c.write_all(b"123456789").unwrap();
-        assert_eq!(c.crc, 0xCBF4_3926);
-        assert_eq!(c.len, 9);
-    }
-
-    #[test]
     fn npz_files_are_written() {
-        let dir = std::env::temp_dir().join(format!("nnunet-npz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let a = Array4::from_shape_fn((2, 3, 4, 5), |(c, z, y, x)| {
             (c * 60 + z * 20 + y * 5 + x) as f32
         });
         for (name, zip64) in [("plain.npz", false), ("zip64.npz", true)] {
-            let path = dir.join(name);
+            let path = dir.path().join(name);
             write_npz(&path, a.view(), zip64).unwrap();
-            let bytes = std::fs::read(&path).unwrap();
-            // the array is stored uncompressed right after the local header
-            let name_len = u16::from_le_bytes([bytes[26], bytes[27]]) as usize;
-            let extra_len = u16::from_le_bytes([bytes[28], bytes[29]]) as usize;
-            assert_eq!(extra_len, if zip64 { 20 } else { 0 });
-            let start = 30 + name_len + extra_len;
-            let mut npy = Vec::new();
-            a.write_npy(&mut npy).unwrap();
-            assert_eq!(&bytes[start..start + npy.len()], npy.as_slice());
-            let eocd = bytes.len() - 22;
-            assert_eq!(&bytes[eocd..eocd + 4], &0x0605_4b50u32.to_le_bytes());
-            if std::env::var_os("NNUNET_KEEP_NPZ").is_none() {
-                std::fs::remove_file(&path).unwrap();
-            }
-        }
-        if std::env::var_os("NNUNET_KEEP_NPZ").is_none() {
-            std::fs::remove_dir(&dir).unwrap();
-        } else {
-            println!("kept {}", dir.display());
+            assert_eq!(crate::ensembling::read_probabilities_npz(&path).unwrap(), a);
+            let mut archive = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+            let member = archive.by_name("probabilities.npy").unwrap();
+            assert_eq!(member.compression(), zip::CompressionMethod::Stored);
         }
     }
 

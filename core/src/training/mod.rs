@@ -12,19 +12,11 @@ pub use nnunet_api::training::optimizer as optimizer_api;
 pub use nnunet_api::training::*;
 
 /// Which samples of a batch of `batch_size` are forced to contain foreground under nnU-Net's fixed
-/// rule: sample `j` is forced unless `j < round_half_even(batch_size * (1 - fraction))`.
+/// rule: sample `j` is forced unless `j < round(batch_size * (1 - fraction))`, rounding half to even
+/// as Python's `round`.
 pub fn forced_foreground(batch_size: usize, fraction: f64) -> Vec<bool> {
-    let free = round_half_even(batch_size as f64 * (1.0 - fraction));
+    let free = (batch_size as f64 * (1.0 - fraction)).round_ties_even();
     (0..batch_size).map(|j| (j as f64) >= free).collect()
-}
-
-fn round_half_even(x: f64) -> f64 {
-    let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
-        r - x.signum()
-    } else {
-        r
-    }
 }
 
 #[cfg(test)]

@@ -372,7 +372,7 @@ impl TrainingRun {
                 "num_val_iterations_per_epoch": s.num_val_iterations_per_epoch,
                 "threads": rayon::current_num_threads(),
             });
-            crate::plans::write_json(&self.output_folder.join("benchmark_result.json"), &report)?;
+            crate::json::write_json(&self.output_folder.join("benchmark_result.json"), &report)?;
         }
         Ok(RunSummary {
             epochs_completed: state.epoch,

@@ -153,7 +153,7 @@ pub fn grouped_crossval_splits(
 pub fn write_splits(path: &Path, splits: &[Split]) -> Result<()> {
     let value = serde_json::to_value(splits)
         .map_err(|e| Error::Invalid(format!("cannot encode the splits: {e}")))?;
-    crate::plans::write_json(path, &value)
+    crate::json::write_json(path, &value)
 }
 
 /// The fold's training and validation cases. Reads `splits_file`, writing the default 5-fold

@@ -14,7 +14,7 @@ use nnunet_core::{Augmentation, Error, Result};
 use rand::{Rng, RngCore};
 use rayon::prelude::*;
 
-use super::{RandomScalar, chance, round_half_even, uniform};
+use super::{RandomScalar, chance, uniform};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -178,7 +178,11 @@ impl Augmentation for Rot90Transform {
             None => equal_length_axes(&spatial_shape(&sample.image), &data_axes(context)),
         };
         check_axes("Rot90Transform", &axes)?;
-        let n = round_half_even(self.num_axis_combinations.sample(rng)).max(0.0) as usize;
+        let n = self
+            .num_axis_combinations
+            .sample(rng)
+            .round_ties_even()
+            .max(0.0) as usize;
         if axes.len() < 2 || self.num_rot_per_combination.is_empty() {
             return Ok(());
         }

@@ -8,7 +8,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 use rayon::prelude::*;
 
-use super::{RandomScalar, chance, round_half_even};
+use super::{RandomScalar, chance};
 
 /// Channels selected with probability `p_per_channel` each (`torch.rand(c) < p`).
 fn pick_channels(rng: &mut dyn RngCore, c: usize, p_per_channel: f64) -> Vec<usize> {
@@ -110,7 +110,7 @@ impl Augmentation for GaussianNoiseTransform {
 
 /// Python's `round` to the nearest odd integer, as `_round_to_nearest_odd`.
 fn round_to_nearest_odd(n: f64) -> i64 {
-    let r = round_half_even(n) as i64;
+    let r = n.round_ties_even() as i64;
     if r.rem_euclid(2) == 1 {
         r
     } else if n - r as f64 >= 0.0 {
@@ -504,7 +504,7 @@ impl Augmentation for SimulateLowResolutionTransform {
             let mut new_shape = shape;
             for (&axis, &s) in axes.iter().zip(scales) {
                 if !self.ignore_axes.contains(&axis) {
-                    new_shape[axis] = (round_half_even(shape[axis] as f64 * s) as usize).max(1);
+                    new_shape[axis] = ((shape[axis] as f64 * s).round_ties_even() as usize).max(1);
                 }
             }
             if new_shape == shape {

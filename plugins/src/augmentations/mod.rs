@@ -92,16 +92,6 @@ pub(crate) fn chance(rng: &mut dyn RngCore, p: f64) -> bool {
     rng.random::<f64>() < p
 }
 
-/// Python's `round` (half to even).
-pub(crate) fn round_half_even(x: f64) -> f64 {
-    let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
-        r - x.signum()
-    } else {
-        r
-    }
-}
-
 nnunet_core::register!(
     Augmentation,
     "SpatialTransform",

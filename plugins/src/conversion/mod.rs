@@ -11,12 +11,9 @@ use nnunet_core::{Error, Result};
 /// Writes `value` as `dataset.json` the way nnU-Net does (4-space indentation, keys in order).
 pub fn write_dataset_json(folder: &Path, value: &serde_json::Value) -> Result<()> {
     let path = folder.join("dataset.json");
-    let mut bytes = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, formatter);
-    serde::Serialize::serialize(value, &mut serializer)
+    let text = nnunet_core::json::to_indented_string(value)
         .map_err(|e| Error::invalid_file(&path, format!("cannot serialise: {e}")))?;
-    std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
 }
 
 /// Creates `imagesTr`, `labelsTr` and `imagesTs` in a new dataset folder. An existing folder is
