@@ -13,7 +13,8 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Gradients, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Gradients, Tensor, TensorData};
+use nnunet_kernels::ActivationFloat;
 
 use crate::error::{Error, Result};
 
@@ -46,6 +47,25 @@ pub trait SegmentationModule: Module + 'static {
 
     /// Switches deep supervision on (training) or off (inference).
     fn set_deep_supervision(&mut self, enabled: bool);
+
+    /// Whether [`segment`](Self::segment) computes in the input's float type when that is half
+    /// precision (its layers cast their fp32 weights to the activations' type, as the built-in
+    /// architectures' blocks do). Only then does a network run in the reduced precision that
+    /// [`activation_dtype`] asks for; otherwise it gets fp32 input, as by default.
+    fn reduced_precision(&self) -> bool {
+        false
+    }
+}
+
+/// The float type network activations are computed in: fp32, or half precision where GPU mixed
+/// precision (`-precision fp16|bf16|auto` on a GPU) is on. Parameters, gradients and checkpoints
+/// stay fp32; a network's outputs are fp32 again.
+pub fn activation_dtype() -> FloatDType {
+    match nnunet_kernels::activation_float() {
+        ActivationFloat::F32 => FloatDType::F32,
+        ActivationFloat::F16 => FloatDType::F16,
+        ActivationFloat::Bf16 => FloatDType::BF16,
+    }
 }
 
 /// One named parameter tensor's values (checkpoints, imports).
@@ -91,6 +111,10 @@ pub trait Network: Send {
 
     /// Adds the gradients `more` to `sum`, parameter by parameter (gradient accumulation).
     fn add_gradients(&self, sum: &mut GradientsParams, more: GradientsParams);
+
+    /// Multiplies every gradient of `grads` by `factor` (a loss scaler's unscaling) and returns
+    /// whether all of them are finite (no inf or NaN), with one read of the device.
+    fn scale_gradients(&self, grads: &mut GradientsParams, factor: f64) -> bool;
 
     /// Stops gradient computation for the parameters whose path `frozen` accepts and resumes it
     /// for the others (PyTorch's `requires_grad_`): backward passes compute no gradient for
@@ -277,6 +301,23 @@ impl ModuleVisitor for GradientAdder<'_> {
     }
 }
 
+/// Multiplies each gradient by `factor`, keeping per gradient a one-element probe that is NaN where
+/// the gradient has an inf or a NaN.
+struct GradientScaler<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+    probes: Vec<Tensor<1>>,
+}
+
+impl ModuleVisitor for GradientScaler<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.remove::<D>(param.id) {
+            self.probes.push(grad.clone().mul_scalar(0.0).sum());
+            self.grads.register(param.id, grad.mul_scalar(self.factor));
+        }
+    }
+}
+
 /// Sets whether each float parameter on autodiff requires a gradient, by path.
 struct Freezer<'a> {
     path: Vec<String>,
@@ -378,7 +419,14 @@ impl ParameterUpdate for Importer<'_> {
 
 impl<M: SegmentationModule> Network for M {
     fn forward(&self, input: Tensor<5>) -> Vec<Tensor<5>> {
-        self.segment(input)
+        let dtype = activation_dtype();
+        if dtype == FloatDType::F32 || !self.reduced_precision() {
+            return self.segment(input);
+        }
+        self.segment(input.cast(dtype))
+            .into_iter()
+            .map(|output| output.cast(FloatDType::F32))
+            .collect()
     }
 
     fn set_deep_supervision(&mut self, enabled: bool) {
@@ -445,6 +493,21 @@ impl<M: SegmentationModule> Network for M {
             sum,
             more: &mut more,
         });
+    }
+
+    fn scale_gradients(&self, grads: &mut GradientsParams, factor: f64) -> bool {
+        let mut scaler = GradientScaler {
+            grads,
+            factor,
+            probes: Vec::new(),
+        };
+        self.visit(&mut scaler);
+        if scaler.probes.is_empty() {
+            return true;
+        }
+        // inf × 0 and NaN × 0 are NaN, finite × 0 is 0: the sum is finite only if all are.
+        let probe: f32 = Tensor::cat(scaler.probes, 0).sum().into_scalar();
+        probe.is_finite()
     }
 
     fn set_frozen(&mut self, frozen: &dyn Fn(&str) -> bool) {

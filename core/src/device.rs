@@ -2,9 +2,9 @@
 //! backend), `cuda` (feature `cuda`) or `wgpu` (feature `wgpu`: Vulkan, Metal, DirectX 12),
 //! optionally with an index (`cuda:1`, `wgpu:1`).
 
-use burn::backend::DispatchDevice;
-use burn::tensor::Device;
-use nnunet_kernels::Precision;
+use burn::backend::{Backend, DTypeUsage, Dispatch, DispatchDevice};
+use burn::tensor::{DType, Device};
+use nnunet_kernels::{ActivationFloat, Precision};
 
 use crate::error::{Error, Result};
 
@@ -101,40 +101,87 @@ pub fn is_cpu(device: &Device) -> bool {
     )
 }
 
-/// Sets the arithmetic of the convolutions from nnU-Net-style `-precision` (`auto`, `fp32`,
-/// `bf16`) for work on `device`, and returns what they compute in, e.g. `bf16 (amx)`.
+/// Sets the arithmetic of work on `device` from nnU-Net-style `-precision`, and returns what it
+/// computes in, e.g. `bf16 (amx)` or `fp16 (loss scaling in training)`.
 ///
-/// `auto` is bf16 products with fp32 accumulation where the CPU multiplies bf16 natively (AMX or
-/// AVX512-BF16) and fp32 elsewhere. Weights, gradients and checkpoints stay fp32 in every case.
-/// On GPU backends this build computes in fp32: `auto` and `fp32` are accepted there, the rest
-/// refused.
+/// On the CPU (`auto`, `fp32`, `bf16`): `auto` is bf16 products with fp32 accumulation where the
+/// CPU multiplies bf16 natively (AMX or AVX512-BF16) and fp32 elsewhere; tensors stay fp32. On a
+/// GPU (`auto`, `fp32`, `fp16`, `bf16`): the networks' activations are cast to the half type
+/// (PyTorch's autocast); `auto` is fp16 where the GPU has fp16 matrix units (CUDA tensor cores),
+/// as nnU-Net's automatic mixed precision on CUDA, and fp32 elsewhere. Weights, gradients and
+/// checkpoints stay fp32 in every case.
 pub fn set_precision(name: &str, device: &Device) -> Result<String> {
+    if !is_cpu(device) {
+        nnunet_kernels::set_precision(Precision::Fp32);
+        nnunet_kernels::set_activation_float(gpu_activations(name, device)?);
+        return Ok(compute_precision(device));
+    }
     let precision = Precision::parse(name).ok_or_else(|| {
         Error::Invalid(format!(
             "-precision '{name}': use auto, fp32 or bf16 (fp16 is a GPU format; the CPU computes \
              in bf16)"
         ))
     })?;
-    if !is_cpu(device) {
-        if name != "auto" && precision != Precision::Fp32 {
-            return Err(Error::Invalid(format!(
-                "-precision {name}: mixed precision is implemented for the CPU only; use \
-                 -precision fp32 on {device:?}"
-            )));
-        }
-        nnunet_kernels::set_precision(Precision::Fp32);
-        return Ok("fp32".into());
-    }
+    nnunet_kernels::set_activation_float(ActivationFloat::F32);
     nnunet_kernels::set_precision(precision);
     Ok(compute_precision(device))
 }
 
-/// What convolutions on `device` compute in now, e.g. `fp32 (avx512)` or `bf16 (amx)`.
+/// The activations' float type on a GPU for `-precision name`, checked against what `device`
+/// computes in.
+fn gpu_activations(name: &str, device: &Device) -> Result<ActivationFloat> {
+    let float = match name {
+        "auto" if supports_half(device, DType::F16) && fp16_accelerated(device) => {
+            ActivationFloat::F16
+        }
+        "auto" | "fp32" | "float32" => ActivationFloat::F32,
+        "fp16" | "half" | "float16" => ActivationFloat::F16,
+        "bf16" | "bfloat16" => ActivationFloat::Bf16,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "-precision '{name}': use auto, fp32, fp16 or bf16"
+            )));
+        }
+    };
+    let dtype = match float {
+        ActivationFloat::F32 => return Ok(float),
+        ActivationFloat::F16 => DType::F16,
+        ActivationFloat::Bf16 => DType::BF16,
+    };
+    if !supports_half(device, dtype) {
+        return Err(Error::Invalid(format!(
+            "-precision {name}: {device:?} does not compute in {dtype:?}; use -precision fp32{}",
+            if float == ActivationFloat::Bf16 {
+                " or fp16"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(float)
+}
+
+fn supports_half(device: &Device, dtype: DType) -> bool {
+    device.clone().inner().supports_dtype(dtype)
+}
+
+/// Whether `device` multiplies fp16 in dedicated matrix units (tensor cores).
+fn fp16_accelerated(device: &Device) -> bool {
+    let inner = device.clone().inner();
+    <Dispatch as Backend>::dtype_usage(inner.as_dispatch(), DType::F16)
+        .contains(DTypeUsage::Accelerated)
+}
+
+/// What work on `device` computes in now, e.g. `fp32 (avx512)`, `bf16 (amx)` or
+/// `fp16 (loss scaling in training)`.
 pub fn compute_precision(device: &Device) -> String {
     if is_cpu(device) {
-        nnunet_kernels::precision().describe()
-    } else {
-        "fp32".into()
+        return nnunet_kernels::precision().describe();
+    }
+    match nnunet_kernels::activation_float() {
+        ActivationFloat::F32 => "fp32".into(),
+        ActivationFloat::F16 => "fp16 (loss scaling in training)".into(),
+        ActivationFloat::Bf16 => "bf16".into(),
     }
 }
 

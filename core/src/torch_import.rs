@@ -459,6 +459,7 @@ pub fn import_nnunetv2_model(
             network_class_name: class,
             input_channels: spec.input_channels,
             output_channels: spec.output_channels,
+            loss_scaler: None,
         };
         let checkpoint = Checkpoint {
             meta,

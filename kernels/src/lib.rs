@@ -16,7 +16,9 @@ pub mod shared;
 
 pub use conv::ConvShape;
 pub use isa::{Bf16Isa, Isa};
-pub use precision::{Precision, precision, set_precision};
+pub use precision::{
+    ActivationFloat, Precision, activation_float, precision, set_activation_float, set_precision,
+};
 
 /// A raw pointer shared by tasks that write disjoint parts of one buffer.
 #[derive(Clone, Copy)]

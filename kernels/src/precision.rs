@@ -89,3 +89,34 @@ pub fn from_bf16(v: u16) -> f32 {
 pub fn round_bf16(v: f32) -> f32 {
     from_bf16(to_bf16(v))
 }
+
+/// The float type networks keep their activations in: fp32, or half precision on GPUs (mixed
+/// precision there casts activations; on the CPU, [`Precision`] acts inside the kernels instead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivationFloat {
+    /// fp32 activations.
+    F32,
+    /// IEEE half precision (with a loss scaler in training).
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+/// Sets the float type of the activations of all later network passes of this process.
+pub fn set_activation_float(float: ActivationFloat) {
+    crate::shared::settings()
+        .activations
+        .store(float as u8, Ordering::Relaxed);
+}
+
+/// The float type of network activations now (fp32 unless set).
+pub fn activation_float() -> ActivationFloat {
+    match crate::shared::settings()
+        .activations
+        .load(Ordering::Relaxed)
+    {
+        1 => ActivationFloat::F16,
+        2 => ActivationFloat::Bf16,
+        _ => ActivationFloat::F32,
+    }
+}

@@ -1,4 +1,4 @@
-//! The kernels' run-time settings (precision, instruction-set caps) in one process-wide struct
+//! The kernels' run-time settings (precision, instruction-set caps, the activations' float type) in one process-wide struct
 //! that a second copy of this crate in the same process can adopt.
 //!
 //! A plugin library (`cdylib`) links its own copy of this crate; without this, the convolutions
@@ -13,12 +13,14 @@ pub struct Settings {
     pub(crate) isa_limit: AtomicU8,
     pub(crate) bf16_limit: AtomicU8,
     pub(crate) precision: AtomicU8,
+    pub(crate) activations: AtomicU8,
 }
 
 static LOCAL: Settings = Settings {
     isa_limit: AtomicU8::new(0),
     bf16_limit: AtomicU8::new(0),
     precision: AtomicU8::new(0),
+    activations: AtomicU8::new(0),
 };
 
 static ADOPTED: AtomicPtr<Settings> = AtomicPtr::new(ptr::null_mut());

@@ -13,32 +13,14 @@
 //! Vulkan driver skips these tests with a message, unless `NNUNET_REQUIRE_WGPU=1` (set by
 //! `.ci/run`) makes a missing adapter a failure.
 
-use nnunet_core::burn::tensor::{Device, Tensor, TensorData};
+use nnunet_core::burn::tensor::{Device, Tensor};
 use nnunet_core::device::device_from_name;
-use nnunet_core::network::NamedTensor;
-use nnunet_core::training::OptimizerKind;
-use nnunet_core::training::optimizer::Optimizer;
-use serde_json::Value;
 
 #[path = "common/networks.rs"]
 mod networks;
-use networks::{as_5d, floats, max_abs_diff, shape_of, tiny_on};
-
-fn input(fx: &Value, device: &Device) -> Tensor<5> {
-    let values = floats(&fx["input"]["values"]);
-    Tensor::from_data(
-        TensorData::new(values, as_5d(&shape_of(&fx["input"]["shape"]))),
-        device,
-    )
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-}
-
-fn largest(v: &[f32]) -> f32 {
-    v.iter().fold(0.0f32, |m, x| m.max(x.abs()))
-}
+#[path = "common/steps.rs"]
+mod steps;
+use steps::{assert_close_logits, assert_close_training, logits, train};
 
 /// The wgpu device, or `None` (with a message) where no adapter exists and the tests are not
 /// required to run.
@@ -60,71 +42,14 @@ fn gpu() -> Option<Device> {
 
 fn assert_same_logits(name: &str) {
     let Some(gpu) = gpu() else { return };
-    let cpu = Device::flex();
-    let (fx, on_cpu) = tiny_on(name, &cpu);
-    let ours = on_cpu.forward(input(&fx, &cpu));
-    let theirs = tiny_on(name, &gpu).1.forward(input(&fx, &gpu));
-    assert_eq!(ours.len(), theirs.len());
-    for (i, (a, b)) in ours.into_iter().zip(theirs).enumerate() {
-        assert_eq!(a.dims(), b.dims(), "{name}: output {i} shape");
-        let (a, b) = (values(a), values(b));
-        let diff = max_abs_diff(&a, &b);
-        assert!(
-            diff <= 1e-4 * largest(&a).max(1.0),
-            "{name}: output {i}: wgpu differs from the CPU by {diff} (largest logit {})",
-            largest(&a)
-        );
-    }
-}
-
-/// Three SGD steps on the sum of the outputs' mean squares: the loss before each step, and the
-/// weights after the last.
-fn train(name: &str, device: &Device) -> (Vec<f64>, Vec<NamedTensor>) {
-    let device = device.clone().autodiff();
-    let (fx, mut net) = tiny_on(name, &device);
-    let fx = &fx;
-    let mut optimizer = Optimizer::new(
-        OptimizerKind::Sgd {
-            momentum: 0.99,
-            nesterov: true,
-        },
-        3e-5,
-    );
-    let mut losses = Vec::new();
-    for _ in 0..3 {
-        let loss = net
-            .forward(input(fx, &device))
-            .into_iter()
-            .map(|o| o.powi_scalar(2).mean())
-            .reduce(|a, b| a + b)
-            .unwrap();
-        losses.push(values(loss.clone().inner())[0] as f64);
-        let grads = net.gradients(loss.backward());
-        optimizer.step(net.as_mut(), &grads, 1e-2, Some(12.0));
-    }
-    (losses, net.export_parameters())
+    let (cpu, gpu) = (logits(name, &Device::flex()), logits(name, &gpu));
+    assert_close_logits(&format!("{name} on wgpu"), &cpu, &gpu, 1e-4);
 }
 
 fn assert_same_training(name: &str) {
     let Some(gpu) = gpu() else { return };
-    let (cpu_losses, cpu_weights) = train(name, &Device::flex());
-    let (gpu_losses, gpu_weights) = train(name, &gpu);
-    for (a, b) in cpu_losses.iter().zip(&gpu_losses) {
-        assert!(
-            (a - b).abs() <= 1e-4 * a.abs(),
-            "{name}: losses cpu {cpu_losses:?} wgpu {gpu_losses:?}"
-        );
-    }
-    assert!(cpu_losses[2] < cpu_losses[0], "{name}: {cpu_losses:?}");
-    for (a, b) in cpu_weights.iter().zip(&gpu_weights) {
-        assert_eq!(a.name, b.name);
-        let diff = max_abs_diff(&a.values, &b.values);
-        assert!(
-            diff <= 1e-3 * largest(&a.values).max(1e-3),
-            "{name}: {} differs by {diff} after 3 steps",
-            a.name
-        );
-    }
+    let (cpu, gpu) = (train(name, &Device::flex()), train(name, &gpu));
+    assert_close_training(&format!("{name} on wgpu"), &cpu, &gpu, (1e-4, 1e-3));
 }
 
 #[test]

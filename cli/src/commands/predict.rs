@@ -116,8 +116,9 @@ pub struct Args {
     /// CPU threads for the network (default: all cores).
     #[arg(long = "threads")]
     threads: Option<usize>,
-    /// Arithmetic of the network (`-precision`): auto, fp32 or bf16. `auto` computes in bf16 with
-    /// fp32 accumulation where the CPU multiplies bf16 natively (AMX, AVX512-BF16), fp32
+    /// Arithmetic of the network (`-precision`): auto, fp32, bf16, or on a GPU fp16. On the CPU
+    /// `auto` computes in bf16 with fp32 accumulation where the CPU multiplies bf16 natively (AMX,
+    /// AVX512-BF16); on a GPU it is fp16 where the GPU has tensor cores (as nnU-Net on CUDA); fp32
     /// otherwise. fp32 gives the reference's predictions.
     #[arg(long = "precision", default_value = "auto")]
     precision: String,

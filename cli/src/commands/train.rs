@@ -57,9 +57,10 @@ pub struct Args {
     /// Device: cpu, cuda, cuda:N, wgpu (the default adapter), wgpu:N.
     #[arg(long = "device", default_value = "cpu")]
     device: String,
-    /// Arithmetic of the network (`-precision`): auto, fp32 or bf16. `auto` computes in bf16 with
-    /// fp32 accumulation where the CPU multiplies bf16 natively (AMX, AVX512-BF16), fp32
-    /// otherwise; weights and checkpoints stay fp32.
+    /// Arithmetic of the network (`-precision`): auto, fp32, bf16, or on a GPU fp16. On the CPU
+    /// `auto` computes in bf16 with fp32 accumulation where the CPU multiplies bf16 natively (AMX,
+    /// AVX512-BF16); on a GPU it is fp16 with loss scaling where the GPU has tensor cores (as
+    /// nnU-Net on CUDA); fp32 otherwise. Weights and checkpoints stay fp32.
     #[arg(long = "precision", default_value = "auto")]
     precision: String,
     /// Number of GPUs (only 1 is supported).

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::network::NamedTensor;
+use crate::training::loss_scale::LossScaler;
 use crate::training::{EpochRecord, TrainerSettings};
 
 /// Version of the checkpoint layout.
@@ -48,6 +49,9 @@ pub struct CheckpointMeta {
     pub network_class_name: String,
     pub input_channels: usize,
     pub output_channels: usize,
+    /// The fp16 loss scaler of a run in GPU mixed precision (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scaler: Option<LossScaler>,
 }
 
 /// A loaded or to-be-written checkpoint.

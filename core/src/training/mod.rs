@@ -2,6 +2,7 @@
 //! pipeline's training loop, optimisers, checkpoints, folds and progress plot.
 
 pub mod checkpoint;
+pub mod loss_scale;
 pub mod optimizer;
 pub mod plot;
 pub mod run;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 use indicatif::{FormattedDuration, ProgressBar};
 use ndarray::{Array5, Axis};
 
@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::loss::{Loss, LossSettings, Target};
 use crate::network::Network;
 use crate::training::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, CheckpointMeta};
+use crate::training::loss_scale::LossScaler;
 use crate::training::optimizer_api::lr_factor;
 use crate::training::{
     BenchmarkMode, EpochFlow, EpochRecord, HookContext, Optimizer, ParameterGroup, StepContext,
@@ -67,6 +68,8 @@ pub struct RunState {
     pub best_ema: Option<f64>,
     /// The trainer's optimiser ([`Trainer::configure_optimizer`]).
     pub optimizer: Box<dyn Optimizer>,
+    /// The loss scaler of fp16 training (GPU mixed precision); none otherwise.
+    pub loss_scaler: Option<LossScaler>,
 }
 
 /// What a finished (or stopped) run reports.
@@ -95,6 +98,7 @@ impl TrainingRun {
             logging: Vec::new(),
             best_ema: None,
             optimizer,
+            loss_scaler: fp16_training().then(LossScaler::default),
         }
     }
 
@@ -138,6 +142,7 @@ impl TrainingRun {
             logging: meta.logging.clone(),
             best_ema: meta.best_ema,
             optimizer,
+            loss_scaler: fp16_training().then(|| meta.loss_scaler.clone().unwrap_or_default()),
         })
     }
 
@@ -161,6 +166,7 @@ impl TrainingRun {
                 network_class_name: self.network_class_name.clone(),
                 input_channels: self.input_channels,
                 output_channels: self.output_channels,
+                loss_scaler: state.loss_scaler.clone(),
             },
             network: self.network.export_parameters(),
             optimizer: state.optimizer.export_state(),
@@ -239,12 +245,8 @@ impl TrainingRun {
                     None => self.train_loader.next_batch()?,
                 };
                 let schedule = (lr, groups.as_slice());
-                let loss = self.train_step(
-                    &batch,
-                    (state.optimizer.as_mut(), &mut pending),
-                    schedule,
-                    &mut logged,
-                )?;
+                let loss =
+                    self.train_step(&batch, &mut state, &mut pending, schedule, &mut logged)?;
                 if fixed_batch.is_none() {
                     self.train_loader.recycle(batch);
                 }
@@ -410,7 +412,8 @@ impl TrainingRun {
     fn train_step(
         &mut self,
         batch: &Batch,
-        (optimizer, pending): (&mut dyn Optimizer, &mut Option<GradientsParams>),
+        state: &mut RunState,
+        pending: &mut Option<GradientsParams>,
         schedule: (f64, &[ParameterGroup]),
         logged: &mut Logged,
     ) -> Result<f64> {
@@ -421,8 +424,9 @@ impl TrainingRun {
             ds_weights: &self.ds_weights,
             regions: self.regions,
             device: self.device.clone(),
-            optimizer: Some((optimizer, schedule.0, schedule.1)),
+            optimizer: Some((state.optimizer.as_mut(), schedule.0, schedule.1)),
             pending,
+            loss_scaler: state.loss_scaler.as_mut(),
             logged,
         };
         self.trainer.train_step(&mut step, batch)
@@ -451,6 +455,7 @@ impl TrainingRun {
                 device: inference_device.clone(),
                 optimizer: None,
                 pending: &mut None,
+                loss_scaler: None,
                 logged,
             };
             let output = self.trainer.validation_step(&mut step, &batch)?;
@@ -572,6 +577,8 @@ struct RunStep<'a> {
     optimizer: Option<(&'a mut dyn Optimizer, f64, &'a [ParameterGroup])>,
     /// Gradients of backward passes since the last optimiser step.
     pending: &'a mut Option<GradientsParams>,
+    /// Scales losses before backward passes and gradients back before steps (fp16 training).
+    loss_scaler: Option<&'a mut LossScaler>,
     logged: &'a mut Logged,
 }
 
@@ -636,6 +643,10 @@ impl StepContext for RunStep<'_> {
                 "a validation step has no backward pass".into(),
             ));
         }
+        let loss = match &self.loss_scaler {
+            Some(scaler) => loss.mul_scalar(scaler.scale),
+            None => loss,
+        };
         let grads = self.network.gradients(loss.backward());
         match self.pending.as_mut() {
             Some(sum) => self.network.add_gradients(sum, grads),
@@ -650,9 +661,17 @@ impl StepContext for RunStep<'_> {
                 "a validation step cannot take an optimiser step".into(),
             ));
         };
-        let grads = self.pending.take().ok_or_else(|| {
+        let mut grads = self.pending.take().ok_or_else(|| {
             Error::Invalid("an optimiser step needs a backward pass before it".into())
         })?;
+        if let Some(scaler) = self.loss_scaler.as_deref_mut() {
+            let finite = self.network.scale_gradients(&mut grads, 1.0 / scaler.scale);
+            scaler.update(finite);
+            if !finite {
+                // An overflow of the scaled gradients: this step is skipped, as PyTorch's.
+                return Ok(());
+            }
+        }
         optimizer.step(&mut *self.network, &grads, *lr, groups)
     }
 
@@ -660,6 +679,11 @@ impl StepContext for RunStep<'_> {
         let stage = if self.training() { "train" } else { "val" };
         self.logged.add(format!("{stage}_{name}"), value);
     }
+}
+
+/// Whether training computes in fp16 and so scales its losses (GPU mixed precision).
+fn fp16_training() -> bool {
+    crate::network::activation_dtype() == FloatDType::F16
 }
 
 /// A `[b, c, z, y, x]` target as a tensor: labels, or 0/1 region masks.

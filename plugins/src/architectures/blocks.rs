@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::tensor::module::{conv_transpose2d, conv_transpose3d, conv2d, conv3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
-use burn::tensor::{Device, Distribution, Tensor, activation};
+use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor, activation};
 use nnunet_core::burn;
 
 use super::kwargs::{Activation, NormKind, NormSpec};
@@ -314,28 +314,44 @@ impl ConvLayer {
         }
     }
 
-    /// Applies the layer to `[b, c, z, y, x]` (`z = 1` for a 2D layer).
+    /// Applies the layer to `[b, c, z, y, x]` (`z = 1` for a 2D layer), in `x`'s float type: the
+    /// fp32 weights are cast to it (mixed precision). Transposed convolutions of half-precision
+    /// input compute in fp32 (GPU kernels accumulate them in the tensor's own type) and return
+    /// the input's type.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let bias = self.bias.as_ref().map(|b| b.val());
+        let dtype = x.dtype();
+        if self.geometry.transposed && dtype != DType::F32 {
+            return self
+                .forward_typed(x.cast(FloatDType::F32))
+                .cast(FloatDType::from(dtype));
+        }
+        self.forward_typed(x)
+    }
+
+    fn forward_typed(&self, x: Tensor<5>) -> Tensor<5> {
+        let dtype = FloatDType::from(x.dtype());
+        let bias = self.bias.as_ref().map(|b| b.val().cast(dtype));
         let g = &self.geometry;
         match &self.weight {
             KernelParam::Planar(w) => {
+                let w = w.val().cast(dtype);
                 let [b, c, z, h, wd] = x.dims();
                 debug_assert_eq!(z, 1, "2D layers take z = 1");
                 let x4: Tensor<4> = x.reshape([b * z, c, h, wd]);
                 let y = if g.transposed {
                     let options =
                         ConvTransposeOptions::new(planar(&g.stride), [0, 0], [0, 0], [1, 1], 1);
-                    conv_transpose2d(x4, w.val(), bias, options)
+                    conv_transpose2d(x4, w, bias, options)
                 } else {
                     let options =
                         ConvOptions::new(planar(&g.stride), planar(&g.padding), [1, 1], 1);
-                    conv2d(x4, w.val(), bias, options)
+                    conv2d(x4, w, bias, options)
                 };
                 let [n, o, h2, w2] = y.dims();
                 y.reshape([n, o, 1, h2, w2])
             }
             KernelParam::Volumetric(w) => {
+                let w = w.val().cast(dtype);
                 if g.transposed {
                     let options = ConvTransposeOptions::new(
                         volumetric(&g.stride),
@@ -344,7 +360,7 @@ impl ConvLayer {
                         [1, 1, 1],
                         1,
                     );
-                    conv_transpose3d(x, w.val(), bias, options)
+                    conv_transpose3d(x, w, bias, options)
                 } else {
                     let options = ConvOptions::new(
                         volumetric(&g.stride),
@@ -352,7 +368,7 @@ impl ConvLayer {
                         [1, 1, 1],
                         1,
                     );
-                    conv3d(x, w.val(), bias, options)
+                    conv3d(x, w, bias, options)
                 }
             }
         }
@@ -411,11 +427,16 @@ impl Norm {
         (w, b)
     }
 
+    /// Normalises `x`; statistics and affine are computed in fp32 and the result has `x`'s float
+    /// type (a half-precision variance overflows on large feature maps).
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        match self.spec.kind {
+        let dtype = x.dtype();
+        let x = x.cast(FloatDType::F32);
+        let y = match self.spec.kind {
             NormKind::Instance => self.forward_instance(x),
             NormKind::Batch => self.forward_batch(x),
-        }
+        };
+        y.cast(FloatDType::from(dtype))
     }
 
     /// `nonlin(self.forward(x))`, fused into one operation for instance norm on the CPU.

@@ -114,4 +114,9 @@ impl SegmentationModule for PlainConvUNet {
     fn set_deep_supervision(&mut self, enabled: bool) {
         self.deep_supervision = enabled;
     }
+
+    /// Its blocks cast their weights to the input's float type (GPU mixed precision).
+    fn reduced_precision(&self) -> bool {
+        true
+    }
 }
