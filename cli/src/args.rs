@@ -28,7 +28,7 @@ fn long_name(name: &str) -> String {
 
 /// Rewrites nnU-Net-style flags to GNU-style long options; everything after a bare `--` and every
 /// value that is not a flag (including negative numbers) is left alone.
-pub fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+pub(crate) fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
     let mut passthrough = false;
     for arg in args {
@@ -72,7 +72,7 @@ pub fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
 }
 
 /// nnU-Net's command names and the `nnunet` subcommand each corresponds to.
-pub const NNUNET_COMMANDS: &[(&str, &str)] = &[
+pub(crate) const NNUNET_COMMANDS: &[(&str, &str)] = &[
     ("nnUNetv2_plan_and_preprocess", "plan-and-preprocess"),
     ("nnUNetv2_extract_fingerprint", "extract-fingerprint"),
     ("nnUNetv2_plan_experiment", "plan"),
@@ -101,7 +101,7 @@ pub const NNUNET_COMMANDS: &[(&str, &str)] = &[
 
 /// What the program name asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Invocation {
+pub(crate) enum Invocation {
     /// Called as `nnunet` (or any name that is not an nnU-Net command).
     Nnunet,
     /// Called as an nnU-Net command that maps to this subcommand.
@@ -109,7 +109,7 @@ pub enum Invocation {
 }
 
 /// Interprets the program name (`argv[0]`).
-pub fn invocation(argv0: &std::path::Path) -> Invocation {
+pub(crate) fn invocation(argv0: &std::path::Path) -> Invocation {
     let name = argv0
         .file_name()
         .and_then(|n| n.to_str())

@@ -1,5 +1,8 @@
 //! `nnunet`: nnU-Net v2 in one binary.
 
+// The command-line layer is where output is printed (the libraries return it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod args;
 mod commands;
 mod output;

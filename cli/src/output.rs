@@ -3,7 +3,7 @@
 use std::io::Write;
 
 /// Writes one line; a closed pipe ends the output quietly instead of failing.
-pub fn line(out: &mut impl Write, text: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+pub(crate) fn line(out: &mut impl Write, text: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
     match writeln!(out, "{text}") {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),

@@ -3,6 +3,6 @@
 use indicatif::ProgressBar;
 
 /// A bar over `total` cases, labelled `what`.
-pub fn bar(total: usize, what: &str) -> ProgressBar {
+pub(crate) fn bar(total: usize, what: &str) -> ProgressBar {
     nnunet_core::progress::bar(total, what, "cases")
 }

@@ -92,7 +92,10 @@ mod channel_map {
 
     use super::IntensityProperties;
 
-    pub fn serialize<S: Serializer>(v: &[IntensityProperties], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        v: &[IntensityProperties],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         let map: BTreeMap<String, &IntensityProperties> = v
             .iter()
             .enumerate()
@@ -101,7 +104,7 @@ mod channel_map {
         map.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Vec<IntensityProperties>, D::Error> {
         let map: BTreeMap<String, IntensityProperties> = BTreeMap::deserialize(d)?;

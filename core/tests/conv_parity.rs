@@ -3,6 +3,9 @@
 //! convolutions at the kernel sizes, strides and paddings nnU-Net plans (plus odd sizes, no bias,
 //! groups and dilation, which must fall back to the original path), in fp32 and with bf16 products.
 
+// Tests report what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use burn_backend::TensorData;
 use burn_backend::ops::{ConvOptions, ConvTransposeOptions, ModuleOps};
 use burn_flex::ops::nnunet_conv::set_enabled;

@@ -1,6 +1,9 @@
 //! Training data loading: patch sampling with nnU-Net's rules, reading from memory maps, the
 //! threaded loader's reproducibility, deep-supervision targets and error reporting.
 
+// Tests report what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

@@ -9,6 +9,9 @@
 //! and mirroring with a float64 convolution and float64 accumulation; we run in f32, so logits
 //! agree to about 1e-5.
 
+// Tests report what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,9 @@
 //! output (the computation is the same in f64, so the differences are rounding, usually one f32
 //! ulp at most). Run with `--nocapture` to see the measured differences per case.
 
+// Tests report what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 

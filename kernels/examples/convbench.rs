@@ -1,5 +1,8 @@
 //! Times the convolution kernels on nnU-Net-sized shapes: `cargo run --release -p nnunet-kernels --example convbench`.
 
+// Tests report what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::time::Instant;
 
 use nnunet_kernels::{ConvShape, conv};

@@ -2,6 +2,9 @@
 //! re-planned from the fixture's `dataset_fingerprint.json` and `dataset.json` with the flags of the
 //! command that wrote it, and compared field for field (key order, int/float types, values).
 
+// Tests report what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::path::{Path, PathBuf};
 
 use nnunet_core::planning::PlanningInput;

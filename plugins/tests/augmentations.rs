@@ -1,6 +1,9 @@
 //! nnU-Net's augmentation transforms and pipelines: identities, label integrity, probabilities,
 //! reproducibility.
 
+// Tests report what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use ndarray::{Array4, Axis};
 use nnunet_core::augmentation::{AugmentationContext, Sample};
 use nnunet_core::training::{AugmentationSettings, PipelineKind};

@@ -3,6 +3,9 @@
 //! SHA-256 of every voxel array), written as a raw dataset, fingerprinted with the built-in
 //! readers, and compared value for value with the golden file.
 
+// Tests report what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod common;
 
 use std::path::Path;

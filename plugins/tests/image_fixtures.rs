@@ -3,6 +3,9 @@
 //! the same files (`expected.json`, made by `make_fixtures.py` there). JPEG cases are compared
 //! within the tolerance stored per case, because JPEG decoders round differently.
 
+// Tests report what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::path::{Path, PathBuf};
 
 use nnunet_core::io::Reader;

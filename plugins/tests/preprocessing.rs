@@ -6,6 +6,9 @@
 //! by label counts and sampled voxels where they are; intensities at 1000 fixed voxels per case
 //! within the tolerances below; foreground locations exactly where the segmentation is identical.
 
+// Tests report what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

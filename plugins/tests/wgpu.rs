@@ -13,6 +13,9 @@
 //! Vulkan driver skips these tests with a message, unless `NNUNET_REQUIRE_WGPU=1` (set by
 //! `.ci/run`) makes a missing adapter a failure.
 
+// Tests report what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use nnunet_core::burn::tensor::{Device, Tensor};
 use nnunet_core::device::device_from_name;
 

@@ -4,6 +4,9 @@
 //! do not fit the plans, are refused; `export-model` then `install-model` into a fresh results
 //! folder reproduces the model byte for byte; a ZIP file with an unsafe entry installs nothing.
 
+// Tests report what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -369,6 +369,10 @@ fn refuse_existing_run(request: &RunRequest, fold_folder: &Path) -> Result<()> {
 
 /// Builds the run for `request`; with `continue_training`, restored from its checkpoint with the
 /// settings recorded there (changed by the request's overrides, which must then agree with them).
+#[expect(
+    clippy::print_stderr,
+    reason = "a warning for the user, as nnU-Net prints it; the library has no other channel to the terminal"
+)]
 pub fn prepare_run(
     registries: &Registries,
     request: &RunRequest,

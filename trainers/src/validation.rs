@@ -54,6 +54,10 @@ pub struct ValidationResult {
 }
 
 /// Predicts and scores the fold's validation cases with the weights in `checkpoint_file`.
+#[expect(
+    clippy::print_stderr,
+    reason = "a warning for the user, as nnU-Net prints it; the library has no other channel to the terminal"
+)]
 pub fn validate_fold(
     registries: &Registries,
     request: &RunRequest,

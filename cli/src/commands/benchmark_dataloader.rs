@@ -24,7 +24,7 @@ use nnunet_trainers::setup::trainer_parts;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Dataset ID or name.
     #[arg(short = 'd', long = "dataset")]
     dataset: String,
@@ -51,7 +51,7 @@ pub struct Args {
     debug_png: Option<PathBuf>,
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let name = ctx.paths.dataset_name(&args.dataset)?;
     let preprocessed = ctx.paths.preprocessed()?.join(&name);
     let plans_file = preprocessed.join(format!("{}.json", args.plans));

@@ -17,7 +17,7 @@ use nnunet_plugins::readers::simpleitk::SimpleItkIO;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Folder with DICOM files (searched at any depth).
     #[arg(short = 'i', value_name = "DIR")]
     input: PathBuf,
@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 /// The series under `dir`, with a note on stderr about the files skipped; no series is an error.
-pub fn series_under(dir: &Path) -> anyhow::Result<Found> {
+pub(crate) fn series_under(dir: &Path) -> anyhow::Result<Found> {
     let found = find_series(dir)?;
     if !found.skipped.is_empty() {
         eprintln!(
@@ -79,7 +79,7 @@ fn each_series(
     Ok(())
 }
 
-pub fn run(_ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(_ctx: &Context, args: Args) -> anyhow::Result<()> {
     let found = series_under(&args.input)?;
     each_series(&found.series, "converted", |s| {
         let file = convert_series(s, &args.output)?;
@@ -95,7 +95,7 @@ pub fn run(_ctx: &Context, args: Args) -> anyhow::Result<()> {
 }
 
 /// `nnunet info DIR`: one line per series with its size and spacing, or why it is not a volume.
-pub fn list(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn list(dir: &Path) -> anyhow::Result<()> {
     let found = series_under(dir)?;
     println!(
         "{} DICOM image series in {}",
@@ -123,7 +123,7 @@ pub fn list(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// `nnunet verify --dicom DIR`: reads every series completely; an error lists the failures.
-pub fn verify(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn verify(dir: &Path) -> anyhow::Result<()> {
     let found = series_under(dir)?;
     each_series(&found.series, "checked", |s| {
         let image = read_series(s)?;
@@ -143,7 +143,7 @@ pub fn verify(dir: &Path) -> anyhow::Result<()> {
 
 /// `nnunet predict -i DIR --dicom`: predicts every series under `input` into
 /// `output/<series>.nii.gz` (in the series' geometry) with its JSON side file.
-pub fn predict(predictor: &Predictor, input: &Path, output: &Path) -> anyhow::Result<()> {
+pub(crate) fn predict(predictor: &Predictor, input: &Path, output: &Path) -> anyhow::Result<()> {
     if predictor.input_channels() != 1 {
         anyhow::bail!(
             "the model takes {} channels; a DICOM series gives one (convert the series with \

@@ -17,7 +17,7 @@ use nnunet_plugins::conversion::folder::{FolderConversion, Layout, TestSplit, co
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Folder with one subfolder per case (with --image-name and --label-name).
     #[arg(short = 'i', long = "input", conflicts_with_all = ["images", "labels"])]
     input: Option<PathBuf>,
@@ -149,7 +149,7 @@ fn layouts(args: &Args) -> anyhow::Result<(Layout, Option<Layout>)> {
     }
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let (layout, test_layout) = layouts(&args)?;
     let test_split = if !args.test_cases.is_empty() {
         TestSplit::Cases(args.test_cases)

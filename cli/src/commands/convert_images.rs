@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use nnunet_plugins::conversion::folder::{Colour, convert_images};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Folder of images (or, with --image-name, of case folders).
     #[arg(short = 'i', long = "input", value_name = "DIR")]
     input: PathBuf,
@@ -28,7 +28,7 @@ pub struct Args {
     overwrite: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let colour = match (args.grayscale, args.rgb) {
         (true, _) => Colour::Gray,
         (_, true) => Colour::Rgb,

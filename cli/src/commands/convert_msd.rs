@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The MSD task folder (TaskXX_Name, with imagesTr, labelsTr, imagesTs, dataset.json).
     #[arg(short = 'i', long = "input")]
     input: PathBuf,
@@ -15,7 +15,7 @@ pub struct Args {
     overwrite_id: Option<u32>,
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let source = args.input.components().collect::<PathBuf>(); // drops a trailing slash
     let target =
         nnunet_plugins::conversion::msd::convert_msd(&source, &ctx.paths, args.overwrite_id)?;

@@ -28,7 +28,7 @@ use crate::Context;
 use crate::commands::{extract_fingerprint, plan, predict, preprocess};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// A 3D NIfTI dataset and the 3d_fullres configuration (default: 2D PNG, 2d).
     #[arg(long = "3d")]
     three_d: bool,
@@ -85,7 +85,7 @@ fn step(number: usize, text: &str) {
     eprintln!("\n[{number}/5] {text}");
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let start = Instant::now();
     if let Some(threads) = args.threads {
         nnunet_core::device::set_cpu_threads(threads)?;

@@ -6,7 +6,7 @@ use crate::Context;
 
 #[derive(clap::Args, Debug)]
 #[group(required = true, multiple = false)]
-pub struct Args {
+pub(crate) struct Args {
     /// A trainer (-tr).
     #[arg(long)]
     trainer: Option<String>,
@@ -27,7 +27,7 @@ pub struct Args {
     architecture: Option<String>,
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let r = &ctx.registries;
     let (name, description, origin) = if let Some(name) = &args.trainer {
         let entry = r.trainers.get(name)?;

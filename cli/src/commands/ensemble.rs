@@ -12,7 +12,7 @@ use nnunet_core::model_selection::reader_for;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Folders of predictions with probabilities (.npz and the .json of each case).
     #[arg(short = 'i', num_args = 1.., required = true, value_name = "FOLDER")]
     inputs: Vec<PathBuf>,
@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 /// `nnunet ensemble`.
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let first = &args.inputs[0];
     let dj_path = first.join("dataset.json");
     if !dj_path.is_file() {

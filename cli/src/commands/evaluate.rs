@@ -28,7 +28,7 @@ use crate::Context;
 
 /// Options both commands share.
 #[derive(clap::Args, Debug)]
-pub struct Common {
+pub(crate) struct Common {
     /// Folder with the reference (ground truth) segmentations.
     gt_folder: PathBuf,
     /// Folder with the predicted segmentations (matched to the reference by file name).
@@ -57,7 +57,7 @@ pub struct Common {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     common: Common,
     /// The dataset's dataset.json (labels, regions, ignore label, file ending, reader).
@@ -69,7 +69,7 @@ pub struct Args {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct SimpleArgs {
+pub(crate) struct SimpleArgs {
     #[command(flatten)]
     common: Common,
     /// Labels to evaluate.
@@ -108,7 +108,7 @@ fn sorted_files(folder: &Path, ending: Option<&str>) -> anyhow::Result<Vec<PathB
 }
 
 /// `nnunet evaluate`.
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let dataset_json = DatasetJson::from_file(&args.djfile)?;
     // nnU-Net reads the plans only for the label manager; reading them checks they are plans.
     Plans::from_file(&args.pfile)?;
@@ -161,7 +161,7 @@ fn file_ending_of(ctx: &Context, file: &Path) -> String {
 }
 
 /// `nnunet evaluate-simple`.
-pub fn run_simple(ctx: &Context, args: SimpleArgs) -> anyhow::Result<()> {
+pub(crate) fn run_simple(ctx: &Context, args: SimpleArgs) -> anyhow::Result<()> {
     let example = sorted_files(&args.common.pred_folder, None)?
         .into_iter()
         .find(|f| f.extension().is_some_and(|x| x != "json" && x != "npz"))

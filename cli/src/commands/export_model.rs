@@ -9,7 +9,7 @@ use nnunet_core::model_sharing::{ExportRequest, export_model};
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Dataset ID or name.
     #[arg(short = 'd', value_name = "DATASET")]
     dataset: String,
@@ -36,7 +36,7 @@ pub struct Args {
     not_strict: bool,
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let request = ExportRequest {
         results_folder: ctx.paths.results()?.to_path_buf(),
         dataset_name: ctx.paths.dataset_name(&args.dataset)?,

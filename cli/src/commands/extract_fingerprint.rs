@@ -12,7 +12,7 @@ use crate::Context;
 
 /// Fingerprint options, shared with `plan-and-preprocess`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct FingerprintOptions {
+pub(crate) struct FingerprintOptions {
     /// Check the raw dataset first (as `nnunet verify`) and stop if it has problems.
     #[arg(long = "verify-dataset-integrity")]
     pub verify_dataset_integrity: bool,
@@ -25,7 +25,7 @@ pub struct FingerprintOptions {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Dataset IDs or names.
     #[arg(short = 'd', long = "dataset", num_args = 1.., required = true)]
     datasets: Vec<String>,
@@ -36,7 +36,7 @@ pub struct Args {
     options: FingerprintOptions,
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     for dataset in &args.datasets {
         fingerprint_dataset(ctx, dataset, args.num_processes, &args.options)?;
     }
@@ -44,7 +44,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 }
 
 /// Extracts (or reuses) one dataset's fingerprint.
-pub fn fingerprint_dataset(
+pub(crate) fn fingerprint_dataset(
     ctx: &Context,
     dataset: &str,
     num_processes: Option<usize>,

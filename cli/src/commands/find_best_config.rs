@@ -9,7 +9,7 @@ use nnunet_core::model_selection::{FindBestSettings, TrainedModel, find_best_con
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Dataset ID or name (positional, as in nnU-Net, or with -d).
     #[arg(value_name = "DATASET", required_unless_present = "dataset_flag")]
     dataset: Option<String>,
@@ -40,7 +40,7 @@ pub struct Args {
 }
 
 /// `nnunet find-best-config`.
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let dataset = args
         .dataset
         .or(args.dataset_flag)

@@ -10,7 +10,7 @@ use nnunet_core::torch_import::import_nnunetv2_model;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The nnU-Net v2 model folder (Trainer__Plans__configuration with plans.json, dataset.json
     /// and fold_N/checkpoint_final.pth).
     #[arg(short = 'i', value_name = "DIR")]
@@ -21,7 +21,7 @@ pub struct Args {
     output: PathBuf,
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if args.input.canonicalize().ok() == args.output.canonicalize().ok() && args.output.exists() {
         anyhow::bail!(
             "{}: the output folder must differ from the input folder",

@@ -13,7 +13,7 @@ use nnunet_core::registry::Entry;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Image files: one, or the channel files of one case in channel order; or a folder of DICOM
     /// files, whose series are listed.
     #[arg(required = true)]
@@ -81,7 +81,7 @@ fn read(args: &Args, entry: &Entry<dyn Reader>) -> anyhow::Result<Summary> {
     Ok((image.data.shape().to_vec(), image.properties, stats))
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let first = &args.files[0];
     if args.files.len() == 1 && first.is_dir() {
         return crate::commands::convert_dicom::list(first);

@@ -10,7 +10,7 @@ use nnunet_core::model_sharing::install_model;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The model ZIP file.
     #[arg(value_name = "FILE.zip")]
     zip: PathBuf,
@@ -19,7 +19,7 @@ pub struct Args {
     force: bool,
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let results = ctx.paths.results()?;
     std::fs::create_dir_all(results)
         .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", results.display()))?;

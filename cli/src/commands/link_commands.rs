@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use crate::args::NNUNET_COMMANDS;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Folder to create the links in (e.g. ~/.local/bin).
     dir: PathBuf,
     /// Replace existing links or files of the same names.
@@ -17,7 +17,7 @@ pub struct Args {
     force: bool,
 }
 
-pub fn run(args: Args, cli: &clap::Command) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, cli: &clap::Command) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the path of this nnunet binary")?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;

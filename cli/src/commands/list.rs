@@ -6,7 +6,7 @@ use nnunet_core::registry::{Entry, Registry};
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Which extensions to list.
     kind: Kind,
 }
@@ -28,7 +28,7 @@ fn rows<T: ?Sized>(registry: &Registry<T>) -> Vec<[String; 3]> {
         .collect()
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let r = &ctx.registries;
     let (kind, rows) = match args.kind {
         Kind::Trainers => (r.trainers.kind(), rows(&r.trainers)),

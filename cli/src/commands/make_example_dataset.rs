@@ -7,7 +7,7 @@ use nnunet_plugins::synthetic::{SyntheticSpec, write_synthetic_dataset};
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Dataset ID of the new dataset.
     #[arg(short = 'd', long = "dataset")]
     id: u32,
@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 /// The dataset `args` describe.
-pub fn spec(args: &Args) -> anyhow::Result<SyntheticSpec> {
+pub(crate) fn spec(args: &Args) -> anyhow::Result<SyntheticSpec> {
     let mut spec = if args.three_d {
         SyntheticSpec::small_3d(args.id)
     } else {
@@ -79,7 +79,7 @@ pub fn spec(args: &Args) -> anyhow::Result<SyntheticSpec> {
     Ok(spec)
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let spec = spec(&args)?;
     let folder = write_synthetic_dataset(ctx.paths.raw()?, &spec)?;
     let mut out = std::io::stdout().lock();

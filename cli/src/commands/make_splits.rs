@@ -14,7 +14,7 @@ use nnunet_core::training::splits::{
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Dataset ID or name.
     #[arg(short = 'd', value_name = "DATASET")]
     dataset: String,
@@ -65,7 +65,7 @@ fn case_identifiers(ctx: &Context, name: &str, preprocessed: &Path) -> anyhow::R
     Ok(ids)
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let name = ctx.paths.dataset_name(&args.dataset)?;
     let preprocessed = ctx.paths.preprocessed()?.join(&name);
     let file = preprocessed.join("splits_final.json");

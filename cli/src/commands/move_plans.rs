@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Source dataset ID or name (its plans are in nnUNet_preprocessed).
     #[arg(short = 's', long = "source")]
     source: String,
@@ -27,7 +27,7 @@ pub struct Args {
     target_plans: Option<String>,
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let source_name = ctx.paths.dataset_name(&args.source)?;
     let target_name = ctx.paths.dataset_name(&args.target)?;
     let source_file = ctx

@@ -3,13 +3,13 @@
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Dataset ID or name (e.g. 4 or Dataset004_Hippocampus).
     #[arg(short = 'd', long = "dataset")]
     dataset: Option<String>,
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let Some(dataset) = args.dataset else {
         for (var, path) in ctx.paths.all() {
             match path {

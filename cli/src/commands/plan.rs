@@ -15,7 +15,7 @@ use crate::Context;
 
 /// Planning options, shared with `plan-and-preprocess`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct PlanOptions {
+pub(crate) struct PlanOptions {
     /// Experiment planner (`nnunet list planners`): ExperimentPlanner, nnUNetPlannerResEncM, …
     #[arg(long = "planner", default_value = "ExperimentPlanner")]
     pub planner: String,
@@ -39,7 +39,7 @@ pub struct PlanOptions {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Dataset IDs or names (e.g. 4 or Dataset004_Hippocampus).
     #[arg(short = 'd', long = "dataset", num_args = 1.., required = true)]
     datasets: Vec<String>,
@@ -47,7 +47,7 @@ pub struct Args {
     options: PlanOptions,
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     for dataset in &args.datasets {
         plan_dataset(ctx, dataset, &args.options)?;
     }
@@ -55,7 +55,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 }
 
 /// Plans one dataset; returns the plans name written.
-pub fn plan_dataset(ctx: &Context, dataset: &str, options: &PlanOptions) -> anyhow::Result<String> {
+pub(crate) fn plan_dataset(
+    ctx: &Context,
+    dataset: &str,
+    options: &PlanOptions,
+) -> anyhow::Result<String> {
     let name = ctx.paths.dataset_name(dataset)?;
     let raw = ctx.paths.raw()?.join(&name);
     let preprocessed = ctx.paths.preprocessed()?.join(&name);

@@ -6,7 +6,7 @@ use crate::Context;
 use crate::commands::{extract_fingerprint, plan, preprocess};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Dataset IDs or names.
     #[arg(short = 'd', long = "dataset", num_args = 1.., required = true)]
     datasets: Vec<String>,
@@ -24,7 +24,7 @@ pub struct Args {
     preprocess: preprocess::PreprocessOptions,
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     for dataset in &args.datasets {
         extract_fingerprint::fingerprint_dataset(
             ctx,

@@ -33,7 +33,7 @@ const COLOR_CYCLE: [[u8; 3]; 15] = [
 ];
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// An image file, or a folder of images (case_0000.ext, as imagesTr).
     #[arg(
         short = 'i',
@@ -70,7 +70,7 @@ pub struct Args {
 
 /// nnU-Net's `select_slice_to_plot2`: per label present, its voxel count per slice divided by
 /// the sum of the whole table so far, averaged over the labels; the slice with the highest value.
-pub fn select_slice(segmentation: ArrayView3<'_, i16>) -> usize {
+pub(crate) fn select_slice(segmentation: ArrayView3<'_, i16>) -> usize {
     let nz = segmentation.shape()[0];
     let mut classes: Vec<i16> = segmentation.iter().copied().filter(|&v| v > 0).collect();
     classes.sort_unstable();
@@ -97,7 +97,11 @@ pub fn select_slice(segmentation: ArrayView3<'_, i16>) -> usize {
 }
 
 /// nnU-Net's `generate_overlay` on one slice: RGB bytes, row-major `[y, x, 3]`.
-pub fn overlay(image: ArrayView2<'_, f32>, seg: ArrayView2<'_, i16>, intensity: f64) -> Vec<u8> {
+pub(crate) fn overlay(
+    image: ArrayView2<'_, f32>,
+    seg: ArrayView2<'_, i16>,
+    intensity: f64,
+) -> Vec<u8> {
     let min = image.iter().fold(f64::INFINITY, |m, &v| m.min(v as f64));
     let mut grey: Vec<f64> = image.iter().map(|&v| v as f64 - min).collect();
     let max = grey.iter().fold(0.0f64, |m, &v| m.max(v));
@@ -214,7 +218,7 @@ fn plot_case(
 }
 
 /// `nnunet plot-overlay`.
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let (images, segs) = match &args.dataset {
         Some(d) => {
             let name = ctx.paths.dataset_name(d)?;

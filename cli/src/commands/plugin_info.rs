@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use nnunet_core::plugin::{self, DescriptorInfo};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Path of the plugin library (`.so`, `.dylib`, `.dll`).
     library: PathBuf,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let info = plugin::inspect(&args.library)?;
     let host = DescriptorInfo::host();
     println!("plugin:            {}", info.plugin_name);

@@ -16,7 +16,7 @@ use nnunet_core::postprocessing::{
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct DetermineArgs {
+pub(crate) struct DetermineArgs {
     /// Folder with the predicted segmentations (postprocessing.json is written here).
     #[arg(short = 'i', value_name = "PRED_FOLDER")]
     input: PathBuf,
@@ -38,7 +38,7 @@ pub struct DetermineArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ApplyArgs {
+pub(crate) struct ApplyArgs {
     /// Folder with the segmentations to postprocess.
     #[arg(short = 'i', value_name = "IN_FOLDER")]
     input: PathBuf,
@@ -60,7 +60,7 @@ pub struct ApplyArgs {
 }
 
 /// Worker threads: the value given (at least 1) or one per core.
-pub fn threads(n: Option<usize>) -> anyhow::Result<usize> {
+pub(crate) fn threads(n: Option<usize>) -> anyhow::Result<usize> {
     match n {
         Some(0) => anyhow::bail!("-np must be at least 1"),
         Some(n) => Ok(n),
@@ -98,7 +98,7 @@ fn dataset_and_reader(
 }
 
 /// `nnunet determine-postprocessing`.
-pub fn run_determine(ctx: &Context, args: DetermineArgs) -> anyhow::Result<()> {
+pub(crate) fn run_determine(ctx: &Context, args: DetermineArgs) -> anyhow::Result<()> {
     let (dataset_json, reader) = dataset_and_reader(
         ctx,
         &args.input,
@@ -130,7 +130,7 @@ pub fn run_determine(ctx: &Context, args: DetermineArgs) -> anyhow::Result<()> {
 }
 
 /// `nnunet apply-postprocessing`.
-pub fn run_apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
+pub(crate) fn run_apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
     let postprocessing = Postprocessing::read(&args.pp_file)?;
     let (dataset_json, reader) = dataset_and_reader(
         ctx,

@@ -33,7 +33,7 @@ use nnunet_core::training::splits::Fold;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Input folder: CASE_0000.ending, CASE_0001.ending, … (one file per channel, the training
     /// dataset's file ending); with --dicom, a folder of DICOM series.
     #[arg(short = 'i', value_name = "DIR")]
@@ -234,7 +234,7 @@ fn configurations_of_plans(
 }
 
 /// Every `part_id`-th case of `num_parts`, as nnU-Net's `[part_id::num_parts]`.
-pub fn part_of(cases: Vec<CaseInput>, num_parts: usize, part_id: usize) -> Vec<CaseInput> {
+pub(crate) fn part_of(cases: Vec<CaseInput>, num_parts: usize, part_id: usize) -> Vec<CaseInput> {
     cases
         .into_iter()
         .skip(part_id)
@@ -254,7 +254,7 @@ fn copy_model_file(model_folder: &Path, output: &Path, name: &str) -> anyhow::Re
 }
 
 /// What [`predict_folder`] predicts and how.
-pub struct FolderJob<'a> {
+pub(crate) struct FolderJob<'a> {
     /// The input folder (`CASE_XXXX.ending`).
     pub input: &'a Path,
     /// The output folder.
@@ -279,7 +279,7 @@ pub struct FolderJob<'a> {
 
 /// What [`predict_folder`] did.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct FolderReport {
+pub(crate) struct FolderReport {
     /// Cases predicted (after -num_parts and --continue_prediction).
     pub cases: usize,
     /// Seconds per case, from reading the first to writing the last.
@@ -287,7 +287,10 @@ pub struct FolderReport {
 }
 
 /// Predicts the cases of `job.input` into `job.output` with `predictor`.
-pub fn predict_folder(predictor: &Predictor, job: &FolderJob<'_>) -> anyhow::Result<FolderReport> {
+pub(crate) fn predict_folder(
+    predictor: &Predictor,
+    job: &FolderJob<'_>,
+) -> anyhow::Result<FolderReport> {
     let (input, output) = (job.input, job.output);
     if !input.is_dir() {
         anyhow::bail!("{}: no such input folder", input.display());
@@ -364,7 +367,7 @@ pub fn predict_folder(predictor: &Predictor, job: &FolderJob<'_>) -> anyhow::Res
     Ok(report)
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if args.num_parts == 0 {
         anyhow::bail!("-num_parts must be at least 1");
     }

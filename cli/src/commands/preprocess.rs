@@ -12,7 +12,7 @@ use crate::Context;
 
 /// Preprocessing options, shared with `plan-and-preprocess`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct PreprocessOptions {
+pub(crate) struct PreprocessOptions {
     /// Configurations to preprocess (those missing from the plans are skipped).
     #[arg(short = 'c', long = "configurations", num_args = 1.., default_values_t = ["2d".to_string(), "3d_fullres".to_string(), "3d_lowres".to_string()])]
     pub configurations: Vec<String>,
@@ -23,7 +23,7 @@ pub struct PreprocessOptions {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Dataset IDs or names.
     #[arg(short = 'd', long = "dataset", num_args = 1.., required = true)]
     datasets: Vec<String>,
@@ -34,7 +34,7 @@ pub struct Args {
     options: PreprocessOptions,
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     for dataset in &args.datasets {
         preprocess(ctx, dataset, &args.plans_name, &args.options)?;
     }
@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 }
 
 /// Preprocesses one dataset with the plans `plans_name`.
-pub fn preprocess(
+pub(crate) fn preprocess(
     ctx: &Context,
     dataset: &str,
     plans_name: &str,

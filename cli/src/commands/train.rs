@@ -23,7 +23,7 @@ use nnunet_trainers::validation::validate_fold;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Dataset ID or name.
     dataset: String,
     /// Configuration (2d, 3d_fullres, 3d_lowres, …).
@@ -153,7 +153,7 @@ fn random_split_note(splits_file: &std::path::Path, fold: Fold) -> anyhow::Resul
     }))
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if args.num_gpus != 1 {
         anyhow::bail!(
             "-num_gpus {}: training on several GPUs is not supported; train with one",

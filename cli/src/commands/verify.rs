@@ -10,7 +10,7 @@ use nnunet_core::integrity::verify_dataset;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Dataset ID or name (e.g. 4 or Dataset004_Hippocampus), in nnUNet_raw.
     #[arg(short = 'd', long = "dataset", required_unless_present = "dicom")]
     dataset: Option<String>,
@@ -48,7 +48,7 @@ impl Progress {
     }
 }
 
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let (dataset, dicom) = (args.dataset, args.dicom);
     let Some(dataset) = dataset else {
         let dir = dicom.ok_or_else(|| anyhow::anyhow!("give -d DATASET or --dicom DIR"))?;

@@ -62,7 +62,7 @@ pub(crate) struct Operand<'a> {
 }
 
 impl<'a> Operand<'a> {
-    pub fn new(
+    pub(super) fn new(
         data: &'a [f32],
         channels: usize,
         dims: [usize; 3],

@@ -81,31 +81,31 @@ pub(crate) struct Grid {
 }
 
 impl Grid {
-    pub fn volume(&self) -> usize {
+    pub(super) fn volume(&self) -> usize {
         self.dims.iter().product()
     }
 
     /// Elements of one channel of one phase (all samples).
-    pub fn plane(&self) -> usize {
+    pub(super) fn plane(&self) -> usize {
         self.n * self.volume()
     }
 
-    pub fn phase_count(&self) -> usize {
+    pub(super) fn phase_count(&self) -> usize {
         self.phases.iter().product()
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.phase_count() * self.c * self.plane()
     }
 
     /// Flat index of grid position `(n, z, y, x)` within one channel plane.
-    pub fn flat(&self, n: usize, p: [usize; 3]) -> usize {
+    pub(super) fn flat(&self, n: usize, p: [usize; 3]) -> usize {
         let [_, h, w] = self.dims;
         n * self.volume() + (p[0] * h + p[1]) * w + p[2]
     }
 
     /// Offset of the row of channel `c`, phase `phase`, shifted by grid position `shift`.
-    pub fn offset(&self, phase: [usize; 3], c: usize, shift: [usize; 3]) -> usize {
+    pub(super) fn offset(&self, phase: [usize; 3], c: usize, shift: [usize; 3]) -> usize {
         let [_, ph, pw] = self.phases;
         let p = (phase[0] * ph + phase[1]) * pw + phase[2];
         (p * self.c + c) * self.plane() + self.flat(0, shift)
@@ -113,7 +113,7 @@ impl Grid {
 
     /// Number of flat positions from the first to one past the last of the region
     /// `[0, n) × [0, out)`.
-    pub fn span(&self, out: [usize; 3]) -> usize {
+    pub(super) fn span(&self, out: [usize; 3]) -> usize {
         if out.contains(&0) {
             return 0;
         }
@@ -150,7 +150,7 @@ pub(crate) struct Axis {
 }
 
 impl Axis {
-    pub fn identity(len: usize) -> Axis {
+    pub(super) fn identity(len: usize) -> Axis {
         Axis {
             lo: 0,
             hi: len,
@@ -171,7 +171,7 @@ pub(crate) struct OutMap {
 }
 
 impl OutMap {
-    pub fn dest_volume(&self) -> usize {
+    pub(super) fn dest_volume(&self) -> usize {
         self.dest.iter().product()
     }
 }

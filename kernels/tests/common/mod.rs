@@ -5,12 +5,12 @@
 use nnunet_kernels::ConvShape;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-pub fn random(len: usize, seed: u64) -> Vec<f32> {
+pub(crate) fn random(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
 
-pub fn shape(
+pub(crate) fn shape(
     n: usize,
     cin: usize,
     cout: usize,
@@ -33,7 +33,7 @@ pub fn shape(
 }
 
 /// Calls `f(n, co, ci, out_index, in_index, w_index)` for every product of the convolution.
-pub fn for_each_product(s: &ConvShape, mut f: impl FnMut(usize, usize, usize)) {
+pub(crate) fn for_each_product(s: &ConvShape, mut f: impl FnMut(usize, usize, usize)) {
     let out = s.output();
     let [id, ih, iw] = s.input;
     let [kd, kh, kw] = s.kernel;
@@ -82,7 +82,7 @@ pub fn for_each_product(s: &ConvShape, mut f: impl FnMut(usize, usize, usize)) {
     }
 }
 
-pub fn naive_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
+pub(crate) fn naive_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
     let out = s.output();
     let vout: usize = out.iter().product();
     let mut acc = vec![0f64; s.batch * s.channels_out * vout];
@@ -93,20 +93,20 @@ pub fn naive_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &ConvShape) 
         .collect()
 }
 
-pub fn naive_input_grad(g: &[f32], w: &[f32], s: &ConvShape) -> Vec<f32> {
+pub(crate) fn naive_input_grad(g: &[f32], w: &[f32], s: &ConvShape) -> Vec<f32> {
     let mut acc = vec![0f64; s.batch * s.channels_in * s.input.iter().product::<usize>()];
     for_each_product(s, |o, i, wi| acc[i] += g[o] as f64 * w[wi] as f64);
     acc.iter().map(|&v| v as f32).collect()
 }
 
-pub fn naive_weight_grad(x: &[f32], g: &[f32], s: &ConvShape) -> Vec<f32> {
+pub(crate) fn naive_weight_grad(x: &[f32], g: &[f32], s: &ConvShape) -> Vec<f32> {
     let mut acc = vec![0f64; s.channels_out * s.channels_in * s.taps()];
     for_each_product(s, |o, i, wi| acc[wi] += g[o] as f64 * x[i] as f64);
     acc.iter().map(|&v| v as f32).collect()
 }
 
 /// max |a - b| / max(1, max |b|).
-pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale

@@ -558,6 +558,10 @@ pub(crate) fn mismatch(first: &Path, other: &Path, what: &str, a: String, b: Str
 
 /// SimpleITKIO's checks across the channel files of a case, in its order: shape and ITK spacing
 /// must agree (errors), origin and direction should (warnings), nnU-Net spacing must.
+#[expect(
+    clippy::print_stderr,
+    reason = "a warning for the user, as nnU-Net prints it; the library has no other channel to the terminal"
+)]
 pub(crate) fn check_channels(files: &[&Path], read: &[SitkFile]) -> Result<()> {
     let (first, first_path) = (&read[0], files[0]);
     for (f, &path) in read.iter().zip(files).skip(1) {

@@ -906,6 +906,10 @@ fn nibabel_file(path: &Path) -> Result<(Array4<f32>, ImageProperties)> {
 }
 
 /// NibabelIO's checks across channels: shape (error), affine (warning), spacing (error).
+#[expect(
+    clippy::print_stderr,
+    reason = "a warning for the user, as nnU-Net prints it; the library has no other channel to the terminal"
+)]
 fn nibabel_check_channels(
     files: &[&Path],
     channels: &[(Array4<f32>, ImageProperties)],

@@ -71,7 +71,7 @@ impl TiffStack {
     /// the data, otherwise `[pages,] height, width[, samples]` (`[pages,] samples, height, width`
     /// for planar pages), without a page axis for a single page and without a sample axis for
     /// one sample. `data` is this array in C order.
-    pub fn shape(&self) -> Vec<usize> {
+    pub(crate) fn shape(&self) -> Vec<usize> {
         if let Some(shape) = &self.described_shape
             && !shape.is_empty()
             && shape.iter().product::<usize>() == self.data.len()
@@ -311,6 +311,10 @@ pub(crate) fn side_file(file: &Path, is_image: bool) -> PathBuf {
 }
 
 /// The spacing in the side file of `file`, or `(1, 1, 1)` with a warning if there is none.
+#[expect(
+    clippy::print_stderr,
+    reason = "a warning for the user, as nnU-Net prints it; the library has no other channel to the terminal"
+)]
 fn read_spacing(file: &Path, is_image: bool) -> Result<[f64; 3]> {
     let json = side_file(file, is_image);
     let text = match std::fs::read_to_string(&json) {

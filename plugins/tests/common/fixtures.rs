@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 /// A JSON array of numbers.
-pub fn floats(v: &Value) -> Vec<f64> {
+pub(crate) fn floats(v: &Value) -> Vec<f64> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
         .iter()
@@ -13,12 +13,12 @@ pub fn floats(v: &Value) -> Vec<f64> {
 }
 
 /// A JSON array of non-negative integers.
-pub fn usizes(v: &Value) -> Vec<usize> {
+pub(crate) fn usizes(v: &Value) -> Vec<usize> {
     floats(v).iter().map(|&x| x as usize).collect()
 }
 
 /// `got` equals `want` within `tol` times `1 + |want|`, element by element.
-pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+pub(crate) fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
     for (g, w) in got.iter().zip(want) {
         assert!(

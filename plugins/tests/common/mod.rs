@@ -1,3 +1,3 @@
 //! Helpers shared by the integration tests of nnunet-plugins.
 
-pub mod synthetic;
+pub(crate) mod synthetic;

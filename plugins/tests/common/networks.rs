@@ -10,7 +10,7 @@ use nnunet_plugins::architectures::canonical_state_dict;
 use serde_json::Value;
 
 /// A fixture file of tests/fixtures/architectures, parsed.
-pub fn fixture(name: &str) -> Value {
+pub(crate) fn fixture(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/architectures")
         .join(name);
@@ -20,12 +20,12 @@ pub fn fixture(name: &str) -> Value {
 }
 
 /// The class name of a dotted Python path.
-pub fn class_leaf(path: &str) -> &str {
+pub(crate) fn class_leaf(path: &str) -> &str {
     path.rsplit('.').next().unwrap()
 }
 
 /// A registered architecture built on `device`.
-pub fn build_on(
+pub(crate) fn build_on(
     class: &str,
     spec: &NetworkSpec,
     device: &Device,
@@ -38,7 +38,7 @@ pub fn build_on(
 }
 
 /// The network spec of a fixture configuration.
-pub fn spec_of(cfg: &Value, deep_supervision: bool) -> NetworkSpec {
+pub(crate) fn spec_of(cfg: &Value, deep_supervision: bool) -> NetworkSpec {
     NetworkSpec {
         arch_kwargs: cfg["arch_kwargs"].clone(),
         input_channels: cfg["input_channels"].as_u64().unwrap() as usize,
@@ -50,7 +50,7 @@ pub fn spec_of(cfg: &Value, deep_supervision: bool) -> NetworkSpec {
 }
 
 /// A JSON list of dimensions.
-pub fn shape_of(v: &Value) -> Vec<usize> {
+pub(crate) fn shape_of(v: &Value) -> Vec<usize> {
     v.as_array()
         .unwrap()
         .iter()
@@ -59,7 +59,7 @@ pub fn shape_of(v: &Value) -> Vec<usize> {
 }
 
 /// A JSON list of numbers as f32.
-pub fn floats(v: &Value) -> Vec<f32> {
+pub(crate) fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
         .unwrap()
         .iter()
@@ -68,7 +68,7 @@ pub fn floats(v: &Value) -> Vec<f32> {
 }
 
 /// A 4D (2D network) or 5D reference shape as our 5D shape.
-pub fn as_5d(shape: &[usize]) -> [usize; 5] {
+pub(crate) fn as_5d(shape: &[usize]) -> [usize; 5] {
     match shape.len() {
         4 => [shape[0], shape[1], 1, shape[2], shape[3]],
         _ => [shape[0], shape[1], shape[2], shape[3], shape[4]],
@@ -76,7 +76,7 @@ pub fn as_5d(shape: &[usize]) -> [usize; 5] {
 }
 
 /// A tiny fixture network (`tiny_NAME.json`) with the reference's weights, built on `device`.
-pub fn tiny_on(name: &str, device: &Device) -> (Value, Box<dyn Network>) {
+pub(crate) fn tiny_on(name: &str, device: &Device) -> (Value, Box<dyn Network>) {
     let fx = fixture(&format!("tiny_{name}.json"));
     let class = fx["network_class_name"].as_str().unwrap();
     let mut net = build_on(class, &spec_of(&fx, true), device).unwrap();
@@ -86,7 +86,7 @@ pub fn tiny_on(name: &str, device: &Device) -> (Value, Box<dyn Network>) {
 }
 
 /// The reference's parameters of a fixture, under PyTorch's names.
-pub fn reference_weights(fx: &Value) -> Vec<NamedTensor> {
+pub(crate) fn reference_weights(fx: &Value) -> Vec<NamedTensor> {
     fx["parameters"]
         .as_array()
         .unwrap()
@@ -100,7 +100,7 @@ pub fn reference_weights(fx: &Value) -> Vec<NamedTensor> {
 }
 
 /// The largest element-wise difference of two equally long slices.
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::networks::{as_5d, floats, max_abs_diff, shape_of, tiny_on};
 
 /// The fixture's input on `device`.
-pub fn input(fx: &Value, device: &Device) -> Tensor<5> {
+pub(crate) fn input(fx: &Value, device: &Device) -> Tensor<5> {
     let values = floats(&fx["input"]["values"]);
     Tensor::from_data(
         TensorData::new(values, as_5d(&shape_of(&fx["input"]["shape"]))),
@@ -19,17 +19,17 @@ pub fn input(fx: &Value, device: &Device) -> Tensor<5> {
 }
 
 /// A tensor's values as fp32.
-pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
 
 /// The largest magnitude of `v`.
-pub fn largest(v: &[f32]) -> f32 {
+pub(crate) fn largest(v: &[f32]) -> f32 {
     v.iter().fold(0.0f32, |m, x| m.max(x.abs()))
 }
 
 /// The logits of network `name` on `device` (each output with its shape).
-pub fn logits(name: &str, device: &Device) -> Vec<(Vec<usize>, Vec<f32>)> {
+pub(crate) fn logits(name: &str, device: &Device) -> Vec<(Vec<usize>, Vec<f32>)> {
     let (fx, net) = tiny_on(name, device);
     net.forward(input(&fx, device))
         .into_iter()
@@ -38,7 +38,7 @@ pub fn logits(name: &str, device: &Device) -> Vec<(Vec<usize>, Vec<f32>)> {
 }
 
 /// Asserts that two runs' logits agree within `tolerance` of the largest logit (at least 1).
-pub fn assert_close_logits(
+pub(crate) fn assert_close_logits(
     what: &str,
     ours: &[(Vec<usize>, Vec<f32>)],
     theirs: &[(Vec<usize>, Vec<f32>)],
@@ -58,7 +58,7 @@ pub fn assert_close_logits(
 
 /// Three SGD steps on the sum of the outputs' mean squares: the loss before each step, and the
 /// weights after the last.
-pub fn train(name: &str, device: &Device) -> (Vec<f64>, Vec<NamedTensor>) {
+pub(crate) fn train(name: &str, device: &Device) -> (Vec<f64>, Vec<NamedTensor>) {
     let device = device.clone().autodiff();
     let (fx, mut net) = tiny_on(name, &device);
     let fx = &fx;
@@ -86,7 +86,7 @@ pub fn train(name: &str, device: &Device) -> (Vec<f64>, Vec<NamedTensor>) {
 
 /// Asserts that two runs of [`train`] agree: losses within `loss_tolerance` relative, weights
 /// within `weight_tolerance` of each tensor's largest weight; and that the loss went down.
-pub fn assert_close_training(
+pub(crate) fn assert_close_training(
     what: &str,
     (our_losses, our_weights): &(Vec<f64>, Vec<NamedTensor>),
     (their_losses, their_weights): &(Vec<f64>, Vec<NamedTensor>),

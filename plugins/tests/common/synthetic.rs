@@ -17,13 +17,13 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 /// The folder of the planning golden fixtures.
-pub fn fixtures_dir() -> PathBuf {
+pub(crate) fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/planning")
 }
 
 /// Voxel values of one array, in numpy C order.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Values {
+pub(crate) enum Values {
     U8(Vec<u8>),
     I16(Vec<i16>),
     U16(Vec<u16>),
@@ -32,7 +32,7 @@ pub enum Values {
 
 impl Values {
     /// The raw little-endian bytes (what the fixtures hash).
-    pub fn le_bytes(&self) -> Vec<u8> {
+    pub(crate) fn le_bytes(&self) -> Vec<u8> {
         match self {
             Values::U8(v) => v.clone(),
             Values::I16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
@@ -42,7 +42,7 @@ impl Values {
     }
 
     /// numpy's name of the dtype.
-    pub fn dtype(&self) -> &'static str {
+    pub(crate) fn dtype(&self) -> &'static str {
         match self {
             Values::U8(_) => "uint8",
             Values::I16(_) => "int16",
@@ -62,7 +62,7 @@ impl Values {
     }
 
     /// The values as f64 (for tests that compare with what a reader returns).
-    pub fn to_f64(&self) -> Vec<f64> {
+    pub(crate) fn to_f64(&self) -> Vec<f64> {
         match self {
             Values::U8(v) => v.iter().map(|&x| x as f64).collect(),
             Values::I16(v) => v.iter().map(|&x| x as f64).collect(),
@@ -74,7 +74,7 @@ impl Values {
 
 /// One array with its numpy shape.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Array {
+pub(crate) struct Array {
     /// numpy shape: `(z, y, x)`, `(h, w)` or `(h, w, 3)` for RGB.
     pub shape: Vec<usize>,
     pub values: Values,
@@ -82,7 +82,7 @@ pub struct Array {
 
 impl Array {
     /// SHA-256 (hex) of the raw little-endian C-order bytes, as `dataset_params.json` records it.
-    pub fn sha256(&self) -> String {
+    pub(crate) fn sha256(&self) -> String {
         let digest = Sha256::digest(self.values.le_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -90,21 +90,21 @@ impl Array {
 
 /// The arrays of one case: one per image file (a PNG holds all three RGB channels) and the labels.
 #[derive(Clone, Debug)]
-pub struct Case {
+pub(crate) struct Case {
     pub images: Vec<Array>,
     pub label: Array,
 }
 
 /// File format of a synthetic dataset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Png,
     Nifti,
 }
 
 /// One synthetic dataset.
 #[derive(Clone, Copy, Debug)]
-pub struct Synthetic {
+pub(crate) struct Synthetic {
     pub id: u32,
     pub name: &'static str,
     pub kind: Kind,
@@ -112,7 +112,7 @@ pub struct Synthetic {
 }
 
 /// The dataset with the given fixture id (901 to 905).
-pub fn dataset(id: u32) -> Synthetic {
+pub(crate) fn dataset(id: u32) -> Synthetic {
     let (name, kind, num_cases) = match id {
         901 => ("Dataset901_Rgb2D", Kind::Png, 4),
         902 => ("Dataset902_MrIso", Kind::Nifti, 4),
@@ -163,12 +163,12 @@ fn grid3(shape: [usize; 3], mut f: impl FnMut(i64, i64, i64)) {
 
 impl Synthetic {
     /// The folder of this dataset's golden fixtures.
-    pub fn fixture_dir(&self) -> PathBuf {
+    pub(crate) fn fixture_dir(&self) -> PathBuf {
         fixtures_dir().join(self.name)
     }
 
     /// The fixture's `dataset_params.json`.
-    pub fn params(&self) -> Value {
+    pub(crate) fn params(&self) -> Value {
         let path = self.fixture_dir().join("dataset_params.json");
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -176,7 +176,7 @@ impl Synthetic {
     }
 
     /// The fixture's golden `dataset_fingerprint.json`.
-    pub fn golden_fingerprint(&self) -> Value {
+    pub(crate) fn golden_fingerprint(&self) -> Value {
         let path = self.fixture_dir().join("dataset_fingerprint.json");
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -184,7 +184,7 @@ impl Synthetic {
     }
 
     /// The file ending of its files.
-    pub fn file_ending(&self) -> &'static str {
+    pub(crate) fn file_ending(&self) -> &'static str {
         match self.kind {
             Kind::Png => ".png",
             Kind::Nifti => ".nii.gz",
@@ -192,7 +192,7 @@ impl Synthetic {
     }
 
     /// The `dataset.json` the reference was run with (key order as written there).
-    pub fn dataset_json(&self) -> Value {
+    pub(crate) fn dataset_json(&self) -> Value {
         let (channels, labels) = match self.id {
             901 => (
                 json!({"0": "R", "1": "G", "2": "B"}),
@@ -223,7 +223,7 @@ impl Synthetic {
     }
 
     /// The ITK spacing `(x, y[, z])` of case `c` (NIfTI datasets only).
-    pub fn spacing_xyz(&self, c: usize) -> Vec<f64> {
+    pub(crate) fn spacing_xyz(&self, c: usize) -> Vec<f64> {
         match self.id {
             902 => vec![1.0, 1.0, if c == 3 { 1.25 } else { 1.0 }],
             903 => vec![0.75, 0.75, [1.5, 5.0, 5.0][c]],
@@ -234,12 +234,12 @@ impl Synthetic {
     }
 
     /// The case identifier of case `c`.
-    pub fn case_id(c: usize) -> String {
+    pub(crate) fn case_id(c: usize) -> String {
         format!("case_{c:03}")
     }
 
     /// The arrays of case `c`, from the README formulas.
-    pub fn case(&self, c: usize) -> Case {
+    pub(crate) fn case(&self, c: usize) -> Case {
         match self.id {
             901 => rgb2d(c as i64),
             902 => mr_iso(c as i64),
@@ -253,7 +253,7 @@ impl Synthetic {
     /// Writes the raw dataset into `root/<name>` and returns that folder. With `check`, every
     /// array's shape, dtype and SHA-256 are compared with the fixture's `dataset_params.json`
     /// (panicking on a difference), as is `dataset.json`.
-    pub fn write_raw(&self, root: &Path, check: bool) -> PathBuf {
+    pub(crate) fn write_raw(&self, root: &Path, check: bool) -> PathBuf {
         let folder = root.join(self.name);
         let images = folder.join("imagesTr");
         let labels = folder.join("labelsTr");
@@ -318,7 +318,7 @@ impl Synthetic {
 }
 
 /// Writes a PNG: RGB for `(h, w, 3)` arrays, 8-bit gray for `(h, w)`.
-pub fn write_png(file: &Path, a: &Array) {
+pub(crate) fn write_png(file: &Path, a: &Array) {
     let Values::U8(v) = &a.values else {
         panic!("PNG arrays must be uint8");
     };
@@ -337,7 +337,7 @@ pub fn write_png(file: &Path, a: &Array) {
 
 /// Writes a gzipped NIfTI-1 file of a numpy-order array (`(z, y, x)` or `(h, w)`) with the ITK
 /// spacing `(x, y[, z])` stored as float32 pixdim, millimetre units and no qform/sform.
-pub fn write_nifti(file: &Path, a: &Array, spacing_xyz: &[f64]) {
+pub(crate) fn write_nifti(file: &Path, a: &Array, spacing_xyz: &[f64]) {
     let mut h = vec![0u8; 352];
     let put_i16 =
         |h: &mut Vec<u8>, off: usize, v: i16| h[off..off + 2].copy_from_slice(&v.to_le_bytes());
