@@ -10,7 +10,9 @@ use crate::error::Result;
 /// shape (`z = 1` for 2D). Transforms change both consistently.
 #[derive(Clone, Debug)]
 pub struct Sample {
+    /// Image intensities, `[c, z, y, x]`.
     pub image: Array4<f32>,
+    /// Label map, `[1, z, y, x]`.
     pub segmentation: Array4<i16>,
 }
 

@@ -12,21 +12,33 @@ pub enum Error {
     /// A name given on the command line (or in a file) that no registry knows.
     #[error("unknown {kind} '{name}'{}", suggestion_text(.suggestions))]
     UnknownName {
+        /// What was looked up, as the word used in messages (e.g. `trainer`).
         kind: &'static str,
+        /// The name that was given.
         name: String,
+        /// The nearest known names, best first; may be empty.
         suggestions: Vec<String>,
     },
     /// The same name registered by two origins.
     #[error("{kind} '{name}' is registered twice: by {first} and by {second}")]
     DuplicateName {
+        /// The kind of extension, as the word used in messages (e.g. `trainer`).
         kind: &'static str,
+        /// The name registered twice.
         name: String,
+        /// The origin of the first registration (see [`Origin`](crate::registry::Origin)).
         first: String,
+        /// The origin of the second registration.
         second: String,
     },
     /// A dynamic plugin that cannot be loaded, or was refused.
     #[error("plugin {}: {reason}", .path.display())]
-    Plugin { path: PathBuf, reason: String },
+    Plugin {
+        /// The plugin's dynamic library.
+        path: PathBuf,
+        /// Why it could not be loaded or was refused.
+        reason: String,
+    },
     /// A path variable (`nnUNet_raw`, …) needed but not set.
     #[error(
         "the environment variable {var} is not set, and no --{flag} was given.\n\
@@ -34,8 +46,11 @@ pub enum Error {
          or pass --{flag} /data/{var} on the command line."
     )]
     PathNotSet {
+        /// The environment variable, e.g. `nnUNet_raw`.
         var: &'static str,
+        /// The command-line option that can stand in for it, without the leading `--`.
         flag: &'static str,
+        /// What the path is needed to find, for the message.
         what: &'static str,
     },
     /// A dataset that cannot be found or is ambiguous.
@@ -43,11 +58,18 @@ pub enum Error {
     Dataset(String),
     /// A file that exists but whose content is wrong.
     #[error("{}: {reason}", .path.display())]
-    InvalidFile { path: PathBuf, reason: String },
+    InvalidFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its content.
+        reason: String,
+    },
     /// An I/O failure on a named file.
     #[error("{}: {source}", .path.display())]
     Io {
+        /// The file the operation was on.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },

@@ -33,14 +33,18 @@ pub struct ImageProperties {
 /// All channels of one case, `[c, z, y, x]`, with their geometry.
 #[derive(Clone, Debug)]
 pub struct Image {
+    /// Intensities of all channels, `[c, z, y, x]`.
     pub data: Array4<f32>,
+    /// Geometry, shared by all channels.
     pub properties: ImageProperties,
 }
 
 /// A label map `[1, z, y, x]` with its geometry.
 #[derive(Clone, Debug)]
 pub struct Segmentation {
+    /// Labels, `[1, z, y, x]`.
     pub data: Array4<i16>,
+    /// Geometry of the label map.
     pub properties: ImageProperties,
 }
 

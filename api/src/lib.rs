@@ -10,6 +10,8 @@
 //! so a plugin builds against this crate alone, and the build fingerprint a plugin is checked
 //! against covers this crate's sources only (see [`plugin`]).
 
+#![warn(missing_docs)]
+
 pub mod augmentation;
 pub mod error;
 pub mod io;

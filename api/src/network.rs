@@ -73,7 +73,9 @@ pub fn activation_dtype() -> FloatDType {
 pub struct NamedTensor {
     /// Parameter path, e.g. `encoder.stages.0.0.convs.0.conv.weight`.
     pub name: String,
+    /// Shape of the tensor.
     pub shape: Vec<usize>,
+    /// Values in row-major order, as many as the product of `shape`.
     pub values: Vec<f32>,
 }
 
@@ -146,10 +148,15 @@ pub trait ParameterUpdate {
 /// parameter.
 #[derive(Clone, Debug)]
 pub enum ErasedTensor {
+    /// A rank-1 tensor.
     R1(Tensor<1>),
+    /// A rank-2 tensor.
     R2(Tensor<2>),
+    /// A rank-3 tensor.
     R3(Tensor<3>),
+    /// A rank-4 tensor.
     R4(Tensor<4>),
+    /// A rank-5 tensor.
     R5(Tensor<5>),
 }
 

@@ -41,8 +41,11 @@ pub type Factory<T> = Arc<dyn Fn() -> Box<T> + Send + Sync>;
 
 /// One registered extension: its name, a one-line description, its origin and how to make it.
 pub struct Entry<T: ?Sized> {
+    /// The name users select it by.
     pub name: String,
+    /// One-line description, shown in listings.
     pub description: String,
+    /// Where it was registered from.
     pub origin: Origin,
     factory: Factory<T>,
 }
@@ -57,8 +60,11 @@ impl<T: ?Sized> Entry<T> {
 /// A link-time registration of a built-in extension, collected with `inventory`.
 /// Use [`crate::register!`] rather than building one by hand.
 pub struct BuiltIn<T: ?Sized + 'static> {
+    /// The name users select it by.
     pub name: &'static str,
+    /// One-line description, shown in listings.
     pub description: &'static str,
+    /// Makes a fresh instance.
     pub make: fn() -> Box<T>,
 }
 
@@ -202,11 +208,17 @@ pub fn nearest_names<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Ve
 
 /// The six registries, one per extension trait.
 pub struct Registries {
+    /// Image file formats ([`Reader`]).
     pub readers: Registry<dyn Reader>,
+    /// Experiment planners ([`Planner`], `-pl`).
     pub planners: Registry<dyn Planner>,
+    /// Training recipes ([`Trainer`], `-tr`).
     pub trainers: Registry<dyn Trainer>,
+    /// Loss functions ([`Loss`]).
     pub losses: Registry<dyn Loss>,
+    /// Data augmentation transforms ([`Augmentation`]).
     pub augmentations: Registry<dyn Augmentation>,
+    /// Network architectures ([`Architecture`]), by the plans' `network_class_name`.
     pub architectures: Registry<dyn Architecture>,
 }
 

@@ -22,8 +22,9 @@ pub struct EpochRecord {
     pub ema_fg_dice: f64,
     /// Learning rate used during the epoch.
     pub learning_rate: f64,
-    /// Wall-clock start and end of the epoch, seconds since the Unix epoch.
+    /// Wall-clock start of the epoch, seconds since the Unix epoch.
     pub start_time: f64,
+    /// Wall-clock end of the epoch, seconds since the Unix epoch.
     pub end_time: f64,
     /// The values a trainer recorded with
     /// [`StepContext::log`](crate::training::StepContext::log), averaged over the epoch, by

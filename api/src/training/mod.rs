@@ -39,25 +39,41 @@ use crate::network::Network;
 #[serde(tag = "name")]
 pub enum OptimizerKind {
     /// Stochastic gradient descent with momentum (no dampening, as PyTorch).
-    Sgd { momentum: f64, nesterov: bool },
+    Sgd {
+        /// Momentum factor.
+        momentum: f64,
+        /// Whether the momentum is Nesterov's.
+        nesterov: bool,
+    },
     /// Adam with decoupled weight decay (PyTorch's AdamW; `nnUNetTrainerAdam` uses AMSGrad).
     AdamW {
+        /// Decay rate of the running mean of gradients.
         beta1: f64,
+        /// Decay rate of the running mean of squared gradients.
         beta2: f64,
+        /// Term added to the denominator for numerical stability.
         epsilon: f64,
+        /// Divide by the largest running mean of squared gradients so far (AMSGrad).
         amsgrad: bool,
     },
     /// Adam with L2 weight decay added to the gradient (PyTorch's Adam).
     Adam {
+        /// Decay rate of the running mean of gradients.
         beta1: f64,
+        /// Decay rate of the running mean of squared gradients.
         beta2: f64,
+        /// Term added to the denominator for numerical stability.
         epsilon: f64,
     },
     /// Adan (Xie et al. 2022), with the `adan-pytorch` package's coefficients.
     Adan {
+        /// Weight of the new gradient in its running mean (the paper's `β1`, e.g. 0.02).
         beta1: f64,
+        /// Weight of the new gradient difference in its running mean (the paper's `β2`).
         beta2: f64,
+        /// Weight of the new squared term in its running mean (the paper's `β3`).
         beta3: f64,
+        /// Term added to the denominator for numerical stability.
         epsilon: f64,
     },
 }
@@ -67,12 +83,23 @@ pub enum OptimizerKind {
 #[serde(tag = "name")]
 pub enum LrSchedule {
     /// `initial * (1 - epoch / num_epochs) ^ exponent`, nnU-Net's `PolyLRScheduler`.
-    Poly { exponent: f64 },
+    Poly {
+        /// Exponent of the decay.
+        exponent: f64,
+    },
     /// Cosine annealing from the initial learning rate to `min_lr` over all epochs.
-    CosineAnnealing { min_lr: f64 },
+    CosineAnnealing {
+        /// Learning rate the schedule anneals to.
+        min_lr: f64,
+    },
     /// Linear warm-up over `warmup_epochs` epochs (`initial * (epoch + 1) / warmup_epochs`), then
     /// polynomial decay over the remaining epochs (`nnUNetTrainer_warmup`).
-    WarmupPoly { warmup_epochs: usize, exponent: f64 },
+    WarmupPoly {
+        /// Number of warm-up epochs.
+        warmup_epochs: usize,
+        /// Exponent of the decay after the warm-up.
+        exponent: f64,
+    },
     /// The initial learning rate throughout.
     Constant,
 }
@@ -124,7 +151,9 @@ pub enum MirrorAxes {
     None,
     /// These axes for 2D and for 3D data.
     Only {
+        /// Spatial axes to mirror along for 2D data.
         axes_2d: Vec<usize>,
+        /// Spatial axes to mirror along for 3D data.
         axes_3d: Vec<usize>,
     },
 }
@@ -149,7 +178,9 @@ impl MirrorAxes {
 /// The augmentation pipeline a trainer trains with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AugmentationSettings {
+    /// Which family of training transforms to use.
     pub pipeline: PipelineKind,
+    /// Spatial axes to mirror along.
     pub mirror_axes: MirrorAxes,
     /// Resample label maps with nearest neighbour in the spatial transform (`DASegOrd0`), instead
     /// of per-label linear interpolation.
@@ -181,7 +212,9 @@ impl Default for AugmentationSettings {
 /// Normalisation layer of the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NormKind {
+    /// Instance normalisation (nnU-Net's default).
     Instance,
+    /// Batch normalisation (`nnUNetTrainerBN`).
     Batch,
 }
 
@@ -197,12 +230,19 @@ pub enum BenchmarkMode {
 /// Every hyperparameter a trainer controls. [`Default`] is nnU-Net v2's `nnUNetTrainer`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainerSettings {
+    /// Base learning rate, which [`lr_schedule`](Self::lr_schedule) scales per epoch.
     pub initial_lr: f64,
+    /// Weight decay: L2 added to the gradient (SGD, Adam) or decoupled (AdamW, Adan).
     pub weight_decay: f64,
+    /// The optimiser and its arguments.
     pub optimizer: OptimizerKind,
+    /// How the learning rate changes over the epochs.
     pub lr_schedule: LrSchedule,
+    /// Number of training epochs.
     pub num_epochs: usize,
+    /// Training iterations (batches) per epoch.
     pub num_iterations_per_epoch: usize,
+    /// Validation iterations (batches) per epoch.
     pub num_val_iterations_per_epoch: usize,
     /// Fraction of each batch forced to contain foreground.
     pub oversample_foreground_percent: f64,
@@ -212,6 +252,7 @@ pub struct TrainerSettings {
     /// With probabilistic oversampling, replace the fraction by the share of samples the fixed
     /// rule would force for the batch size (`nnUNetTrainer_probabilisticOversampling`).
     pub oversampling_matches_fixed_rule: bool,
+    /// Train with a loss on every decoder resolution (deep supervision).
     pub enable_deep_supervision: bool,
     /// Global gradient norm clipping threshold.
     pub grad_clip_norm: f64,
@@ -224,7 +265,9 @@ pub struct TrainerSettings {
     pub topk_percent: f64,
     /// Label smoothing of the cross-entropy terms.
     pub label_smoothing: f64,
+    /// Normalisation layers of the network.
     pub norm: NormKind,
+    /// The augmentation pipeline.
     pub augmentation: AugmentationSettings,
     /// Write `checkpoint_latest` every this many epochs.
     pub save_every: usize,
