@@ -1,9 +1,11 @@
 //! Image input/output: the [`Reader`] extension trait and the in-memory image types (from
 //! `nnunet-api`), and the pipeline's helpers around them.
 
+use std::fs::File;
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub use nnunet_api::io::*;
 
@@ -37,4 +39,27 @@ pub fn copy_image(reader: &dyn Reader, from: &Path, to: &Path) -> Result<()> {
     }
     std::fs::copy(from, to).map_err(|e| crate::Error::io(from, e))?;
     Ok(())
+}
+
+/// Writes `write` to `path` through a temporary file in the same folder, then renames it.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.partial",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let result = (|| {
+        let file = File::create(&tmp)?;
+        let mut out = BufWriter::new(file);
+        write(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
 }

@@ -32,9 +32,7 @@ pub fn write_json(path: &Path, value: &Value) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    crate::preprocessing::storage::write_atomically(path, |out| {
-        std::io::Write::write_all(out, text.as_bytes())
-    })
+    crate::io::write_atomically(path, |out| std::io::Write::write_all(out, text.as_bytes()))
 }
 
 /// Marks the strings [`quote_numbers`] made from bare number tokens.
@@ -85,21 +83,21 @@ fn map_bare_numbers(text: &str, mut replace: impl FnMut(&str) -> Option<String>)
 }
 
 /// Turns every bare number token outside strings (including Python's `NaN`, `Infinity` and
-/// `-Infinity`) into a string of its text behind [`NUMBER_MARK`], so that serde_json parses the
+/// `-Infinity`) into a string of its text behind a U+0000 mark, so that serde_json parses the
 /// file and [`parse_float`] reads each number exactly with Rust's correctly rounded parser.
-pub(crate) fn quote_numbers(text: &str) -> String {
+pub fn quote_numbers(text: &str) -> String {
     map_bare_numbers(text, |token| Some(format!("\"\\u0000{token}\"")))
 }
 
 /// Replaces the bare tokens `NaN`, `Infinity`, `-Infinity` (outside strings) by `null`.
-pub(crate) fn non_finite_to_null(text: &str) -> String {
+pub fn non_finite_to_null(text: &str) -> String {
     map_bare_numbers(text, |token| {
         matches!(token, "NaN" | "Infinity" | "-Infinity").then(|| "null".to_string())
     })
 }
 
 /// The number behind a string that [`quote_numbers`] made (`None` for anything else).
-pub(crate) fn parse_float(value: &Value) -> Option<f64> {
+pub fn parse_float(value: &Value) -> Option<f64> {
     let token = value.as_str()?.strip_prefix(NUMBER_MARK)?;
     match token {
         "NaN" => Some(f64::NAN),

@@ -11,13 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::dataset::{
+use crate::{
     Partial, TrainingCase, catch, channel_file_case_id, choose_reader_for, explicit_cases,
     file_names, folder_cases,
 };
-use crate::error::Error;
-use crate::io::{Image, ImageProperties, Reader, Segmentation};
-use crate::registry::Registries;
+use nnunet_core::error::Error;
+use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
+use nnunet_core::registry::Registries;
 
 /// One thing found wrong, with the file it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -669,8 +669,8 @@ mod tests {
     use ndarray::{Array4, ArrayView3, ArrayView4};
 
     use super::*;
-    use crate::dataset::{DatasetJson, choose_reader};
-    use crate::registry::Origin;
+    use crate::{DatasetJson, choose_reader};
+    use nnunet_core::registry::Origin;
 
     /// Images held in memory, keyed by path; a path it does not know is a corrupt file. The files
     /// themselves exist on disk (empty) so that presence checks pass.
@@ -685,7 +685,7 @@ mod tests {
         fn file_endings(&self) -> &[&str] {
             &self.endings
         }
-        fn read_images(&self, files: &[&Path]) -> crate::Result<Image> {
+        fn read_images(&self, files: &[&Path]) -> nnunet_core::Result<Image> {
             if self.panics {
                 panic!("index out of bounds");
             }
@@ -695,7 +695,7 @@ mod tests {
                 .cloned()
                 .ok_or_else(|| Error::invalid_file(file, "truncated: unexpected end of file"))
         }
-        fn read_segmentation(&self, file: &Path) -> crate::Result<Segmentation> {
+        fn read_segmentation(&self, file: &Path) -> nnunet_core::Result<Segmentation> {
             let image = self.read_images(&[file])?;
             Ok(Segmentation {
                 data: image.data.mapv(|v| v as i16),
@@ -707,7 +707,7 @@ mod tests {
             _: ArrayView3<'_, i16>,
             _: &Path,
             _: &ImageProperties,
-        ) -> crate::Result<()> {
+        ) -> nnunet_core::Result<()> {
             unimplemented!()
         }
         fn write_probabilities(
@@ -715,7 +715,7 @@ mod tests {
             _: ArrayView4<'_, f32>,
             _: &Path,
             _: &ImageProperties,
-        ) -> crate::Result<()> {
+        ) -> nnunet_core::Result<()> {
             unimplemented!()
         }
     }
@@ -1157,8 +1157,8 @@ mod tests {
             ("Tiff3DIO", readable.clone()),
             ("SimpleITKIOWithReorient", readable.clone()),
         ]);
-        let labels = crate::dataset::Labels::new(
-            vec![("background".into(), crate::dataset::LabelValue::Label(0))],
+        let labels = crate::Labels::new(
+            vec![("background".into(), crate::LabelValue::Label(0))],
             None,
         )
         .unwrap();

@@ -8,6 +8,8 @@
 //! `dataset.json` is read with the order of its keys kept: the order of `channel_names` is the
 //! order nnU-Net assigns normalizations in, and the order of `labels` is the order of regions.
 
+pub mod integrity;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,9 +18,9 @@ use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::io::Reader;
-use crate::registry::{Entry, Registries};
+use nnunet_core::error::{Error, Result};
+use nnunet_core::io::Reader;
+use nnunet_core::registry::{Entry, Registries};
 
 /// The readers nnU-Net tries, in its order, when `dataset.json` does not name one.
 pub const READER_PREFERENCE: [&str; 5] = [

@@ -9,63 +9,15 @@
 //! properties are written too.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array4;
-use ndarray_npy::ReadNpyExt;
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
-use crate::inference::export::{LabelHandling, write_probabilities_npz};
-use crate::io::Reader;
-use crate::preprocessing::storage::read_properties;
-
-/// Reads the array `probabilities` of an nnU-Net `.npz` (float32, or float64 converted to float32,
-/// `[classes, z, y, x]`), stored (`np.savez`, nnunet) or deflated (`np.savez_compressed`,
-/// nnU-Net), ZIP64 included.
-pub fn read_probabilities_npz(path: &Path) -> Result<Array4<f32>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| Error::invalid_file(path, format!("not a readable zip archive: {e}")))?;
-    let held: Vec<String> = archive
-        .file_names()
-        .filter_map(|n| n.ok())
-        .map(|n| n.trim_end_matches(".npy").to_string())
-        .collect();
-    let unreadable = |e: String| {
-        Error::invalid_file(path, format!("cannot read the array 'probabilities': {e}"))
-    };
-    let mut member = match archive.by_name("probabilities.npy") {
-        Ok(member) => member,
-        Err(zip::result::ZipError::FileNotFound) => {
-            return Err(Error::invalid_file(
-                path,
-                format!(
-                    "no array 'probabilities' in the archive (it holds: {})",
-                    held.join(", ")
-                ),
-            ));
-        }
-        Err(e) => return Err(unreadable(e.to_string())),
-    };
-    let mut data = Vec::with_capacity(usize::try_from(member.size()).unwrap_or(0));
-    member
-        .read_to_end(&mut data)
-        .map_err(|e| unreadable(e.to_string()))?;
-    if let Ok(a) = Array4::<f32>::read_npy(data.as_slice()) {
-        return Ok(a);
-    }
-    if let Ok(a) = Array4::<f64>::read_npy(data.as_slice()) {
-        return Ok(a.mapv(|v| v as f32));
-    }
-    Array4::<f32>::read_npy(data.as_slice()).map_err(|e| {
-        Error::invalid_file(
-            path,
-            format!("'probabilities' is not a 4D float array [classes, z, y, x]: {e}"),
-        )
-    })
-}
+use nnunet_core::error::{Error, Result};
+use nnunet_core::io::Reader;
+use nnunet_inference::export::{LabelHandling, read_probabilities_npz, write_probabilities_npz};
+use nnunet_preprocessing::storage::read_properties;
 
 /// One ensembled case: the `.npz` of every member and where the result goes (without ending).
 #[derive(Clone, Debug)]

@@ -19,10 +19,10 @@ use ndarray::{ArrayView, Dimension, Zip};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::dataset::{LabelValue, Labels};
-use crate::error::{Error, Result};
-use crate::io::{Reader, required_file};
-use crate::json::{JsonValue, parse_float, quote_numbers};
+use nnunet_core::error::{Error, Result};
+use nnunet_core::io::{Reader, required_file};
+use nnunet_core::json::{JsonValue, parse_float, quote_numbers};
+use nnunet_dataset::{LabelValue, Labels};
 
 /// What a metric is computed on: one label, or a region (the union of several labels).
 ///
@@ -385,7 +385,7 @@ fn labels_of_visible_values(values: &[i64], highest: i64) -> Option<Vec<(i16, i1
         .ok()
         .filter(|h| (1..=255).contains(h))?;
     let table: Vec<(i16, i16)> = (0..=highest)
-        .map(|label| (crate::inference::visible_value(label, highest), label))
+        .map(|label| (nnunet_inference::visible_value(label, highest), label))
         .collect();
     values
         .iter()

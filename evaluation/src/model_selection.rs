@@ -12,16 +12,16 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use crate::dataset::{DatasetJson, choose_reader};
 use crate::ensembling::{cases_from_crossvalidation, merge_cases};
-use crate::error::{Error, Result};
-use crate::evaluation::{FolderEvaluation, Summary, evaluate_folders, evaluation_targets};
-use crate::inference::export::LabelHandling;
-use crate::io::Reader;
-use crate::paths::NnunetPaths;
-use crate::plans::Plans;
+use crate::metrics::{FolderEvaluation, Summary, evaluate_folders, evaluation_targets};
 use crate::postprocessing::{DeterminePostprocessing, determine_postprocessing};
-use crate::registry::Registries;
+use nnunet_core::error::{Error, Result};
+use nnunet_core::io::Reader;
+use nnunet_core::paths::NnunetPaths;
+use nnunet_core::registry::Registries;
+use nnunet_dataset::{DatasetJson, choose_reader};
+use nnunet_inference::export::LabelHandling;
+use nnunet_preprocessing::plans::Plans;
 
 /// A trained model: the folder `Trainer__Plans__configuration`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -472,7 +472,7 @@ pub fn find_best_configuration(
         },
     }));
     let info_file = results_root.join("inference_information.json");
-    crate::json::write_json(&info_file, &information)?;
+    nnunet_core::json::write_json(&info_file, &information)?;
     let instructions = inference_instructions(
         &settings.dataset_name_or_id,
         &selected,

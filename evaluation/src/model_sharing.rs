@@ -22,9 +22,9 @@ use std::path::{Component, Path, PathBuf};
 use zip::ZipArchive;
 use zip::write::SimpleFileOptions;
 
-use crate::error::{Error, Result};
-use crate::inference::predictor::checkpoint_file_name;
 use crate::model_selection::TrainedModel;
+use nnunet_core::error::{Error, Result};
+use nnunet_inference::predictor::checkpoint_file_name;
 
 /// What to put into a model ZIP file (`nnunet export-model`).
 #[derive(Clone, Debug)]

@@ -20,13 +20,13 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array3, ArrayView3};
 use rayon::prelude::*;
 
-use crate::dataset::DatasetJson;
-use crate::error::{Error, Result};
-use crate::evaluation::{
+use crate::metrics::{
     FolderEvaluation, LabelOrRegion, MeanMetrics, Summary, evaluate_folders, evaluation_targets,
 };
-use crate::io::Reader;
-use crate::json::{JsonValue, non_finite_to_null, python_float_repr};
+use nnunet_core::error::{Error, Result};
+use nnunet_core::io::Reader;
+use nnunet_core::json::{JsonValue, non_finite_to_null, python_float_repr};
+use nnunet_dataset::DatasetJson;
 
 /// nnU-Net's name of the one postprocessing function.
 pub const KEEP_LARGEST_COMPONENT_FN: &str = "remove_all_but_largest_component_from_segmentation";
@@ -277,7 +277,7 @@ pub fn apply_postprocessing_to_folder(
             "no such folder (the predictions)",
         ));
     }
-    let names = crate::evaluation::files_with_ending(input, file_ending)?;
+    let names = crate::metrics::files_with_ending(input, file_ending)?;
     if names.is_empty() {
         return Err(Error::invalid_file(
             input,
@@ -353,7 +353,7 @@ pub fn determine_postprocessing(job: &DeterminePostprocessing<'_>) -> Result<Pos
         .map(LabelOrRegion::Label)
         .collect();
     let ending = job.dataset_json.file_ending.as_str();
-    let names = crate::evaluation::files_with_ending(predictions, ending)?;
+    let names = crate::metrics::files_with_ending(predictions, ending)?;
     if names.is_empty() {
         return Err(Error::invalid_file(
             predictions,
@@ -362,7 +362,7 @@ pub fn determine_postprocessing(job: &DeterminePostprocessing<'_>) -> Result<Pos
     }
     let mut messages = Vec::new();
     if job.reference.is_dir() {
-        let refs = crate::evaluation::files_with_ending(job.reference, ending)?;
+        let refs = crate::metrics::files_with_ending(job.reference, ending)?;
         if refs.iter().any(|r| !names.contains(r)) {
             messages.push(
                 "WARNING: not all files of the reference folder have a prediction; \

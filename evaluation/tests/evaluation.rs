@@ -9,14 +9,14 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, ArrayView3, ArrayView4, Axis};
-use nnunet_core::dataset::DatasetJson;
 use nnunet_core::error::{Error, Result};
-use nnunet_core::evaluation::{
+use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
+use nnunet_dataset::DatasetJson;
+use nnunet_evaluation::metrics::{
     CaseMetrics, EvaluationCase, FolderEvaluation, LabelOrRegion, Scoring, Summary, ValueCheck,
     evaluate_arrays, evaluate_case, evaluate_folders, evaluation_targets,
     labels_to_list_of_regions, pair_files, with_rois,
 };
-use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {

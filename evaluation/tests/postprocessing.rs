@@ -6,18 +6,17 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, arr3};
-use nnunet_core::DatasetJson;
-use nnunet_core::ensembling::{
-    EnsembleCase, cases_from_folders, merge_case, read_probabilities_npz,
-};
-use nnunet_core::evaluation::LabelOrRegion;
-use nnunet_core::inference::{LabelHandling, write_probabilities_npz};
 use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
-use nnunet_core::postprocessing::{
+use nnunet_core::{Error, Result};
+use nnunet_dataset::DatasetJson;
+use nnunet_evaluation::ensembling::{EnsembleCase, cases_from_folders, merge_case};
+use nnunet_evaluation::metrics::LabelOrRegion;
+use nnunet_evaluation::postprocessing::{
     DeterminePostprocessing, Postprocessing, Selection, apply_postprocessing_to_folder,
     determine_postprocessing, keep_largest_component, label_components, largest_component_mask,
 };
-use nnunet_core::{Error, Result};
+use nnunet_inference::export::read_probabilities_npz;
+use nnunet_inference::{LabelHandling, write_probabilities_npz};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {

@@ -21,12 +21,12 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, ArrayViewD, Axis, Ix3, Ix4, Zip};
 use ndarray_npy::{ViewNpyExt, WriteNpyExt};
 
-use crate::dataset::DatasetJson;
-use crate::error::{Error, Result};
-use crate::inference::export::ExportSettings;
-use crate::plans::Configuration;
-use crate::preprocessing::resampling::resample_data;
-use crate::preprocessing::storage::write_atomically;
+use crate::export::ExportSettings;
+use nnunet_core::error::{Error, Result};
+use nnunet_core::io::write_atomically;
+use nnunet_dataset::DatasetJson;
+use nnunet_preprocessing::plans::Configuration;
+use nnunet_preprocessing::resampling::resample_data;
 
 /// The labels a cascade stage of `configuration` gets as one-hot input channels, in channel
 /// order; `None` for a configuration that is not a cascade stage.
@@ -172,7 +172,7 @@ pub fn read_next_stage_segmentation(path: &Path) -> Result<Array3<i16>> {
 
 /// The shape `[z, y, x]` of a stored `.npy` array `[c, z, y, x]` (read from its header only).
 pub fn stored_case_shape(path: &Path) -> Result<[usize; 3]> {
-    let array = crate::preprocessing::storage::MappedArray::open(path)?;
+    let array = nnunet_preprocessing::storage::MappedArray::open(path)?;
     let view = array.view_f32()?;
     let (_, z, y, x) = view.dim();
     Ok([z, y, x])

@@ -17,18 +17,19 @@
 //!    `<case>.json` where nnU-Net writes a pickle.
 
 use std::ffi::OsString;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis, Zip, s};
-use ndarray_npy::WriteNpyExt;
+use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 
-use crate::dataset::Labels;
-use crate::error::{Error, Result};
-use crate::io::Reader;
-use crate::plans::{Configuration, Plans};
-use crate::preprocessing::cropping::{BoundingBox, bbox_shape, uncrop};
-use crate::preprocessing::resampling::{ResamplingSettings, resample_data};
-use crate::preprocessing::storage::CaseProperties;
+use nnunet_core::error::{Error, Result};
+use nnunet_core::io::Reader;
+use nnunet_dataset::Labels;
+use nnunet_preprocessing::cropping::{BoundingBox, bbox_shape, uncrop};
+use nnunet_preprocessing::plans::{Configuration, Plans};
+use nnunet_preprocessing::resampling::{ResamplingSettings, resample_data};
+use nnunet_preprocessing::storage::CaseProperties;
 
 /// The only probability resampling function nnU-Net's plans name.
 const RESAMPLING_FN: &str = "resample_data_or_seg_to_shape";
@@ -383,7 +384,7 @@ pub(crate) fn write_probabilities_and_properties(
     let json_path = with_suffix(output_truncated, ".json");
     let value = serde_json::to_value(properties)
         .map_err(|e| Error::invalid_file(&json_path, format!("cannot write JSON: {e}")))?;
-    crate::json::write_json(&json_path, &value)
+    nnunet_core::json::write_json(&json_path, &value)
 }
 
 /// Resamples, converts and writes a case's logits in one go
@@ -491,7 +492,7 @@ fn write_npz(path: &Path, probabilities: ArrayView4<'_, f32>, zip64: bool) -> Re
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
         .large_file(zip64);
-    crate::preprocessing::storage::write_atomically(path, |out| {
+    nnunet_core::io::write_atomically(path, |out| {
         let mut archive = zip::ZipWriter::new(out);
         archive.start_file("probabilities.npy", options)?;
         array
@@ -499,6 +500,52 @@ fn write_npz(path: &Path, probabilities: ArrayView4<'_, f32>, zip64: bool) -> Re
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         archive.finish()?;
         Ok(())
+    })
+}
+
+/// Reads the array `probabilities` of an nnU-Net `.npz` (float32, or float64 converted to float32,
+/// `[classes, z, y, x]`), stored (`np.savez`, nnunet) or deflated (`np.savez_compressed`,
+/// nnU-Net), ZIP64 included.
+pub fn read_probabilities_npz(path: &Path) -> Result<Array4<f32>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| Error::invalid_file(path, format!("not a readable zip archive: {e}")))?;
+    let held: Vec<String> = archive
+        .file_names()
+        .filter_map(|n| n.ok())
+        .map(|n| n.trim_end_matches(".npy").to_string())
+        .collect();
+    let unreadable = |e: String| {
+        Error::invalid_file(path, format!("cannot read the array 'probabilities': {e}"))
+    };
+    let mut member = match archive.by_name("probabilities.npy") {
+        Ok(member) => member,
+        Err(zip::result::ZipError::FileNotFound) => {
+            return Err(Error::invalid_file(
+                path,
+                format!(
+                    "no array 'probabilities' in the archive (it holds: {})",
+                    held.join(", ")
+                ),
+            ));
+        }
+        Err(e) => return Err(unreadable(e.to_string())),
+    };
+    let mut data = Vec::with_capacity(usize::try_from(member.size()).unwrap_or(0));
+    member
+        .read_to_end(&mut data)
+        .map_err(|e| unreadable(e.to_string()))?;
+    if let Ok(a) = Array4::<f32>::read_npy(data.as_slice()) {
+        return Ok(a);
+    }
+    if let Ok(a) = Array4::<f64>::read_npy(data.as_slice()) {
+        return Ok(a.mapv(|v| v as f32));
+    }
+    Array4::<f32>::read_npy(data.as_slice()).map_err(|e| {
+        Error::invalid_file(
+            path,
+            format!("'probabilities' is not a 4D float array [classes, z, y, x]: {e}"),
+        )
     })
 }
 
@@ -515,7 +562,7 @@ mod tests {
         for (name, zip64) in [("plain.npz", false), ("zip64.npz", true)] {
             let path = dir.path().join(name);
             write_npz(&path, a.view(), zip64).unwrap();
-            assert_eq!(crate::ensembling::read_probabilities_npz(&path).unwrap(), a);
+            assert_eq!(read_probabilities_npz(&path).unwrap(), a);
             let mut archive = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
             let member = archive.by_name("probabilities.npy").unwrap();
             assert_eq!(member.compression(), zip::CompressionMethod::Stored);

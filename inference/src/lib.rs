@@ -1,12 +1,13 @@
 //! Inference: sliding-window prediction ([`sliding_window`]), export of predictions in the
-//! input's geometry ([`export`]), the [`predictor`] for trained models and the [`cascade`]'s
-//! extra inputs.
+//! input's geometry ([`export`]), the [`predictor`] for trained models, the [`cascade`]'s
+//! extra inputs and the import of models trained with nnU-Net ([`torch_import`]).
 
 pub mod cascade;
 pub mod export;
 pub mod model;
 pub mod predictor;
 pub mod sliding_window;
+pub mod torch_import;
 
 pub use export::{
     ExportSettings, ExportedPrediction, LabelHandling, export_prediction_from_logits,

@@ -4,15 +4,15 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
-use crate::error::{Error, Result};
-use crate::network::{Network, NetworkSpec};
-use crate::registry::Registries;
-use crate::training::NetworkContext;
-use crate::training::checkpoint::Checkpoint;
+use nnunet_core::error::{Error, Result};
+use nnunet_core::network::{Network, NetworkSpec};
+use nnunet_core::registry::Registries;
+use nnunet_training::NetworkContext;
+use nnunet_training::checkpoint::Checkpoint;
 
 /// Builds the network of `checkpoint` on `device` with deep supervision off, and loads the
 /// checkpoint's weights. The network comes from the checkpoint's trainer
-/// ([`Trainer::build_network`](crate::Trainer::build_network), so a plugin's own network is
+/// ([`Trainer::build_network`](nnunet_core::Trainer::build_network), so a plugin's own network is
 /// rebuilt), or from its architecture in `registries` with `spec`'s layout when the trainer is
 /// not registered (models imported from nnU-Net). `path` names the checkpoint in errors.
 pub fn network_from_checkpoint(

@@ -21,24 +21,24 @@ use std::sync::mpsc;
 use burn::tensor::Device;
 use ndarray::{Array4, ArrayView4, Axis};
 
-use crate::dataset::{DatasetJson, choose_reader};
-use crate::error::{Error, Result};
-use crate::inference::cascade::{append_one_hot, cascade_labels, network_input_channels};
-use crate::inference::export::{
+use crate::cascade::{append_one_hot, cascade_labels, network_input_channels};
+use crate::export::{
     ExportSettings, ExportedPrediction, LabelHandling, logits_to_segmentation_in_input_geometry,
     restrict_to_roi, visible_labels, with_suffix, write_probabilities_and_properties,
 };
-use crate::inference::model::network_from_checkpoint;
-use crate::inference::sliding_window::{SlidingWindowSettings, predict_sliding_window};
-use crate::io::{Image, ImageProperties, Reader, Segmentation, required_file};
-use crate::network::{Network, NetworkSpec};
-use crate::plans::{Configuration, Plans};
-use crate::preprocessing::storage::CaseProperties;
-use crate::preprocessing::{CaseSettings, PreprocessedCase, preprocess_case};
-use crate::registry::Registries;
-use crate::training::NormKind;
-use crate::training::checkpoint::Checkpoint;
-use crate::training::splits::Fold;
+use crate::model::network_from_checkpoint;
+use crate::sliding_window::{SlidingWindowSettings, predict_sliding_window};
+use nnunet_core::error::{Error, Result};
+use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation, required_file};
+use nnunet_core::network::{Network, NetworkSpec};
+use nnunet_core::registry::Registries;
+use nnunet_dataset::{DatasetJson, choose_reader};
+use nnunet_preprocessing::plans::{Configuration, Plans};
+use nnunet_preprocessing::storage::CaseProperties;
+use nnunet_preprocessing::{CaseSettings, PreprocessedCase, preprocess_case};
+use nnunet_training::NormKind;
+use nnunet_training::checkpoint::Checkpoint;
+use nnunet_training::splits::Fold;
 
 /// How a [`Predictor`] predicts (nnU-Net's `nnUNetPredictor` arguments).
 #[derive(Clone, Debug, PartialEq)]

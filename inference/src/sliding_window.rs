@@ -19,9 +19,9 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::{Array3, Array4, ArrayD, ArrayView4, IxDyn};
 
-use crate::error::{Error, Result};
-use crate::network::Network;
-use crate::plans::Configuration;
+use nnunet_core::error::{Error, Result};
+use nnunet_core::network::Network;
+use nnunet_preprocessing::plans::Configuration;
 
 /// The Gaussian importance map of a tile, as `compute_gaussian` of nnU-Net: a centred unit
 /// impulse (at `size / 2` per axis) smoothed as `scipy.ndimage.gaussian_filter` does (sigma

@@ -22,15 +22,15 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use pytorch_reader::{DType, PickleValue, PytorchReader};
 
-use crate::dataset::DatasetJson;
-use crate::error::{Error, Result};
-use crate::inference::export::LabelHandling;
-use crate::inference::model::network_from_checkpoint;
-use crate::network::{NamedTensor, NetworkSpec};
-use crate::plans::Plans;
-use crate::registry::Registries;
-use crate::training::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, CheckpointMeta};
-use crate::training::{NormKind, TrainerSettings, settings_of};
+use crate::export::LabelHandling;
+use crate::model::network_from_checkpoint;
+use nnunet_core::error::{Error, Result};
+use nnunet_core::network::{NamedTensor, NetworkSpec};
+use nnunet_core::registry::Registries;
+use nnunet_dataset::DatasetJson;
+use nnunet_preprocessing::plans::Plans;
+use nnunet_training::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, CheckpointMeta};
+use nnunet_training::{NormKind, TrainerSettings, settings_of};
 
 /// The checkpoints an nnU-Net v2 fold folder may hold, in the order they are imported.
 pub const TORCH_CHECKPOINT_NAMES: [&str; 3] = [
@@ -372,7 +372,7 @@ fn network_spec(
     let labels = LabelHandling::from_labels(&dataset_json.labels)?;
     let spec = NetworkSpec {
         arch_kwargs,
-        input_channels: crate::inference::cascade::network_input_channels(&config, dataset_json)?,
+        input_channels: crate::cascade::network_input_channels(&config, dataset_json)?,
         output_channels: labels.num_heads(),
         deep_supervision: false,
         is_2d: config.is_2d()?,

@@ -1,4 +1,4 @@
-//! Parity of `nnunet_core::inference` with nnU-Net v2.8.1: the Gaussian importance map, the
+//! Parity of `nnunet_inference` with nnU-Net v2.8.1: the Gaussian importance map, the
 //! sliding-window steps, sliding-window logits of a tiny fixed convolution (with and without
 //! mirroring, smaller and larger than the patch, 3D and 2D), and the export of logits to a
 //! segmentation and probabilities in the input's geometry, and the cascade's next-stage
@@ -21,16 +21,16 @@ use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::tensor::{Device, Tensor};
 use ndarray::{Array1, Array3, Array4, ArrayD, Axis};
 use ndarray_npy::{ReadNpyExt, ReadableElement};
-use nnunet_core::dataset::{LabelValue, Labels};
-use nnunet_core::inference::{
+use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
+use nnunet_core::network::{NamedTensor, Network, SegmentationModule};
+use nnunet_dataset::{LabelValue, Labels};
+use nnunet_inference::{
     ExportSettings, ExportedPrediction, LabelHandling, SlidingWindowSettings, compute_gaussian,
     compute_steps, logits_to_segmentation_in_input_geometry, predict_sliding_window,
     restrict_to_roi, visible_labels, write_prediction,
 };
-use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
-use nnunet_core::network::{NamedTensor, Network, SegmentationModule};
-use nnunet_core::plans::Plans;
-use nnunet_core::preprocessing::storage::CaseProperties;
+use nnunet_preprocessing::plans::Plans;
+use nnunet_preprocessing::storage::CaseProperties;
 use serde_json::Value;
 
 fn fixture_dir() -> PathBuf {
@@ -593,7 +593,7 @@ fn next_stage_segmentation_equals_reference() {
             .unwrap();
         let tf = case.settings.transpose_forward;
         let spacing_transposed = tf.map(|i| case.properties.spacing[i]);
-        let seg = nnunet_core::inference::cascade::segmentation_for_next_stage(
+        let seg = nnunet_inference::cascade::segmentation_for_next_stage(
             logits.view(),
             [shape[0], shape[1], shape[2]],
             spacing_transposed,

@@ -2,8 +2,8 @@
 //! `ExperimentPlanner.plan_experiment`), for any [`PlannerPreset`].
 
 use nnunet_core::planning::{Planner, PlanningInput};
-use nnunet_core::preprocessing::normalization::Scheme;
 use nnunet_core::{Error, Result};
+use nnunet_preprocessing::normalization::Scheme;
 use serde_json::{Map, Value, json};
 
 use crate::configuration::{MedianKind, Shared, plan_configuration};

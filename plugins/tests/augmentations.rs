@@ -6,10 +6,10 @@
 
 use ndarray::{Array4, Axis};
 use nnunet_core::augmentation::{AugmentationContext, Sample};
-use nnunet_core::training::{AugmentationSettings, PipelineKind};
 use nnunet_core::{Augmentation, Registries};
 use nnunet_plugins::augmentations::cascade::ChannelSelection;
 use nnunet_plugins::augmentations::*;
+use nnunet_training::{AugmentationSettings, PipelineKind};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

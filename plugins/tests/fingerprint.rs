@@ -12,16 +12,16 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::synthetic::{self, Array, Kind, Values};
-use nnunet_core::DatasetJson;
 use nnunet_core::Error;
-use nnunet_core::dataset::training_cases;
-use nnunet_core::fingerprint::{
+use nnunet_core::io::Reader;
+use nnunet_dataset::DatasetJson;
+use nnunet_dataset::training_cases;
+use nnunet_plugins::readers::natural_image::NaturalImage2DIO;
+use nnunet_plugins::readers::nifti::SimpleItkIO;
+use nnunet_preprocessing::fingerprint::{
     Fingerprint, FingerprintOptions, FingerprintProgress, extract_fingerprint,
     extract_fingerprint_with,
 };
-use nnunet_core::io::Reader;
-use nnunet_plugins::readers::natural_image::NaturalImage2DIO;
-use nnunet_plugins::readers::nifti::SimpleItkIO;
 use serde_json::Value;
 
 /// Compares two JSON values: same structure and keys, numbers equal as f64.

@@ -14,12 +14,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use ndarray::Axis;
-use nnunet_core::DatasetJson;
 use nnunet_core::Registries;
-use nnunet_core::dataset::training_cases;
-use nnunet_core::plans::Plans;
-use nnunet_core::preprocessing::{CaseSettings, preprocess_case};
+use nnunet_dataset::DatasetJson;
+use nnunet_dataset::training_cases;
 use nnunet_plugins as _;
+use nnunet_preprocessing::plans::Plans;
+use nnunet_preprocessing::{CaseSettings, preprocess_case};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

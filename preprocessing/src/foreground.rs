@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ndarray::ArrayView3;
 
-use crate::numpy_random::RandomState;
+use nnunet_core::numpy_random::RandomState;
 
 /// Voxels drawn per class at least (or all of them if fewer).
 const MIN_SAMPLES: usize = 10_000;
@@ -44,7 +44,7 @@ impl ClassSet {
 /// The classes nnU-Net collects locations for: every foreground label (or region), and with an
 /// ignore label additionally the region of every annotated voxel (`-1` outside the nonzero mask
 /// plus all labels), so that training can sample annotated areas.
-pub fn classes_to_sample(labels: &crate::dataset::Labels) -> Vec<ClassSet> {
+pub fn classes_to_sample(labels: &nnunet_dataset::Labels) -> Vec<ClassSet> {
     let mut out: Vec<ClassSet> = if labels.is_region_based() {
         labels.regions().into_iter().map(ClassSet::Region).collect()
     } else {

@@ -1,3 +1,5 @@
+//! The dataset's fingerprint ([`fingerprint`]), the plans ([`plans`]) and preprocessing.
+//!
 //! Preprocessing of a dataset for one plans configuration: transpose, crop to the nonzero region,
 //! normalise, resample to the target spacing, sample foreground locations, and store each case as
 //! memory-mappable arrays with its properties as JSON ([`storage`]).
@@ -7,8 +9,10 @@
 //! an earlier, interrupted run already finished with the same inputs and settings.
 
 pub mod cropping;
+pub mod fingerprint;
 pub mod foreground;
 pub mod normalization;
+pub mod plans;
 pub mod resampling;
 pub mod storage;
 
@@ -18,11 +22,11 @@ use ndarray::{Array4, Axis};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::dataset::{DatasetJson, Labels, TrainingCase, training_cases};
-use crate::error::{Error, Result};
-use crate::io::{Image, Reader, Segmentation};
 use crate::plans::{Configuration, Plans};
 use foreground::ClassSet;
+use nnunet_core::error::{Error, Result};
+use nnunet_core::io::{Image, Reader, Segmentation};
+use nnunet_dataset::{DatasetJson, Labels, TrainingCase, training_cases};
 use normalization::Scheme;
 use storage::{CaseFiles, CaseProperties};
 

@@ -5,9 +5,9 @@
 
 use ndarray::{ArrayView3, ArrayViewMut3, Zip};
 
-use crate::error::{Error, Result};
 use crate::fingerprint::IntensityProperties;
-use crate::statistics;
+use nnunet_core::error::{Error, Result};
+use nnunet_core::statistics;
 
 /// A normalisation scheme, by the class name the plans use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

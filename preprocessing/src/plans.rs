@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
 use crate::fingerprint::IntensityProperties;
-use crate::json::write_json;
-use crate::preprocessing::resampling::ResamplingSettings;
+use crate::resampling::ResamplingSettings;
+use nnunet_core::error::{Error, Result};
+use nnunet_core::json::write_json;
 
 /// A plans file.
 #[derive(Clone, Debug)]

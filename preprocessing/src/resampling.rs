@@ -27,7 +27,7 @@
 use ndarray::{Array3, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, Axis, s};
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
+use nnunet_core::error::{Error, Result};
 
 /// The anisotropy ratio above which nnU-Net resamples the coarse axis separately
 /// (`nnunetv2.configuration.ANISO_THRESHOLD`).

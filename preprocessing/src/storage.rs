@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -15,8 +15,8 @@ use ndarray::{ArrayView4, ArrayViewD, Ix4};
 use ndarray_npy::{ViewNpyExt, WriteNpyExt};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::io::ImageProperties;
+use nnunet_core::error::{Error, Result};
+use nnunet_core::io::{ImageProperties, write_atomically};
 
 /// Everything known about a preprocessed case besides its arrays.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -73,29 +73,6 @@ pub fn stored_cases(folder: &Path) -> Result<Vec<String>> {
     }
     out.sort();
     Ok(out)
-}
-
-/// Writes `write` to `path` through a temporary file in the same folder, then renames it.
-pub(crate) fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.partial",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let result = (|| {
-        let file = File::create(&tmp)?;
-        let mut out = BufWriter::new(file);
-        write(&mut out)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_data()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
 }
 
 /// Stores a preprocessed case: both arrays, then the properties.

@@ -1,4 +1,4 @@
-//! Parity of `nnunet_core::preprocessing::resampling` with nnU-Net v2.8.1's
+//! Parity of `nnunet_preprocessing::resampling` with nnU-Net v2.8.1's
 //! `resample_data_or_seg_to_shape` (skimage 0.26 / scipy 1.17 / batchgenerators 0.25.5).
 //!
 //! The reference outputs are made by `fixtures/resampling/make_fixtures.py`. Label maps must be
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array4, Zip};
 use ndarray_npy::ReadNpyExt;
-use nnunet_core::preprocessing::resampling::{
+use nnunet_preprocessing::resampling::{
     ResamplingSettings, compute_new_shape, resample_data, resample_segmentation,
 };
 use serde_json::Value;

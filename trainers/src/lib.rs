@@ -9,7 +9,7 @@ pub mod validation;
 
 use nnunet_core::Trainer;
 use nnunet_core::register;
-use nnunet_core::training::{
+use nnunet_training::{
     BenchmarkMode, LrSchedule, MirrorAxes, NormKind, OptimizerKind, PipelineKind, TrainerSettings,
 };
 
@@ -406,7 +406,7 @@ trainer!(
 #[cfg(test)]
 mod tests {
     use nnunet_core::Registries;
-    use nnunet_core::training::settings_of;
+    use nnunet_training::settings_of;
 
     fn settings(name: &str) -> nnunet_core::TrainerSettings {
         let r = Registries::builtin().unwrap();

@@ -5,28 +5,29 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use nnunet_core::data_loading::{
-    DataLoader, LoaderConfig, Oversampling, PatchSampler, SamplerConfig, deep_supervision_scales,
-};
-use nnunet_core::inference::cascade::{
+use nnunet_core::network::{NamedTensor, NetworkSpec};
+use nnunet_core::{Augmentation, Error, Loss, Registries, Result};
+use nnunet_dataset::DatasetJson;
+use nnunet_evaluation::model_selection::TrainedModel;
+use nnunet_inference::cascade::{
     cascade_labels, network_input_channels, predicted_next_stage_folder,
 };
-use nnunet_core::model_selection::TrainedModel;
-use nnunet_core::network::{NamedTensor, NetworkSpec};
-use nnunet_core::plans::{Configuration, Plans};
-use nnunet_core::preprocessing::storage::stored_cases;
-use nnunet_core::training::checkpoint::Checkpoint;
-use nnunet_core::training::optimizer::Optimizer as DefaultOptimizer;
-use nnunet_core::training::run::{RunState, TrainingRun, checkpoint_path};
-use nnunet_core::training::splits::{Fold, Split, fold_cases};
-use nnunet_core::training::{
-    Defaults, MirrorAxes, NetworkContext, NormKind, Optimizer, SetupContext, Trainer,
-    TrainerSettings, settings_of,
-};
-use nnunet_core::{Augmentation, DatasetJson, Error, Loss, Registries, Result};
 use nnunet_plugins::augmentations::geometry::configure_rotation_dummy_da_mirroring_and_initial_patch_size;
 use nnunet_plugins::augmentations::pipeline::{
     PipelineContext, training_pipeline, validation_pipeline,
+};
+use nnunet_preprocessing::plans::{Configuration, Plans};
+use nnunet_preprocessing::storage::stored_cases;
+use nnunet_training::checkpoint::Checkpoint;
+use nnunet_training::data_loading::{
+    DataLoader, LoaderConfig, Oversampling, PatchSampler, SamplerConfig, deep_supervision_scales,
+};
+use nnunet_training::optimizer::Optimizer as DefaultOptimizer;
+use nnunet_training::run::{RunState, TrainingRun, checkpoint_path};
+use nnunet_training::splits::{Fold, Split, fold_cases};
+use nnunet_training::{
+    Defaults, MirrorAxes, NetworkContext, NormKind, Optimizer, SetupContext, Trainer,
+    TrainerSettings, settings_of,
 };
 
 /// Schedule values given on the command line for one run (`--epochs`, …).

@@ -6,22 +6,22 @@
 //! A cascade stage sees each case with the previous stage's segmentation as one-hot channels; a
 //! stage with a next stage (`3d_lowres`) also writes each validation case's segmentation on the
 //! next stage's preprocessed grid to `predicted_next_stage/<next>/` (see
-//! [`nnunet_core::inference::cascade`]), as the reference does.
+//! [`nnunet_inference::cascade`]), as the reference does.
 
 use std::path::{Path, PathBuf};
 
-use nnunet_core::dataset::choose_reader;
-use nnunet_core::evaluation::{FolderEvaluation, evaluate_folders, evaluation_targets};
-use nnunet_core::inference::cascade::{
+use nnunet_core::{Error, Registries, Result};
+use nnunet_dataset::choose_reader;
+use nnunet_evaluation::metrics::{FolderEvaluation, evaluate_folders, evaluation_targets};
+use nnunet_inference::cascade::{
     append_one_hot, predicted_next_stage_folder, read_next_stage_segmentation,
     segmentation_for_next_stage, stored_case_shape, write_next_stage_segmentation,
 };
-use nnunet_core::inference::export::{ExportSettings, export_prediction_from_logits};
-use nnunet_core::inference::network_from_checkpoint;
-use nnunet_core::inference::sliding_window::{SlidingWindowSettings, predict_sliding_window};
-use nnunet_core::preprocessing::storage::{CaseFiles, MappedArray, read_properties};
-use nnunet_core::training::checkpoint::Checkpoint;
-use nnunet_core::{Error, Registries, Result};
+use nnunet_inference::export::{ExportSettings, export_prediction_from_logits};
+use nnunet_inference::network_from_checkpoint;
+use nnunet_inference::sliding_window::{SlidingWindowSettings, predict_sliding_window};
+use nnunet_preprocessing::storage::{CaseFiles, MappedArray, read_properties};
+use nnunet_training::checkpoint::Checkpoint;
 
 use crate::setup::{RunContext, RunRequest, run_context};
 

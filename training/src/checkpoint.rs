@@ -15,10 +15,10 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::network::NamedTensor;
-use crate::training::loss_scale::LossScaler;
-use crate::training::{EpochRecord, TrainerSettings};
+use crate::loss_scale::LossScaler;
+use crate::{EpochRecord, TrainerSettings};
+use nnunet_core::error::{Error, Result};
+use nnunet_core::network::NamedTensor;
 
 /// Version of the checkpoint layout.
 pub const CHECKPOINT_FORMAT: u32 = 1;
@@ -90,7 +90,7 @@ impl Checkpoint {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        crate::preprocessing::storage::write_atomically(path, |out| out.write_all(&data))
+        nnunet_core::io::write_atomically(path, |out| out.write_all(&data))
     }
 
     /// Reads a checkpoint written by [`Checkpoint::save`].

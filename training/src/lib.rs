@@ -1,7 +1,9 @@
 //! Training: the [`Trainer`] extension trait and its settings (from `nnunet-api`), and the
-//! pipeline's training loop, optimisers, checkpoints, folds and progress plot.
+//! pipeline's training loop, optimisers, checkpoints, folds and progress plot, and the loading
+//! of training batches ([`data_loading`]).
 
 pub mod checkpoint;
+pub mod data_loading;
 pub mod loss_scale;
 pub mod optimizer;
 pub mod plot;

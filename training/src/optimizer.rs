@@ -11,10 +11,10 @@ use burn::module::ParamId;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::error::{Error, Result};
-use crate::network::{ErasedTensor, NamedTensor, Network, ParameterUpdate};
-use crate::training::optimizer_api::{ParameterGroup, lr_factor};
-use crate::training::{OptimizerKind, optimizer_api};
+use crate::optimizer_api::{ParameterGroup, lr_factor};
+use crate::{OptimizerKind, optimizer_api};
+use nnunet_core::error::{Error, Result};
+use nnunet_core::network::{ErasedTensor, NamedTensor, Network, ParameterUpdate};
 
 /// An optimiser over a network's parameters.
 pub struct Optimizer {
@@ -264,7 +264,7 @@ impl Optimizer {
                     first: t == 1,
                 };
                 let buf = state.pop().expect("SGD keeps one buffer");
-                let (p, buf) = if crate::fused::supported(&p) {
+                let (p, buf) = if nnunet_core::fused::supported(&p) {
                     rule.fused(p, g, buf)
                 } else {
                     rule.composed(p, g, buf)

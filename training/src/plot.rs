@@ -3,7 +3,7 @@
 //! Three panels stacked as in nnU-Net's `plot_progress_png`: (1) training and validation loss on
 //! the left axis with the pseudo Dice (dotted) and its moving average on the right axis; (2) the
 //! epoch duration in seconds; (3) the learning rate. The text uses an embedded subset of DejaVu
-//! Sans (`core/assets/`), so no system font or fontconfig is needed.
+//! Sans (`training/assets/`), so no system font or fontconfig is needed.
 
 use std::ops::Range;
 use std::path::Path;
@@ -16,13 +16,13 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::training::EpochRecord;
-use crate::{Error, Result};
+use crate::EpochRecord;
+use nnunet_core::{Error, Result};
 
 /// Width and height of `progress.png` in pixels (nnU-Net's 30 x 54 inch figure at half scale).
 pub const PROGRESS_SIZE: (u32, u32) = (1500, 2700);
 
-static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
 
 /// Margin around each panel, width of the y label area, and so the left edge of the plotting
 /// area, where the legends start.

@@ -14,17 +14,17 @@ use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 use indicatif::{FormattedDuration, ProgressBar};
 use ndarray::{Array5, Axis};
 
+use crate::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, CheckpointMeta};
 use crate::data_loading::{Batch, DataLoader};
-use crate::error::{Error, Result};
-use crate::loss::{Loss, LossSettings, Target};
-use crate::network::Network;
-use crate::training::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, CheckpointMeta};
-use crate::training::loss_scale::LossScaler;
-use crate::training::optimizer_api::lr_factor;
-use crate::training::{
+use crate::loss_scale::LossScaler;
+use crate::optimizer_api::lr_factor;
+use crate::{
     BenchmarkMode, EpochFlow, EpochRecord, HookContext, Optimizer, ParameterGroup, StepContext,
     Trainer, TrainerSettings,
 };
+use nnunet_core::error::{Error, Result};
+use nnunet_core::loss::{Loss, LossSettings, Target};
+use nnunet_core::network::Network;
 
 /// Everything a training run needs, built by the trainer set-up from plans and dataset.
 pub struct TrainingRun {
@@ -203,7 +203,7 @@ impl TrainingRun {
         ))?;
         log.line(&format!(
             "Computing in {}",
-            crate::device::compute_precision(&self.device)
+            nnunet_core::device::compute_precision(&self.device)
         ))?;
         if state.epoch > 0 {
             log.line(&format!("Continuing from epoch {}", state.epoch))?;
@@ -319,10 +319,7 @@ impl TrainingRun {
                 log.line(&format!("Yayy! New best EMA pseudo Dice: {ema_fg_dice:.4}"))?;
                 self.save(&state, "checkpoint_best")?;
             }
-            crate::training::plot::draw_progress(
-                &state.logging,
-                &self.output_folder.join("progress.png"),
-            )?;
+            crate::plot::draw_progress(&state.logging, &self.output_folder.join("progress.png"))?;
             let per_epoch =
                 session_start.elapsed().as_secs_f64() / (state.epoch - session_first_epoch) as f64;
             console.epoch_line(
@@ -374,7 +371,10 @@ impl TrainingRun {
                 "num_val_iterations_per_epoch": s.num_val_iterations_per_epoch,
                 "threads": rayon::current_num_threads(),
             });
-            crate::json::write_json(&self.output_folder.join("benchmark_result.json"), &report)?;
+            nnunet_core::json::write_json(
+                &self.output_folder.join("benchmark_result.json"),
+                &report,
+            )?;
         }
         Ok(RunSummary {
             epochs_completed: state.epoch,
@@ -683,7 +683,7 @@ impl StepContext for RunStep<'_> {
 
 /// Whether training computes in fp16 and so scales its losses (GPU mixed precision).
 fn fp16_training() -> bool {
-    crate::network::activation_dtype() == FloatDType::F16
+    nnunet_core::network::activation_dtype() == FloatDType::F16
 }
 
 /// A `[b, c, z, y, x]` target as a tensor: labels, or 0/1 region masks.
@@ -718,7 +718,7 @@ impl Console {
             (settings.num_iterations_per_epoch + settings.num_val_iterations_per_epoch) as u64;
         let on_terminal = std::io::stderr().is_terminal();
         let bar = if enabled && on_terminal {
-            let bar = crate::progress::bar(
+            let bar = nnunet_core::progress::bar(
                 (steps_per_epoch * settings.num_epochs as u64) as usize,
                 "epoch",
                 "iterations",

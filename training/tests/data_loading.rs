@@ -11,13 +11,13 @@ use std::sync::Arc;
 use ndarray::{Array3, Array4, ArrayView4, s};
 use ndarray_npy::WriteNpyExt;
 use nnunet_core::augmentation::{Augmentation, AugmentationContext, Sample};
-use nnunet_core::data_loading::{
+use nnunet_core::io::ImageProperties;
+use nnunet_preprocessing::storage::{CaseFiles, CaseProperties, MappedArray, write_case};
+use nnunet_training::TrainerSettings;
+use nnunet_training::data_loading::{
     Batch, DataLoader, LoaderConfig, Oversampling, PatchSampler, SamplerConfig,
     deep_supervision_scales_from_strides,
 };
-use nnunet_core::io::ImageProperties;
-use nnunet_core::preprocessing::storage::{CaseFiles, CaseProperties, MappedArray, write_case};
-use nnunet_core::training::TrainerSettings;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 

@@ -5,9 +5,9 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use nnunet_core::network::{Network, SegmentationModule};
-use nnunet_core::training::OptimizerKind;
-use nnunet_core::training::optimizer::Optimizer;
-use nnunet_core::training::{Optimizer as OptimizerApi, ParameterGroup};
+use nnunet_training::OptimizerKind;
+use nnunet_training::optimizer::Optimizer;
+use nnunet_training::{Optimizer as OptimizerApi, ParameterGroup};
 use serde_json::Value;
 
 #[derive(Module, Debug)]

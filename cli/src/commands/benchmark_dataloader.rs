@@ -9,17 +9,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{Array2, Axis};
-use nnunet_core::DatasetJson;
-use nnunet_core::data_loading::{
+use nnunet_dataset::DatasetJson;
+use nnunet_plugins::augmentations::geometry::configure_rotation_dummy_da_mirroring_and_initial_patch_size;
+use nnunet_plugins::augmentations::pipeline::PipelineContext;
+use nnunet_preprocessing::plans::Plans;
+use nnunet_preprocessing::storage::stored_cases;
+use nnunet_trainers::setup::trainer_parts;
+use nnunet_training::data_loading::{
     Batch, DataLoader, LoaderConfig, Oversampling, PatchSampler, SamplerConfig,
     deep_supervision_scales,
 };
-use nnunet_core::plans::Plans;
-use nnunet_core::preprocessing::storage::stored_cases;
-use nnunet_core::training::settings_of;
-use nnunet_plugins::augmentations::geometry::configure_rotation_dummy_da_mirroring_and_initial_patch_size;
-use nnunet_plugins::augmentations::pipeline::PipelineContext;
-use nnunet_trainers::setup::trainer_parts;
+use nnunet_training::settings_of;
 
 use crate::Context;
 

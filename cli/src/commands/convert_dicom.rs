@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nnunet_core::Reader;
-use nnunet_core::inference::predictor::Predictor;
+use nnunet_inference::predictor::Predictor;
 use nnunet_plugins::readers::dicom::{
     Found, Series, convert_series, find_series, read_series, series_layout, sidecar,
 };

@@ -13,16 +13,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use nnunet_core::dataset::choose_reader;
-use nnunet_core::evaluation::{FolderEvaluation, evaluate_folders, evaluation_targets};
-use nnunet_core::inference::predictor::{FileOutputOptions, Predictor, PredictorSettings};
+use nnunet_core::Registries;
 use nnunet_core::paths::NnunetPaths;
-use nnunet_core::training::run::checkpoint_path;
-use nnunet_core::training::splits::Fold;
-use nnunet_core::{DatasetJson, Registries};
+use nnunet_dataset::DatasetJson;
+use nnunet_dataset::choose_reader;
+use nnunet_evaluation::metrics::{FolderEvaluation, evaluate_folders, evaluation_targets};
+use nnunet_inference::predictor::{FileOutputOptions, Predictor, PredictorSettings};
 use nnunet_plugins::synthetic::{SyntheticSpec, write_synthetic_dataset};
 use nnunet_trainers::setup::{RunRequest, ScheduleOverrides, prepare_run};
 use nnunet_trainers::validation::validate_fold;
+use nnunet_training::run::checkpoint_path;
+use nnunet_training::splits::Fold;
 
 use crate::Context;
 use crate::commands::{extract_fingerprint, plan, predict, preprocess};

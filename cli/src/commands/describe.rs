@@ -31,7 +31,7 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let r = &ctx.registries;
     let (name, description, origin) = if let Some(name) = &args.trainer {
         let entry = r.trainers.get(name)?;
-        let settings = nnunet_core::training::settings_of(entry.create().as_ref());
+        let settings = nnunet_training::settings_of(entry.create().as_ref());
         println!("{}", serde_json::to_string_pretty(&settings)?);
         (&entry.name, &entry.description, entry.origin.to_string())
     } else {

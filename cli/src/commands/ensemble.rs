@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use nnunet_core::DatasetJson;
-use nnunet_core::ensembling::{cases_from_folders, merge_cases};
-use nnunet_core::inference::LabelHandling;
-use nnunet_core::model_selection::reader_for;
+use nnunet_dataset::DatasetJson;
+use nnunet_evaluation::ensembling::{cases_from_folders, merge_cases};
+use nnunet_evaluation::model_selection::reader_for;
+use nnunet_inference::LabelHandling;
 
 use crate::Context;
 
@@ -43,7 +43,7 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let reader = if plans.is_file() {
         reader_for(&ctx.registries, &plans, &dataset_json)?
     } else {
-        nnunet_core::dataset::choose_reader(&ctx.registries, &dataset_json, None)?.create()
+        nnunet_dataset::choose_reader(&ctx.registries, &dataset_json, None)?.create()
     };
     let labels = LabelHandling::from_labels(&dataset_json.labels)?;
     let cases = cases_from_folders(&args.inputs, &args.output)?;

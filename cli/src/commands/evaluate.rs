@@ -15,14 +15,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use nnunet_core::DatasetJson;
-use nnunet_core::dataset::{choose_reader, choose_reader_for};
-use nnunet_core::evaluation::{
+use nnunet_core::io::Reader;
+use nnunet_dataset::DatasetJson;
+use nnunet_dataset::{choose_reader, choose_reader_for};
+use nnunet_evaluation::metrics::{
     LabelOrRegion, Scoring, Summary, ValueCheck, evaluate_pairs, evaluation_targets, pair_files,
     with_rois,
 };
-use nnunet_core::io::Reader;
-use nnunet_core::plans::Plans;
+use nnunet_preprocessing::plans::Plans;
 
 use crate::Context;
 

@@ -2,11 +2,11 @@
 //! fingerprint (shapes after cropping, spacings, foreground intensity statistics), as nnU-Net's
 //! `nnUNetv2_extract_fingerprint`, written to `nnUNet_preprocessed/<dataset>/dataset_fingerprint.json`.
 
-use nnunet_core::DatasetJson;
-use nnunet_core::dataset::{choose_reader, training_cases};
-use nnunet_core::fingerprint::extract_fingerprint;
-use nnunet_core::integrity::verify_dataset;
 use nnunet_core::json::write_json;
+use nnunet_dataset::DatasetJson;
+use nnunet_dataset::integrity::verify_dataset;
+use nnunet_dataset::{choose_reader, training_cases};
+use nnunet_preprocessing::fingerprint::extract_fingerprint;
 
 use crate::Context;
 

@@ -4,7 +4,7 @@
 //! writes `inference_information.json` and `inference_instructions.txt` into the dataset's
 //! results folder.
 
-use nnunet_core::model_selection::{FindBestSettings, TrainedModel, find_best_configuration};
+use nnunet_evaluation::model_selection::{FindBestSettings, TrainedModel, find_best_configuration};
 
 use crate::Context;
 

@@ -1,11 +1,11 @@
 //! `nnunet import-torch-checkpoint -i NNUNETV2_MODEL_FOLDER -o MODEL_FOLDER`: converts a model
 //! trained with nnU-Net v2 (PyTorch `.pth` checkpoints) into an nnunet-rs model folder
 //! (safetensors checkpoints), reading the `.pth` files without running code from them (see
-//! `nnunet_core::torch_import`).
+//! `nnunet_inference::torch_import`).
 
 use std::path::PathBuf;
 
-use nnunet_core::torch_import::import_nnunetv2_model;
+use nnunet_inference::torch_import::import_nnunetv2_model;
 
 use crate::Context;
 

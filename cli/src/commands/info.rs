@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use nnunet_core::Reader;
-use nnunet_core::dataset::choose_reader_for;
 use nnunet_core::io::ImageProperties;
 use nnunet_core::registry::Entry;
+use nnunet_dataset::choose_reader_for;
 
 use crate::Context;
 

@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use nnunet_core::DatasetJson;
-use nnunet_core::dataset::training_cases;
-use nnunet_core::training::splits::{
+use nnunet_dataset::DatasetJson;
+use nnunet_dataset::training_cases;
+use nnunet_training::splits::{
     Split, case_groups, crossval_splits, grouped_crossval_splits, write_splits,
 };
 

@@ -2,10 +2,10 @@
 //! another dataset, so that a model with the same topology and preprocessing can be trained (or
 //! fine-tuned) there. As nnU-Net's `nnUNetv2_move_plans_between_datasets`.
 
-use nnunet_core::DatasetJson;
-use nnunet_core::dataset::{choose_reader, training_cases};
 use nnunet_core::json::write_json;
-use nnunet_core::plans::Plans;
+use nnunet_dataset::DatasetJson;
+use nnunet_dataset::{choose_reader, training_cases};
+use nnunet_preprocessing::plans::Plans;
 use serde_json::Value;
 
 use crate::Context;

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use nnunet_core::DatasetJson;
-use nnunet_core::dataset::{choose_reader, training_cases};
 use nnunet_core::planning::PlanningInput;
-use nnunet_core::plans::{Plans, write_plans_merged};
+use nnunet_dataset::DatasetJson;
+use nnunet_dataset::{choose_reader, training_cases};
+use nnunet_preprocessing::plans::{Plans, write_plans_merged};
 use serde_json::Value;
 
 use crate::Context;

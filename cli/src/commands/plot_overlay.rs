@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use ndarray::{Array2, ArrayView2, ArrayView3, Axis};
-use nnunet_core::dataset::choose_reader_for;
 use nnunet_core::io::Reader;
+use nnunet_dataset::choose_reader_for;
 
 use crate::Context;
 

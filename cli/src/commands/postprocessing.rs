@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use nnunet_core::DatasetJson;
 use nnunet_core::io::Reader;
-use nnunet_core::model_selection::reader_for;
-use nnunet_core::postprocessing::{
+use nnunet_dataset::DatasetJson;
+use nnunet_evaluation::model_selection::reader_for;
+use nnunet_evaluation::postprocessing::{
     DeterminePostprocessing, Postprocessing, apply_postprocessing_to_folder,
     determine_postprocessing,
 };
@@ -92,7 +92,7 @@ fn dataset_and_reader(
     let reader = if plans_json.is_some() || plans.is_file() {
         reader_for(&ctx.registries, &plans, &dataset_json)?
     } else {
-        nnunet_core::dataset::choose_reader(&ctx.registries, &dataset_json, None)?.create()
+        nnunet_dataset::choose_reader(&ctx.registries, &dataset_json, None)?.create()
     };
     Ok((dataset_json, reader))
 }

@@ -22,13 +22,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nnunet_core::device::{device_from_name, set_cpu_threads, set_precision};
-use nnunet_core::inference::predictor::{
+use nnunet_evaluation::model_selection::TrainedModel;
+use nnunet_inference::predictor::{
     CaseInput, FileOutputOptions, Predictor, PredictorSettings, case_is_predicted,
     with_previous_stage, with_regions_of_interest,
 };
-use nnunet_core::model_selection::TrainedModel;
-use nnunet_core::plans::Plans;
-use nnunet_core::training::splits::Fold;
+use nnunet_preprocessing::plans::Plans;
+use nnunet_training::splits::Fold;
 
 use crate::Context;
 
@@ -524,12 +524,12 @@ fn usable_model_folder(
     ctx: &Context,
     model: &Path,
 ) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
-    if !nnunet_core::torch_import::is_nnunetv2_model_folder(model) {
+    if !nnunet_inference::torch_import::is_nnunetv2_model_folder(model) {
         return Ok((model.to_path_buf(), None));
     }
     let dir = tempfile::tempdir()?;
     let report =
-        nnunet_core::torch_import::import_nnunetv2_model(&ctx.registries, model, dir.path())?;
+        nnunet_inference::torch_import::import_nnunetv2_model(&ctx.registries, model, dir.path())?;
     eprintln!(
         "{}: nnU-Net v2 model, converted ({} checkpoints)",
         model.display(),

@@ -3,10 +3,10 @@
 //! into `nnUNet_preprocessed/<dataset>/<data_identifier>/`. A re-run keeps the cases an earlier
 //! (possibly interrupted) run finished with the same inputs and settings.
 
-use nnunet_core::DatasetJson;
-use nnunet_core::dataset::training_cases;
-use nnunet_core::plans::Plans;
-use nnunet_core::preprocessing::preprocess_dataset;
+use nnunet_dataset::DatasetJson;
+use nnunet_dataset::training_cases;
+use nnunet_preprocessing::plans::Plans;
+use nnunet_preprocessing::preprocess_dataset;
 
 use crate::Context;
 

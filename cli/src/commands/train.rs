@@ -15,10 +15,10 @@
 //! from minutes ago.
 
 use nnunet_core::device::{device_from_name, set_cpu_threads, set_precision};
-use nnunet_core::training::run::checkpoint_path;
-use nnunet_core::training::splits::{Fold, read_splits};
 use nnunet_trainers::setup::{RunRequest, ScheduleOverrides, prepare_run};
 use nnunet_trainers::validation::validate_fold;
+use nnunet_training::run::checkpoint_path;
+use nnunet_training::splits::{Fold, read_splits};
 
 use crate::Context;
 

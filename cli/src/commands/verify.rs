@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use nnunet_core::integrity::verify_dataset;
+use nnunet_dataset::integrity::verify_dataset;
 
 use crate::Context;
 

@@ -1,7 +1,7 @@
 //! nnU-Net's `configure_rotation_dummyDA_mirroring_and_inital_patch_size` and
 //! batchgenerators' `get_patch_size`.
 
-use nnunet_core::training::{AugmentationSettings, PipelineKind};
+use nnunet_api::training::{AugmentationSettings, PipelineKind};
 use nnunet_core::{Error, Result};
 
 /// Anisotropy threshold for the pseudo-2D scheme (`ANISO_THRESHOLD`).
@@ -118,7 +118,7 @@ pub fn get_patch_size(patch_size: &[usize], rotation: (f64, f64), min_scale: f64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nnunet_core::training::MirrorAxes;
+    use nnunet_api::training::MirrorAxes;
 
     #[test]
     fn verified_examples() {

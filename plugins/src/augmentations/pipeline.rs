@@ -1,8 +1,8 @@
 //! nnU-Net's training and validation transform pipelines (`get_training_transforms`,
 //! `get_validation_transforms`), without the deep-supervision downsampling the loader does.
 
+use nnunet_api::training::{AugmentationSettings, PipelineKind};
 use nnunet_core::augmentation::AugmentationContext;
-use nnunet_core::training::{AugmentationSettings, PipelineKind};
 use nnunet_core::{Augmentation, Error, Registries, Result};
 
 use super::RandomScalar;

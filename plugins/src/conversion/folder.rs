@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, ImageBuffer, Luma};
 use nnunet_core::io::required_file;
 use nnunet_core::paths::{NnunetPaths, dataset_folder_name};
-use nnunet_core::training::splits::case_groups;
 use nnunet_core::{Error, Result};
+use nnunet_training::splits::case_groups;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 

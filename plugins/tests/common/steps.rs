@@ -3,8 +3,8 @@
 
 use nnunet_core::burn::tensor::{Device, Tensor, TensorData};
 use nnunet_core::network::NamedTensor;
-use nnunet_core::training::OptimizerKind;
-use nnunet_core::training::optimizer::Optimizer;
+use nnunet_training::OptimizerKind;
+use nnunet_training::optimizer::Optimizer;
 use serde_json::Value;
 
 use super::networks::{as_5d, floats, max_abs_diff, shape_of, tiny_on};

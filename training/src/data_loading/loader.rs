@@ -13,9 +13,9 @@ use rand::rngs::StdRng;
 use serde_json::Value;
 
 use super::sampler::PatchSampler;
-use crate::augmentation::{Augmentation, AugmentationContext};
-use crate::error::{Error, Result};
-use crate::plans::Configuration;
+use nnunet_core::augmentation::{Augmentation, AugmentationContext};
+use nnunet_core::error::{Error, Result};
+use nnunet_preprocessing::plans::Configuration;
 
 /// One training batch (the type trainers see, from `nnunet-api`).
 pub use nnunet_api::training::Batch;

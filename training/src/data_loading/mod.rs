@@ -8,7 +8,7 @@
 //!   cases (nnU-Net's patch size `(1, y, x)`). A cascade's previous-stage segmentation is
 //!   appended as a second segmentation channel.
 //! * [`DataLoader`] turns samples into [`Batch`]es: sample, augment (the trainer's list of
-//!   [`Augmentation`](crate::Augmentation)s, in order), collate, and downsample the targets for
+//!   [`Augmentation`](nnunet_core::Augmentation)s, in order), collate, and downsample the targets for
 //!   deep supervision (nearest-exact, as batchgeneratorsv2's `DownsampleSegForDSTransform`).
 //!   Worker threads fill a bounded queue; batch `i` depends only on the loader seed and `i`, never
 //!   on the number of workers or their scheduling. A trainer that hands finished batches back with

@@ -9,10 +9,10 @@ use ndarray::{Array4, ArrayView4, ArrayViewD, Axis, Ix3, Ix4};
 use ndarray_npy::ViewNpyExt;
 use rand::{Rng, RngCore};
 
-use crate::augmentation::Sample;
-use crate::error::{Error, Result};
-use crate::preprocessing::storage::{CaseFiles, MappedArray, read_properties};
-use crate::training::{TrainerSettings, forced_foreground};
+use crate::{TrainerSettings, forced_foreground};
+use nnunet_core::augmentation::Sample;
+use nnunet_core::error::{Error, Result};
+use nnunet_preprocessing::storage::{CaseFiles, MappedArray, read_properties};
 
 /// Which samples of a batch are forced to contain foreground.
 #[derive(Clone, Debug, PartialEq)]
