@@ -8,19 +8,11 @@
 #   bash bench/dataloader.sh [BATCHES] [WORKERS] [CASES]
 #
 # Needs the reference environment (../shared/reference/setup.sh installs it).
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 BATCHES=${1:-40}
 WORKERS=${2:-2}
 CASES=${3:-6}
-REF=${NNUNET_REF:-$HOME/.cache/nnunet-reference}
-if [ ! -x "$REF/venv/bin/python" ]; then
-  bash ../shared/reference/setup.sh >/dev/null
-fi
-cargo build --release -q -p nnunet-cli
-NNUNET=$PWD/target/release/nnunet
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+bench_start
 "$REF/venv/bin/python" bench/make_ct_dataset.py "$WORK/raw/Dataset950_BenchCt" "$CASES"
 export nnUNet_raw="$WORK/raw" nnUNet_results="$WORK/results" OMP_NUM_THREADS=1
 mkdir -p "$WORK/results"

@@ -9,18 +9,10 @@
 #   bash bench/plan_and_preprocess.sh [CASES] [NP]
 #
 # Needs the reference environment (../shared/reference/setup.sh installs it).
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 CASES=${1:-10}
 NP=${2:-2}
-REF=${NNUNET_REF:-$HOME/.cache/nnunet-reference}
-if [ ! -x "$REF/venv/bin/python" ]; then
-  bash ../shared/reference/setup.sh >/dev/null
-fi
-cargo build --release -q -p nnunet-cli
-NNUNET=$PWD/target/release/nnunet
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+bench_start
 
 # The dataset: CASES CT-like volumes of 64-96 slices of 256x256 at 0.8 mm in-plane and 2.5-5 mm
 # slices, int16, with an organ and a lesion label; both tools read the same files.

@@ -13,8 +13,7 @@
 # with `nnUNetv2_predict_from_modelfolder -m ORIGINAL -device cpu -npp 1 -nps 1`.
 # Ours runs in each precision of PRECISIONS (default "fp32 bf16"; the reference computes in fp32).
 # Needs the reference environment (../shared/reference/setup.sh installs it).
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 THREADS=${1:-2}
 # PRECISIONS="fp32 bf16" (default) runs ours once per precision with -precision (auto: bf16
 # where the CPU multiplies bf16 natively, fp32 otherwise).
@@ -22,16 +21,8 @@ PRECISIONS=${PRECISIONS:-fp32 bf16}
 CASES=${2:-4}
 SIZE2D=${3:-256}
 SIZE3D=${4:-96}
-REF=${NNUNET_REF:-$HOME/.cache/nnunet-reference}
-[ -x "$REF/venv/bin/python" ] || bash ../shared/reference/setup.sh >/dev/null
-PY="$REF/venv/bin/python"
 # NNUNET=path/to/nnunet skips the release build.
-if [ -z "${NNUNET:-}" ]; then
-  cargo build --release -q -p nnunet-cli
-  NNUNET=$PWD/target/release/nnunet
-fi
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+bench_start --keep-nnunet
 export OMP_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 export PATH="$REF/venv/bin:$PATH"
 

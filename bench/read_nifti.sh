@@ -8,17 +8,9 @@
 # Needs the reference environment (../shared/reference/setup.sh installs it; nibabel comes with it).
 # Ours is timed as a whole process (start, read, statistics, exit); nibabel in-process, without the
 # Python start-up: the comparison is conservative for us.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 RUNS=${1:-3}
-REF=${NNUNET_REF:-$HOME/.cache/nnunet-reference}
-if [ ! -x "$REF/venv/bin/python" ]; then
-  bash ../shared/reference/setup.sh >/dev/null
-fi
-cargo build --release -q -p nnunet-cli
-NNUNET=$PWD/target/release/nnunet
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+bench_start
 
 "$REF/venv/bin/python" - "$WORK/ct.nii.gz" "$NNUNET" "$RUNS" <<'PY'
 import subprocess, sys, time

@@ -16,8 +16,7 @@
 # PARTS="steps runs" (default) chooses the sections (each compares with the reference in the run).
 # Needs the reference environment (../shared/reference/setup.sh installs it). Run it on a quiet
 # machine.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 THREADS=${1:-2}
 ITER=${2:-10}
 EPOCHS=${3:-5}
@@ -26,15 +25,7 @@ IPE=${4:-25}
 # where the CPU multiplies bf16 natively, fp32 otherwise).
 PRECISIONS=${PRECISIONS:-fp32 bf16}
 PARTS=${PARTS:-steps runs}
-REF=${NNUNET_REF:-$HOME/.cache/nnunet-reference}
-[ -x "$REF/venv/bin/python" ] || bash ../shared/reference/setup.sh >/dev/null
-PY="$REF/venv/bin/python"
-if [ -z "${NNUNET:-}" ]; then
-  cargo build --release -q -p nnunet-cli
-  NNUNET=$PWD/target/release/nnunet
-fi
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+bench_start --keep-nnunet
 export nnUNet_raw="$WORK/raw" OMP_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS THREADS
 mkdir -p "$nnUNet_raw"
 "$NNUNET" make-example-dataset -d 960 --shape 320 256 --cases 10 >/dev/null

@@ -1,7 +1,13 @@
-//! The one error type of nnunet-rs. Every variant names what went wrong and, where a file is
-//! involved, which file, so that the CLI can print it as it is.
+//! The errors of nnunet-rs. Every error names what went wrong and, where a file is involved, which
+//! file, so that the CLI can print it as it is.
+//!
+//! Errors of one domain of the pipeline are that domain's enum ([`ReaderError`],
+//! [`DatasetError`], [`PlansError`], [`PluginError`], [`TrainingError`], [`InferenceError`],
+//! [`EvaluationError`]), converted into the top-level [`Error`] with `#[from]`, so that a library
+//! caller can match on the domain and on what went wrong; the top-level error prints the domain
+//! error's message unchanged.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Result with the nnunet-rs [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -9,6 +15,138 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong, phrased for the person at the terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading or writing an image or label file (the [`Reader`](crate::Reader)s).
+    #[error(transparent)]
+    Reader(#[from] ReaderError),
+    /// The raw dataset: `dataset.json`, its cases and files, dataset folders.
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    /// Plans and planning: the plans file, configurations, planners' settings.
+    #[error(transparent)]
+    Plans(#[from] PlansError),
+    /// Registries and dynamic plugins: unknown or duplicate names, plugins that cannot load.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// Training: trainers, networks, losses, augmentations, data loading, checkpoints, folds.
+    #[error(transparent)]
+    Training(#[from] TrainingError),
+    /// Inference: trained models, prediction, export, the cascade, imported models.
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    /// Evaluation, postprocessing, ensembling, model selection and model sharing.
+    #[error(transparent)]
+    Evaluation(#[from] EvaluationError),
+    /// A path variable (`nnUNet_raw`, …) needed but not set.
+    #[error(
+        "the environment variable {var} is not set, and no --{flag} was given.\n\
+         nnunet needs it to find the {what}. Set it, for example:\n    export {var}=/data/{var}\n\
+         or pass --{flag} /data/{var} on the command line."
+    )]
+    PathNotSet {
+        /// The environment variable, e.g. `nnUNet_raw`.
+        var: &'static str,
+        /// The command-line option that can stand in for it, without the leading `--`.
+        flag: &'static str,
+        /// What the path is needed to find, for the message.
+        what: &'static str,
+    },
+    /// A file of no one domain (a JSON file, say) that exists but whose content is wrong.
+    #[error("{}: {reason}", .path.display())]
+    InvalidFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its content.
+        reason: String,
+    },
+    /// An I/O failure on a named file.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file the operation was on.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Invalid arguments or settings of no one domain (devices, precision, command-line values).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Declares a domain's error enum with its two kinds of problems (a wrong setting or input, and a
+/// file whose content is wrong) and the constructors of the top-level [`Error`] for them.
+macro_rules! domain_error {
+    ($(#[$doc:meta])* $name:ident, $variant:ident, $invalid:ident, $file:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, thiserror::Error)]
+        pub enum $name {
+            #[doc = concat!("A wrong setting or input of ", $what, ".")]
+            #[error("{0}")]
+            Invalid(String),
+            #[doc = concat!("A file of ", $what, " that exists but whose content is wrong.")]
+            #[error("{}: {reason}", .path.display())]
+            InvalidFile {
+                /// The file.
+                path: PathBuf,
+                /// What is wrong with its content.
+                reason: String,
+            },
+        }
+
+        impl $name {
+            /// The file and what is wrong with it, for [`Self::InvalidFile`].
+            fn file_reason(&self) -> Option<(&Path, &str)> {
+                match self {
+                    $name::InvalidFile { path, reason } => Some((path, reason)),
+                    $name::Invalid(_) => None,
+                }
+            }
+        }
+
+        impl Error {
+            #[doc = concat!("A wrong setting or input of ", $what, ": [`", stringify!($name), "::Invalid`].")]
+            pub fn $invalid(message: impl Into<String>) -> Self {
+                Error::$variant($name::Invalid(message.into()))
+            }
+
+            #[doc = concat!("A file of ", $what, " whose content is wrong: [`", stringify!($name), "::InvalidFile`].")]
+            pub fn $file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+                Error::$variant($name::InvalidFile {
+                    path: path.into(),
+                    reason: reason.into(),
+                })
+            }
+        }
+    };
+}
+
+domain_error!(
+    /// Errors of reading or writing image and label files.
+    ReaderError, Reader, reader, reader_file, "an image reader or writer"
+);
+domain_error!(
+    /// Errors of the raw dataset: `dataset.json`, its cases, dataset folders and conversions.
+    DatasetError, Dataset, dataset, dataset_file, "the dataset"
+);
+domain_error!(
+    /// Errors of plans and planning.
+    PlansError, Plans, plans, plans_file, "the plans"
+);
+domain_error!(
+    /// Errors of training: trainers, networks, losses, augmentations, data loading, checkpoints.
+    TrainingError, Training, training, training_file, "training"
+);
+domain_error!(
+    /// Errors of inference: trained models, prediction, export, the cascade, model import.
+    InferenceError, Inference, inference, inference_file, "inference"
+);
+domain_error!(
+    /// Errors of evaluation, postprocessing, ensembling, model selection and model sharing.
+    EvaluationError, Evaluation, evaluation, evaluation_file, "evaluation"
+);
+
+/// Errors of the registries and of dynamic plugins.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
     /// A name given on the command line (or in a file) that no registry knows.
     #[error("unknown {kind} '{name}'{}", suggestion_text(.suggestions))]
     UnknownName {
@@ -33,49 +171,12 @@ pub enum Error {
     },
     /// A dynamic plugin that cannot be loaded, or was refused.
     #[error("plugin {}: {reason}", .path.display())]
-    Plugin {
+    Load {
         /// The plugin's dynamic library.
         path: PathBuf,
         /// Why it could not be loaded or was refused.
         reason: String,
     },
-    /// A path variable (`nnUNet_raw`, …) needed but not set.
-    #[error(
-        "the environment variable {var} is not set, and no --{flag} was given.\n\
-         nnunet needs it to find the {what}. Set it, for example:\n    export {var}=/data/{var}\n\
-         or pass --{flag} /data/{var} on the command line."
-    )]
-    PathNotSet {
-        /// The environment variable, e.g. `nnUNet_raw`.
-        var: &'static str,
-        /// The command-line option that can stand in for it, without the leading `--`.
-        flag: &'static str,
-        /// What the path is needed to find, for the message.
-        what: &'static str,
-    },
-    /// A dataset that cannot be found or is ambiguous.
-    #[error("{0}")]
-    Dataset(String),
-    /// A file that exists but whose content is wrong.
-    #[error("{}: {reason}", .path.display())]
-    InvalidFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with its content.
-        reason: String,
-    },
-    /// An I/O failure on a named file.
-    #[error("{}: {source}", .path.display())]
-    Io {
-        /// The file the operation was on.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Invalid arguments or settings.
-    #[error("{0}")]
-    Invalid(String),
 }
 
 fn suggestion_text(suggestions: &[String]) -> String {
@@ -95,11 +196,58 @@ impl Error {
         }
     }
 
-    /// A file whose content is wrong.
+    /// The file and what is wrong with its content, for an error about a file's content of any
+    /// domain (so that a caller can word the message around the file name once).
+    pub fn file_reason(&self) -> Option<(&Path, &str)> {
+        match self {
+            Error::InvalidFile { path, reason } => Some((path, reason)),
+            Error::Reader(e) => e.file_reason(),
+            Error::Dataset(e) => e.file_reason(),
+            Error::Plans(e) => e.file_reason(),
+            Error::Training(e) => e.file_reason(),
+            Error::Inference(e) => e.file_reason(),
+            Error::Evaluation(e) => e.file_reason(),
+            _ => None,
+        }
+    }
+
+    /// A file of no one domain whose content is wrong: [`Error::InvalidFile`].
     pub fn invalid_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::InvalidFile {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_errors_print_their_message_unchanged_and_can_be_matched() {
+        let e = Error::training("batch size 0");
+        assert_eq!(e.to_string(), "batch size 0");
+        assert!(matches!(e, Error::Training(TrainingError::Invalid(_))));
+        let e = Error::reader_file("/d/a.nii.gz", "truncated header");
+        assert_eq!(e.to_string(), "/d/a.nii.gz: truncated header");
+        assert_eq!(
+            e.file_reason(),
+            Some((Path::new("/d/a.nii.gz"), "truncated header"))
+        );
+        assert!(matches!(
+            e,
+            Error::Reader(ReaderError::InvalidFile { ref path, .. }) if path.ends_with("a.nii.gz")
+        ));
+        let e: Error = PluginError::UnknownName {
+            kind: "trainer",
+            name: "nnUNetTrainr".into(),
+            suggestions: vec!["nnUNetTrainer".into()],
+        }
+        .into();
+        assert_eq!(
+            e.to_string(),
+            "unknown trainer 'nnUNetTrainr'; did you mean nnUNetTrainer?"
+        );
     }
 }

@@ -10,8 +10,6 @@
 //! so a plugin builds against this crate alone, and the build fingerprint a plugin is checked
 //! against covers this crate's sources only (see [`plugin`]).
 
-#![warn(missing_docs)]
-
 pub mod augmentation;
 pub mod error;
 pub mod io;
@@ -23,7 +21,10 @@ pub mod registry;
 pub mod training;
 
 pub use augmentation::Augmentation;
-pub use error::{Error, Result};
+pub use error::{
+    DatasetError, Error, EvaluationError, InferenceError, PlansError, PluginError, ReaderError,
+    Result, TrainingError,
+};
 pub use io::Reader;
 pub use loss::Loss;
 pub use network::Architecture;

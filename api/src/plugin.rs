@@ -98,6 +98,7 @@ impl PluginDescriptor {
 #[macro_export]
 macro_rules! export_plugin {
     ($register:path) => {
+        /// This library's plugin descriptor, checked by the host before it calls the entry point.
         #[unsafe(no_mangle)]
         #[used]
         pub static NNUNET_PLUGIN_DESCRIPTOR: $crate::plugin::PluginDescriptor =

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::augmentation::Augmentation;
-use crate::error::{Error, Result};
+use crate::error::{Error, PluginError, Result};
 use crate::io::Reader;
 use crate::loss::Loss;
 use crate::network::Architecture;
@@ -110,12 +110,13 @@ impl<T: ?Sized> Registry<T> {
             )));
         }
         if let Some(existing) = self.entries.get(name) {
-            return Err(Error::DuplicateName {
+            return Err(PluginError::DuplicateName {
                 kind: self.kind,
                 name: name.to_string(),
                 first: existing.origin.to_string(),
                 second: origin.to_string(),
-            });
+            }
+            .into());
         }
         self.entries.insert(
             name.to_string(),
@@ -131,10 +132,13 @@ impl<T: ?Sized> Registry<T> {
 
     /// The entry called `name`, or an error listing the nearest names.
     pub fn get(&self, name: &str) -> Result<&Entry<T>> {
-        self.entries.get(name).ok_or_else(|| Error::UnknownName {
-            kind: self.kind,
-            name: name.to_string(),
-            suggestions: nearest_names(name, self.entries.keys().map(String::as_str)),
+        self.entries.get(name).ok_or_else(|| {
+            PluginError::UnknownName {
+                kind: self.kind,
+                name: name.to_string(),
+                suggestions: nearest_names(name, self.entries.keys().map(String::as_str)),
+            }
+            .into()
         })
     }
 

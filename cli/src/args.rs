@@ -199,32 +199,19 @@ mod tests {
 
     #[test]
     fn short_flags_numbers_and_passthrough_stay() {
-        assert_eq!(
-            norm(&[
-                "-d",
-                "4",
-                "-c",
-                "2d",
-                "3d_fullres",
-                "-f",
-                "0",
-                "-p",
-                "nnUNetPlans",
-                "-1"
-            ]),
-            [
-                "-d",
-                "4",
-                "-c",
-                "2d",
-                "3d_fullres",
-                "-f",
-                "0",
-                "-p",
-                "nnUNetPlans",
-                "-1"
-            ]
-        );
+        let unchanged = [
+            "-d",
+            "4",
+            "-c",
+            "2d",
+            "3d_fullres",
+            "-f",
+            "0",
+            "-p",
+            "nnUNetPlans",
+            "-1",
+        ];
+        assert_eq!(norm(&unchanged), unchanged);
         assert_eq!(norm(&["--", "-tr"]), ["--", "-tr"]);
     }
 

@@ -135,10 +135,14 @@ enum Command {
 
 /// Shared state of a run: the folders and the registries with the plugins loaded.
 pub struct Context {
+    /// The nnU-Net folders (raw, preprocessed, results).
     pub paths: NnunetPaths,
+    /// The registered extensions, plugins included.
     pub registries: Registries,
 }
 
+/// Parses `argv` (nnU-Net spellings and command links included), loads the plugins and runs
+/// the command.
 fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
     let mut argv = argv;
     let argv0 = argv.first().cloned().unwrap_or_else(|| "nnunet".into());
@@ -218,6 +222,7 @@ fn error_text(error: &anyhow::Error) -> String {
     text
 }
 
+/// Runs the command line and prints an error with its causes.
 fn main() -> ExitCode {
     match run(std::env::args_os().collect()) {
         Ok(()) => ExitCode::SUCCESS,

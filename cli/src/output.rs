@@ -9,3 +9,8 @@ pub(crate) fn line(out: &mut impl Write, text: std::fmt::Arguments<'_>) -> anyho
         other => Ok(other?),
     }
 }
+
+/// Writes one line to stdout (see [`line`]).
+pub(crate) fn say(text: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    line(&mut std::io::stdout().lock(), text)
+}

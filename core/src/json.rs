@@ -114,10 +114,15 @@ pub fn parse_float(value: &Value) -> Option<f64> {
 /// files nnU-Net writes and users compare: `summary.json`, `postprocessing.json`).
 #[derive(Clone, Debug)]
 pub enum JsonValue {
+    /// An integer, written without a decimal point.
     Int(i64),
+    /// A float, written as Python's `repr` writes it (`NaN`, `Infinity` for non-finite values).
     Float(f64),
+    /// A string, written with Python's `ensure_ascii=True` escaping.
     Str(String),
+    /// A list, one item per line.
     Array(Vec<JsonValue>),
+    /// An object; its keys are written sorted, whatever their order here.
     Object(Vec<(String, JsonValue)>),
 }
 

@@ -105,13 +105,9 @@ impl NnunetPaths {
                 }
                 return Ok(full);
             }
-            return Err(Error::Dataset(format!(
+            return Err(Error::dataset(format!(
                 "dataset {full} not found, but ID {id:03} belongs to {}",
-                found
-                    .iter()
-                    .map(|(_, p)| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                folder_list(&found)
             )));
         }
         match found.len() {
@@ -125,7 +121,7 @@ impl NnunetPaths {
                     // Nothing to search: say which variable to set.
                     self.raw()?;
                 }
-                Err(Error::Dataset(format!(
+                Err(Error::dataset(format!(
                     "no dataset with ID {id} (a folder named Dataset{id:03}_<name>) in {}",
                     searched.join(", ")
                 )))
@@ -136,15 +132,21 @@ impl NnunetPaths {
     }
 }
 
+/// The error for an ID that more than one dataset folder in `found` has.
 fn duplicate_ids(id: u32, found: &[(String, PathBuf)]) -> Error {
-    Error::Dataset(format!(
+    Error::dataset(format!(
         "more than one dataset has ID {id:03}: {}. Rename or remove all but one.",
-        found
-            .iter()
-            .map(|(_, p)| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        folder_list(found)
     ))
+}
+
+/// The folders of `found` (name, folder), comma-separated.
+fn folder_list(found: &[(String, PathBuf)]) -> String {
+    found
+        .iter()
+        .map(|(_, p)| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The numeric ID of `4`, `004`, `Dataset004_Hippocampus` or `Dataset004`.
@@ -158,7 +160,7 @@ pub fn parse_dataset_id(id_or_name: &str) -> Result<u32> {
         .ok()
         .filter(|id| *id <= 999)
         .ok_or_else(|| {
-            Error::Invalid(format!(
+            Error::dataset(format!(
                 "'{id_or_name}' is neither a dataset ID (an integer from 1 to 999) nor a dataset \
              name like Dataset004_Hippocampus"
             ))

@@ -5,7 +5,7 @@
 use std::ffi::{CStr, c_char};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PluginError, Result};
 use crate::registry::{Origin, Registries};
 
 pub use nnunet_api::plugin::*;
@@ -85,10 +85,11 @@ pub fn inspect(path: &Path) -> Result<DescriptorInfo> {
 }
 
 fn plugin_error(path: &Path, reason: String) -> Error {
-    Error::Plugin {
+    PluginError::Load {
         path: path.to_path_buf(),
         reason,
     }
+    .into()
 }
 
 fn open(path: &Path) -> Result<libloading::Library> {

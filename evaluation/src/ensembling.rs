@@ -38,12 +38,12 @@ fn sibling(npz: &Path, suffix: &str) -> PathBuf {
 pub fn average_probabilities(files: &[PathBuf]) -> Result<Array4<f32>> {
     let (first, rest) = files
         .split_first()
-        .ok_or_else(|| Error::Invalid("ensembling needs at least one .npz file".into()))?;
+        .ok_or_else(|| Error::evaluation("ensembling needs at least one .npz file"))?;
     let mut sum = read_probabilities_npz(first)?;
     for f in rest {
         let p = read_probabilities_npz(f)?;
         if p.shape() != sum.shape() {
-            return Err(Error::invalid_file(
+            return Err(Error::evaluation_file(
                 f,
                 format!(
                     "probabilities of shape {:?}, but {} has {:?}",
@@ -72,10 +72,10 @@ pub fn merge_case(
     let first = case
         .npz_files
         .first()
-        .ok_or_else(|| Error::Invalid("ensembling needs at least one .npz file".into()))?;
+        .ok_or_else(|| Error::evaluation("ensembling needs at least one .npz file"))?;
     let properties_file = sibling(first, ".json");
     if !properties_file.is_file() {
-        return Err(Error::invalid_file(
+        return Err(Error::evaluation_file(
             first,
             format!(
                 "the case's properties {} are missing (predictions written with --npz / \
@@ -87,7 +87,7 @@ pub fn merge_case(
     let properties = read_properties(&properties_file)?;
     let probabilities = average_probabilities(&case.npz_files)?;
     if probabilities.shape()[0] != labels.num_heads() {
-        return Err(Error::invalid_file(
+        return Err(Error::evaluation_file(
             first,
             format!(
                 "{} probability channels, but the dataset's labels need {}",
@@ -127,7 +127,7 @@ pub fn merge_cases(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(num_processes)
         .build()
-        .map_err(|e| Error::Invalid(format!("cannot start {num_processes} threads: {e}")))?;
+        .map_err(|e| Error::evaluation(format!("cannot start {num_processes} threads: {e}")))?;
     pool.install(|| {
         cases.par_iter().try_for_each(|case| {
             merge_case(case, labels, reader, file_ending, save_probabilities)?;
@@ -140,7 +140,7 @@ pub fn merge_cases(
 /// The `.npz` file names in `folder`, sorted.
 pub fn npz_files(folder: &Path) -> Result<BTreeSet<String>> {
     if !folder.is_dir() {
-        return Err(Error::invalid_file(folder, "no such folder"));
+        return Err(Error::evaluation_file(folder, "no such folder"));
     }
     let mut out = BTreeSet::new();
     for entry in std::fs::read_dir(folder).map_err(|e| Error::io(folder, e))? {
@@ -159,9 +159,7 @@ pub fn npz_files(folder: &Path) -> Result<BTreeSet<String>> {
 /// folder must hold the same `.npz` files; an error names the folder and what it lacks.
 pub fn cases_from_folders(inputs: &[PathBuf], output: &Path) -> Result<Vec<EnsembleCase>> {
     if inputs.is_empty() {
-        return Err(Error::Invalid(
-            "give at least one folder to ensemble".into(),
-        ));
+        return Err(Error::evaluation("give at least one folder to ensemble"));
     }
     let per_folder = inputs
         .iter()
@@ -169,7 +167,7 @@ pub fn cases_from_folders(inputs: &[PathBuf], output: &Path) -> Result<Vec<Ensem
         .collect::<Result<Vec<_>>>()?;
     let all: BTreeSet<String> = per_folder.iter().flatten().cloned().collect();
     if all.is_empty() {
-        return Err(Error::invalid_file(
+        return Err(Error::evaluation_file(
             &inputs[0],
             "no probabilities (.npz files) to ensemble; predict with --save_probabilities (or \
              train with --npz)",
@@ -178,7 +176,7 @@ pub fn cases_from_folders(inputs: &[PathBuf], output: &Path) -> Result<Vec<Ensem
     for (folder, files) in inputs.iter().zip(&per_folder) {
         let missing: Vec<&String> = all.difference(files).collect();
         if !missing.is_empty() {
-            return Err(Error::invalid_file(
+            return Err(Error::evaluation_file(
                 folder,
                 format!(
                     "{} case(s) that other folders have are missing here: {} (every folder \
@@ -216,7 +214,7 @@ pub fn cases_from_crossvalidation(
         for fold in folds {
             let validation = model.join(format!("fold_{fold}")).join("validation");
             if !validation.is_dir() {
-                return Err(Error::invalid_file(
+                return Err(Error::evaluation_file(
                     &validation,
                     format!(
                         "fold {fold} of this model is missing; train every requested fold \
@@ -226,14 +224,14 @@ pub fn cases_from_crossvalidation(
             }
             let files = npz_files(&validation)?;
             if files.is_empty() {
-                return Err(Error::invalid_file(
+                return Err(Error::evaluation_file(
                     &validation,
                     "no .npz files; rerun the validation with --npz (nnunet train ... --val --npz)",
                 ));
             }
             for name in files {
                 if mapping.contains_key(&name) {
-                    return Err(Error::invalid_file(
+                    return Err(Error::evaluation_file(
                         &validation,
                         format!("case {name} is in more than one fold of this model"),
                     ));
@@ -251,7 +249,7 @@ pub fn cases_from_crossvalidation(
             .map(|s| s.as_str())
             .collect();
         if !missing.is_empty() {
-            return Err(Error::invalid_file(
+            return Err(Error::evaluation_file(
                 model,
                 format!(
                     "the cross-validation of this model lacks predictions that the other models \

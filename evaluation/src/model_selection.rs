@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 
 use crate::ensembling::{cases_from_crossvalidation, merge_cases};
-use crate::metrics::{FolderEvaluation, Summary, evaluate_folders, evaluation_targets};
-use crate::postprocessing::{DeterminePostprocessing, determine_postprocessing};
+use crate::metrics::{Summary, evaluate_dataset_folder};
+use crate::postprocessing::{
+    DeterminePostprocessing, PostprocessingResult, determine_postprocessing,
+};
 use nnunet_core::error::{Error, Result};
 use nnunet_core::io::Reader;
 use nnunet_core::paths::NnunetPaths;
@@ -26,8 +28,11 @@ use nnunet_preprocessing::plans::Plans;
 /// A trained model: the folder `Trainer__Plans__configuration`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrainedModel {
+    /// The trainer's name (`nnUNetTrainer`).
     pub trainer: String,
+    /// The plans identifier (`nnUNetPlans`).
     pub plans: String,
+    /// The configuration (`3d_fullres`, …).
     pub configuration: String,
 }
 
@@ -102,7 +107,7 @@ pub fn reader_for(
 
 fn read_dataset_json(path: &Path) -> Result<DatasetJson> {
     if !path.is_file() {
-        return Err(Error::invalid_file(
+        return Err(Error::evaluation_file(
             path,
             "missing (the dataset.json of the model)",
         ));
@@ -113,30 +118,6 @@ fn read_dataset_json(path: &Path) -> Result<DatasetJson> {
 fn copy(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to).map_err(|e| Error::io(from, e))?;
     Ok(())
-}
-
-fn evaluate_into(
-    reference: &Path,
-    folder: &Path,
-    dataset_json: &DatasetJson,
-    reader: &dyn Reader,
-    num_processes: usize,
-) -> Result<Summary> {
-    let targets = evaluation_targets(&dataset_json.labels);
-    let summary = evaluate_folders(
-        &FolderEvaluation {
-            reference_folder: reference,
-            prediction_folder: folder,
-            file_ending: &dataset_json.file_ending,
-            regions: &targets,
-            ignore_label: dataset_json.labels.ignore_label(),
-            num_processes,
-            chill: true,
-        },
-        reader,
-    )?;
-    summary.write_json(&folder.join("summary.json"))?;
-    Ok(summary)
 }
 
 /// nnU-Net's `accumulate_cv_results`: copies the validation segmentations of `folds` of the model
@@ -167,7 +148,7 @@ pub fn accumulate_cv_results(
     for fold in folds {
         let validation = model_folder.join(format!("fold_{fold}")).join("validation");
         if !validation.is_dir() {
-            return Err(Error::invalid_file(
+            return Err(Error::evaluation_file(
                 &validation,
                 format!("fold {fold} of this model is missing; train it"),
             ));
@@ -186,7 +167,7 @@ pub fn accumulate_cv_results(
         for name in names {
             let target = merged_folder.join(&name);
             if overwrite && target.is_file() {
-                return Err(Error::invalid_file(
+                return Err(Error::evaluation_file(
                     validation.join(&name),
                     "more than one fold has a prediction for this case",
                 ));
@@ -199,7 +180,7 @@ pub fn accumulate_cv_results(
     }
     let summary_file = merged_folder.join("summary.json");
     if copied || !summary_file.is_file() {
-        evaluate_into(
+        evaluate_dataset_folder(
             reference,
             merged_folder,
             &dataset_json,
@@ -224,7 +205,7 @@ pub fn ensemble_crossvalidations(
 ) -> Result<()> {
     let first = models
         .first()
-        .ok_or_else(|| Error::Invalid("no models to ensemble".into()))?;
+        .ok_or_else(|| Error::evaluation("no models to ensemble"))?;
     let dataset_json_file = first.join("dataset.json");
     let plans_file = first.join("plans.json");
     let dataset_json = read_dataset_json(&dataset_json_file)?;
@@ -307,25 +288,19 @@ fn sorted(value: Value) -> Value {
     }
 }
 
+/// A float as JSON: a number, or `null` when it is not finite.
 fn number(x: f64) -> Value {
     serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
 }
 
-/// nnU-Net's `find_best_configuration` (see the module documentation).
-pub fn find_best_configuration(
-    paths: &NnunetPaths,
-    registries: &Registries,
+/// nnU-Net's `filter_available_models`: the models whose plans have their configuration (the
+/// others skipped with a note each), each of which must have its output folder.
+fn available_models(
     settings: &FindBestSettings,
-) -> Result<BestConfiguration> {
-    if settings.folds.is_empty() {
-        return Err(Error::Invalid("give at least one fold (-f)".into()));
-    }
-    let dataset = paths.dataset_name(&settings.dataset_name_or_id)?;
-    let preprocessed = paths.preprocessed()?.join(&dataset);
-    let results_root = paths.results()?.join(&dataset);
-    let folds = &settings.folds;
-
-    // filter_available_models
+    dataset: &str,
+    preprocessed: &Path,
+    results_root: &Path,
+) -> Result<(Vec<TrainedModel>, Vec<String>)> {
     let mut models = Vec::new();
     let mut skipped = Vec::new();
     for m in &settings.models {
@@ -342,7 +317,7 @@ pub fn find_best_configuration(
         }
         let folder = results_root.join(m.identifier());
         if !folder.is_dir() {
-            return Err(Error::invalid_file(
+            return Err(Error::evaluation_file(
                 &folder,
                 format!(
                     "trained model {} has no output folder; train it (with --npz to allow \
@@ -354,69 +329,89 @@ pub fn find_best_configuration(
         models.push(m.clone());
     }
     if models.is_empty() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::evaluation(format!(
             "none of the requested models exists for {dataset}: {}",
             skipped.join("; ")
         )));
     }
+    Ok((models, skipped))
+}
 
-    let raw_labels = paths
-        .raw()
-        .ok()
-        .map(|r| r.join(&dataset).join("labelsTr"))
-        .filter(|p| p.is_dir());
-    let gt_segmentations = preprocessed.join("gt_segmentations");
-    let folds_str = folds_string(folds);
-    // (name, source folder, Dice)
-    let mut all: Vec<(String, PathBuf, f64)> = Vec::new();
-    for m in &models {
+/// A scored candidate: its name (model identifier or ensemble name), the folder of its
+/// cross-validation predictions and their mean foreground Dice.
+type Candidate = (String, PathBuf, f64);
+
+/// Gathers and evaluates every model's cross-validation predictions against `reference`.
+fn score_models(
+    models: &[TrainedModel],
+    results_root: &Path,
+    reference: &Path,
+    registries: &Registries,
+    settings: &FindBestSettings,
+) -> Result<Vec<Candidate>> {
+    let folds_str = folds_string(&settings.folds);
+    let mut all = Vec::new();
+    for m in models {
         let folder = results_root.join(m.identifier());
         let merged = folder.join(format!("crossval_results_folds_{folds_str}"));
-        let reference = raw_labels
-            .clone()
-            .unwrap_or_else(|| gt_segmentations.clone());
         let summary = accumulate_cv_results(
             &folder,
             &merged,
-            folds,
-            &reference,
+            &settings.folds,
+            reference,
             registries,
             settings.num_processes,
             settings.overwrite,
         )?;
         all.push((m.identifier(), merged, summary.foreground_mean.dice));
     }
-    if settings.allow_ensembling {
-        for i in 0..models.len() {
-            for j in i + 1..models.len() {
-                let (a, b) = (&models[i], &models[j]);
-                let fa = results_root.join(a.identifier());
-                let fb = results_root.join(b.identifier());
-                let name = ensemble_name(a, b, folds);
-                let out = results_root.join("ensembles").join(&name);
-                ensemble_crossvalidations(
-                    &[fa.clone(), fb],
-                    &out,
-                    folds,
-                    registries,
-                    settings.num_processes,
-                    settings.overwrite,
-                )?;
-                let dataset_json = read_dataset_json(&fa.join("dataset.json"))?;
-                let reader = reader_for(registries, &fa.join("plans.json"), &dataset_json)?;
-                let summary = evaluate_into(
-                    &gt_segmentations,
-                    &out,
-                    &dataset_json,
-                    reader.as_ref(),
-                    settings.num_processes,
-                )?;
-                all.push((name, out, summary.foreground_mean.dice));
-            }
+    Ok(all)
+}
+
+/// Ensembles every pair of models on their cross-validation probabilities into
+/// `results_root/ensembles/` and evaluates each against `gt_segmentations`.
+fn score_ensembles(
+    models: &[TrainedModel],
+    results_root: &Path,
+    gt_segmentations: &Path,
+    registries: &Registries,
+    settings: &FindBestSettings,
+) -> Result<Vec<Candidate>> {
+    let folds = &settings.folds;
+    let mut all = Vec::new();
+    for i in 0..models.len() {
+        for j in i + 1..models.len() {
+            let (a, b) = (&models[i], &models[j]);
+            let fa = results_root.join(a.identifier());
+            let fb = results_root.join(b.identifier());
+            let name = ensemble_name(a, b, folds);
+            let out = results_root.join("ensembles").join(&name);
+            ensemble_crossvalidations(
+                &[fa.clone(), fb],
+                &out,
+                folds,
+                registries,
+                settings.num_processes,
+                settings.overwrite,
+            )?;
+            let dataset_json = read_dataset_json(&fa.join("dataset.json"))?;
+            let reader = reader_for(registries, &fa.join("plans.json"), &dataset_json)?;
+            let summary = evaluate_dataset_folder(
+                gt_segmentations,
+                &out,
+                &dataset_json,
+                reader.as_ref(),
+                settings.num_processes,
+            )?;
+            all.push((name, out, summary.foreground_mean.dice));
         }
     }
+    Ok(all)
+}
 
-    // max() over the results, the first of the best; NaN never wins over a number.
+/// Python's `max()` over the candidates' Dice: the index of the first of the best; NaN never
+/// wins over a number.
+fn best_candidate(all: &[Candidate]) -> usize {
     let mut best_index = 0;
     for (k, (_, _, d)) in all.iter().enumerate() {
         let current = all[best_index].2;
@@ -424,53 +419,134 @@ pub fn find_best_configuration(
             best_index = k;
         }
     }
-    let (best, source, pre_pp) = all[best_index].clone();
+    best_index
+}
 
-    let dataset_json = read_dataset_json(&source.join("dataset.json"))?;
-    let reader = reader_for(registries, &source.join("plans.json"), &dataset_json)?;
-    let pp = determine_postprocessing(&DeterminePostprocessing {
-        predictions: &source,
-        reference: &gt_segmentations,
-        dataset_json: &dataset_json,
-        reader: reader.as_ref(),
-        num_processes: settings.num_processes,
-        keep_postprocessed_files: true,
-    })?;
-    let post_pp = pp.after.foreground_mean.dice;
-
-    let selected: Vec<TrainedModel> = if let Some(rest) = best.strip_prefix("ensemble___") {
+/// The models behind a candidate's name: both members of an ensemble, or the one model.
+fn selected_models(best: &str) -> Vec<TrainedModel> {
+    if let Some(rest) = best.strip_prefix("ensemble___") {
         rest.split("___")
             .take(2)
             .filter_map(TrainedModel::from_identifier)
             .collect()
     } else {
-        TrainedModel::from_identifier(&best).into_iter().collect()
-    };
+        TrainedModel::from_identifier(best).into_iter().collect()
+    }
+}
+
+/// What the winner's `inference_information.json` says besides the considered models and
+/// results: its Dice before and after postprocessing, its files and its models.
+struct Winner<'a> {
+    selected: &'a [TrainedModel],
+    pre_pp: f64,
+    post_pp: f64,
+    pp_file: &'a Path,
+    plans_file: &'a Path,
+}
+
+/// The content of `inference_information.json`, keys sorted.
+fn inference_information(
+    settings: &FindBestSettings,
+    models: &[TrainedModel],
+    all: &[Candidate],
+    winner: &Winner<'_>,
+) -> Value {
     let model_dict = |m: &TrainedModel| json!({"plans": m.plans, "configuration": m.configuration, "trainer": m.trainer});
     let mut all_results = Map::new();
-    for (name, _, dice) in &all {
+    for (name, _, dice) in all {
         all_results.insert(name.clone(), number(*dice));
     }
-    let pp_file = source.join("postprocessing.json");
-    let plans_file = source.join("plans.json");
-    let information = sorted(json!({
-        "folds": folds,
+    sorted(json!({
+        "folds": settings.folds,
         "dataset_name_or_id": settings.dataset_name_or_id,
         "considered_models": models.iter().map(model_dict).collect::<Vec<_>>(),
         "ensembling_allowed": settings.allow_ensembling,
         "all_results": all_results,
         "best_model_or_ensemble": {
-            "result_on_crossval_pre_pp": number(pre_pp),
-            "result_on_crossval_post_pp": number(post_pp),
-            "postprocessing_file": pp_file.to_string_lossy(),
-            "some_plans_file": plans_file.to_string_lossy(),
-            "selected_model_or_models": selected.iter().map(|m| json!({
+            "result_on_crossval_pre_pp": number(winner.pre_pp),
+            "result_on_crossval_post_pp": number(winner.post_pp),
+            "postprocessing_file": winner.pp_file.to_string_lossy(),
+            "some_plans_file": winner.plans_file.to_string_lossy(),
+            "selected_model_or_models": winner.selected.iter().map(|m| json!({
                 "configuration": m.configuration,
                 "trainer": m.trainer,
                 "plans_identifier": m.plans,
             })).collect::<Vec<_>>(),
         },
-    }));
+    }))
+}
+
+/// Determines postprocessing on the winner's cross-validation predictions in `source`.
+fn postprocess_winner(
+    source: &Path,
+    gt_segmentations: &Path,
+    registries: &Registries,
+    settings: &FindBestSettings,
+) -> Result<PostprocessingResult> {
+    let dataset_json = read_dataset_json(&source.join("dataset.json"))?;
+    let reader = reader_for(registries, &source.join("plans.json"), &dataset_json)?;
+    let pp = determine_postprocessing(&DeterminePostprocessing {
+        predictions: source,
+        reference: gt_segmentations,
+        dataset_json: &dataset_json,
+        reader: reader.as_ref(),
+        num_processes: settings.num_processes,
+        keep_postprocessed_files: true,
+    })?;
+    Ok(pp)
+}
+
+/// nnU-Net's `find_best_configuration` (see the module documentation).
+pub fn find_best_configuration(
+    paths: &NnunetPaths,
+    registries: &Registries,
+    settings: &FindBestSettings,
+) -> Result<BestConfiguration> {
+    if settings.folds.is_empty() {
+        return Err(Error::evaluation("give at least one fold (-f)"));
+    }
+    let dataset = paths.dataset_name(&settings.dataset_name_or_id)?;
+    let preprocessed = paths.preprocessed()?.join(&dataset);
+    let results_root = paths.results()?.join(&dataset);
+    let folds = &settings.folds;
+    let (models, skipped) = available_models(settings, &dataset, &preprocessed, &results_root)?;
+
+    let raw_labels = paths
+        .raw()
+        .ok()
+        .map(|r| r.join(&dataset).join("labelsTr"))
+        .filter(|p| p.is_dir());
+    let gt_segmentations = preprocessed.join("gt_segmentations");
+    let reference = raw_labels.unwrap_or_else(|| gt_segmentations.clone());
+    let mut all = score_models(&models, &results_root, &reference, registries, settings)?;
+    if settings.allow_ensembling {
+        all.extend(score_ensembles(
+            &models,
+            &results_root,
+            &gt_segmentations,
+            registries,
+            settings,
+        )?);
+    }
+    let (best, source, pre_pp) = all[best_candidate(&all)].clone();
+
+    let pp = postprocess_winner(&source, &gt_segmentations, registries, settings)?;
+
+    let selected = selected_models(&best);
+    let pp_file = source.join("postprocessing.json");
+    let plans_file = source.join("plans.json");
+    let information = inference_information(
+        settings,
+        &models,
+        &all,
+        &Winner {
+            selected: &selected,
+            pre_pp,
+            post_pp: pp.after.foreground_mean.dice,
+            pp_file: &pp_file,
+            plans_file: &plans_file,
+        },
+    );
     let info_file = results_root.join("inference_information.json");
     nnunet_core::json::write_json(&info_file, &information)?;
     let instructions = inference_instructions(

@@ -35,7 +35,9 @@ pub struct ExportRequest {
     pub dataset_name: String,
     /// Configurations to export (`2d`, `3d_fullres`, ...).
     pub configurations: Vec<String>,
+    /// The trainer whose models are exported.
     pub trainer: String,
+    /// The plans identifier of the models.
     pub plans_identifier: String,
     /// Folds as nnU-Net names them (`0`..`4`, `all`).
     pub folds: Vec<String>,
@@ -48,7 +50,7 @@ pub struct ExportRequest {
 /// The ZIP entry name of `path`, relative to `base`, with `/` separators.
 fn entry_name(base: &Path, path: &Path) -> Result<String> {
     let relative = path.strip_prefix(base).map_err(|_| {
-        Error::Invalid(format!(
+        Error::evaluation(format!(
             "{} is not inside {}",
             path.display(),
             base.display()
@@ -64,6 +66,133 @@ fn entry_name(base: &Path, path: &Path) -> Result<String> {
 /// `folds_tuple_to_string`: the folds joined by `_`.
 fn folds_string(folds: &[String]) -> String {
     folds.join("_")
+}
+
+/// Appends to `files` each of `names` inside `folder` that is a file, in order.
+fn push_existing(files: &mut Vec<PathBuf>, folder: &Path, names: &[&str]) {
+    for name in names {
+        let p = folder.join(name);
+        if p.is_file() {
+            files.push(p);
+        }
+    }
+}
+
+/// Appends the files of fold `fold` of a model (in `fold_folder`): `debug.json`, the chosen
+/// `checkpoint_files` (each required), the progress plot, the architecture and the validation
+/// summary.
+fn push_fold_files(
+    files: &mut Vec<PathBuf>,
+    fold_folder: &Path,
+    fold: &str,
+    checkpoint_files: &[String],
+) -> Result<()> {
+    if !fold_folder.is_dir() {
+        return Err(Error::evaluation_file(
+            fold_folder,
+            format!("fold {fold} was asked for but is not trained"),
+        ));
+    }
+    push_existing(files, fold_folder, &["debug.json"]);
+    for checkpoint in checkpoint_files {
+        let p = fold_folder.join(checkpoint);
+        if !p.is_file() {
+            return Err(Error::evaluation_file(
+                &p,
+                "missing; choose the checkpoints that exist with -chk",
+            ));
+        }
+        files.push(p);
+    }
+    push_existing(
+        files,
+        fold_folder,
+        &[
+            "progress.png",
+            "network_architecture.pdf",
+            "validation/summary.json",
+        ],
+    );
+    Ok(())
+}
+
+/// Appends the files of the trained model folder `model`: its requested folds, the
+/// cross-validation summary and postprocessing of those folds, and its plans and dataset files.
+fn push_model_files(
+    files: &mut Vec<PathBuf>,
+    request: &ExportRequest,
+    model: &Path,
+    checkpoint_files: &[String],
+) -> Result<()> {
+    for required in ["plans.json", "dataset.json"] {
+        if !model.join(required).is_file() {
+            return Err(Error::evaluation_file(
+                model.join(required),
+                "missing; a trained model folder has it",
+            ));
+        }
+    }
+    for fold in &request.folds {
+        let fold_folder = model.join(format!("fold_{fold}"));
+        push_fold_files(files, &fold_folder, fold, checkpoint_files)?;
+    }
+    let crossval = model.join(format!(
+        "crossval_results_folds_{}",
+        folds_string(&request.folds)
+    ));
+    push_existing(
+        files,
+        &crossval,
+        &["summary.json", "postprocessing.pkl", "postprocessing.json"],
+    );
+    push_existing(
+        files,
+        model,
+        &["plans.json", "dataset_fingerprint.json", "dataset.json"],
+    );
+    Ok(())
+}
+
+/// Appends the summaries and postprocessing of the ensembles in `ensembles` whose members are all
+/// exported models (the request's trainer and plans in `exported_configurations`).
+fn push_ensemble_files(
+    files: &mut Vec<PathBuf>,
+    request: &ExportRequest,
+    ensembles: &Path,
+    exported_configurations: &[String],
+) -> Result<()> {
+    let mut names: Vec<String> = std::fs::read_dir(ensembles)
+        .map_err(|e| Error::io(ensembles, e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let Some(rest) = name.strip_prefix("ensemble___") else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split("___").collect();
+        if parts.len() < 2 {
+            continue;
+        }
+        let members = &parts[..parts.len() - 1];
+        let all_exported = members.iter().all(|m| {
+            let fields: Vec<&str> = m.split("__").collect();
+            fields.len() == 3
+                && fields[0] == request.trainer
+                && fields[1] == request.plans_identifier
+                && exported_configurations.iter().any(|c| c == fields[2])
+        });
+        if all_exported {
+            push_existing(
+                files,
+                &ensembles.join(&name),
+                &["summary.json", "postprocessing.pkl", "postprocessing.json"],
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The files [`export_model`] packs, in order (paths inside `request.results_folder`).
@@ -83,7 +212,7 @@ pub fn files_to_export(request: &ExportRequest) -> Result<Vec<PathBuf>> {
         );
         if !model.is_dir() {
             if request.strict {
-                return Err(Error::invalid_file(
+                return Err(Error::evaluation_file(
                     &model,
                     format!(
                         "no trained model of configuration '{configuration}' (trainer {}, plans \
@@ -95,104 +224,19 @@ pub fn files_to_export(request: &ExportRequest) -> Result<Vec<PathBuf>> {
             continue;
         }
         exported_configurations.push(configuration.clone());
-        for required in ["plans.json", "dataset.json"] {
-            if !model.join(required).is_file() {
-                return Err(Error::invalid_file(
-                    model.join(required),
-                    "missing; a trained model folder has it",
-                ));
-            }
-        }
-        for fold in &request.folds {
-            let fold_folder = model.join(format!("fold_{fold}"));
-            if !fold_folder.is_dir() {
-                return Err(Error::invalid_file(
-                    &fold_folder,
-                    format!("fold {fold} was asked for but is not trained"),
-                ));
-            }
-            let optional = |name: &str, files: &mut Vec<PathBuf>| {
-                let p = fold_folder.join(name);
-                if p.is_file() {
-                    files.push(p);
-                }
-            };
-            optional("debug.json", &mut files);
-            for checkpoint in &checkpoint_files {
-                let p = fold_folder.join(checkpoint);
-                if !p.is_file() {
-                    return Err(Error::invalid_file(
-                        &p,
-                        "missing; choose the checkpoints that exist with -chk",
-                    ));
-                }
-                files.push(p);
-            }
-            optional("progress.png", &mut files);
-            optional("network_architecture.pdf", &mut files);
-            optional("validation/summary.json", &mut files);
-        }
-        let crossval = model.join(format!(
-            "crossval_results_folds_{}",
-            folds_string(&request.folds)
-        ));
-        for name in ["summary.json", "postprocessing.pkl", "postprocessing.json"] {
-            let p = crossval.join(name);
-            if p.is_file() {
-                files.push(p);
-            }
-        }
-        for name in ["plans.json", "dataset_fingerprint.json", "dataset.json"] {
-            let p = model.join(name);
-            if p.is_file() {
-                files.push(p);
-            }
-        }
+        push_model_files(&mut files, request, &model, &checkpoint_files)?;
     }
-    // Ensembles whose members are all exported models.
     let ensembles = dataset_folder.join("ensembles");
     if ensembles.is_dir() {
-        let mut names: Vec<String> = std::fs::read_dir(&ensembles)
-            .map_err(|e| Error::io(&ensembles, e))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        for name in names {
-            let Some(rest) = name.strip_prefix("ensemble___") else {
-                continue;
-            };
-            let parts: Vec<&str> = rest.split("___").collect();
-            if parts.len() < 2 {
-                continue;
-            }
-            let members = &parts[..parts.len() - 1];
-            let all_exported = members.iter().all(|m| {
-                let fields: Vec<&str> = m.split("__").collect();
-                fields.len() == 3
-                    && fields[0] == request.trainer
-                    && fields[1] == request.plans_identifier
-                    && exported_configurations.iter().any(|c| c == fields[2])
-            });
-            if all_exported {
-                for file in ["summary.json", "postprocessing.pkl", "postprocessing.json"] {
-                    let p = ensembles.join(&name).join(file);
-                    if p.is_file() {
-                        files.push(p);
-                    }
-                }
-            }
-        }
+        push_ensemble_files(&mut files, request, &ensembles, &exported_configurations)?;
     }
-    for name in ["inference_information.json", "inference_information.txt"] {
-        let p = dataset_folder.join(name);
-        if p.is_file() {
-            files.push(p);
-        }
-    }
+    push_existing(
+        &mut files,
+        &dataset_folder,
+        &["inference_information.json", "inference_information.txt"],
+    );
     if exported_configurations.is_empty() {
-        return Err(Error::invalid_file(
+        return Err(Error::evaluation_file(
             &dataset_folder,
             format!(
                 "has no trained model of trainer {} and plans {} in any of the configurations {}",
@@ -223,14 +267,14 @@ pub fn export_model(request: &ExportRequest, output: &Path) -> Result<Vec<String
                 .compression_method(zip::CompressionMethod::Deflated)
                 .large_file(size >= u32::MAX as u64);
             zip.start_file(name.as_str(), options)
-                .map_err(|e| Error::invalid_file(output, format!("cannot add {name}: {e}")))?;
+                .map_err(|e| Error::evaluation_file(output, format!("cannot add {name}: {e}")))?;
             let mut input = File::open(path).map_err(|e| Error::io(path, e))?;
             std::io::copy(&mut input, &mut zip).map_err(|e| Error::io(output, e))?;
             names.push(name);
         }
-        let mut inner = zip
-            .finish()
-            .map_err(|e| Error::invalid_file(output, format!("cannot finish the ZIP file: {e}")))?;
+        let mut inner = zip.finish().map_err(|e| {
+            Error::evaluation_file(output, format!("cannot finish the ZIP file: {e}"))
+        })?;
         inner.flush().map_err(|e| Error::io(output, e))?;
         Ok(())
     })();
@@ -301,83 +345,144 @@ fn symlink_on_the_way(root: &Path, target: &Path) -> Option<PathBuf> {
     None
 }
 
+/// A model ZIP file opened for reading.
+type ModelArchive = ZipArchive<std::io::BufReader<File>>;
+
+/// Checks entry `index` of `archive` (see the module documentation) and plans where it goes in
+/// `results_folder`; `seen` collects the entry names and refuses one listed twice.
+fn plan_entry(
+    archive: &mut ModelArchive,
+    index: usize,
+    zip_path: &Path,
+    results_folder: &Path,
+    force: bool,
+    seen: &mut BTreeSet<String>,
+) -> Result<PlannedEntry> {
+    let entry = archive
+        .by_index(index)
+        .map_err(|e| Error::evaluation_file(zip_path, format!("cannot read entry {index}: {e}")))?;
+    let name = entry
+        .name()
+        .map_err(|e| {
+            Error::evaluation_file(
+                zip_path,
+                format!("entry {index} has an unreadable name: {e}"),
+            )
+        })?
+        .into_owned();
+    let refuse = |reason: &str| {
+        Error::evaluation_file(
+            zip_path,
+            format!("entry '{name}' is refused: {reason}; nothing was installed"),
+        )
+    };
+    if let Some(reason) = unsafe_entry_reason(&name) {
+        return Err(refuse(reason));
+    }
+    if entry.is_symlink() {
+        return Err(refuse("it is a symbolic link"));
+    }
+    if entry.enclosed_name().is_none() {
+        return Err(refuse("it would leave the target folder"));
+    }
+    let is_dir = entry.is_dir();
+    let trimmed = name.trim_end_matches('/').to_string();
+    if !seen.insert(trimmed.clone()) {
+        return Err(refuse("the ZIP file lists it twice"));
+    }
+    let target = results_folder.join(&trimmed);
+    if let Some(link) = symlink_on_the_way(results_folder, &target) {
+        return Err(refuse(&format!(
+            "{} is a symbolic link on the way to its destination",
+            link.display()
+        )));
+    }
+    if !is_dir {
+        match target.symlink_metadata() {
+            Ok(m) if m.is_dir() => {
+                return Err(refuse(&format!(
+                    "{} exists and is a folder",
+                    target.display()
+                )));
+            }
+            Ok(_) if !force => {
+                return Err(refuse(&format!(
+                    "{} exists (install with --force to replace it)",
+                    target.display()
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(PlannedEntry {
+        index,
+        name: trimmed,
+        target,
+        is_dir,
+    })
+}
+
+/// Writes the file entry `entry` of `archive` to its target, under a temporary name that is
+/// renamed when complete (and removed on failure).
+fn extract_entry(archive: &mut ModelArchive, entry: &PlannedEntry, zip_path: &Path) -> Result<()> {
+    if let Some(parent) = entry.target.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let mut source = archive.by_index(entry.index).map_err(|e| {
+        Error::evaluation_file(zip_path, format!("cannot read entry '{}': {e}", entry.name))
+    })?;
+    let mut temporary = entry.target.clone().into_os_string();
+    temporary.push(".installing");
+    let temporary = PathBuf::from(temporary);
+    let result = (|| -> Result<()> {
+        let mut out = File::create(&temporary).map_err(|e| Error::io(&temporary, e))?;
+        let mut buffer = vec![0u8; 1 << 16];
+        loop {
+            let n = source.read(&mut buffer).map_err(|e| {
+                Error::evaluation_file(
+                    zip_path,
+                    format!("entry '{}' cannot be decompressed: {e}", entry.name),
+                )
+            })?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buffer[..n])
+                .map_err(|e| Error::io(&temporary, e))?;
+        }
+        out.flush().map_err(|e| Error::io(&temporary, e))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e);
+    }
+    std::fs::rename(&temporary, &entry.target).map_err(|e| Error::io(&entry.target, e))
+}
+
 /// Extracts the model ZIP file `zip_path` into `results_folder` (see the module documentation);
 /// returns the files written. Nothing is written if any entry is refused.
 pub fn install_model(zip_path: &Path, results_folder: &Path, force: bool) -> Result<Vec<PathBuf>> {
     let file = File::open(zip_path).map_err(|e| Error::io(zip_path, e))?;
     let mut archive = ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| Error::invalid_file(zip_path, format!("not a readable ZIP file: {e}")))?;
+        .map_err(|e| Error::evaluation_file(zip_path, format!("not a readable ZIP file: {e}")))?;
     let mut planned = Vec::with_capacity(archive.len());
     let mut seen = BTreeSet::new();
     for index in 0..archive.len() {
-        let entry = archive.by_index(index).map_err(|e| {
-            Error::invalid_file(zip_path, format!("cannot read entry {index}: {e}"))
-        })?;
-        let name = entry
-            .name()
-            .map_err(|e| {
-                Error::invalid_file(
-                    zip_path,
-                    format!("entry {index} has an unreadable name: {e}"),
-                )
-            })?
-            .into_owned();
-        let refuse = |reason: &str| {
-            Error::invalid_file(
-                zip_path,
-                format!("entry '{name}' is refused: {reason}; nothing was installed"),
-            )
-        };
-        if let Some(reason) = unsafe_entry_reason(&name) {
-            return Err(refuse(reason));
-        }
-        if entry.is_symlink() {
-            return Err(refuse("it is a symbolic link"));
-        }
-        if entry.enclosed_name().is_none() {
-            return Err(refuse("it would leave the target folder"));
-        }
-        let is_dir = entry.is_dir();
-        let trimmed = name.trim_end_matches('/').to_string();
-        if !seen.insert(trimmed.clone()) {
-            return Err(refuse("the ZIP file lists it twice"));
-        }
-        let target = results_folder.join(&trimmed);
-        if let Some(link) = symlink_on_the_way(results_folder, &target) {
-            return Err(refuse(&format!(
-                "{} is a symbolic link on the way to its destination",
-                link.display()
-            )));
-        }
-        if !is_dir {
-            match target.symlink_metadata() {
-                Ok(m) if m.is_dir() => {
-                    return Err(refuse(&format!(
-                        "{} exists and is a folder",
-                        target.display()
-                    )));
-                }
-                Ok(_) if !force => {
-                    return Err(refuse(&format!(
-                        "{} exists (install with --force to replace it)",
-                        target.display()
-                    )));
-                }
-                _ => {}
-            }
-        }
-        planned.push(PlannedEntry {
+        planned.push(plan_entry(
+            &mut archive,
             index,
-            name: trimmed,
-            target,
-            is_dir,
-        });
+            zip_path,
+            results_folder,
+            force,
+            &mut seen,
+        )?);
     }
     // A file entry may not be the parent folder of another entry.
     for entry in planned.iter().filter(|e| !e.is_dir) {
         let prefix = format!("{}/", entry.name);
         if seen.iter().any(|other| other.starts_with(&prefix)) {
-            return Err(Error::invalid_file(
+            return Err(Error::evaluation_file(
                 zip_path,
                 format!(
                     "entry '{}' is a file and also the folder of other entries; nothing was \
@@ -394,39 +499,7 @@ pub fn install_model(zip_path: &Path, results_folder: &Path, force: bool) -> Res
             std::fs::create_dir_all(&entry.target).map_err(|e| Error::io(&entry.target, e))?;
             continue;
         }
-        if let Some(parent) = entry.target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        }
-        let mut source = archive.by_index(entry.index).map_err(|e| {
-            Error::invalid_file(zip_path, format!("cannot read entry '{}': {e}", entry.name))
-        })?;
-        let mut temporary = entry.target.clone().into_os_string();
-        temporary.push(".installing");
-        let temporary = PathBuf::from(temporary);
-        let result = (|| -> Result<()> {
-            let mut out = File::create(&temporary).map_err(|e| Error::io(&temporary, e))?;
-            let mut buffer = vec![0u8; 1 << 16];
-            loop {
-                let n = source.read(&mut buffer).map_err(|e| {
-                    Error::invalid_file(
-                        zip_path,
-                        format!("entry '{}' cannot be decompressed: {e}", entry.name),
-                    )
-                })?;
-                if n == 0 {
-                    break;
-                }
-                out.write_all(&buffer[..n])
-                    .map_err(|e| Error::io(&temporary, e))?;
-            }
-            out.flush().map_err(|e| Error::io(&temporary, e))?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&temporary);
-            return Err(e);
-        }
-        std::fs::rename(&temporary, &entry.target).map_err(|e| Error::io(&entry.target, e))?;
+        extract_entry(&mut archive, &entry, zip_path)?;
         written.push(entry.target);
     }
     Ok(written)

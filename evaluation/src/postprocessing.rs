@@ -21,7 +21,7 @@ use ndarray::{Array3, ArrayView3};
 use rayon::prelude::*;
 
 use crate::metrics::{
-    FolderEvaluation, LabelOrRegion, MeanMetrics, Summary, evaluate_folders, evaluation_targets,
+    LabelOrRegion, MeanMetrics, Summary, evaluate_dataset_folder, evaluation_targets,
 };
 use nnunet_core::error::{Error, Result};
 use nnunet_core::io::Reader;
@@ -105,6 +105,8 @@ impl Selection {
         out
     }
 
+    /// The selection as nnU-Net writes `labels_or_regions`: a label, a list of labels, or lists for
+    /// regions.
     fn to_py(&self) -> JsonValue {
         let one = |item: &LabelOrRegion| match item {
             LabelOrRegion::Label(v) => JsonValue::Int(*v),
@@ -118,6 +120,7 @@ impl Selection {
         }
     }
 
+    /// Parses `labels_or_regions` back; the error says what is wrong.
     fn from_json(value: &serde_json::Value) -> std::result::Result<Self, String> {
         let int = |v: &serde_json::Value| {
             v.as_i64()
@@ -172,6 +175,7 @@ pub fn keep_largest_component(
 /// applied in order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Postprocessing {
+    /// The steps, in the order they are applied.
     pub steps: Vec<Selection>,
 }
 
@@ -189,7 +193,7 @@ impl Postprocessing {
     /// `postprocessing_kwargs`). A `.pkl` file is refused with a note to pass the `.json`.
     pub fn read(path: &Path) -> Result<Self> {
         if path.extension().is_some_and(|e| e == "pkl") {
-            return Err(Error::invalid_file(
+            return Err(Error::evaluation_file(
                 path,
                 "nnunet does not read pickles; pass the postprocessing.json next to it (nnU-Net \
                  and nnunet both write one with the same steps)",
@@ -197,8 +201,8 @@ impl Postprocessing {
         }
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let value: serde_json::Value = serde_json::from_str(&non_finite_to_null(&text))
-            .map_err(|e| Error::invalid_file(path, format!("not valid JSON: {e}")))?;
-        let bad = |reason: String| Error::invalid_file(path, reason);
+            .map_err(|e| Error::evaluation_file(path, format!("not valid JSON: {e}")))?;
+        let bad = |reason: String| Error::evaluation_file(path, reason);
         let fns = value
             .get("postprocessing_fns")
             .and_then(|v| v.as_array())
@@ -235,11 +239,12 @@ impl Postprocessing {
     }
 }
 
+/// A pool of `num_processes` worker threads (0: one per core).
 fn thread_pool(num_processes: usize) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(num_processes)
         .build()
-        .map_err(|e| Error::Invalid(format!("cannot start {num_processes} threads: {e}")))
+        .map_err(|e| Error::evaluation(format!("cannot start {num_processes} threads: {e}")))
 }
 
 /// Reads each file, applies `postprocessing` and writes it under the same name into `output`.
@@ -272,14 +277,14 @@ pub fn apply_postprocessing_to_folder(
     num_processes: usize,
 ) -> Result<usize> {
     if !input.is_dir() {
-        return Err(Error::invalid_file(
+        return Err(Error::evaluation_file(
             input,
             "no such folder (the predictions)",
         ));
     }
     let names = crate::metrics::files_with_ending(input, file_ending)?;
     if names.is_empty() {
-        return Err(Error::invalid_file(
+        return Err(Error::evaluation_file(
             input,
             format!("no segmentations (files ending with '{file_ending}') to postprocess"),
         ));
@@ -320,6 +325,7 @@ pub struct PostprocessingResult {
     pub json_file: PathBuf,
 }
 
+/// Python's `round(x, 5)` as its `repr` (`NaN` for NaN), for messages.
 fn round5(x: f64) -> String {
     if x.is_nan() {
         "NaN".into()
@@ -328,124 +334,155 @@ fn round5(x: f64) -> String {
     }
 }
 
-/// nnU-Net's `determine_postprocessing` (see the module documentation). Writes
-/// `predictions/summary.json` if missing, `predictions/postprocessed/` (its files and
-/// `summary.json`) and `predictions/postprocessing.json`.
-pub fn determine_postprocessing(job: &DeterminePostprocessing<'_>) -> Result<PostprocessingResult> {
-    let predictions = job.predictions;
-    if !predictions.is_dir() {
-        return Err(Error::invalid_file(
-            predictions,
-            "no such folder (the predictions)",
-        ));
-    }
-    let labels = &job.dataset_json.labels;
-    let targets = evaluation_targets(labels);
-    if targets.is_empty() {
-        return Err(Error::Invalid(
-            "dataset.json has no foreground labels to postprocess".into(),
-        ));
-    }
-    let foreground_labels: Vec<LabelOrRegion> = labels
-        .all_labels()
-        .into_iter()
-        .filter(|&v| v != 0 && Some(v) != labels.ignore_label())
-        .map(LabelOrRegion::Label)
-        .collect();
-    let ending = job.dataset_json.file_ending.as_str();
-    let names = crate::metrics::files_with_ending(predictions, ending)?;
-    if names.is_empty() {
-        return Err(Error::invalid_file(
-            predictions,
-            format!("no predictions (files ending with '{ending}')"),
-        ));
-    }
-    let mut messages = Vec::new();
-    if job.reference.is_dir() {
-        let refs = crate::metrics::files_with_ending(job.reference, ending)?;
-        if refs.iter().any(|r| !names.contains(r)) {
-            messages.push(
-                "WARNING: not all files of the reference folder have a prediction; \
-                 postprocessing should be determined on the entire dataset"
-                    .to_string(),
-            );
+/// The state of [`determine_postprocessing`]'s search: the job, the files and what is scored.
+struct Search<'a> {
+    job: &'a DeterminePostprocessing<'a>,
+    /// The labels or regions evaluated.
+    targets: Vec<LabelOrRegion>,
+    /// Every foreground label (the first step's selection).
+    foreground_labels: Vec<LabelOrRegion>,
+    /// The predictions' file names.
+    names: Vec<String>,
+    pool: rayon::ThreadPool,
+    /// `postprocessed/temp`, where the steps tried are written.
+    temp: PathBuf,
+    /// What was tried and decided.
+    messages: Vec<String>,
+}
+
+impl<'a> Search<'a> {
+    /// Checks the job's folders and labels and lists the predictions.
+    fn new(job: &'a DeterminePostprocessing<'a>) -> Result<Self> {
+        let predictions = job.predictions;
+        if !predictions.is_dir() {
+            return Err(Error::evaluation_file(
+                predictions,
+                "no such folder (the predictions)",
+            ));
         }
-    }
-    let pool = thread_pool(job.num_processes)?;
-    let evaluate = |folder: &Path| -> Result<Summary> {
-        let summary = evaluate_folders(
-            &FolderEvaluation {
-                reference_folder: job.reference,
-                prediction_folder: folder,
-                file_ending: ending,
-                regions: &targets,
-                ignore_label: labels.ignore_label(),
-                num_processes: job.num_processes,
-                chill: true,
-            },
-            job.reader,
-        )?;
-        summary.write_json(&folder.join("summary.json"))?;
-        Ok(summary)
-    };
-    let summary_file = predictions.join("summary.json");
-    let baseline = if summary_file.is_file() {
-        Summary::read(&summary_file)?
-    } else {
-        evaluate(predictions)?
-    };
-
-    let output_folder = predictions.join("postprocessed");
-    let temp = output_folder.join("temp");
-    let mut chosen = Postprocessing::default();
-
-    // All foreground together.
-    let here = temp.join("keep_largest_fg");
-    let step = Selection::List(foreground_labels);
-    let single = Postprocessing {
-        steps: vec![step.clone()],
-    };
-    postprocess_files(predictions, &names, &here, &single, job.reader, &pool)?;
-    let pp = evaluate(&here)?;
-    let mut do_this = pp.foreground_mean.dice > baseline.foreground_mean.dice;
-    if do_this {
-        for (region, m) in &pp.mean {
-            if baseline.mean_of(region).is_some_and(|b| m.dice < b.dice) {
-                do_this = false;
-                break;
+        let labels = &job.dataset_json.labels;
+        let targets = evaluation_targets(labels);
+        if targets.is_empty() {
+            return Err(Error::evaluation(
+                "dataset.json has no foreground labels to postprocess",
+            ));
+        }
+        let foreground_labels: Vec<LabelOrRegion> = labels
+            .all_labels()
+            .into_iter()
+            .filter(|&v| v != 0 && Some(v) != labels.ignore_label())
+            .map(LabelOrRegion::Label)
+            .collect();
+        let ending = job.dataset_json.file_ending.as_str();
+        let names = crate::metrics::files_with_ending(predictions, ending)?;
+        if names.is_empty() {
+            return Err(Error::evaluation_file(
+                predictions,
+                format!("no predictions (files ending with '{ending}')"),
+            ));
+        }
+        let mut messages = Vec::new();
+        if job.reference.is_dir() {
+            let refs = crate::metrics::files_with_ending(job.reference, ending)?;
+            if refs.iter().any(|r| !names.contains(r)) {
+                messages.push(
+                    "WARNING: not all files of the reference folder have a prediction; \
+                     postprocessing should be determined on the entire dataset"
+                        .to_string(),
+                );
             }
         }
+        Ok(Search {
+            job,
+            targets,
+            foreground_labels,
+            names,
+            pool: thread_pool(job.num_processes)?,
+            temp: predictions.join("postprocessed").join("temp"),
+            messages,
+        })
     }
-    let (mut source, mut source_summary) = if do_this {
-        messages.push(format!(
-            "Results were improved by removing all but the largest foreground region. Mean dice \
-             before: {} after: {}",
-            round5(baseline.foreground_mean.dice),
-            round5(pp.foreground_mean.dice)
-        ));
-        chosen.steps.push(step);
-        (here.clone(), pp)
-    } else {
-        messages
-            .push("Removing all but the largest foreground region did not improve results!".into());
-        (predictions.to_path_buf(), baseline.clone())
-    };
 
-    // Each label or region on its own.
-    if targets.len() > 1 {
-        let best = temp.join("keep_largest_perClassOrRegion_currentBest");
-        for target in &targets {
-            let here = temp.join("keep_largest_perClassOrRegion");
+    /// Evaluates the predictions in `folder` and writes their `summary.json` there.
+    fn evaluate(&self, folder: &Path) -> Result<Summary> {
+        evaluate_dataset_folder(
+            self.job.reference,
+            folder,
+            self.job.dataset_json,
+            self.job.reader,
+            self.job.num_processes,
+        )
+    }
+
+    /// Applies `step` alone to the files of `source`, writes them to `here` and evaluates them.
+    fn try_step(&self, source: &Path, here: &Path, step: &Selection) -> Result<Summary> {
+        let single = Postprocessing {
+            steps: vec![step.clone()],
+        };
+        postprocess_files(
+            source,
+            &self.names,
+            here,
+            &single,
+            self.job.reader,
+            &self.pool,
+        )?;
+        self.evaluate(here)
+    }
+
+    /// Tries keeping the largest component of all foreground together; returns the folder and
+    /// summary the per-label steps start from (the step's, if chosen, else the predictions').
+    fn try_all_foreground(
+        &mut self,
+        baseline: &Summary,
+        chosen: &mut Postprocessing,
+    ) -> Result<(PathBuf, Summary)> {
+        let here = self.temp.join("keep_largest_fg");
+        let step = Selection::List(self.foreground_labels.clone());
+        let pp = self.try_step(self.job.predictions, &here, &step)?;
+        let mut do_this = pp.foreground_mean.dice > baseline.foreground_mean.dice;
+        if do_this {
+            for (region, m) in &pp.mean {
+                if baseline.mean_of(region).is_some_and(|b| m.dice < b.dice) {
+                    do_this = false;
+                    break;
+                }
+            }
+        }
+        Ok(if do_this {
+            self.messages.push(format!(
+                "Results were improved by removing all but the largest foreground region. Mean \
+                 dice before: {} after: {}",
+                round5(baseline.foreground_mean.dice),
+                round5(pp.foreground_mean.dice)
+            ));
+            chosen.steps.push(step);
+            (here.clone(), pp)
+        } else {
+            self.messages.push(
+                "Removing all but the largest foreground region did not improve results!".into(),
+            );
+            (self.job.predictions.to_path_buf(), baseline.clone())
+        })
+    }
+
+    /// Tries keeping the largest component of each label or region on its own, on top of
+    /// `source`; a step that raises that target's mean Dice is chosen and becomes the source.
+    fn try_each_target(
+        &mut self,
+        source: &mut PathBuf,
+        source_summary: &mut Summary,
+        chosen: &mut Postprocessing,
+    ) -> Result<()> {
+        let best = self.temp.join("keep_largest_perClassOrRegion_currentBest");
+        for target in self.targets.clone() {
+            let here = self.temp.join("keep_largest_perClassOrRegion");
             let step = Selection::One(target.clone());
-            let single = Postprocessing {
-                steps: vec![step.clone()],
-            };
-            postprocess_files(&source, &names, &here, &single, job.reader, &pool)?;
-            let pp = evaluate(&here)?;
-            let before = source_summary.mean_of(target).map_or(f64::NAN, |m| m.dice);
-            let after = pp.mean_of(target).map_or(f64::NAN, |m| m.dice);
+            let pp = self.try_step(source, &here, &step)?;
+            let before = source_summary.mean_of(&target).map_or(f64::NAN, |m| m.dice);
+            let after = pp.mean_of(&target).map_or(f64::NAN, |m| m.dice);
             if after > before {
-                messages.push(format!(
+                self.messages.push(format!(
                     "Results were improved by removing all but the largest component for \
                      {target}. Dice before: {} after: {}",
                     round5(before),
@@ -455,11 +492,11 @@ pub fn determine_postprocessing(job: &DeterminePostprocessing<'_>) -> Result<Pos
                     std::fs::remove_dir_all(&best).map_err(|e| Error::io(&best, e))?;
                 }
                 std::fs::rename(&here, &best).map_err(|e| Error::io(&here, e))?;
-                source = best.clone();
-                source_summary = pp;
+                *source = best.clone();
+                *source_summary = pp;
                 chosen.steps.push(step);
             } else {
-                messages.push(format!(
+                self.messages.push(format!(
                     "Removing all but the largest component for {target} did not improve \
                      results! Dice before: {} after: {}",
                     round5(before),
@@ -468,25 +505,53 @@ pub fn determine_postprocessing(job: &DeterminePostprocessing<'_>) -> Result<Pos
                 std::fs::remove_dir_all(&here).map_err(|e| Error::io(&here, e))?;
             }
         }
+        Ok(())
     }
+}
 
-    // The chosen predictions (every file of the source folder) into postprocessed/.
-    std::fs::create_dir_all(&output_folder).map_err(|e| Error::io(&output_folder, e))?;
-    for entry in std::fs::read_dir(&source).map_err(|e| Error::io(&source, e))? {
-        let entry = entry.map_err(|e| Error::io(&source, e))?;
+/// Copies every file of `source` (the chosen predictions) into `output_folder`.
+fn copy_files(source: &Path, output_folder: &Path) -> Result<()> {
+    std::fs::create_dir_all(output_folder).map_err(|e| Error::io(output_folder, e))?;
+    for entry in std::fs::read_dir(source).map_err(|e| Error::io(source, e))? {
+        let entry = entry.map_err(|e| Error::io(source, e))?;
         if entry.path().is_file() {
             let to = output_folder.join(entry.file_name());
             std::fs::copy(entry.path(), &to).map_err(|e| Error::io(&to, e))?;
         }
     }
+    Ok(())
+}
+
+/// nnU-Net's `determine_postprocessing` (see the module documentation). Writes
+/// `predictions/summary.json` if missing, `predictions/postprocessed/` (its files and
+/// `summary.json`) and `predictions/postprocessing.json`.
+pub fn determine_postprocessing(job: &DeterminePostprocessing<'_>) -> Result<PostprocessingResult> {
+    let predictions = job.predictions;
+    let mut search = Search::new(job)?;
+    let summary_file = predictions.join("summary.json");
+    let baseline = if summary_file.is_file() {
+        Summary::read(&summary_file)?
+    } else {
+        search.evaluate(predictions)?
+    };
+    let output_folder = predictions.join("postprocessed");
+    let mut chosen = Postprocessing::default();
+    let (mut source, mut source_summary) = search.try_all_foreground(&baseline, &mut chosen)?;
+    if search.targets.len() > 1 {
+        search.try_each_target(&mut source, &mut source_summary, &mut chosen)?;
+    }
+
+    // The chosen predictions (every file of the source folder) into postprocessed/.
+    copy_files(&source, &output_folder)?;
     let json_file = predictions.join("postprocessing.json");
     std::fs::write(
         &json_file,
         postprocessing_json(&baseline, &source_summary, &chosen),
     )
     .map_err(|e| Error::io(&json_file, e))?;
+    let temp = &search.temp;
     if temp.is_dir() {
-        std::fs::remove_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
+        std::fs::remove_dir_all(temp).map_err(|e| Error::io(temp, e))?;
     }
     if !job.keep_postprocessed_files {
         std::fs::remove_dir_all(&output_folder).map_err(|e| Error::io(&output_folder, e))?;
@@ -495,11 +560,12 @@ pub fn determine_postprocessing(job: &DeterminePostprocessing<'_>) -> Result<Pos
         postprocessing: chosen,
         before: baseline,
         after: source_summary,
-        messages,
+        messages: search.messages,
         json_file,
     })
 }
 
+/// Mean metrics as a `summary.json` object.
 fn mean_py(m: &MeanMetrics) -> JsonValue {
     JsonValue::Object(
         [
@@ -518,6 +584,7 @@ fn mean_py(m: &MeanMetrics) -> JsonValue {
     )
 }
 
+/// The foreground mean and the means of a summary, as `postprocessing.json` holds them.
 fn summary_py(s: &Summary) -> JsonValue {
     JsonValue::Object(vec![
         ("foreground_mean".into(), mean_py(&s.foreground_mean)),

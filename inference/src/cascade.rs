@@ -43,7 +43,7 @@ pub fn cascade_labels(
         .into_iter()
         .map(|l| {
             i16::try_from(l).map_err(|_| {
-                Error::Invalid(format!(
+                Error::inference(format!(
                     "label {l} does not fit a label map (-32768 to 32767)"
                 ))
             })
@@ -71,7 +71,7 @@ pub fn append_one_hot(
 ) -> Result<Array4<f32>> {
     let (c, z, y, x) = data.dim();
     if segmentation.dim() != (z, y, x) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "the previous stage's segmentation has shape {:?} but the image has {:?}",
             segmentation.shape(),
             [z, y, x]
@@ -110,15 +110,7 @@ pub fn segmentation_for_next_stage(
     case_spacing_transposed: [f64; 3],
     settings: &ExportSettings,
 ) -> Result<Array3<i16>> {
-    let spacing: [f64; 3] = match settings.configuration_spacing.as_slice() {
-        [a, b] => [case_spacing_transposed[0], *a, *b],
-        [a, b, c] => [*a, *b, *c],
-        other => {
-            return Err(Error::Invalid(format!(
-                "the configuration spacing {other:?} must have 2 or 3 values"
-            )));
-        }
-    };
+    let spacing = settings.spacing_3d(case_spacing_transposed[0], "")?;
     let resampled = resample_data(
         logits,
         target_shape,
@@ -148,12 +140,12 @@ pub fn write_next_stage_segmentation(path: &Path, segmentation: ArrayView3<'_, i
 pub fn read_next_stage_segmentation(path: &Path) -> Result<Array3<i16>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let view: ArrayViewD<'_, i16> = ArrayViewD::view_npy(&bytes).map_err(|e| {
-        Error::invalid_file(
+        Error::inference_file(
             path,
             format!("not a readable int16 .npy array (previous stage segmentation): {e}"),
         )
     })?;
-    let bad = || Error::invalid_file(path, "expected a [1, z, y, x] or [z, y, x] array");
+    let bad = || Error::inference_file(path, "expected a [1, z, y, x] or [z, y, x] array");
     match view.ndim() {
         3 => Ok(view
             .into_dimensionality::<Ix3>()
@@ -190,20 +182,14 @@ mod tests {
         let out = append_one_hot(data, seg.view(), &[1, 2]).unwrap();
         assert_eq!(out.dim(), (3, 1, 2, 2));
         assert_eq!(out.index_axis(Axis(0), 0).iter().sum::<f32>(), 20.0);
-        assert_eq!(
-            out.index_axis(Axis(0), 1)
+        let channel = |c: usize| {
+            out.index_axis(Axis(0), c)
                 .iter()
                 .copied()
-                .collect::<Vec<_>>(),
-            [0.0, 1.0, 0.0, 0.0]
-        );
-        assert_eq!(
-            out.index_axis(Axis(0), 2)
-                .iter()
-                .copied()
-                .collect::<Vec<_>>(),
-            [0.0, 0.0, 1.0, 0.0]
-        );
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(channel(1), [0.0, 1.0, 0.0, 0.0]);
+        assert_eq!(channel(2), [0.0, 0.0, 1.0, 0.0]);
         let wrong = Array3::<i16>::zeros((1, 3, 2));
         assert!(append_one_hot(Array4::zeros((1, 1, 2, 2)), wrong.view(), &[1]).is_err());
     }

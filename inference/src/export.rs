@@ -38,10 +38,17 @@ const RESAMPLING_FN: &str = "resample_data_or_seg_to_shape";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LabelHandling {
     /// One output per label `0..num_classes` (background included): softmax, argmax.
-    Classes { num_classes: usize },
+    Classes {
+        /// The number of labels, background included (the network's outputs).
+        num_classes: usize,
+    },
     /// One output per region: sigmoid; a voxel gets `regions_class_order[i]` when region `i`'s
     /// probability exceeds 0.5, later regions overwriting earlier ones, and 0 otherwise.
-    Regions { regions_class_order: Vec<i16> },
+    Regions {
+        /// The label each region writes, in region order (`dataset.json`'s
+        /// `regions_class_order`).
+        regions_class_order: Vec<i16>,
+    },
 }
 
 impl LabelHandling {
@@ -49,11 +56,11 @@ impl LabelHandling {
     pub fn from_labels(labels: &Labels) -> Result<Self> {
         if labels.is_region_based() {
             let order = labels.regions_class_order().ok_or_else(|| {
-                Error::Invalid("region-based labels need 'regions_class_order'".into())
+                Error::inference("region-based labels need 'regions_class_order'")
             })?;
             let regions = labels.regions().len();
             if order.len() != regions {
-                return Err(Error::Invalid(format!(
+                return Err(Error::inference(format!(
                     "'regions_class_order' has {} entries for {regions} regions",
                     order.len()
                 )));
@@ -62,7 +69,7 @@ impl LabelHandling {
                 .iter()
                 .map(|&v| {
                     i16::try_from(v).map_err(|_| {
-                        Error::Invalid(format!(
+                        Error::inference(format!(
                             "regions_class_order value {v} does not fit a label map (-32768 to 32767)"
                         ))
                     })
@@ -74,7 +81,7 @@ impl LabelHandling {
         } else {
             let num_classes = labels.all_labels().len();
             if num_classes > i16::MAX as usize {
-                return Err(Error::Invalid(format!(
+                return Err(Error::inference(format!(
                     "{num_classes} labels do not fit a label map"
                 )));
             }
@@ -208,7 +215,7 @@ impl ExportSettings {
             .and_then(serde_json::Value::as_str)
             && name != RESAMPLING_FN
         {
-            return Err(Error::invalid_file(
+            return Err(Error::inference_file(
                 plans.path(),
                 format!(
                     "configuration '{}' resamples probabilities with '{name}'; only \
@@ -226,6 +233,18 @@ impl ExportSettings {
             labels: LabelHandling::from_labels(labels)?,
         })
     }
+
+    /// The configuration's spacing as three values `[z, y, x]`: a 2D configuration's two, after
+    /// `z_spacing` (the case's own). Errors start with `context`.
+    pub(crate) fn spacing_3d(&self, z_spacing: f64, context: &str) -> Result<[f64; 3]> {
+        match self.configuration_spacing.as_slice() {
+            [a, b] => Ok([z_spacing, *a, *b]),
+            [a, b, c] => Ok([*a, *b, *c]),
+            other => Err(Error::inference(format!(
+                "{context}the configuration spacing {other:?} must have 2 or 3 values"
+            ))),
+        }
+    }
 }
 
 /// A prediction in the input's geometry.
@@ -237,12 +256,13 @@ pub struct ExportedPrediction {
     pub probabilities: Option<Array4<f32>>,
 }
 
+/// Checks that the case's crop fits its shapes and that its spacing is positive.
 fn check_geometry(properties: &CaseProperties) -> Result<()> {
     let bbox: &BoundingBox = &properties.bbox_used_for_cropping;
     let full = properties.shape_before_cropping;
     let inside = (0..3).all(|a| bbox[a][0] <= bbox[a][1] && bbox[a][1] <= full[a]);
     if !inside || bbox_shape(bbox) != properties.shape_after_cropping_and_before_resampling {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "case properties: the crop {bbox:?} does not fit the shape before cropping {full:?} \
              and the shape after cropping {:?}",
             properties.shape_after_cropping_and_before_resampling
@@ -253,7 +273,7 @@ fn check_geometry(properties: &CaseProperties) -> Result<()> {
         .iter()
         .any(|s| !(s.is_finite() && *s > 0.0))
     {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "case properties: the spacing {:?} must be positive",
             properties.spacing
         )));
@@ -273,26 +293,18 @@ pub fn logits_to_segmentation_in_input_geometry(
     check_geometry(properties)?;
     let heads = settings.labels.num_heads();
     if logits.shape()[0] != heads {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "export: the prediction has {} channels but the labels need {heads}",
             logits.shape()[0]
         )));
     }
     let tf = settings.transpose_forward;
     let spacing_transposed = tf.map(|i| properties.spacing[i]);
-    let current_spacing: [f64; 3] = match settings.configuration_spacing.as_slice() {
-        [a, b] => [spacing_transposed[0], *a, *b],
-        [a, b, c] => [*a, *b, *c],
-        other => {
-            return Err(Error::Invalid(format!(
-                "export: the configuration spacing {other:?} must have 2 or 3 values"
-            )));
-        }
-    };
+    let current_spacing = settings.spacing_3d(spacing_transposed[0], "export: ")?;
     let target_shape = properties.shape_after_cropping_and_before_resampling;
     let (_, z, y, x) = logits.dim();
     if [z, y, x].contains(&0) {
-        return Err(Error::Invalid("export: the prediction is empty".into()));
+        return Err(Error::inference("export: the prediction is empty"));
     }
     let resampled = resample_data(
         logits,
@@ -383,7 +395,7 @@ pub(crate) fn write_probabilities_and_properties(
     write_probabilities_npz(&with_suffix(output_truncated, ".npz"), probabilities)?;
     let json_path = with_suffix(output_truncated, ".json");
     let value = serde_json::to_value(properties)
-        .map_err(|e| Error::invalid_file(&json_path, format!("cannot write JSON: {e}")))?;
+        .map_err(|e| Error::inference_file(&json_path, format!("cannot write JSON: {e}")))?;
     nnunet_core::json::write_json(&json_path, &value)
 }
 
@@ -419,7 +431,7 @@ pub fn restrict_to_roi(
     labels: &LabelHandling,
 ) -> Result<()> {
     if roi.shape() != prediction.segmentation.shape() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "the region of interest has shape {:?} but the image {:?} (they must have the same \
              shape)",
             roi.shape(),
@@ -454,7 +466,7 @@ pub fn restrict_to_roi(
 /// outside `0..=max_label`, and `max_label` outside `1..=255`, are errors.
 pub fn visible_labels(segmentation: ArrayView3<'_, i16>, max_label: i16) -> Result<Array3<i16>> {
     if !(1..=255).contains(&max_label) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "visible labels: the highest label must be 1 to 255 to map labels to 0..255, not \
              {max_label}"
         )));
@@ -463,7 +475,7 @@ pub fn visible_labels(segmentation: ArrayView3<'_, i16>, max_label: i16) -> Resu
         .iter()
         .find(|&&v| !(0..=max_label).contains(&v))
     {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "visible labels: label {bad} is outside 0..={max_label}"
         )));
     }
@@ -509,19 +521,19 @@ fn write_npz(path: &Path, probabilities: ArrayView4<'_, f32>, zip64: bool) -> Re
 pub fn read_probabilities_npz(path: &Path) -> Result<Array4<f32>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| Error::invalid_file(path, format!("not a readable zip archive: {e}")))?;
+        .map_err(|e| Error::inference_file(path, format!("not a readable zip archive: {e}")))?;
     let held: Vec<String> = archive
         .file_names()
         .filter_map(|n| n.ok())
         .map(|n| n.trim_end_matches(".npy").to_string())
         .collect();
     let unreadable = |e: String| {
-        Error::invalid_file(path, format!("cannot read the array 'probabilities': {e}"))
+        Error::inference_file(path, format!("cannot read the array 'probabilities': {e}"))
     };
     let mut member = match archive.by_name("probabilities.npy") {
         Ok(member) => member,
         Err(zip::result::ZipError::FileNotFound) => {
-            return Err(Error::invalid_file(
+            return Err(Error::inference_file(
                 path,
                 format!(
                     "no array 'probabilities' in the archive (it holds: {})",
@@ -542,7 +554,7 @@ pub fn read_probabilities_npz(path: &Path) -> Result<Array4<f32>> {
         return Ok(a.mapv(|v| v as f32));
     }
     Array4::<f32>::read_npy(data.as_slice()).map_err(|e| {
-        Error::invalid_file(
+        Error::inference_file(
             path,
             format!("'probabilities' is not a 4D float array [classes, z, y, x]: {e}"),
         )

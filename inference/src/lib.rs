@@ -16,9 +16,9 @@ pub use export::{
 };
 pub use model::network_from_checkpoint;
 pub use predictor::{
-    CaseInput, FileOutputOptions, Prediction, Predictor, PredictorSettings, available_folds,
-    case_is_predicted, cases_in_folder, channel_count_hint, checkpoint_file_name,
-    with_previous_stage, with_regions_of_interest,
+    CaseInput, FileOutputOptions, FolderCases, FolderSelection, Prediction, Predictor,
+    PredictorSettings, available_folds, case_is_predicted, cases_in_folder, channel_count_hint,
+    checkpoint_file_name, with_previous_stage, with_regions_of_interest,
 };
 pub use sliding_window::{
     SlidingWindowSettings, compute_gaussian, compute_steps, predict_sliding_window,

@@ -52,7 +52,7 @@ pub fn network_from_checkpoint(
                     meta.trainer_name
                 )
             };
-            Error::invalid_file(path, format!("{e}{hint}"))
+            Error::inference_file(path, format!("{e}{hint}"))
         })?;
     Ok(network)
 }

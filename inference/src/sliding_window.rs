@@ -34,17 +34,17 @@ pub fn compute_gaussian(
     value_scaling_factor: f64,
 ) -> Result<ArrayD<f32>> {
     if tile.is_empty() || tile.contains(&0) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "compute_gaussian: the tile size {tile:?} must have positive sizes"
         )));
     }
     if !(sigma_scale.is_finite() && sigma_scale > 0.0) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "compute_gaussian: sigma_scale must be positive, not {sigma_scale}"
         )));
     }
     if !(value_scaling_factor.is_finite() && value_scaling_factor > 0.0) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "compute_gaussian: value_scaling_factor must be positive, not {value_scaling_factor}"
         )));
     }
@@ -103,18 +103,18 @@ pub fn compute_steps(
     step_size: f64,
 ) -> Result<Vec<Vec<usize>>> {
     if image_size.len() != tile_size.len() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "sliding window: image size {image_size:?} and tile size {tile_size:?} have different \
              numbers of axes"
         )));
     }
     if !(step_size > 0.0 && step_size <= 1.0) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "sliding window: the step size must be in (0, 1], not {step_size}"
         )));
     }
     if tile_size.contains(&0) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "sliding window: the tile size {tile_size:?} must have positive sizes"
         )));
     }
@@ -123,7 +123,7 @@ pub fn compute_steps(
         .zip(tile_size)
         .map(|(&image, &tile)| {
             if image < tile {
-                return Err(Error::Invalid(format!(
+                return Err(Error::inference(format!(
                     "sliding window: the image ({image_size:?}) must be at least as large as the \
                      tile ({tile_size:?}); pad it first"
                 )));
@@ -190,36 +190,37 @@ impl SlidingWindowSettings {
         Ok(settings)
     }
 
+    /// Checks the patch size, step size, mirror axes and tiles per batch.
     fn check(&self) -> Result<()> {
         if !(2..=3).contains(&self.patch_size.len()) || self.patch_size.contains(&0) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::inference(format!(
                 "sliding window: the patch size {:?} must have 2 or 3 positive sizes",
                 self.patch_size
             )));
         }
         if !(self.step_size > 0.0 && self.step_size <= 1.0) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::inference(format!(
                 "sliding window: the step size must be in (0, 1], not {}",
                 self.step_size
             )));
         }
         for (i, &axis) in self.mirror_axes.iter().enumerate() {
             if axis >= self.patch_size.len() {
-                return Err(Error::Invalid(format!(
+                return Err(Error::inference(format!(
                     "sliding window: mirror axis {axis} does not exist in a {}D patch",
                     self.patch_size.len()
                 )));
             }
             if self.mirror_axes[..i].contains(&axis) {
-                return Err(Error::Invalid(format!(
+                return Err(Error::inference(format!(
                     "sliding window: mirror axis {axis} is listed twice in {:?}",
                     self.mirror_axes
                 )));
             }
         }
         if self.tiles_per_batch == 0 {
-            return Err(Error::Invalid(
-                "sliding window: tiles_per_batch must be at least 1".into(),
+            return Err(Error::inference(
+                "sliding window: tiles_per_batch must be at least 1",
             ));
         }
         Ok(())
@@ -253,6 +254,7 @@ fn axis_combinations(axes: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
+/// `t` flipped along every axis of `dims`.
 fn flip_all(mut t: Tensor<5>, dims: &[usize]) -> Tensor<5> {
     for &d in dims {
         t = t.flip([d]);
@@ -263,18 +265,209 @@ fn flip_all(mut t: Tensor<5>, dims: &[usize]) -> Tensor<5> {
 /// The first output of `network` for `input`, checked to be `[n, classes, tile…]`.
 fn forward_checked(network: &dyn Network, input: Tensor<5>) -> Result<Tensor<5>> {
     let [n, _, t0, t1, t2] = input.dims();
-    let output =
-        network.forward(input).into_iter().next().ok_or_else(|| {
-            Error::Invalid("sliding window: the network returned no output".into())
-        })?;
+    let output = network
+        .forward(input)
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::inference("sliding window: the network returned no output"))?;
     let dims = output.dims();
     if dims[0] != n || dims[2..] != [t0, t1, t2] || dims[1] == 0 {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "sliding window: the network turned a batch of shape [{n}, _, {t0}, {t1}, {t2}] into \
              {dims:?}; it must keep the batch and spatial sizes (is deep supervision off?)"
         )));
     }
     Ok(output)
+}
+
+/// Where the tiles of a case go: the tile size, the case's shape and padding, and every tile's
+/// start in the padded case.
+struct TileGrid {
+    /// The case's shape `[z, y, x]`.
+    shape: [usize; 3],
+    /// The tile's shape `[z, y, x]` (`z = 1` in 2D).
+    tile: [usize; 3],
+    /// The padding before the case along every axis.
+    pad_below: [usize; 3],
+    /// Every tile's start in the padded case, in the reference's order.
+    starts: Vec<[usize; 3]>,
+}
+
+impl TileGrid {
+    /// The tiles of a case of `shape` under `settings` (already checked).
+    fn new(shape: [usize; 3], settings: &SlidingWindowSettings) -> Result<Self> {
+        let is_2d = settings.patch_size.len() == 2;
+        let tile: [usize; 3] = if is_2d {
+            [1, settings.patch_size[0], settings.patch_size[1]]
+        } else {
+            [
+                settings.patch_size[0],
+                settings.patch_size[1],
+                settings.patch_size[2],
+            ]
+        };
+        // A 2D configuration pads and tiles only y and x; z is visited slice by slice.
+        let padded: [usize; 3] = std::array::from_fn(|a| shape[a].max(tile[a]));
+        let pad_below: [usize; 3] = std::array::from_fn(|a| (padded[a] - shape[a]) / 2);
+        let steps: Vec<Vec<usize>> = if is_2d {
+            let mut s = vec![(0..shape[0]).collect::<Vec<_>>()];
+            s.extend(compute_steps(&padded[1..], &tile[1..], settings.step_size)?);
+            s
+        } else {
+            compute_steps(&padded, &tile, settings.step_size)?
+        };
+        let mut starts: Vec<[usize; 3]> = Vec::new();
+        for &s0 in &steps[0] {
+            for &s1 in &steps[1] {
+                for &s2 in &steps[2] {
+                    starts.push([s0, s1, s2]);
+                }
+            }
+        }
+        Ok(TileGrid {
+            shape,
+            tile,
+            pad_below,
+            starts,
+        })
+    }
+
+    /// The number of voxels of a tile.
+    fn tile_voxels(&self) -> usize {
+        self.tile[0] * self.tile[1] * self.tile[2]
+    }
+
+    /// For every axis: the part of the tile at `start` inside the case, as (tile offset, case
+    /// offset, length).
+    fn overlap(&self, start: [usize; 3]) -> [(usize, usize, usize); 3] {
+        std::array::from_fn(|a| {
+            let lo = start[a].max(self.pad_below[a]);
+            let hi = (start[a] + self.tile[a]).min(self.pad_below[a] + self.shape[a]);
+            (lo - start[a], lo - self.pad_below[a], hi.saturating_sub(lo))
+        })
+    }
+
+    /// Calls `visit(tile index, case index)` for every voxel of the tile at `start` that lies
+    /// inside the case, in `z`, `y`, `x` order.
+    fn for_each_inside(&self, start: [usize; 3], mut visit: impl FnMut([usize; 3], [usize; 3])) {
+        let [(t0, c0, l0), (t1, c1, l1), (t2, c2, l2)] = self.overlap(start);
+        for dz in 0..l0 {
+            for dy in 0..l1 {
+                for dx in 0..l2 {
+                    visit([t0 + dz, t1 + dy, t2 + dx], [c0 + dz, c1 + dy, c2 + dx]);
+                }
+            }
+        }
+    }
+
+    /// The tiles at `batch` cut from `data` (zeros outside the case), as the flat values of a
+    /// `[n, channels, tile…]` batch.
+    fn gather(&self, data: ArrayView4<'_, f32>, batch: &[[usize; 3]]) -> Vec<f32> {
+        let channels = data.shape()[0];
+        let tile = self.tile;
+        let tile_voxels = self.tile_voxels();
+        let mut input = vec![0f32; batch.len() * channels * tile_voxels];
+        for (i, &start) in batch.iter().enumerate() {
+            let [(t0, c0, l0), (t1, c1, l1), (t2, c2, l2)] = self.overlap(start);
+            for c in 0..channels {
+                let base = (i * channels + c) * tile_voxels;
+                for dz in 0..l0 {
+                    for dy in 0..l1 {
+                        let row = base + ((t0 + dz) * tile[1] + t1 + dy) * tile[2] + t2;
+                        let out = &mut input[row..row + l2];
+                        for (dx, v) in out.iter_mut().enumerate() {
+                            *v = data[[c, c0 + dz, c1 + dy, c2 + dx]];
+                        }
+                    }
+                }
+            }
+        }
+        input
+    }
+}
+
+/// The logits of one batch `x`: the network's prediction, with test-time mirroring the mean over
+/// the batch and each of its flips along `combinations` (flipped back).
+fn forward_mirrored(
+    network: &dyn Network,
+    x: Tensor<5>,
+    combinations: &[Vec<usize>],
+) -> Result<Tensor<5>> {
+    let mut prediction = forward_checked(network, x.clone())?;
+    for dims in combinations {
+        let mirrored = forward_checked(network, flip_all(x.clone(), dims))?;
+        prediction = prediction + flip_all(mirrored, dims);
+    }
+    if !combinations.is_empty() {
+        prediction = prediction.div_scalar((combinations.len() + 1) as f32);
+    }
+    Ok(prediction)
+}
+
+/// The weighted sums of the tiles' logits and of their weights over the case.
+struct Accumulator {
+    /// The summed weighted logits `[classes, z, y, x]`, from the first batch on.
+    logits: Option<Array4<f32>>,
+    /// The summed weights `[z, y, x]`.
+    weights: Array3<f32>,
+    /// The Gaussian importance map of a tile (uniform weights when `None`).
+    gaussian: Option<Array3<f32>>,
+}
+
+impl Accumulator {
+    /// Adds the logits `values` (`[n, classes, tile…]`, flat) of the tiles at `batch`, weighted,
+    /// and their weights.
+    fn add(
+        &mut self,
+        grid: &TileGrid,
+        batch: &[[usize; 3]],
+        classes: usize,
+        values: &[f32],
+    ) -> Result<()> {
+        let [nz, ny, nx] = grid.shape;
+        let acc = self
+            .logits
+            .get_or_insert_with(|| Array4::zeros((classes, nz, ny, nx)));
+        if acc.shape()[0] != classes {
+            return Err(Error::inference(format!(
+                "sliding window: the network returned {classes} classes after {} before",
+                acc.shape()[0]
+            )));
+        }
+        let tile = grid.tile;
+        let tile_voxels = grid.tile_voxels();
+        let gaussian = self.gaussian.as_ref();
+        for (i, &start) in batch.iter().enumerate() {
+            for k in 0..classes {
+                let base = (i * classes + k) * tile_voxels;
+                grid.for_each_inside(start, |[tz, ty, tx], [cz, cy, cx]| {
+                    let v = values[base + (tz * tile[1] + ty) * tile[2] + tx];
+                    let w = gaussian.map_or(1.0, |g| g[[tz, ty, tx]]);
+                    acc[[k, cz, cy, cx]] += v * w;
+                });
+            }
+            grid.for_each_inside(start, |t, c| {
+                self.weights[c] += gaussian.map_or(1.0, |g| g[t]);
+            });
+        }
+        Ok(())
+    }
+
+    /// The summed logits divided by the summed weights; non-finite logits are an error.
+    fn finish(self) -> Result<Array4<f32>> {
+        let mut logits = self
+            .logits
+            .ok_or_else(|| Error::inference("sliding window: no tiles"))?;
+        for mut class in logits.outer_iter_mut() {
+            class.zip_mut_with(&self.weights, |v, &w| *v /= w);
+        }
+        if logits.iter().any(|v| !v.is_finite()) {
+            return Err(Error::inference(
+                "sliding window: the network produced non-finite logits (inf or NaN)",
+            ));
+        }
+        Ok(logits)
+    }
 }
 
 /// Predicts the logits of a preprocessed case `data` (`[channels, z, y, x]`, the configuration's
@@ -295,154 +488,58 @@ pub fn predict_sliding_window(
     let (channels, nz, ny, nx) = data.dim();
     let shape = [nz, ny, nx];
     if channels == 0 || shape.contains(&0) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::inference(format!(
             "sliding window: cannot predict an empty case of shape {:?}",
             data.shape()
         )));
     }
-    let is_2d = settings.patch_size.len() == 2;
-    let tile: [usize; 3] = if is_2d {
-        [1, settings.patch_size[0], settings.patch_size[1]]
-    } else {
-        [
-            settings.patch_size[0],
-            settings.patch_size[1],
-            settings.patch_size[2],
-        ]
-    };
-    // A 2D configuration pads and tiles only y and x; z is visited slice by slice.
-    let padded: [usize; 3] = std::array::from_fn(|a| shape[a].max(tile[a]));
-    let pad_below: [usize; 3] = std::array::from_fn(|a| (padded[a] - shape[a]) / 2);
-    let steps: Vec<Vec<usize>> = if is_2d {
-        let mut s = vec![(0..nz).collect::<Vec<_>>()];
-        s.extend(compute_steps(&padded[1..], &tile[1..], settings.step_size)?);
-        s
-    } else {
-        compute_steps(&padded, &tile, settings.step_size)?
-    };
-    let mut starts: Vec<[usize; 3]> = Vec::new();
-    for &s0 in &steps[0] {
-        for &s1 in &steps[1] {
-            for &s2 in &steps[2] {
-                starts.push([s0, s1, s2]);
-            }
-        }
-    }
-
+    let grid = TileGrid::new(shape, settings)?;
+    let tile = grid.tile;
     let gaussian: Option<Array3<f32>> = if settings.use_gaussian {
         let g = compute_gaussian(&settings.patch_size, 1.0 / 8.0, 10.0)?;
         Some(
             g.into_shape_with_order(tile)
-                .map_err(|e| Error::Invalid(format!("sliding window: {e}")))?,
+                .map_err(|e| Error::inference(format!("sliding window: {e}")))?,
         )
     } else {
         None
     };
-    let dim_offset = if is_2d { 3 } else { 2 };
+    let dim_offset = if settings.patch_size.len() == 2 { 3 } else { 2 };
     let combinations: Vec<Vec<usize>> = axis_combinations(&settings.mirror_axes)
         .into_iter()
         .map(|c| c.into_iter().map(|a| a + dim_offset).collect())
         .collect();
 
-    // For every tile and axis: the part of the tile inside the case, as (tile offset, case
-    // offset, length).
-    let overlap = |start: [usize; 3]| -> [(usize, usize, usize); 3] {
-        std::array::from_fn(|a| {
-            let lo = start[a].max(pad_below[a]);
-            let hi = (start[a] + tile[a]).min(pad_below[a] + shape[a]);
-            (lo - start[a], lo - pad_below[a], hi.saturating_sub(lo))
-        })
+    let total = grid.starts.len();
+    let mut accumulator = Accumulator {
+        logits: None,
+        weights: Array3::<f32>::zeros(shape),
+        gaussian,
     };
-
-    let tile_voxels = tile[0] * tile[1] * tile[2];
-    let total = starts.len();
-    let mut logits: Option<Array4<f32>> = None;
-    let mut weights = Array3::<f32>::zeros(shape);
     let mut done = 0;
-    for batch in starts.chunks(settings.tiles_per_batch) {
+    for batch in grid.starts.chunks(settings.tiles_per_batch) {
         let n = batch.len();
-        let mut input = vec![0f32; n * channels * tile_voxels];
-        for (i, &start) in batch.iter().enumerate() {
-            let [(t0, c0, l0), (t1, c1, l1), (t2, c2, l2)] = overlap(start);
-            for c in 0..channels {
-                let base = (i * channels + c) * tile_voxels;
-                for dz in 0..l0 {
-                    for dy in 0..l1 {
-                        let row = base + ((t0 + dz) * tile[1] + t1 + dy) * tile[2] + t2;
-                        let out = &mut input[row..row + l2];
-                        for (dx, v) in out.iter_mut().enumerate() {
-                            *v = data[[c, c0 + dz, c1 + dy, c2 + dx]];
-                        }
-                    }
-                }
-            }
-        }
         let x = Tensor::<5>::from_data(
-            TensorData::new(input, [n, channels, tile[0], tile[1], tile[2]]),
+            TensorData::new(
+                grid.gather(data, batch),
+                [n, channels, tile[0], tile[1], tile[2]],
+            ),
             device,
         );
-        let mut prediction = forward_checked(network, x.clone())?;
-        for dims in &combinations {
-            let mirrored = forward_checked(network, flip_all(x.clone(), dims))?;
-            prediction = prediction + flip_all(mirrored, dims);
-        }
-        if !combinations.is_empty() {
-            prediction = prediction.div_scalar((combinations.len() + 1) as f32);
-        }
+        let prediction = forward_mirrored(network, x, &combinations)?;
         let classes = prediction.dims()[1];
         let values: Vec<f32> = prediction
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| {
-                Error::Invalid(format!("sliding window: cannot read the logits: {e:?}"))
+                Error::inference(format!("sliding window: cannot read the logits: {e:?}"))
             })?;
-        let acc = logits.get_or_insert_with(|| Array4::zeros((classes, nz, ny, nx)));
-        if acc.shape()[0] != classes {
-            return Err(Error::Invalid(format!(
-                "sliding window: the network returned {classes} classes after {} before",
-                acc.shape()[0]
-            )));
-        }
-        for (i, &start) in batch.iter().enumerate() {
-            let [(t0, c0, l0), (t1, c1, l1), (t2, c2, l2)] = overlap(start);
-            for k in 0..classes {
-                let base = (i * classes + k) * tile_voxels;
-                for dz in 0..l0 {
-                    for dy in 0..l1 {
-                        for dx in 0..l2 {
-                            let (tz, ty, tx) = (t0 + dz, t1 + dy, t2 + dx);
-                            let v = values[base + (tz * tile[1] + ty) * tile[2] + tx];
-                            let w = gaussian.as_ref().map_or(1.0, |g| g[[tz, ty, tx]]);
-                            acc[[k, c0 + dz, c1 + dy, c2 + dx]] += v * w;
-                        }
-                    }
-                }
-            }
-            for dz in 0..l0 {
-                for dy in 0..l1 {
-                    for dx in 0..l2 {
-                        let w = gaussian
-                            .as_ref()
-                            .map_or(1.0, |g| g[[t0 + dz, t1 + dy, t2 + dx]]);
-                        weights[[c0 + dz, c1 + dy, c2 + dx]] += w;
-                    }
-                }
-            }
-        }
+        accumulator.add(&grid, batch, classes, &values)?;
         done += n;
         progress(done, total);
     }
-    let mut logits = logits.ok_or_else(|| Error::Invalid("sliding window: no tiles".into()))?;
-    for mut class in logits.outer_iter_mut() {
-        class.zip_mut_with(&weights, |v, &w| *v /= w);
-    }
-    if logits.iter().any(|v| !v.is_finite()) {
-        return Err(Error::Invalid(
-            "sliding window: the network produced non-finite logits (inf or NaN)".into(),
-        ));
-    }
-    Ok(logits)
+    accumulator.finish()
 }
 
 #[cfg(test)]

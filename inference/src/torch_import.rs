@@ -142,6 +142,7 @@ fn disallowed_objects(value: &PickleValue, at: &str, out: &mut Vec<(String, Stri
     }
 }
 
+/// A non-negative pickled integer.
 fn as_usize(value: &PickleValue) -> Option<usize> {
     match value {
         PickleValue::Int(i) if *i >= 0 => Some(*i as usize),
@@ -153,11 +154,34 @@ fn as_usize(value: &PickleValue) -> Option<usize> {
 /// without running any code from it. A pickle that builds any object other than containers,
 /// numbers, strings, tensors, numpy scalars or a torch device is refused.
 pub fn read_torch_checkpoint(path: &Path) -> Result<TorchCheckpoint> {
-    let bad = |reason: String| Error::invalid_file(path, reason);
+    let bad = |reason: String| Error::inference_file(path, reason);
     let root = PytorchReader::read_pickle_data(path, None)
         .map_err(|e| bad(format!("not a readable PyTorch checkpoint: {e}")))?;
+    refuse_disallowed_objects(&root, path)?;
+    let PickleValue::Dict(root) = root else {
+        return Err(bad(
+            "is not an nnU-Net checkpoint: its pickle is not a dictionary".into(),
+        ));
+    };
+    let header = read_checkpoint_header(&root, path)?;
+    let network_weights = read_network_weights(path)?;
+    Ok(TorchCheckpoint {
+        trainer_name: header.trainer_name,
+        configuration: header.configuration,
+        fold: header.fold,
+        current_epoch: header.current_epoch,
+        inference_allowed_mirroring_axes: header.inference_allowed_mirroring_axes,
+        best_ema: header.best_ema,
+        network_weights,
+    })
+}
+
+/// Refuses a pickle that builds any object other than containers, scalars and the allowed types,
+/// naming the first one and where it is.
+fn refuse_disallowed_objects(root: &PickleValue, path: &Path) -> Result<()> {
+    let bad = |reason: String| Error::inference_file(path, reason);
     let mut disallowed = Vec::new();
-    disallowed_objects(&root, "", &mut disallowed);
+    disallowed_objects(root, "", &mut disallowed);
     if let Some((at, name)) = disallowed.first() {
         return Err(bad(format!(
             "its pickle builds a Python object of type {name} (at '{at}'{}); an nnU-Net \
@@ -170,11 +194,32 @@ pub fn read_torch_checkpoint(path: &Path) -> Result<TorchCheckpoint> {
             }
         )));
     }
-    let PickleValue::Dict(root) = root else {
-        return Err(bad(
-            "is not an nnU-Net checkpoint: its pickle is not a dictionary".into(),
-        ));
-    };
+    Ok(())
+}
+
+/// The entries of a checkpoint's dictionary besides the network weights.
+struct CheckpointHeader {
+    /// `trainer_name`.
+    trainer_name: String,
+    /// `init_args.configuration`.
+    configuration: String,
+    /// `init_args.fold`.
+    fold: String,
+    /// `current_epoch`.
+    current_epoch: usize,
+    /// `inference_allowed_mirroring_axes`, if given.
+    inference_allowed_mirroring_axes: Option<Vec<usize>>,
+    /// `_best_ema`, if a number.
+    best_ema: Option<f64>,
+}
+
+/// Reads the trainer, configuration, fold, epoch, mirroring axes and best EMA of a checkpoint's
+/// dictionary `root`.
+fn read_checkpoint_header(
+    root: &HashMap<String, PickleValue>,
+    path: &Path,
+) -> Result<CheckpointHeader> {
+    let bad = |reason: String| Error::inference_file(path, reason);
     let get = |key: &str| {
         root.get(key).ok_or_else(|| {
             bad(format!(
@@ -225,7 +270,19 @@ pub fn read_torch_checkpoint(path: &Path) -> Result<TorchCheckpoint> {
         Some(PickleValue::Float(f)) => Some(*f),
         _ => None,
     };
+    Ok(CheckpointHeader {
+        trainer_name,
+        configuration,
+        fold,
+        current_epoch,
+        inference_allowed_mirroring_axes,
+        best_ema,
+    })
+}
 
+/// Reads `network_weights` as float32 tensors in name order, skipping batch-norm step counters.
+fn read_network_weights(path: &Path) -> Result<Vec<NamedTensor>> {
+    let bad = |reason: String| Error::inference_file(path, reason);
     let reader = PytorchReader::with_top_level_key(path, "network_weights")
         .map_err(|e| bad(format!("cannot read the network weights: {e}")))?;
     let mut names: Vec<&String> = reader.tensors().keys().collect();
@@ -269,15 +326,7 @@ pub fn read_torch_checkpoint(path: &Path) -> Result<TorchCheckpoint> {
     if network_weights.is_empty() {
         return Err(bad("'network_weights' holds no tensors".into()));
     }
-    Ok(TorchCheckpoint {
-        trainer_name,
-        configuration,
-        fold,
-        current_epoch,
-        inference_allowed_mirroring_axes,
-        best_ema,
-        network_weights,
-    })
+    Ok(network_weights)
 }
 
 /// Keeps the weights named like a parameter of the network (in the network's order) and checks
@@ -296,7 +345,7 @@ fn match_weights(
         match by_name.remove(name) {
             Some(t) if &t.shape == shape => kept.push(t),
             Some(t) => {
-                return Err(Error::invalid_file(
+                return Err(Error::inference_file(
                     path,
                     format!(
                         "network weight {name} has shape {:?}, but the network built from \
@@ -309,7 +358,7 @@ fn match_weights(
         }
     }
     if !missing.is_empty() {
-        return Err(Error::invalid_file(
+        return Err(Error::inference_file(
             path,
             format!(
                 "the network built from plans.json has {} parameter(s) that the checkpoint lacks, \
@@ -327,7 +376,7 @@ fn match_weights(
             .iter()
             .any(|k| k.shape == extra.shape && k.values == extra.values);
         if !is_alias {
-            return Err(Error::invalid_file(
+            return Err(Error::inference_file(
                 path,
                 format!(
                     "network weight {} (shape {:?}) has no place in the network built from \
@@ -349,7 +398,7 @@ fn network_spec(
 ) -> Result<(String, NetworkSpec)> {
     let config = plans.configuration(configuration)?;
     let architecture = config.json.get("architecture").ok_or_else(|| {
-        Error::invalid_file(
+        Error::inference_file(
             plans.path(),
             format!("configuration '{configuration}' has no 'architecture'"),
         )
@@ -358,13 +407,13 @@ fn network_spec(
         .get("network_class_name")
         .and_then(|v| v.as_str())
         .ok_or_else(|| {
-            Error::invalid_file(
+            Error::inference_file(
                 plans.path(),
                 format!("configuration '{configuration}' has no architecture.network_class_name"),
             )
         })?;
     let arch_kwargs = architecture.get("arch_kwargs").cloned().ok_or_else(|| {
-        Error::invalid_file(
+        Error::inference_file(
             plans.path(),
             format!("configuration '{configuration}' has no architecture.arch_kwargs"),
         )
@@ -395,7 +444,7 @@ pub fn import_nnunetv2_model(
     for name in ["plans.json", "dataset.json"] {
         let file = src.join(name);
         if !file.is_file() {
-            return Err(Error::invalid_file(
+            return Err(Error::inference_file(
                 &file,
                 "missing; an nnU-Net v2 model folder (Trainer__Plans__configuration) holds the \
                  plans.json and dataset.json of its training",
@@ -406,7 +455,7 @@ pub fn import_nnunetv2_model(
     let dataset_json = DatasetJson::from_file(&src.join("dataset.json"))?;
     let checkpoints = torch_checkpoints(src)?;
     if checkpoints.is_empty() {
-        return Err(Error::invalid_file(
+        return Err(Error::inference_file(
             src,
             "has no fold_N/checkpoint_final.pth (or checkpoint_best.pth): not a trained nnU-Net \
              v2 model folder",
@@ -422,52 +471,15 @@ pub fn import_nnunetv2_model(
     let mut converted: Vec<(PathBuf, Checkpoint)> = Vec::new();
     let mut report = ImportReport::default();
     for (fold_folder, file, path) in &checkpoints {
-        let torch = read_torch_checkpoint(path)?;
-        let settings = match registries.trainers.create(&torch.trainer_name) {
-            Ok(trainer) => settings_of(trainer.as_ref()),
-            Err(_) => TrainerSettings::default(),
-        };
-        let (class, spec) = network_spec(&plans, &torch.configuration, &dataset_json, &settings)?;
-        let architecture = registries.architectures.create(&class).map_err(|e| {
-            Error::invalid_file(
-                path,
-                format!("its network class {class} (plans.json) is not available: {e}"),
-            )
-        })?;
-        let shapes = architecture.build(&spec, &device)?.parameter_shapes();
-        let (network, dropped) = match_weights(torch.network_weights, &shapes, path)?;
+        let (checkpoint, dropped) = convert_checkpoint(
+            registries,
+            &plans,
+            &plans_identifier,
+            &dataset_json,
+            &device,
+            path,
+        )?;
         report.dropped_aliases += dropped;
-        let mirroring = torch
-            .inference_allowed_mirroring_axes
-            .clone()
-            .unwrap_or_else(|| (0..if spec.is_2d { 2 } else { 3 }).collect());
-        let meta = CheckpointMeta {
-            format: CHECKPOINT_FORMAT,
-            trainer_name: torch.trainer_name.clone(),
-            plans_identifier: plans_identifier.clone(),
-            configuration: torch.configuration.clone(),
-            fold: torch.fold.clone(),
-            current_epoch: torch.current_epoch,
-            optimizer_steps: (torch.current_epoch * settings.num_iterations_per_epoch) as u64,
-            best_ema: torch.best_ema,
-            logging: Vec::new(),
-            settings,
-            inference_allowed_mirroring_axes: mirroring,
-            seed: 0,
-            train_batches_drawn: 0,
-            val_batches_drawn: 0,
-            network_class_name: class,
-            input_channels: spec.input_channels,
-            output_channels: spec.output_channels,
-            loss_scaler: None,
-        };
-        let checkpoint = Checkpoint {
-            meta,
-            network,
-            optimizer: Vec::new(),
-        };
-        // Build and load: every weight must fit.
-        network_from_checkpoint(registries, &checkpoint, &spec, &device, path)?;
         let stem = file.trim_end_matches(".pth");
         converted.push((
             dst.join(fold_folder).join(format!("{stem}.safetensors")),
@@ -489,4 +501,63 @@ pub fn import_nnunetv2_model(
         report.checkpoints.push(target);
     }
     Ok(report)
+}
+
+/// Converts the `.pth` checkpoint at `path` of a model with `plans` and `dataset_json`: reads it,
+/// keeps the weights of the network the plans describe (see [`match_weights`]) and checks that
+/// they load. Returns the checkpoint and the number of aliases dropped.
+fn convert_checkpoint(
+    registries: &Registries,
+    plans: &Plans,
+    plans_identifier: &str,
+    dataset_json: &DatasetJson,
+    device: &Device,
+    path: &Path,
+) -> Result<(Checkpoint, usize)> {
+    let torch = read_torch_checkpoint(path)?;
+    let settings = match registries.trainers.create(&torch.trainer_name) {
+        Ok(trainer) => settings_of(trainer.as_ref()),
+        Err(_) => TrainerSettings::default(),
+    };
+    let (class, spec) = network_spec(plans, &torch.configuration, dataset_json, &settings)?;
+    let architecture = registries.architectures.create(&class).map_err(|e| {
+        Error::inference_file(
+            path,
+            format!("its network class {class} (plans.json) is not available: {e}"),
+        )
+    })?;
+    let shapes = architecture.build(&spec, device)?.parameter_shapes();
+    let (network, dropped) = match_weights(torch.network_weights, &shapes, path)?;
+    let mirroring = torch
+        .inference_allowed_mirroring_axes
+        .clone()
+        .unwrap_or_else(|| (0..if spec.is_2d { 2 } else { 3 }).collect());
+    let meta = CheckpointMeta {
+        format: CHECKPOINT_FORMAT,
+        trainer_name: torch.trainer_name.clone(),
+        plans_identifier: plans_identifier.to_string(),
+        configuration: torch.configuration.clone(),
+        fold: torch.fold.clone(),
+        current_epoch: torch.current_epoch,
+        optimizer_steps: (torch.current_epoch * settings.num_iterations_per_epoch) as u64,
+        best_ema: torch.best_ema,
+        logging: Vec::new(),
+        settings,
+        inference_allowed_mirroring_axes: mirroring,
+        seed: 0,
+        train_batches_drawn: 0,
+        val_batches_drawn: 0,
+        network_class_name: class,
+        input_channels: spec.input_channels,
+        output_channels: spec.output_channels,
+        loss_scaler: None,
+    };
+    let checkpoint = Checkpoint {
+        meta,
+        network,
+        optimizer: Vec::new(),
+    };
+    // Build and load: every weight must fit.
+    network_from_checkpoint(registries, &checkpoint, &spec, device, path)?;
+    Ok((checkpoint, dropped))
 }

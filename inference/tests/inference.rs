@@ -33,22 +33,38 @@ use nnunet_preprocessing::plans::Plans;
 use nnunet_preprocessing::storage::CaseProperties;
 use serde_json::Value;
 
+/// The folder of the reference outputs.
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/inference")
 }
 
+/// A fixture array of any shape.
 fn read_npy<T: ReadableElement>(name: &str) -> ArrayD<T> {
     let path = fixture_dir().join(name);
     let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     ArrayD::<T>::read_npy(file).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A `[c, z, y, x]` fixture array.
+fn read_npy4(name: &str) -> Array4<f32> {
+    read_npy::<f32>(name)
+        .into_dimensionality::<ndarray::Ix4>()
+        .unwrap()
+}
+
+/// The logits of the export fixture `name`.
+fn export_logits(name: &str) -> Array4<f32> {
+    read_npy4(&format!("export_{name}_logits.npy"))
+}
+
+/// A fixture JSON file.
 fn read_json(name: &str) -> Value {
     let path = fixture_dir().join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("valid JSON")
 }
 
+/// A JSON list of sizes.
 fn usizes(v: &Value) -> Vec<usize> {
     v.as_array()
         .expect("a list")
@@ -121,6 +137,7 @@ impl SegmentationModule for TinyConv {
     fn set_deep_supervision(&mut self, _enabled: bool) {}
 }
 
+/// A [`TinyConv`] with the given weight `[out, in, kz, ky, kx]` and bias, `same` padding.
 fn tiny_conv(weight: ArrayD<f32>, bias: ArrayD<f32>, device: &Device) -> TinyConv {
     let shape = weight.shape().to_vec();
     let kernel = [shape[2], shape[3], shape[4]];
@@ -150,6 +167,18 @@ fn tiny_conv(weight: ArrayD<f32>, bias: ArrayD<f32>, device: &Device) -> TinyCon
     net
 }
 
+/// The sliding-window fixture `name`: its input, the reference logits and the network.
+fn sliding_window_case(name: &str, device: &Device) -> (Array4<f32>, ArrayD<f32>, TinyConv) {
+    let input = read_npy4(&format!("sw_{name}_input.npy"));
+    let reference = read_npy::<f32>(&format!("sw_{name}_logits.npy"));
+    let net = tiny_conv(
+        read_npy(&format!("sw_{name}_weight.npy")),
+        read_npy(&format!("sw_{name}_bias.npy")),
+        device,
+    );
+    (input, reference, net)
+}
+
 #[test]
 fn sliding_window_logits_equal_reference() {
     let device = Device::flex();
@@ -158,15 +187,7 @@ fn sliding_window_logits_equal_reference() {
     assert_eq!(cases.len(), 5);
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let input = read_npy::<f32>(&format!("sw_{name}_input.npy"))
-            .into_dimensionality::<ndarray::Ix4>()
-            .unwrap();
-        let reference = read_npy::<f32>(&format!("sw_{name}_logits.npy"));
-        let net = tiny_conv(
-            read_npy(&format!("sw_{name}_weight.npy")),
-            read_npy(&format!("sw_{name}_bias.npy")),
-            &device,
-        );
+        let (input, reference, net) = sliding_window_case(name, &device);
         let patch_size = usizes(&case["patch_size"]);
         for tiles_per_batch in [1, 3] {
             let settings = SlidingWindowSettings {
@@ -206,15 +227,7 @@ fn mirroring_and_gaussian_change_the_result() {
     // without mirroring and without the Gaussian.
     let device = Device::flex();
     let name = "overlap3d";
-    let input = read_npy::<f32>(&format!("sw_{name}_input.npy"))
-        .into_dimensionality::<ndarray::Ix4>()
-        .unwrap();
-    let reference = read_npy::<f32>(&format!("sw_{name}_logits.npy"));
-    let net = tiny_conv(
-        read_npy(&format!("sw_{name}_weight.npy")),
-        read_npy(&format!("sw_{name}_bias.npy")),
-        &device,
-    );
+    let (input, reference, net) = sliding_window_case(name, &device);
     let base = SlidingWindowSettings {
         patch_size: vec![6, 8, 8],
         step_size: 0.5,
@@ -257,18 +270,8 @@ fn bad_networks_and_inputs_are_errors() {
     };
     let data = Array4::<f32>::zeros((2, 4, 4, 4));
     assert!(predict_sliding_window(&net, data.view(), &bad, &device, &|_, _| {}).is_err());
-    // a network that changes the spatial size
-    #[derive(Module, Debug)]
-    struct Shrinks {
-        conv: Conv3d,
-    }
-    impl SegmentationModule for Shrinks {
-        fn segment(&self, input: Tensor<5>) -> Vec<Tensor<5>> {
-            vec![self.conv.forward(input)]
-        }
-        fn set_deep_supervision(&mut self, _enabled: bool) {}
-    }
-    let shrinks = Shrinks {
+    // a network that changes the spatial size (a convolution without padding)
+    let shrinks = TinyConv {
         conv: Conv3dConfig::new([2, 3], [3, 3, 3]).init(&device),
     };
     let e = predict_sliding_window(&shrinks, data.view(), &settings, &device, &|_, _| {})
@@ -277,12 +280,14 @@ fn bad_networks_and_inputs_are_errors() {
     assert!(e.contains("spatial"), "{e}");
 }
 
+/// One export fixture.
 struct ExportCase {
     name: String,
     settings: ExportSettings,
     properties: CaseProperties,
 }
 
+/// The export fixtures: plans, labels and case properties.
 fn export_cases() -> Vec<ExportCase> {
     let cases = read_json("export_cases.json");
     cases
@@ -332,9 +337,7 @@ fn export_equals_reference() {
     assert_eq!(cases.len(), 3);
     for case in &cases {
         let name = &case.name;
-        let logits = read_npy::<f32>(&format!("export_{name}_logits.npy"))
-            .into_dimensionality::<ndarray::Ix4>()
-            .unwrap();
+        let logits = export_logits(name);
         let seg_ref = read_npy::<i16>(&format!("export_{name}_seg.npy"));
         let seg_p_ref = read_npy::<i16>(&format!("export_{name}_seg_from_probabilities.npy"));
         let prob_ref = read_npy::<f32>(&format!("export_{name}_probabilities.npy"));
@@ -368,9 +371,7 @@ fn export_equals_reference() {
 fn export_rejects_inconsistent_inputs() {
     let cases = export_cases();
     let case = &cases[0];
-    let logits = read_npy::<f32>(&format!("export_{}_logits.npy", case.name))
-        .into_dimensionality::<ndarray::Ix4>()
-        .unwrap();
+    let logits = export_logits(&case.name);
     // wrong number of channels
     let two = logits.slice(ndarray::s![0..2, .., .., ..]);
     assert!(
@@ -473,9 +474,7 @@ fn stored_zip_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 fn prediction_is_written_with_geometry_and_probabilities() {
     let cases = export_cases();
     let case = &cases[1];
-    let logits = read_npy::<f32>(&format!("export_{}_logits.npy", case.name))
-        .into_dimensionality::<ndarray::Ix4>()
-        .unwrap();
+    let logits = export_logits(&case.name);
     let prediction: ExportedPrediction = logits_to_segmentation_in_input_geometry(
         logits.view(),
         &case.properties,
@@ -588,9 +587,7 @@ fn next_stage_segmentation_equals_reference() {
             .iter()
             .map(|v| v.as_u64().unwrap() as usize)
             .collect();
-        let logits = read_npy::<f32>(&format!("export_{name}_logits.npy"))
-            .into_dimensionality::<ndarray::Ix4>()
-            .unwrap();
+        let logits = export_logits(name);
         let tf = case.settings.transpose_forward;
         let spacing_transposed = tf.map(|i| case.properties.spacing[i]);
         let seg = nnunet_inference::cascade::segmentation_for_next_stage(

@@ -5,30 +5,14 @@
 
 use std::time::Instant;
 
-use nnunet_kernels::{ConvShape, conv};
+use nnunet_kernels::conv;
 
-fn shape(
-    n: usize,
-    cin: usize,
-    cout: usize,
-    input: [usize; 3],
-    k: [usize; 3],
-    s: [usize; 3],
-    p: [usize; 3],
-) -> ConvShape {
-    ConvShape {
-        batch: n,
-        channels_in: cin,
-        channels_out: cout,
-        input,
-        kernel: k,
-        stride: s,
-        pad_begin: p,
-        pad_end: p,
-        dilation: [1; 3],
-    }
-}
+// The convolution shapes of the parity tests' helpers.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::shape;
 
+/// The best of three timed runs of `f` (after one warm-up run), in milliseconds.
 fn time(mut f: impl FnMut()) -> f64 {
     f();
     let mut best = f64::MAX;

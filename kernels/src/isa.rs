@@ -5,7 +5,7 @@
 //! `NNUNET_KERNELS_BF16=amx|avx512bf16|emulated` the bf16 choice (parity tests, benchmarks).
 
 use std::sync::OnceLock;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The fp32 kernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,32 +33,22 @@ impl Isa {
     /// The fp32 family the kernels use: the best this CPU has, capped by `NNUNET_KERNELS_ISA`
     /// and [`Isa::set_limit`].
     pub fn detected() -> Isa {
-        let limit = match crate::shared::settings().isa_limit.load(Ordering::Relaxed) {
-            1 => Isa::Portable,
-            2 => Isa::Avx2,
-            _ => Isa::Avx512,
-        };
-        Self::available().min(limit)
+        let stored = crate::shared::settings().isa_limit.load(Ordering::Relaxed);
+        limited(Self::available(), stored, [Isa::Portable, Isa::Avx2])
     }
 
     /// Caps the fp32 family at `limit` (`None`: no cap) for the whole process: parity tests and
     /// benchmarks compare the families on one machine.
     pub fn set_limit(limit: Option<Isa>) {
-        crate::shared::settings()
-            .isa_limit
-            .store(limit.map_or(0, |i| i as u8 + 1), Ordering::Relaxed);
+        store_limit(&crate::shared::settings().isa_limit, limit.map(|i| i as u8));
     }
 
     /// The best fp32 family of this CPU (capped by `NNUNET_KERNELS_ISA`).
     pub fn available() -> Isa {
         static ISA: OnceLock<Isa> = OnceLock::new();
         *ISA.get_or_init(|| {
-            let hw = hardware_isa();
-            match std::env::var("NNUNET_KERNELS_ISA").as_deref() {
-                Ok("portable") => Isa::Portable,
-                Ok("avx2") => hw.min(Isa::Avx2),
-                _ => hw,
-            }
+            let caps = [("portable", Isa::Portable), ("avx2", Isa::Avx2)];
+            env_capped("NNUNET_KERNELS_ISA", hardware_isa(), caps)
         })
     }
 
@@ -76,32 +66,32 @@ impl Bf16Isa {
     /// The bf16 family the kernels use: the best this CPU has, capped by `NNUNET_KERNELS_BF16`
     /// and [`Bf16Isa::set_limit`].
     pub fn detected() -> Bf16Isa {
-        let limit = match crate::shared::settings().bf16_limit.load(Ordering::Relaxed) {
-            1 => Bf16Isa::Emulated,
-            2 => Bf16Isa::Avx512Bf16,
-            _ => Bf16Isa::Amx,
-        };
-        Self::available().min(limit)
+        let stored = crate::shared::settings().bf16_limit.load(Ordering::Relaxed);
+        limited(
+            Self::available(),
+            stored,
+            [Bf16Isa::Emulated, Bf16Isa::Avx512Bf16],
+        )
     }
 
     /// Caps the bf16 family at `limit` (`None`: no cap) for the whole process (parity tests,
     /// benchmarks).
     pub fn set_limit(limit: Option<Bf16Isa>) {
-        crate::shared::settings()
-            .bf16_limit
-            .store(limit.map_or(0, |i| i as u8 + 1), Ordering::Relaxed);
+        store_limit(
+            &crate::shared::settings().bf16_limit,
+            limit.map(|i| i as u8),
+        );
     }
 
     /// The best bf16 family of this CPU (capped by `NNUNET_KERNELS_BF16`).
     pub fn available() -> Bf16Isa {
         static ISA: OnceLock<Bf16Isa> = OnceLock::new();
         *ISA.get_or_init(|| {
-            let hw = hardware_bf16();
-            match std::env::var("NNUNET_KERNELS_BF16").as_deref() {
-                Ok("emulated") => Bf16Isa::Emulated,
-                Ok("avx512bf16") => hw.min(Bf16Isa::Avx512Bf16),
-                _ => hw,
-            }
+            let caps = [
+                ("emulated", Bf16Isa::Emulated),
+                ("avx512bf16", Bf16Isa::Avx512Bf16),
+            ];
+            env_capped("NNUNET_KERNELS_BF16", hardware_bf16(), caps)
         })
     }
 
@@ -117,6 +107,32 @@ impl Bf16Isa {
             Bf16Isa::Avx512Bf16 => "avx512_bf16",
             Bf16Isa::Amx => "amx",
         }
+    }
+}
+
+/// Stores the cap at family `level` (its index, lowest first; `None`: no cap) in `cell`: 0 for
+/// none, else the index + 1.
+fn store_limit(cell: &AtomicU8, level: Option<u8>) {
+    cell.store(level.map_or(0, |l| l + 1), Ordering::Relaxed);
+}
+
+/// `available` capped by a limit stored as [`store_limit`] stores it: 1 and 2 cap at the first and
+/// second of `levels` (the two lowest families), anything else leaves it.
+fn limited<T: Copy + Ord>(available: T, stored: u8, levels: [T; 2]) -> T {
+    match stored {
+        1 => available.min(levels[0]),
+        2 => available.min(levels[1]),
+        _ => available,
+    }
+}
+
+/// `hardware` capped by the environment variable `var`: a value named in `caps` caps at its
+/// family; any other value, or none, leaves it.
+fn env_capped<T: Copy + Ord>(var: &str, hardware: T, caps: [(&str, T); 2]) -> T {
+    let value = std::env::var(var);
+    match caps.iter().find(|(name, _)| value.as_deref() == Ok(*name)) {
+        Some(&(_, cap)) => hardware.min(cap),
+        None => hardware,
     }
 }
 

@@ -7,8 +7,6 @@
 //! The patched flex backend (`third_party/burn-flex`) calls [`conv`]; the networks call [`norm`]
 //! through a backend extension.
 
-#![warn(missing_docs)]
-
 pub mod conv;
 pub mod isa;
 pub(crate) mod microkernel;

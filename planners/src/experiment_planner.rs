@@ -6,7 +6,7 @@ use nnunet_core::{Error, Result};
 use nnunet_preprocessing::normalization::Scheme;
 use serde_json::{Map, Value, json};
 
-use crate::configuration::{MedianKind, Shared, plan_configuration};
+use crate::configuration::{MedianKind, Planned, Shared, plan_configuration};
 use crate::numeric::{median, per_axis, prod};
 use crate::spacing::{fullres_target_spacing, resampled_shape, transpose};
 
@@ -128,20 +128,27 @@ impl Planner for ExperimentPlanner {
 
 // ---- Inputs ------------------------------------------------------------------------------------
 
+/// An invalid-input error about the file `what`.
 fn invalid(what: &str, reason: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!("{what}: {reason}"))
+    Error::plans(format!("{what}: {reason}"))
 }
 
+/// The fingerprint file, as named in errors.
 const FINGERPRINT: &str = "dataset_fingerprint.json";
+/// The dataset description, as named in errors.
 const DATASET_JSON: &str = "dataset.json";
 
 /// The parts of the fingerprint the planner reads.
 struct Fingerprint {
+    /// `spacings`: each case's spacing.
     spacings: Vec<[f64; 3]>,
+    /// `shapes_after_crop`: each case's shape after cropping.
     shapes: Vec<[f64; 3]>,
+    /// `median_relative_size_after_cropping`.
     median_relative_size: f64,
 }
 
+/// The list `key` of the fingerprint, each entry three finite numbers.
 fn triples(fingerprint: &Value, key: &str) -> Result<Vec<[f64; 3]>> {
     let list = fingerprint
         .get(key)
@@ -165,6 +172,7 @@ fn triples(fingerprint: &Value, key: &str) -> Result<Vec<[f64; 3]>> {
         .collect()
 }
 
+/// Reads and checks the parts of the fingerprint the planner uses.
 fn read_fingerprint(fingerprint: &Value) -> Result<Fingerprint> {
     let spacings = triples(fingerprint, "spacings")?;
     let shapes = triples(fingerprint, "shapes_after_crop")?;
@@ -230,6 +238,7 @@ fn normalization_scheme(channel_name: &str) -> (&'static str, bool) {
 
 // ---- Planning ----------------------------------------------------------------------------------
 
+/// `values` as a JSON list of floats.
 fn floats(values: &[f64]) -> Value {
     Value::Array(values.iter().map(|&v| Value::from(v)).collect())
 }
@@ -238,7 +247,107 @@ fn floats(values: &[f64]) -> Value {
 /// order. Writing the file (and merging with an existing one) is the caller's business.
 pub fn plan_experiment(preset: &PlannerPreset, input: &PlanningInput<'_>) -> Result<Value> {
     let fingerprint = read_fingerprint(input.fingerprint)?;
-    let dataset = input.dataset_json;
+    let dataset = read_dataset(input.dataset_json)?;
+    let use_mask: Vec<bool> = if fingerprint.median_relative_size < 0.75 {
+        dataset.mask_capable.clone()
+    } else {
+        vec![false; dataset.schemes.len()]
+    };
+    let gpu_memory_gb = gpu_memory_target(preset, input)?;
+    let plans_name = if input.plans_name.is_empty() {
+        preset.plans_name
+    } else {
+        input.plans_name
+    };
+    let data_identifier = |configuration: &str| {
+        if preset.shares_default_data_identifiers
+            && (configuration == "2d" || configuration == "3d_fullres")
+        {
+            format!("nnUNetPlans_{configuration}")
+        } else {
+            format!("{plans_name}_{configuration}")
+        }
+    };
+
+    let target = target_spacing(input, &fingerprint)?;
+    let (forward, backward) = transpose(&target);
+    let fullres_spacing: Vec<f64> = forward.iter().map(|&a| target[a]).collect();
+    let new_shapes: Vec<[f64; 3]> = fingerprint
+        .shapes
+        .iter()
+        .zip(&fingerprint.spacings)
+        .map(|(shape, spacing)| resampled_shape(shape, spacing, &target))
+        .collect();
+    let new_median = per_axis(&new_shapes, median);
+    let median_shape: Vec<f64> = forward.iter().map(|&a| new_median[a]).collect();
+    let approx_n_voxels = prod(&median_shape) * dataset.n_training;
+
+    let shared = Shared {
+        preset,
+        gpu_memory_gb,
+        n_classes: dataset.n_classes,
+        normalization_schemes: &dataset.schemes,
+        use_mask_for_norm: &use_mask,
+        preprocessor_name: input.preprocessor_name,
+    };
+    let (fullres, lowres) = if median_shape[0] != 1.0 {
+        plan_3d(
+            &shared,
+            &fullres_spacing,
+            &median_shape,
+            &data_identifier,
+            dataset.n_training,
+        )?
+    } else {
+        (None, None)
+    };
+    let mut plan_2d = plan_configuration(
+        &shared,
+        &fullres_spacing[1..],
+        &median_shape[1..],
+        MedianKind::Float,
+        &data_identifier("2d"),
+        approx_n_voxels,
+    )?;
+    plan_2d.json.insert("batch_dice".into(), json!(true));
+    let configurations = configurations_json(plan_2d, fullres, lowres);
+    Ok(plans_json(
+        preset,
+        input,
+        plans_name,
+        &fingerprint,
+        (&forward, &backward),
+        configurations,
+    ))
+}
+
+/// The GPU memory target in GB: the one given to the planner, or the preset's default.
+fn gpu_memory_target(preset: &PlannerPreset, input: &PlanningInput<'_>) -> Result<f64> {
+    let gpu_memory_gb = input
+        .gpu_memory_target_gb
+        .unwrap_or(preset.default_gpu_memory_gb);
+    if !(gpu_memory_gb > 0.0 && gpu_memory_gb.is_finite()) {
+        return Err(Error::plans(format!(
+            "the GPU memory target must be a positive number of GB, got {gpu_memory_gb}"
+        )));
+    }
+    Ok(gpu_memory_gb)
+}
+
+/// The parts of `dataset.json` the planner reads.
+struct DatasetInfo {
+    /// `numTraining`.
+    n_training: f64,
+    /// The number of entries of `labels`.
+    n_classes: i64,
+    /// The normalization class of each channel.
+    schemes: Vec<&'static str>,
+    /// Whether each channel's scheme keeps pixels outside the mask at zero.
+    mask_capable: Vec<bool>,
+}
+
+/// Reads `numTraining`, `channel_names` (or `modality`) and `labels` of `dataset.json`.
+fn read_dataset(dataset: &Value) -> Result<DatasetInfo> {
     let n_training = dataset
         .get("numTraining")
         .and_then(Value::as_f64)
@@ -267,153 +376,143 @@ pub fn plan_experiment(preset: &PlannerPreset, input: &PlanningInput<'_>) -> Res
         schemes.push(scheme);
         mask_capable.push(keeps_zero);
     }
-    let use_mask: Vec<bool> = if fingerprint.median_relative_size < 0.75 {
-        mask_capable
-    } else {
-        vec![false; schemes.len()]
-    };
+    Ok(DatasetInfo {
+        n_training,
+        n_classes,
+        schemes,
+        mask_capable,
+    })
+}
 
-    let gpu_memory_gb = input
-        .gpu_memory_target_gb
-        .unwrap_or(preset.default_gpu_memory_gb);
-    if !(gpu_memory_gb > 0.0 && gpu_memory_gb.is_finite()) {
-        return Err(Error::Invalid(format!(
-            "the GPU memory target must be a positive number of GB, got {gpu_memory_gb}"
-        )));
-    }
-    let plans_name = if input.plans_name.is_empty() {
-        preset.plans_name
-    } else {
-        input.plans_name
-    };
-    let data_identifier = |configuration: &str| {
-        if preset.shares_default_data_identifiers
-            && (configuration == "2d" || configuration == "3d_fullres")
-        {
-            format!("nnUNetPlans_{configuration}")
-        } else {
-            format!("{plans_name}_{configuration}")
-        }
-    };
-
-    // target spacing and transpose
-    let target = match input.overwrite_target_spacing {
+/// The fullres target spacing: the one given to the planner, or nnU-Net's choice from the
+/// fingerprint.
+fn target_spacing(input: &PlanningInput<'_>, fingerprint: &Fingerprint) -> Result<[f64; 3]> {
+    match input.overwrite_target_spacing {
         Some(t) => {
             if t.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
-                return Err(Error::Invalid(format!(
+                return Err(Error::plans(format!(
                     "overwrite_target_spacing must be positive numbers, got {t:?}"
                 )));
             }
-            t
+            Ok(t)
         }
-        None => fullres_target_spacing(&fingerprint.spacings, &fingerprint.shapes),
-    };
-    let (forward, backward) = transpose(&target);
-    let fullres_spacing: Vec<f64> = forward.iter().map(|&a| target[a]).collect();
-
-    let new_shapes: Vec<[f64; 3]> = fingerprint
-        .shapes
-        .iter()
-        .zip(&fingerprint.spacings)
-        .map(|(shape, spacing)| resampled_shape(shape, spacing, &target))
-        .collect();
-    let new_median = per_axis(&new_shapes, median);
-    let median_shape: Vec<f64> = forward.iter().map(|&a| new_median[a]).collect();
-    let approx_n_voxels = prod(&median_shape) * n_training;
-
-    let shared = Shared {
-        preset,
-        gpu_memory_gb,
-        n_classes,
-        normalization_schemes: &schemes,
-        use_mask_for_norm: &use_mask,
-        preprocessor_name: input.preprocessor_name,
-    };
-
-    let mut fullres = None;
-    let mut lowres = None;
-    if median_shape[0] != 1.0 {
-        let mut full = plan_configuration(
-            &shared,
-            &fullres_spacing,
-            &median_shape,
-            MedianKind::Float,
-            &data_identifier("3d_fullres"),
-            approx_n_voxels,
-        )?;
-        let median_voxels_fullres = prod(&median_shape);
-        let mut median_voxels = median_voxels_fullres;
-        let mut patch_voxels = prod(
-            &full
-                .patch_size
-                .iter()
-                .map(|&v| v as f64)
-                .collect::<Vec<_>>(),
-        );
-        let mut lowres_spacing = fullres_spacing.clone();
-        let mut steps = 0;
-        while patch_voxels / median_voxels < LOWRES_CREATION_THRESHOLD {
-            steps += 1;
-            if steps > LOWRES_MAX_STEPS {
-                return Err(Error::Invalid(
-                    "the search for a 3d_lowres configuration does not end".into(),
-                ));
-            }
-            let max_spacing = lowres_spacing
-                .iter()
-                .copied()
-                .fold(f64::NEG_INFINITY, f64::max);
-            let coarse: Vec<bool> = lowres_spacing
-                .iter()
-                .map(|&s| max_spacing / s > 2.0)
-                .collect();
-            let any_coarse = coarse.iter().any(|&c| c);
-            for (s, &c) in lowres_spacing.iter_mut().zip(&coarse) {
-                if c || !any_coarse {
-                    *s *= LOWRES_SPACING_INCREASE;
-                }
-            }
-            let lowres_median: Vec<f64> = (0..3)
-                .map(|i| fullres_spacing[i] / lowres_spacing[i] * median_shape[i])
-                .collect();
-            median_voxels = prod(&lowres_median);
-            let rounded: Vec<f64> = lowres_median.iter().map(|v| v.round_ties_even()).collect();
-            let planned = plan_configuration(
-                &shared,
-                &lowres_spacing,
-                &rounded,
-                MedianKind::Int,
-                &data_identifier("3d_lowres"),
-                median_voxels * n_training,
-            )?;
-            patch_voxels = planned
-                .patch_size
-                .iter()
-                .map(|&v| v as f64)
-                .product::<f64>();
-            lowres = Some(planned);
-        }
-        if median_voxels_fullres / median_voxels < 2.0 {
-            lowres = None;
-        }
-        full.json
-            .insert("batch_dice".into(), json!(lowres.is_some()));
-        if let Some(low) = lowres.as_mut() {
-            low.json.insert("batch_dice".into(), json!(false));
-        }
-        fullres = Some(full);
+        None => Ok(fullres_target_spacing(
+            &fingerprint.spacings,
+            &fingerprint.shapes,
+        )),
     }
+}
 
-    let mut plan_2d = plan_configuration(
-        &shared,
-        &fullres_spacing[1..],
-        &median_shape[1..],
+/// The product of a patch size, as a float.
+fn patch_voxels(patch_size: &[i64]) -> f64 {
+    prod(&patch_size.iter().map(|&v| v as f64).collect::<Vec<_>>())
+}
+
+/// `3d_fullres` and, when its patch covers too little of the median image, `3d_lowres` (kept
+/// only when it halves the voxels at least), with their `batch_dice`.
+fn plan_3d(
+    shared: &Shared<'_>,
+    fullres_spacing: &[f64],
+    median_shape: &[f64],
+    data_identifier: &dyn Fn(&str) -> String,
+    n_training: f64,
+) -> Result<(Option<Planned>, Option<Planned>)> {
+    let median_voxels_fullres = prod(median_shape);
+    let mut full = plan_configuration(
+        shared,
+        fullres_spacing,
+        median_shape,
         MedianKind::Float,
-        &data_identifier("2d"),
-        approx_n_voxels,
+        &data_identifier("3d_fullres"),
+        median_voxels_fullres * n_training,
     )?;
-    plan_2d.json.insert("batch_dice".into(), json!(true));
+    let (mut lowres, median_voxels) = search_lowres(
+        shared,
+        fullres_spacing,
+        median_shape,
+        &data_identifier("3d_lowres"),
+        n_training,
+        patch_voxels(&full.patch_size),
+    )?;
+    if median_voxels_fullres / median_voxels < 2.0 {
+        lowres = None;
+    }
+    full.json
+        .insert("batch_dice".into(), json!(lowres.is_some()));
+    if let Some(low) = lowres.as_mut() {
+        low.json.insert("batch_dice".into(), json!(false));
+    }
+    Ok((Some(full), lowres))
+}
 
+/// nnU-Net's search for `3d_lowres`: while the patch covers less than
+/// [`LOWRES_CREATION_THRESHOLD`] of the median image, the spacing grows (the coarse axes only,
+/// while some are coarse) and the configuration is planned again. Returns the last configuration
+/// planned (`None` if none was needed) and its median voxel count.
+fn search_lowres(
+    shared: &Shared<'_>,
+    fullres_spacing: &[f64],
+    median_shape: &[f64],
+    data_identifier: &str,
+    n_training: f64,
+    fullres_patch_voxels: f64,
+) -> Result<(Option<Planned>, f64)> {
+    let mut median_voxels = prod(median_shape);
+    let mut patch_voxels = fullres_patch_voxels;
+    let mut lowres_spacing = fullres_spacing.to_vec();
+    let mut lowres = None;
+    let mut steps = 0;
+    while patch_voxels / median_voxels < LOWRES_CREATION_THRESHOLD {
+        steps += 1;
+        if steps > LOWRES_MAX_STEPS {
+            return Err(Error::plans(
+                "the search for a 3d_lowres configuration does not end",
+            ));
+        }
+        let max_spacing = lowres_spacing
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        let coarse: Vec<bool> = lowres_spacing
+            .iter()
+            .map(|&s| max_spacing / s > 2.0)
+            .collect();
+        let any_coarse = coarse.iter().any(|&c| c);
+        for (s, &c) in lowres_spacing.iter_mut().zip(&coarse) {
+            if c || !any_coarse {
+                *s *= LOWRES_SPACING_INCREASE;
+            }
+        }
+        let lowres_median: Vec<f64> = (0..3)
+            .map(|i| fullres_spacing[i] / lowres_spacing[i] * median_shape[i])
+            .collect();
+        median_voxels = prod(&lowres_median);
+        let rounded: Vec<f64> = lowres_median.iter().map(|v| v.round_ties_even()).collect();
+        let planned = plan_configuration(
+            shared,
+            &lowres_spacing,
+            &rounded,
+            MedianKind::Int,
+            data_identifier,
+            median_voxels * n_training,
+        )?;
+        patch_voxels = planned
+            .patch_size
+            .iter()
+            .map(|&v| v as f64)
+            .product::<f64>();
+        lowres = Some(planned);
+    }
+    Ok((lowres, median_voxels))
+}
+
+/// The `configurations` entry: `2d`, then `3d_lowres` (with `next_stage` when there is a
+/// fullres), `3d_fullres` and `3d_cascade_fullres` (when there is a lowres).
+fn configurations_json(
+    plan_2d: Planned,
+    fullres: Option<Planned>,
+    lowres: Option<Planned>,
+) -> Map<String, Value> {
     let mut configurations = Map::new();
     configurations.insert("2d".into(), Value::Object(plan_2d.json));
     let has_lowres = lowres.is_some();
@@ -433,7 +532,20 @@ pub fn plan_experiment(preset: &PlannerPreset, input: &PlanningInput<'_>) -> Res
             );
         }
     }
+    configurations
+}
 
+/// The plans JSON around `configurations`, keys in nnU-Net's order; `transpose` is
+/// (forward, backward).
+fn plans_json(
+    preset: &PlannerPreset,
+    input: &PlanningInput<'_>,
+    plans_name: &str,
+    fingerprint: &Fingerprint,
+    transpose: (&[usize], &[usize]),
+    configurations: Map<String, Value>,
+) -> Value {
+    let (forward, backward) = transpose;
     let median_spacing = per_axis(&fingerprint.spacings, median);
     let median_crop_shape = per_axis(&fingerprint.shapes, median);
     let original_spacing: Vec<f64> = forward.iter().map(|&a| median_spacing[a]).collect();
@@ -463,7 +575,7 @@ pub fn plan_experiment(preset: &PlannerPreset, input: &PlanningInput<'_>) -> Res
         "foreground_intensity_properties_per_channel".into(),
         input.fingerprint["foreground_intensity_properties_per_channel"].clone(),
     );
-    Ok(Value::Object(plans))
+    Value::Object(plans)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 pub struct SyntheticSpec {
     /// Dataset ID (the folder is `DatasetXXX_<name>`).
     pub id: u32,
+    /// Dataset name (the folder's `<name>`).
     pub name: String,
     /// 2D (PNG) or 3D (NIfTI).
     pub three_d: bool,
@@ -27,6 +28,7 @@ pub struct SyntheticSpec {
     pub shape: [usize; 3],
     /// Voxel spacing `[z, y, x]` (3D only).
     pub spacing: [f64; 3],
+    /// Seed of the random shapes, positions and noise; the same seed gives the same files.
     pub seed: u64,
     /// Declare nnU-Net regions in `dataset.json` (`whole` = ellipsoid or box, `box` = box) instead
     /// of plain labels, for region-based (sigmoid) training.
@@ -36,30 +38,32 @@ pub struct SyntheticSpec {
 impl SyntheticSpec {
     /// A small 2D dataset: 64x64 PNG images.
     pub fn small_2d(id: u32) -> Self {
-        Self {
-            id,
-            name: "Synthetic2D".into(),
-            three_d: false,
-            cases: 10,
-            test_cases: 2,
-            shape: [1, 64, 64],
-            spacing: [1.0, 1.0, 1.0],
-            seed: 42,
-            regions: false,
-        }
+        Self::small(id, "Synthetic2D", false, [1, 64, 64], [1.0, 1.0, 1.0], 42)
     }
 
     /// A small 3D dataset: 32x40x40 NIfTI volumes, 1.5 mm slices.
     pub fn small_3d(id: u32) -> Self {
+        Self::small(id, "Synthetic3D", true, [32, 40, 40], [1.5, 1.0, 1.0], 43)
+    }
+
+    /// A small dataset of 10 training and 2 test cases with plain labels.
+    fn small(
+        id: u32,
+        name: &str,
+        three_d: bool,
+        shape: [usize; 3],
+        spacing: [f64; 3],
+        seed: u64,
+    ) -> Self {
         Self {
             id,
-            name: "Synthetic3D".into(),
-            three_d: true,
+            name: name.into(),
+            three_d,
             cases: 10,
             test_cases: 2,
-            shape: [32, 40, 40],
-            spacing: [1.5, 1.0, 1.0],
-            seed: 43,
+            shape,
+            spacing,
+            seed,
             regions: false,
         }
     }
@@ -69,6 +73,7 @@ impl SyntheticSpec {
         nnunet_core::paths::dataset_folder_name(self.id, &self.name)
     }
 
+    /// The file ending of the images and labels: `.nii.gz` in 3D, `.png` in 2D.
     fn file_ending(&self) -> &'static str {
         if self.three_d { ".nii.gz" } else { ".png" }
     }
@@ -147,6 +152,7 @@ pub fn synthetic_case(spec: &SyntheticSpec, index: usize) -> (Array3<f32>, Array
     (image, label)
 }
 
+/// A standard normal sample (Box–Muller).
 fn gaussian(rng: &mut StdRng) -> f32 {
     let u1: f64 = rng.random_range(f64::EPSILON..1.0);
     let u2: f64 = rng.random();
@@ -159,7 +165,7 @@ fn gaussian(rng: &mut StdRng) -> f32 {
 pub fn write_synthetic_dataset(raw_root: &Path, spec: &SyntheticSpec) -> Result<PathBuf> {
     let folder = raw_root.join(spec.folder_name());
     if folder.exists() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::dataset(format!(
             "{} exists already; remove it or choose another dataset ID",
             folder.display()
         )));
@@ -202,6 +208,7 @@ pub fn write_synthetic_dataset(raw_root: &Path, spec: &SyntheticSpec) -> Result<
     Ok(folder)
 }
 
+/// The properties written with every file: the spec's spacing, default origin and direction.
 fn properties(spec: &SyntheticSpec) -> ImageProperties {
     ImageProperties {
         spacing: spec.spacing,
@@ -209,6 +216,7 @@ fn properties(spec: &SyntheticSpec) -> ImageProperties {
     }
 }
 
+/// Writes an image as NIfTI (3D) or as an 8-bit gray PNG (2D, values rounded and clamped).
 fn write_image(spec: &SyntheticSpec, image: ArrayView3<'_, f32>, file: &Path) -> Result<()> {
     if spec.three_d {
         crate::readers::nifti::write_volume_f32(image, file, &properties(spec))
@@ -218,14 +226,11 @@ fn write_image(spec: &SyntheticSpec, image: ArrayView3<'_, f32>, file: &Path) ->
             .iter()
             .map(|v| v.round().clamp(0.0, 255.0) as u8)
             .collect();
-        let buffer = image::GrayImage::from_raw(nx as u32, ny as u32, pixels)
-            .ok_or_else(|| Error::invalid_file(file, "image size does not match its pixels"))?;
-        buffer
-            .save(file)
-            .map_err(|e| Error::invalid_file(file, format!("cannot write PNG: {e}")))
+        save_gray_png(file, nx, ny, pixels, "image")
     }
 }
 
+/// Writes a label map as NIfTI (3D) or as an 8-bit gray PNG (2D).
 fn write_label(spec: &SyntheticSpec, label: ArrayView3<'_, i16>, file: &Path) -> Result<()> {
     if spec.three_d {
         use nnunet_core::Reader;
@@ -233,10 +238,16 @@ fn write_label(spec: &SyntheticSpec, label: ArrayView3<'_, i16>, file: &Path) ->
     } else {
         let (_, ny, nx) = label.dim();
         let pixels: Vec<u8> = label.iter().map(|&v| v as u8).collect();
-        let buffer = image::GrayImage::from_raw(nx as u32, ny as u32, pixels)
-            .ok_or_else(|| Error::invalid_file(file, "label size does not match its pixels"))?;
-        buffer
-            .save(file)
-            .map_err(|e| Error::invalid_file(file, format!("cannot write PNG: {e}")))
+        save_gray_png(file, nx, ny, pixels, "label")
     }
+}
+
+/// Saves `pixels` (`ny` rows of `nx`) as a gray PNG; `what` (image or label) names it in errors.
+fn save_gray_png(file: &Path, nx: usize, ny: usize, pixels: Vec<u8>, what: &str) -> Result<()> {
+    let buffer = image::GrayImage::from_raw(nx as u32, ny as u32, pixels).ok_or_else(|| {
+        Error::dataset_file(file, format!("{what} size does not match its pixels"))
+    })?;
+    buffer
+        .save(file)
+        .map_err(|e| Error::dataset_file(file, format!("cannot write PNG: {e}")))
 }

@@ -630,6 +630,57 @@ type KwargsEdit = Box<dyn Fn(&mut Value)>;
 
 #[test]
 fn invalid_arch_kwargs_are_errors_naming_the_field() {
+    let assert_names = |err: String, field: &str| {
+        assert!(
+            err.contains(&format!("`{field}`")),
+            "error for `{field}` does not name it: {err}"
+        );
+    };
+    // One PlainConvUNet field replaced by an invalid value: (key, value, the field named).
+    let replaced = [
+        ("n_stages", json!(1), "n_stages"),
+        ("features_per_stage", json!([3, 4]), "features_per_stage"),
+        (
+            "strides",
+            json!([[1, 1, 1], [1, 2], [2, 2, 2]]),
+            "strides[1]",
+        ),
+        (
+            "kernel_sizes",
+            json!([[1, 3, 3], [3, 0, 3], [3, 3, 3]]),
+            "kernel_sizes[1][1]",
+        ),
+        ("conv_op", json!("torch.nn.modules.conv.Conv1d"), "conv_op"),
+        (
+            "norm_op",
+            json!("torch.nn.modules.instancenorm.InstanceNorm2d"),
+            "norm_op",
+        ),
+        (
+            "norm_op_kwargs",
+            json!({"eps": "small"}),
+            "norm_op_kwargs.eps",
+        ),
+        (
+            "dropout_op",
+            json!("torch.nn.modules.dropout.Dropout3d"),
+            "dropout_op",
+        ),
+        ("nonlin", json!("torch.nn.GELU"), "nonlin"),
+        (
+            "nonlin_kwargs",
+            json!({"negative_slope": "x"}),
+            "nonlin_kwargs.negative_slope",
+        ),
+        (
+            "n_conv_per_stage_decoder",
+            json!([2, 2, 2]),
+            "n_conv_per_stage_decoder",
+        ),
+        ("conv_bias", json!("yes"), "conv_bias"),
+        ("n_blocks_per_stage", json!([1, 1, 1]), "n_blocks_per_stage"),
+    ];
+    // Other changes: (class, change, the field named).
     let cases: Vec<(&str, KwargsEdit, &str)> = vec![
         (
             "PlainConvUNet",
@@ -637,71 +688,6 @@ fn invalid_arch_kwargs_are_errors_naming_the_field() {
                 k.as_object_mut().unwrap().remove("n_stages");
             }),
             "n_stages",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["n_stages"] = json!(1)),
-            "n_stages",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["features_per_stage"] = json!([3, 4])),
-            "features_per_stage",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["strides"] = json!([[1, 1, 1], [1, 2], [2, 2, 2]])),
-            "strides[1]",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["kernel_sizes"] = json!([[1, 3, 3], [3, 0, 3], [3, 3, 3]])),
-            "kernel_sizes[1][1]",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["conv_op"] = json!("torch.nn.modules.conv.Conv1d")),
-            "conv_op",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["norm_op"] = json!("torch.nn.modules.instancenorm.InstanceNorm2d")),
-            "norm_op",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["norm_op_kwargs"] = json!({"eps": "small"})),
-            "norm_op_kwargs.eps",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["dropout_op"] = json!("torch.nn.modules.dropout.Dropout3d")),
-            "dropout_op",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["nonlin"] = json!("torch.nn.GELU")),
-            "nonlin",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["nonlin_kwargs"] = json!({"negative_slope": "x"})),
-            "nonlin_kwargs.negative_slope",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["n_conv_per_stage_decoder"] = json!([2, 2, 2])),
-            "n_conv_per_stage_decoder",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["conv_bias"] = json!("yes")),
-            "conv_bias",
-        ),
-        (
-            "PlainConvUNet",
-            Box::new(|k| k["n_blocks_per_stage"] = json!([1, 1, 1])),
-            "n_blocks_per_stage",
         ),
         (
             "ResidualEncoderUNet",
@@ -719,14 +705,15 @@ fn invalid_arch_kwargs_are_errors_naming_the_field() {
         ),
         ("ResidualEncoderUNet", Box::new(|_| {}), "n_conv_per_stage"),
     ];
+    for (key, value, field) in replaced {
+        let mut kwargs = plain_kwargs();
+        kwargs[key] = value;
+        assert_names(error_of("PlainConvUNet", kwargs, false), field);
+    }
     for (class, change, field) in cases {
         let mut kwargs = plain_kwargs();
         change(&mut kwargs);
-        let err = error_of(class, kwargs, false);
-        assert!(
-            err.contains(&format!("`{field}`")),
-            "error for `{field}` does not name it: {err}"
-        );
+        assert_names(error_of(class, kwargs, false), field);
     }
     // A 3D conv_op in a 2D configuration.
     let err = error_of("PlainConvUNet", plain_kwargs(), true);

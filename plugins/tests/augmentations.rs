@@ -62,6 +62,7 @@ fn random_sample_blocks(
     }
 }
 
+/// The context of a single transform: all axes mirrored (y and x in 2D), no ignore label.
 fn ctx(is_2d: bool) -> AugmentationContext {
     AugmentationContext {
         is_2d,
@@ -70,10 +71,66 @@ fn ctx(is_2d: bool) -> AugmentationContext {
     }
 }
 
+/// Every label of `sample` is one of `allowed`.
 fn assert_labels(sample: &Sample, allowed: &[i16], what: &str) {
     for &v in sample.segmentation.iter() {
         assert!(allowed.contains(&v), "{what}: label {v} not in {allowed:?}");
     }
+}
+
+/// Channels `channels` of `image` hold only 0 and 1 (one-hot encodings).
+fn assert_binary_channels(image: &Array4<f32>, channels: std::ops::Range<usize>) {
+    for c in channels {
+        assert!(
+            image
+                .index_axis(Axis(0), c)
+                .iter()
+                .all(|&v| v == 0.0 || v == 1.0)
+        );
+    }
+}
+
+/// `$ty::da5($arg)` (a DA5 transform's defaults) with the given fields replaced.
+macro_rules! da5 {
+    ($ty:ident($($arg:expr)?) { $($field:ident $(: $value:expr)?),* $(,)? }) => {
+        $ty {
+            $($field $(: $value)?,)*
+            ..$ty::da5($($arg)?)
+        }
+    };
+}
+
+/// The training pipeline of `settings` in `pctx`, from the built-in registries.
+fn build_pipeline(
+    settings: &AugmentationSettings,
+    pctx: &PipelineContext,
+) -> Vec<Box<dyn Augmentation>> {
+    let registries = Registries::builtin().unwrap();
+    training_pipeline(settings, pctx, &registries).unwrap()
+}
+
+/// Applies every transform of `pipeline` to `sample`, with one generator seeded by `seed`.
+fn run_pipeline(
+    pipeline: &[Box<dyn Augmentation>],
+    sample: &mut Sample,
+    context: &AugmentationContext,
+    seed: u64,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for t in pipeline {
+        t.apply(sample, context, &mut rng).unwrap();
+    }
+}
+
+/// `run` gives the same sample twice for each of the first `seeds` seeds, and a different image
+/// for another seed at least once.
+fn assert_reproducible(run: impl Fn(u64) -> Sample, seeds: u64) {
+    for seed in 0..seeds {
+        let (a, b) = (run(seed), run(seed));
+        assert_eq!(a.image, b.image);
+        assert_eq!(a.segmentation, b.segmentation);
+    }
+    assert!((0..seeds).any(|seed| run(seed).image != run(seed + 100).image));
 }
 
 #[test]
@@ -318,19 +375,15 @@ fn initial_zyx(ctx: &PipelineContext) -> [usize; 3] {
 
 #[test]
 fn default_pipeline_output_shape_and_labels() {
-    let registries = Registries::builtin().unwrap();
     let settings = AugmentationSettings::default();
     for patch in [vec![8, 16, 16], vec![4, 20, 24], vec![16, 24]] {
         let pctx = pipeline_context(patch.clone(), &settings);
-        let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+        let pipeline = build_pipeline(&settings, &pctx);
         let actx = pctx.augmentation_context();
         let out = pctx.patch_zyx().unwrap();
         for seed in 0..20u64 {
             let mut s = random_sample(seed, 2, initial_zyx(&pctx), 3, 1);
-            let mut rng = StdRng::seed_from_u64(seed);
-            for t in &pipeline {
-                t.apply(&mut s, &actx, &mut rng).unwrap();
-            }
+            run_pipeline(&pipeline, &mut s, &actx, seed);
             assert_eq!(&s.image.shape()[1..], &out[..]);
             assert_eq!(&s.segmentation.shape()[1..], &out[..]);
             assert_labels(&s, &[0, 1, 2], "default pipeline");
@@ -341,7 +394,6 @@ fn default_pipeline_output_shape_and_labels() {
 
 #[test]
 fn cascade_and_region_pipelines() {
-    let registries = Registries::builtin().unwrap();
     let settings = AugmentationSettings::default();
     let mut pctx = pipeline_context(vec![8, 16, 16], &settings);
     pctx.cascade_foreground_labels = Some(vec![1, 2]);
@@ -353,7 +405,7 @@ fn cascade_and_region_pipelines() {
             pipeline: kind,
             ..Default::default()
         };
-        let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+        let pipeline = build_pipeline(&settings, &pctx);
         for seed in 0..10u64 {
             let shape = if kind == PipelineKind::None {
                 [8, 16, 16]
@@ -361,22 +413,12 @@ fn cascade_and_region_pipelines() {
                 initial_zyx(&pctx)
             };
             let mut s = random_sample(seed, 2, shape, 4, 2);
-            let mut rng = StdRng::seed_from_u64(seed);
-            for t in &pipeline {
-                t.apply(&mut s, &actx, &mut rng).unwrap();
-            }
+            run_pipeline(&pipeline, &mut s, &actx, seed);
             // 2 image channels + 2 one-hot channels; 2 regions + ignore
             assert_eq!(s.image.shape(), &[4, 8, 16, 16]);
             assert_eq!(s.segmentation.shape(), &[3, 8, 16, 16]);
             assert_labels(&s, &[0, 1], "regions");
-            for c in 2..4 {
-                assert!(
-                    s.image
-                        .index_axis(Axis(0), c)
-                        .iter()
-                        .all(|&v| v == 0.0 || v == 1.0)
-                );
-            }
+            assert_binary_channels(&s.image, 2..4);
         }
     }
     let val = validation_pipeline(&settings, &pctx).unwrap();
@@ -501,29 +543,17 @@ fn probabilities_match() {
 
 #[test]
 fn same_seed_same_output() {
-    let registries = Registries::builtin().unwrap();
     let settings = AugmentationSettings::default();
     let mut pctx = pipeline_context(vec![8, 16, 16], &settings);
     pctx.cascade_foreground_labels = Some(vec![1, 2]);
-    let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+    let pipeline = build_pipeline(&settings, &pctx);
     let actx = pctx.augmentation_context();
     let run = |seed: u64| {
         let mut s = random_sample(11, 2, initial_zyx(&pctx), 3, 2);
-        let mut rng = StdRng::seed_from_u64(seed);
-        for _ in 0..1 {
-            for t in &pipeline {
-                t.apply(&mut s, &actx, &mut rng).unwrap();
-            }
-        }
+        run_pipeline(&pipeline, &mut s, &actx, seed);
         s
     };
-    for seed in 0..10 {
-        let (a, b) = (run(seed), run(seed));
-        assert_eq!(a.image, b.image);
-        assert_eq!(a.segmentation, b.segmentation);
-    }
-    let differ = (0..10).any(|seed| run(seed).image != run(seed + 100).image);
-    assert!(differ);
+    assert_reproducible(run, 10);
 }
 
 #[test]
@@ -587,11 +617,10 @@ fn errors_not_panics_on_bad_input() {
 #[test]
 #[ignore]
 fn benchmark_default_pipeline() {
-    let registries = Registries::builtin().unwrap();
     let settings = AugmentationSettings::default();
     let mut pctx = pipeline_context(vec![128, 128, 128], &settings);
     pctx.use_mask_for_norm = vec![false];
-    let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+    let pipeline = build_pipeline(&settings, &pctx);
     let actx = pctx.augmentation_context();
     let block: usize = std::env::var("BENCH_BLOCK")
         .ok()
@@ -641,15 +670,47 @@ fn benchmark_spatial() {
     }
 }
 
+/// The one-channel image of the comparisons with the reference: a smooth function of position.
+fn reference_image([zz, yy, xx]: [usize; 3]) -> Array4<f32> {
+    Array4::from_shape_fn((1, zz, yy, xx), |(_, z, y, x)| {
+        ((0.3 * z as f64).sin() + (0.2 * y as f64).cos() + 0.1 * x as f64) as f32
+    })
+}
+
+/// The statistics compared with the reference: the sum of `image`, and the sum of each value
+/// times its flat index, modulo 7.
+fn image_statistics(image: &Array4<f32>) -> (f64, f64) {
+    let sum = image.iter().map(|&v| v as f64).sum();
+    let weighted = image
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v as f64 * i as f64).rem_euclid(7.0))
+        .sum();
+    (sum, weighted)
+}
+
+/// The statistics `got` (sum, weighted sum) equal the reference's `want`: the sum within 0.01,
+/// the weighted sum within `weighted_tol`.
+fn assert_statistics(
+    what: impl std::fmt::Display,
+    (got_sum, got_weighted): (f64, f64),
+    (sum, weighted): (f64, f64),
+    weighted_tol: f64,
+) {
+    assert!((got_sum - sum).abs() < 1e-2, "{what}: {got_sum} vs {sum}");
+    assert!(
+        (got_weighted - weighted).abs() < weighted_tol,
+        "{what}: {got_weighted} vs {weighted}"
+    );
+}
+
 /// Statistics of the reference `SpatialTransform` (batchgeneratorsv2, torch) on the same data
 /// and fixed rotation 0.3 rad per axis and scale 1.1 per axis (computed with the installed
 /// reference; see the report).
 #[test]
 fn spatial_matches_reference_statistics() {
     let (zz, yy, xx) = (14, 17, 19);
-    let image = Array4::from_shape_fn((1, zz, yy, xx), |(_, z, y, x)| {
-        ((0.3 * z as f64).sin() + (0.2 * y as f64).cos() + 0.1 * x as f64) as f32
-    });
+    let image = reference_image([zz, yy, xx]);
     let segmentation = Array4::from_shape_fn((1, zz, yy, xx), |(_, z, y, x)| {
         ((z / 3 + y / 4 + x / 5) % 3) as i16
     });
@@ -684,26 +745,13 @@ fn spatial_matches_reference_statistics() {
         let mut s = sample.clone();
         t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
             .unwrap();
-        let got_sum: f64 = s.image.iter().map(|&v| v as f64).sum();
-        let got_weighted: f64 = s
-            .image
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (v as f64 * i as f64).rem_euclid(7.0))
-            .sum();
+        let (got_sum, got_weighted) = image_statistics(&s.image);
         let got_seg: i64 = s.segmentation.iter().map(|&v| v as i64).sum();
         let mut got_counts = [0usize; 4];
         for &v in s.segmentation.iter() {
             got_counts[(v + 1) as usize] += 1;
         }
-        assert!(
-            (got_sum - sum).abs() < 1e-2,
-            "{in_plane}: {got_sum} vs {sum}"
-        );
-        assert!(
-            (got_weighted - weighted).abs() < 1.0,
-            "{in_plane}: {got_weighted} vs {weighted}"
-        );
+        assert_statistics(in_plane, (got_sum, got_weighted), (sum, weighted), 1.0);
         assert_eq!(got_counts, counts, "{in_plane}");
         assert_eq!(got_seg, seg_sum, "{in_plane}");
     }
@@ -714,9 +762,7 @@ fn spatial_matches_reference_statistics() {
 #[test]
 fn intensity_matches_reference_statistics() {
     let (zz, yy, xx) = (14, 17, 19);
-    let image = Array4::from_shape_fn((1, zz, yy, xx), |(_, z, y, x)| {
-        ((0.3 * z as f64).sin() + (0.2 * y as f64).cos() + 0.1 * x as f64) as f32
-    });
+    let image = reference_image([zz, yy, xx]);
     let sample = Sample {
         segmentation: Array4::zeros((1, zz, yy, xx)),
         image,
@@ -759,23 +805,13 @@ fn intensity_matches_reference_statistics() {
         let mut s = sample.clone();
         t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
             .unwrap();
-        let got_sum: f64 = s.image.iter().map(|&v| v as f64).sum();
-        let got_weighted: f64 = s
-            .image
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (v as f64 * i as f64).rem_euclid(7.0))
-            .sum();
+        let (got_sum, got_weighted) = image_statistics(&s.image);
         let got_probe = s.image[[0, 3, 5, 7]];
-        assert!((got_sum - sum).abs() < 1e-2, "{i}: {got_sum} vs {sum}");
         assert!(
             (got_probe - probe).abs() < 1e-5,
             "{i}: {got_probe} vs {probe}"
         );
-        assert!(
-            (got_weighted - weighted).abs() < 2.0,
-            "{i}: {got_weighted} vs {weighted}"
-        );
+        assert_statistics(i, (got_sum, got_weighted), (sum, weighted), 2.0);
     }
 }
 
@@ -794,40 +830,40 @@ fn da5_identity_parameters_leave_data_unchanged() {
     for (is_2d, shape) in [(false, [6, 10, 10]), (true, [1, 12, 12])] {
         let sample = random_sample(4, 2, shape, 3, 1);
         let context = ctx(is_2d);
-        let mut rot = Rot90Transform::da5(None);
-        rot.p = 1.0;
-        rot.num_rot_per_combination = vec![0];
-        let mut transpose = TransposeAxesTransform::da5(Some(vec![1]));
-        transpose.p = 1.0;
-        let mut median = MedianFilterTransform::da5();
-        median.p = 1.0;
-        median.p_per_channel = 1.0;
-        median.filter_size = (1, 2);
-        let mut bright = BrightnessAdditiveTransform::da5();
-        bright.p = 1.0;
-        bright.p_per_channel = 1.0;
-        bright.sigma = 0.0;
-        let mut rect = BlankRectangleTransform::da5(None);
-        rect.p = 1.0;
-        rect.p_per_channel = 0.0;
-        let mut gradient = BrightnessGradientAdditiveTransform::da5();
-        gradient.p = 1.0;
-        gradient.p_per_channel = 1.0;
-        gradient.max_strength = SplitScalar::Scalar(RandomScalar::Fixed(0.0));
-        let mut sharpen = SharpeningTransform::da5();
-        sharpen.p = 1.0;
-        sharpen.p_per_channel = 1.0;
-        sharpen.strength = RandomScalar::Fixed(0.0);
+        let (p, p_per_channel) = (1.0, 1.0);
+        let median = da5!(MedianFilterTransform() { p, p_per_channel, filter_size: (1, 2) });
+        let no_strength = RandomScalar::Fixed(0.0);
+        let sharpen = da5!(SharpeningTransform() { p, p_per_channel, strength: no_strength });
         let mut oneof =
             OneOfTransform::new(vec![Box::new(median.clone()), Box::new(sharpen.clone())]);
         oneof.p = 1.0;
+        let no_gradient = SplitScalar::Scalar(RandomScalar::Fixed(0.0));
         let exact: Vec<(&str, Box<dyn Augmentation>)> = vec![
-            ("rot90", Box::new(rot)),
-            ("transpose", Box::new(transpose)),
+            (
+                "rot90",
+                Box::new(da5!(Rot90Transform(None) { p, num_rot_per_combination: vec![0] })),
+            ),
+            (
+                "transpose",
+                Box::new(da5!(TransposeAxesTransform(Some(vec![1])) { p })),
+            ),
             ("median", Box::new(median)),
-            ("brightness additive", Box::new(bright)),
-            ("rectangles", Box::new(rect)),
-            ("gradient", Box::new(gradient)),
+            (
+                "brightness additive",
+                Box::new(da5!(BrightnessAdditiveTransform() { p, p_per_channel, sigma: 0.0 })),
+            ),
+            (
+                "rectangles",
+                Box::new(da5!(BlankRectangleTransform(None) { p, p_per_channel: 0.0 })),
+            ),
+            (
+                "gradient",
+                Box::new(da5!(BrightnessGradientAdditiveTransform() {
+                    p,
+                    p_per_channel,
+                    max_strength: no_gradient
+                })),
+            ),
             ("sharpening", Box::new(sharpen)),
             ("one of", Box::new(oneof)),
         ];
@@ -922,10 +958,7 @@ fn rot90_four_times_is_identity_and_transpose_twice_is_identity() {
         [1.0, 3.0, 2.0, 4.0]
     );
     // random rotations act on the allowed axes only: z untouched for 2D, shape kept
-    let rot = Rot90Transform {
-        p: 1.0,
-        ..Rot90Transform::da5(None)
-    };
+    let rot = da5!(Rot90Transform(None) { p: 1.0 });
     let flat = random_sample(6, 1, [1, 8, 8], 3, 1);
     for seed in 0..8 {
         let mut s = flat.clone();
@@ -946,8 +979,7 @@ fn rot90_four_times_is_identity_and_transpose_twice_is_identity() {
             .unwrap();
         assert_eq!(s.image.shape(), &[1, 4, 8, 8]);
         let mut t = s3.clone();
-        let tr = TransposeAxesTransform::da5(None);
-        let tr = TransposeAxesTransform { p: 1.0, ..tr };
+        let tr = da5!(TransposeAxesTransform(None) { p: 1.0 });
         tr.apply(&mut t, &ctx(false), &mut StdRng::seed_from_u64(seed))
             .unwrap();
         assert_eq!(t.image.shape(), &[1, 4, 8, 8]);
@@ -962,44 +994,15 @@ fn rot90_four_times_is_identity_and_transpose_twice_is_identity() {
 
 /// Every DA5 transform with probability 1 (and p per channel 1).
 fn da5_transforms_always(patch: &[usize]) -> Vec<(&'static str, Box<dyn Augmentation>)> {
-    let rot = Rot90Transform {
-        p: 1.0,
-        ..Rot90Transform::da5(None)
-    };
-    let transpose = TransposeAxesTransform {
-        p: 1.0,
-        ..TransposeAxesTransform::da5(None)
-    };
-    let median = MedianFilterTransform {
-        p: 1.0,
-        p_per_channel: 1.0,
-        ..MedianFilterTransform::da5()
-    };
-    let bright = BrightnessAdditiveTransform {
-        p: 1.0,
-        p_per_channel: 1.0,
-        ..BrightnessAdditiveTransform::da5()
-    };
-    let rect = BlankRectangleTransform {
-        p: 1.0,
-        p_per_channel: 1.0,
-        ..BlankRectangleTransform::da5(Some(patch))
-    };
-    let gradient = BrightnessGradientAdditiveTransform {
-        p: 1.0,
-        p_per_channel: 1.0,
-        ..BrightnessGradientAdditiveTransform::da5()
-    };
-    let gamma = LocalGammaTransform {
-        p: 1.0,
-        p_per_channel: 1.0,
-        ..LocalGammaTransform::da5()
-    };
-    let sharpen = SharpeningTransform {
-        p: 1.0,
-        p_per_channel: 1.0,
-        ..SharpeningTransform::da5()
-    };
+    let (p, p_per_channel) = (1.0, 1.0);
+    let rot = da5!(Rot90Transform(None) { p });
+    let transpose = da5!(TransposeAxesTransform(None) { p });
+    let median = da5!(MedianFilterTransform() { p, p_per_channel });
+    let bright = da5!(BrightnessAdditiveTransform() { p, p_per_channel });
+    let rect = da5!(BlankRectangleTransform(Some(patch)) { p, p_per_channel });
+    let gradient = da5!(BrightnessGradientAdditiveTransform() { p, p_per_channel });
+    let gamma = da5!(LocalGammaTransform() { p, p_per_channel });
+    let sharpen = da5!(SharpeningTransform() { p, p_per_channel });
     vec![
         ("rot90", Box::new(rot)),
         ("transpose", Box::new(transpose)),
@@ -1040,7 +1043,6 @@ fn da5_transforms_keep_labels_and_shape() {
 
 #[test]
 fn da5_pipeline_output_shape_and_labels() {
-    let registries = Registries::builtin().unwrap();
     for (settings, name) in [
         (da5_settings(), "DA5"),
         (
@@ -1074,7 +1076,7 @@ fn da5_pipeline_output_shape_and_labels() {
             if patch == vec![8, 16, 16] {
                 pctx.cascade_foreground_labels = Some(vec![1, 2]);
             }
-            let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+            let pipeline = build_pipeline(&settings, &pctx);
             let actx = pctx.augmentation_context();
             let out = pctx.patch_zyx().unwrap();
             for seed in 0..12u64 {
@@ -1084,10 +1086,7 @@ fn da5_pipeline_output_shape_and_labels() {
                     1
                 };
                 let mut s = random_sample(seed, 2, initial_zyx(&pctx), 3, seg_c);
-                let mut rng = StdRng::seed_from_u64(seed);
-                for t in &pipeline {
-                    t.apply(&mut s, &actx, &mut rng).unwrap();
-                }
+                run_pipeline(&pipeline, &mut s, &actx, seed);
                 assert_eq!(&s.image.shape()[1..], &out[..], "{name} {patch:?}");
                 assert_eq!(&s.segmentation.shape()[1..], &out[..], "{name} {patch:?}");
                 assert_eq!(s.segmentation.shape()[0], 1);
@@ -1095,14 +1094,7 @@ fn da5_pipeline_output_shape_and_labels() {
                 assert!(s.image.iter().all(|v| v.is_finite()), "{name} {patch:?}");
                 if pctx.cascade_foreground_labels.is_some() {
                     assert_eq!(s.image.shape()[0], 4);
-                    for c in 2..4 {
-                        assert!(
-                            s.image
-                                .index_axis(Axis(0), c)
-                                .iter()
-                                .all(|&v| v == 0.0 || v == 1.0)
-                        );
-                    }
+                    assert_binary_channels(&s.image, 2..4);
                 }
             }
         }
@@ -1112,14 +1104,11 @@ fn da5_pipeline_output_shape_and_labels() {
     let mut pctx = pipeline_context(vec![8, 16, 16], &settings);
     pctx.regions = Some(vec![vec![1, 2], vec![2]]);
     pctx.ignore_label = Some(3);
-    let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+    let pipeline = build_pipeline(&settings, &pctx);
     let actx = pctx.augmentation_context();
     for seed in 0..6u64 {
         let mut s = random_sample(seed, 2, initial_zyx(&pctx), 4, 1);
-        let mut rng = StdRng::seed_from_u64(seed);
-        for t in &pipeline {
-            t.apply(&mut s, &actx, &mut rng).unwrap();
-        }
+        run_pipeline(&pipeline, &mut s, &actx, seed);
         assert_eq!(s.segmentation.shape(), &[3, 8, 16, 16]);
         assert_labels(&s, &[0, 1], "DA5 regions");
     }
@@ -1127,60 +1116,35 @@ fn da5_pipeline_output_shape_and_labels() {
 
 #[test]
 fn da5_pipeline_composition() {
-    let registries = Registries::builtin().unwrap();
     let settings = da5_settings();
     // 17 with equal axes, mirror axes and a mask channel; no equal axes: no rot90 /
     // transpose; no mask without use_mask_for_norm
     let mut pctx = pipeline_context(vec![8, 12, 16], &settings);
     pctx.use_mask_for_norm = vec![false];
-    assert_eq!(
-        training_pipeline(&settings, &pctx, &registries)
-            .unwrap()
-            .len(),
-        14
-    );
+    assert_eq!(build_pipeline(&settings, &pctx).len(), 14);
     let pctx = pipeline_context(vec![16, 24], &settings);
-    assert_eq!(
-        training_pipeline(&settings, &pctx, &registries)
-            .unwrap()
-            .len(),
-        15
-    );
+    assert_eq!(build_pipeline(&settings, &pctx).len(), 15);
     let pctx = pipeline_context(vec![16, 16], &settings);
-    assert_eq!(
-        training_pipeline(&settings, &pctx, &registries)
-            .unwrap()
-            .len(),
-        17
-    );
+    assert_eq!(build_pipeline(&settings, &pctx).len(), 17);
 }
 
 #[test]
 fn da5_same_seed_same_output() {
-    let registries = Registries::builtin().unwrap();
     let settings = da5_settings();
     for patch in [vec![8, 16, 16], vec![16, 16]] {
         let mut pctx = pipeline_context(patch, &settings);
         if !pctx.is_2d {
             pctx.cascade_foreground_labels = Some(vec![1, 2]);
         }
-        let pipeline = training_pipeline(&settings, &pctx, &registries).unwrap();
+        let pipeline = build_pipeline(&settings, &pctx);
         let actx = pctx.augmentation_context();
         let seg_c = if pctx.is_2d { 1 } else { 2 };
         let run = |seed: u64| {
             let mut s = random_sample(11, 2, initial_zyx(&pctx), 3, seg_c);
-            let mut rng = StdRng::seed_from_u64(seed);
-            for t in &pipeline {
-                t.apply(&mut s, &actx, &mut rng).unwrap();
-            }
+            run_pipeline(&pipeline, &mut s, &actx, seed);
             s
         };
-        for seed in 0..8 {
-            let (a, b) = (run(seed), run(seed));
-            assert_eq!(a.image, b.image);
-            assert_eq!(a.segmentation, b.segmentation);
-        }
-        assert!((0..8).any(|seed| run(seed).image != run(seed + 100).image));
+        assert_reproducible(run, 8);
     }
 }
 
@@ -1191,10 +1155,7 @@ fn da5_probabilities_match() {
     let cases: Vec<(&str, Box<dyn Augmentation>, f64)> = vec![
         (
             "rot90",
-            Box::new(Rot90Transform {
-                num_rot_per_combination: vec![1],
-                ..Rot90Transform::da5(None)
-            }),
+            Box::new(da5!(Rot90Transform(None) { num_rot_per_combination: vec![1] })),
             0.5,
         ),
         // a random order of two axes is a swap half of the time
@@ -1205,50 +1166,32 @@ fn da5_probabilities_match() {
         ),
         (
             "median",
-            Box::new(MedianFilterTransform {
-                p_per_channel: 1.0,
-                ..MedianFilterTransform::da5()
-            }),
+            Box::new(da5!(MedianFilterTransform() { p_per_channel: 1.0 })),
             0.2,
         ),
         (
             "brightness additive",
-            Box::new(BrightnessAdditiveTransform {
-                p_per_channel: 1.0,
-                ..BrightnessAdditiveTransform::da5()
-            }),
+            Box::new(da5!(BrightnessAdditiveTransform() { p_per_channel: 1.0 })),
             0.1,
         ),
         (
             "rectangles",
-            Box::new(BlankRectangleTransform {
-                p_per_channel: 1.0,
-                ..BlankRectangleTransform::da5(Some(&[4, 12, 12]))
-            }),
+            Box::new(da5!(BlankRectangleTransform(Some(&[4, 12, 12])) { p_per_channel: 1.0 })),
             0.4,
         ),
         (
             "gradient",
-            Box::new(BrightnessGradientAdditiveTransform {
-                p_per_channel: 1.0,
-                ..BrightnessGradientAdditiveTransform::da5()
-            }),
+            Box::new(da5!(BrightnessGradientAdditiveTransform() { p_per_channel: 1.0 })),
             0.3,
         ),
         (
             "local gamma",
-            Box::new(LocalGammaTransform {
-                p_per_channel: 1.0,
-                ..LocalGammaTransform::da5()
-            }),
+            Box::new(da5!(LocalGammaTransform() { p_per_channel: 1.0 })),
             0.3,
         ),
         (
             "sharpening",
-            Box::new(SharpeningTransform {
-                p_per_channel: 1.0,
-                ..SharpeningTransform::da5()
-            }),
+            Box::new(da5!(SharpeningTransform() { p_per_channel: 1.0 })),
             0.2,
         ),
         // one of two transforms of p 0.2 (each with p per channel 0.5, one channel)
@@ -1271,28 +1214,18 @@ fn da5_errors_not_panics_on_bad_input() {
         t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
             .is_err()
     );
-    let t = BlankRectangleTransform {
-        p: 1.0,
-        ..BlankRectangleTransform::da5(Some(&[8, 8]))
-    };
+    let t = da5!(BlankRectangleTransform(Some(&[8, 8])) { p: 1.0 });
     assert!(
         t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
             .is_err()
     );
-    let t = Rot90Transform {
-        p: 1.0,
-        allowed_axes: Some(vec![1, 3]),
-        ..Rot90Transform::da5(None)
-    };
+    let t = da5!(Rot90Transform(None) { p: 1.0, allowed_axes: Some(vec![1, 3]) });
     assert!(
         t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
             .is_err()
     );
     s.segmentation = Array4::zeros((1, 4, 8, 7));
-    let t = Rot90Transform {
-        p: 1.0,
-        ..Rot90Transform::da5(None)
-    };
+    let t = da5!(Rot90Transform(None) { p: 1.0 });
     assert!(
         t.apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
             .is_err()

@@ -3,7 +3,7 @@
 //! series with gantry tilt and a missing slice) and compares with SimpleITK's
 //! `ImageSeriesReader` (`fixtures/dicom/expected.json`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nnunet_core::io::Reader;
 use nnunet_plugins::readers::dicom::{convert_series, find_series, read_series};
@@ -15,17 +15,14 @@ use serde_json::Value;
 mod fixtures;
 use fixtures::{assert_close, floats};
 
+/// The folder of the DICOM fixtures.
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom")
+    fixtures::dir("dicom")
 }
 
+/// The fixtures' expected values, one case per series.
 fn expected() -> Vec<Value> {
-    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
-    serde_json::from_str::<Value>(&text)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    fixtures::expected_cases("dicom")
 }
 
 #[test]

@@ -13,23 +13,22 @@ use nnunet_plugins::readers::natural_image::NaturalImage2DIO;
 use nnunet_plugins::readers::tiff3d::Tiff3DIO;
 use serde_json::Value;
 
+#[allow(dead_code)]
+#[path = "common/fixtures.rs"]
+mod fixtures;
+use fixtures::floats;
+
+/// The folder of the image fixtures.
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images")
+    fixtures::dir("images")
 }
 
+/// The cases of `expected.json`: what nnU-Net's readers returned per file (or group of files).
 fn expected_cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
-    let doc: Value = serde_json::from_str(&text).unwrap();
-    doc["cases"].as_array().unwrap().clone()
-}
-
-fn numbers(value: &Value) -> Vec<f64> {
-    value
+    fixtures::expected("images")["cases"]
         .as_array()
         .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect()
+        .clone()
 }
 
 #[test]
@@ -93,15 +92,12 @@ fn readers_match_nnunet_on_fixtures() {
                 continue;
             }
         };
-        let want_shape: Vec<usize> = numbers(&case["shape"])
-            .iter()
-            .map(|v| *v as usize)
-            .collect();
+        let want_shape: Vec<usize> = floats(&case["shape"]).iter().map(|v| *v as usize).collect();
         if shape != want_shape {
             failures.push(format!("{name}: shape {shape:?}, nnU-Net {want_shape:?}"));
             continue;
         }
-        if spacing.to_vec() != numbers(&case["spacing"]) {
+        if spacing.to_vec() != floats(&case["spacing"]) {
             failures.push(format!(
                 "{name}: spacing {spacing:?}, nnU-Net {}",
                 case["spacing"]
@@ -109,7 +105,7 @@ fn readers_match_nnunet_on_fixtures() {
         }
         let tolerance = case["tolerance"].as_f64().unwrap();
         // nnU-Net's values are float32; JSON parsing may be off by an f64 ulp, so round to f32.
-        let want: Vec<f64> = numbers(&case["data"])
+        let want: Vec<f64> = floats(&case["data"])
             .iter()
             .map(|v| f64::from(*v as f32))
             .collect();

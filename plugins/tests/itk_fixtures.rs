@@ -6,36 +6,29 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, Axis};
-use nnunet_core::io::{ImageProperties, Reader};
-use nnunet_plugins::readers::nifti::NibabelIOWithReorient;
+use nnunet_core::io::{ImageProperties, Reader, Segmentation};
+use nnunet_plugins::readers::nifti::{NibabelIO, NibabelIOWithReorient};
 use nnunet_plugins::readers::simpleitk::{SimpleItkIO, SimpleItkIOWithReorient};
 use serde_json::Value;
 
 #[allow(dead_code)]
 #[path = "common/fixtures.rs"]
 mod fixtures;
-use fixtures::{assert_close, floats, usizes};
+use fixtures::{assert_close, assert_geometry, assert_values, floats, matrix, usizes};
 
+/// The folder of the ITK-format fixtures.
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/itk")
+    fixtures::dir("itk")
 }
 
+/// The fixtures' expected values (`itk`: per file; `nibabel_reorient`: per NIfTI file).
 fn expected() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    fixtures::expected("itk")
 }
 
+/// The spacing in SimpleITK's axis order, as the reader keeps it.
 fn sitk_spacing(p: &ImageProperties) -> Vec<f64> {
     floats(&p.extra["sitk_spacing"])
-}
-
-fn assert_values(what: &str, got: impl Iterator<Item = f32>, want: &Value) {
-    let want = floats(want);
-    let got: Vec<f32> = got.collect();
-    assert_eq!(got.len(), want.len(), "{what}");
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(*g, *w as f32, "{what}: voxel {i}");
-    }
 }
 
 /// nnU-Net's array shape of an ITK image, components as channels.
@@ -60,24 +53,7 @@ fn simpleitkio_reads_every_format_as_simpleitk() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let p = &image.properties;
         assert_eq!(image.data.shape(), channels_first_shape(sitk), "{name}");
-        assert_close(
-            &format!("{name} spacing"),
-            &sitk_spacing(p),
-            &floats(&sitk["spacing"]),
-            1e-12,
-        );
-        assert_close(
-            &format!("{name} origin"),
-            &p.origin,
-            &floats(&sitk["origin"]),
-            1e-12,
-        );
-        assert_close(
-            &format!("{name} direction"),
-            &p.direction,
-            &floats(&sitk["direction"]),
-            1e-12,
-        );
+        assert_geometry(name, &sitk_spacing(p), p, sitk, [1e-12; 3]);
         assert_values(name, image.data.iter().copied(), &sitk["values"]);
         if sitk["components"] == 1 {
             // scalar images: exactly nnU-Net's SimpleITKIO (it misplaces vector components)
@@ -106,24 +82,7 @@ fn simpleitkio_with_reorient_matches_nnunet() {
         let image = SimpleItkIOWithReorient.read_images(&[&file]).unwrap();
         let p = &image.properties;
         assert_eq!(image.data.shape(), usizes(&want["shape"]), "{name}");
-        assert_close(
-            &format!("{name} spacing"),
-            &p.spacing,
-            &floats(&want["spacing"]),
-            1e-6,
-        );
-        assert_close(
-            &format!("{name} origin"),
-            &p.origin,
-            &floats(&want["origin"]),
-            1e-9,
-        );
-        assert_close(
-            &format!("{name} direction"),
-            &p.direction,
-            &floats(&want["direction"]),
-            1e-12,
-        );
+        assert_geometry(name, &p.spacing, p, want, [1e-6, 1e-9, 1e-12]);
         assert_eq!(
             p.extra["original_orientation"], want["orientation"],
             "{name}"
@@ -152,18 +111,8 @@ fn nibabelio_with_reorient_matches_nnunet() {
             &floats(&case["spacing"]),
             1e-6,
         );
-        let affine: Vec<f64> = case["reoriented_affine"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(floats)
-            .collect();
-        let got: Vec<f64> = p.extra["reoriented_affine"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(floats)
-            .collect();
+        let affine = matrix(&case["reoriented_affine"]);
+        let got = matrix(&p.extra["reoriented_affine"]);
         assert_close(&format!("{name} affine"), &got, &affine, 1e-5);
         assert_values(name, image.data.iter().copied(), &case["values"]);
     }
@@ -211,22 +160,35 @@ fn predictions_keep_format_and_header_geometry() {
     assert!(String::from_utf8_lossy(&ras).contains("space: right-anterior-superior"));
 }
 
+/// Reads the label map `input` with `plain` and with `reorienting`, writes the reoriented one
+/// with `reorienting` to `out` and reads that back with `plain`: `[original, reoriented, back]`.
+fn reoriented_round_trip(
+    plain: &dyn Reader,
+    reorienting: &dyn Reader,
+    input: &Path,
+    out: &Path,
+) -> [Segmentation; 3] {
+    let original = plain.read_segmentation(input).unwrap();
+    let reoriented = reorienting.read_segmentation(input).unwrap();
+    reorienting
+        .write_segmentation(
+            reoriented.data.index_axis(Axis(0), 0),
+            out,
+            &reoriented.properties,
+        )
+        .unwrap();
+    let back = plain.read_segmentation(out).unwrap();
+    [original, reoriented, back]
+}
+
 #[test]
 fn reoriented_predictions_are_written_in_the_input_orientation() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixtures().join("labels.mha");
-    let original = SimpleItkIO.read_segmentation(&input).unwrap();
-    let reoriented = SimpleItkIOWithReorient.read_segmentation(&input).unwrap();
-    assert_ne!(reoriented.data.shape(), original.data.shape());
     let out = dir.path().join("pred.mha");
-    SimpleItkIOWithReorient
-        .write_segmentation(
-            reoriented.data.index_axis(Axis(0), 0),
-            &out,
-            &reoriented.properties,
-        )
-        .unwrap();
-    let back = SimpleItkIO.read_segmentation(&out).unwrap();
+    let [original, reoriented, back] =
+        reoriented_round_trip(&SimpleItkIO, &SimpleItkIOWithReorient, &input, &out);
+    assert_ne!(reoriented.data.shape(), original.data.shape());
     assert_eq!(back.data, original.data);
     assert_eq!(back.properties.origin, original.properties.origin);
     assert_eq!(back.properties.direction, original.properties.direction);
@@ -236,21 +198,9 @@ fn reoriented_predictions_are_written_in_the_input_orientation() {
     );
 
     let nifti = fixtures().join("../nifti/labels_u8.nii");
-    let original = nnunet_plugins::readers::nifti::NibabelIO
-        .read_segmentation(&nifti)
-        .unwrap();
-    let reoriented = NibabelIOWithReorient.read_segmentation(&nifti).unwrap();
     let out = dir.path().join("pred.nii.gz");
-    NibabelIOWithReorient
-        .write_segmentation(
-            reoriented.data.index_axis(Axis(0), 0),
-            &out,
-            &reoriented.properties,
-        )
-        .unwrap();
-    let back = nnunet_plugins::readers::nifti::NibabelIO
-        .read_segmentation(&out)
-        .unwrap();
+    let [original, _, back] =
+        reoriented_round_trip(&NibabelIO, &NibabelIOWithReorient, &nifti, &out);
     assert_eq!(back.data, original.data);
     assert_eq!(
         back.properties.extra["nifti"],

@@ -10,21 +10,19 @@ use serde_json::Value;
 #[allow(dead_code)]
 #[path = "common/fixtures.rs"]
 mod fixtures;
-use fixtures::{assert_close, floats, usizes};
+use fixtures::{assert_close, assert_geometry, assert_values, floats, matrix, usizes};
 
+/// The folder of the NIfTI fixtures.
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nifti")
+    fixtures::dir("nifti")
 }
 
+/// The fixtures' expected values, one case per file.
 fn cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
-    serde_json::from_str::<Value>(&text)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    fixtures::expected_cases("nifti")
 }
 
+/// `reader` reads `file` with the shape, spacing and values of `expected`.
 fn check(reader: &dyn Reader, file: &Path, expected: &Value, label: &str) {
     let image = reader
         .read_images(&[file])
@@ -40,12 +38,7 @@ fn check(reader: &dyn Reader, file: &Path, expected: &Value, label: &str) {
         &floats(&expected["spacing"]),
         1e-5,
     );
-    let want = floats(&expected["values"]);
-    let got: Vec<f32> = image.data.iter().copied().collect();
-    assert_eq!(got.len(), want.len(), "{label}");
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(*g, *w as f32, "{label}: voxel {i}");
-    }
+    assert_values(label, image.data.iter().copied(), &expected["values"]);
 }
 
 #[test]
@@ -56,18 +49,7 @@ fn simpleitkio_matches_simpleitk() {
         let label = format!("SimpleITKIO {}", file.display());
         check(&SimpleItkIO, &file, sitk, &label);
         let props = SimpleItkIO.read_images(&[&file]).unwrap().properties;
-        assert_close(
-            &format!("{label} origin"),
-            &props.origin,
-            &floats(&sitk["origin"]),
-            1e-5,
-        );
-        assert_close(
-            &format!("{label} direction"),
-            &props.direction,
-            &floats(&sitk["direction"]),
-            1e-5,
-        );
+        assert_geometry(&label, &props.spacing, &props, sitk, [1e-5; 3]);
         assert_close(
             &format!("{label} ITK spacing"),
             &floats(&props.extra["sitk_spacing"]),
@@ -87,18 +69,8 @@ fn nibabelio_matches_nibabel() {
             Some(nib) => {
                 check(&NibabelIO, &file, nib, &label);
                 let props = NibabelIO.read_images(&[&file]).unwrap().properties;
-                let affine: Vec<f64> = props.extra["original_affine"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .flat_map(floats)
-                    .collect();
-                let want: Vec<f64> = nib["affine"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .flat_map(floats)
-                    .collect();
+                let affine = matrix(&props.extra["original_affine"]);
+                let want = matrix(&nib["affine"]);
                 assert_close(&format!("{label} affine"), &affine, &want, 1e-5);
                 checked += 1;
             }

@@ -4,7 +4,7 @@
 //! that every number is bit-identical to nnU-Net v2's:
 //!
 //! * Each case is read, cropped to its filled nonzero region
-//!   ([`crop_to_nonzero`](crate::cropping::crop_to_nonzero)), and its shape after
+//!   ([`crop_to_nonzero`]), and its shape after
 //!   cropping, spacing and `cropped size / original size` are recorded.
 //! * Foreground voxels are those with a label > 0 in the cropped segmentation. Per case, one
 //!   numpy `RandomState(1234)` draws, channel after channel, `total_samples / n_cases` (integer
@@ -149,7 +149,7 @@ impl Fingerprint {
     /// Reads a `dataset_fingerprint.json`; an error names the file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_json_str(&text).map_err(|reason| Error::invalid_file(path, reason))
+        Self::from_json_str(&text).map_err(|reason| Error::dataset_file(path, reason))
     }
 
     /// Writes the fingerprint as JSON to `path`.
@@ -273,7 +273,7 @@ pub fn extract_dataset_fingerprint(
 ) -> Result<Fingerprint> {
     let cases = training_cases(dataset_folder, dataset_json)?;
     if cases.is_empty() {
-        return Err(Error::Dataset(format!(
+        return Err(Error::dataset(format!(
             "{}: no training cases found (expected imagesTr/<case>_0000{} files or a 'dataset' \
              entry in dataset.json)",
             dataset_folder.display(),
@@ -292,14 +292,12 @@ pub fn extract_fingerprint_with(
     options: &FingerprintOptions<'_>,
 ) -> Result<Fingerprint> {
     if cases.is_empty() {
-        return Err(Error::Invalid(
-            "a fingerprint needs at least one case".into(),
-        ));
+        return Err(Error::dataset("a fingerprint needs at least one case"));
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.num_processes.max(1))
         .build()
-        .map_err(|e| Error::Invalid(format!("cannot start worker threads: {e}")))?;
+        .map_err(|e| Error::dataset(format!("cannot start worker threads: {e}")))?;
     let per_case = options.total_samples / cases.len() as u64;
     let total = cases.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -332,7 +330,7 @@ pub fn extract_fingerprint_with(
         let props = pool
             .install(|| channel_statistics(&streams, options.num_processes.max(1)))
             .ok_or_else(|| {
-                Error::Invalid(format!(
+                Error::dataset(format!(
                     "channel {channel} has no foreground voxels in any case (no voxel with a \
                      label > 0 inside the nonzero region), so its intensity statistics cannot be \
                      computed; check the label maps in labelsTr"
@@ -381,7 +379,7 @@ struct CaseAnalysis {
 }
 
 fn case_error(case: &TrainingCase, e: Error) -> Error {
-    Error::Invalid(format!("case '{}': {e}", case.id))
+    Error::dataset(format!("case '{}': {e}", case.id))
 }
 
 fn analyze_case(
@@ -405,7 +403,7 @@ fn analyze_case(
         .map(|p| p.as_path())
         .unwrap_or(Path::new(""));
     if data.shape()[0] != num_channels {
-        return Err(Error::invalid_file(
+        return Err(Error::dataset_file(
             first,
             format!(
                 "case '{}' has {} image channel(s) but dataset.json declares {num_channels} \
@@ -416,7 +414,7 @@ fn analyze_case(
         ));
     }
     if seg.data.shape()[1..] != data.shape()[1..] {
-        return Err(Error::invalid_file(
+        return Err(Error::dataset_file(
             &case.label,
             format!(
                 "the label map of case '{}' has shape {:?} but its images have {:?}",

@@ -19,7 +19,9 @@ const SEED: u32 = 1234;
 /// What to collect locations for: a single label, or a region (a set of labels sampled together).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClassSet {
+    /// The voxels of one label.
     Label(i64),
+    /// The voxels of any of these labels.
     Region(Vec<i64>),
 }
 

@@ -67,7 +67,7 @@ impl CaseSettings {
             .and_then(serde_json::Value::as_str)
             && name != "DefaultPreprocessor"
         {
-            return Err(Error::invalid_file(
+            return Err(Error::dataset_file(
                 plans.path(),
                 format!(
                     "configuration '{}' asks for the preprocessor '{name}'; only nnU-Net's \
@@ -83,7 +83,7 @@ impl CaseSettings {
             .collect::<Result<Vec<_>>>()?;
         let use_mask = configuration.use_mask_for_norm()?;
         if schemes.len() != num_channels || use_mask.len() != num_channels {
-            return Err(Error::invalid_file(
+            return Err(Error::dataset_file(
                 plans.path(),
                 format!(
                     "configuration '{}' has {} normalization schemes and {} use_mask_for_norm \
@@ -113,6 +113,18 @@ impl CaseSettings {
             classes: foreground::classes_to_sample(labels),
         })
     }
+
+    /// The target spacing in the transposed axis order; a 2-D configuration keeps the first axis's
+    /// `original_spacing`.
+    fn target_spacing_3d(&self, original_spacing: [f64; 3], name: &str) -> Result<[f64; 3]> {
+        match self.target_spacing.as_slice() {
+            [a, b] => Ok([original_spacing[0], *a, *b]),
+            [a, b, c] => Ok([*a, *b, *c]),
+            other => Err(Error::dataset(format!(
+                "{name}: target spacing {other:?} must have 2 or 3 values"
+            ))),
+        }
+    }
 }
 
 /// Preprocesses one case (all channels, and its label map if it has one). `name` is used in error
@@ -127,32 +139,11 @@ pub fn preprocess_case(
         data,
         properties: image_properties,
     } = image;
-    let channels = data.shape()[0];
-    if channels != settings.schemes.len() {
-        return Err(Error::Invalid(format!(
-            "{name}: {channels} image channels, but the plans normalise {}",
-            settings.schemes.len()
-        )));
-    }
-    if let Some(seg) = &segmentation
-        && seg.data.shape()[1..] != data.shape()[1..]
-    {
-        return Err(Error::Invalid(format!(
-            "{name}: the label map has shape {:?} but the image has {:?}",
-            &seg.data.shape()[1..],
-            &data.shape()[1..]
-        )));
-    }
+    check_case_inputs(&data, segmentation.as_ref(), settings, name)?;
     let has_seg = segmentation.is_some();
     let tf = settings.transpose_forward;
-    let order = [0, tf[0] + 1, tf[1] + 1, tf[2] + 1];
-    let data = data.permuted_axes(order).as_standard_layout().into_owned();
-    let seg = segmentation.map(|s| {
-        s.data
-            .permuted_axes(order)
-            .as_standard_layout()
-            .into_owned()
-    });
+    let data = transposed(data, tf);
+    let seg = segmentation.map(|s| transposed(s.data, tf));
     let spacing = image_properties.spacing;
     let original_spacing = [spacing[tf[0]], spacing[tf[1]], spacing[tf[2]]];
     let shape_before_cropping = [data.shape()[1], data.shape()[2], data.shape()[3]];
@@ -161,32 +152,11 @@ pub fn preprocess_case(
     let (mut data, seg, bbox) = (cropped.data, cropped.seg, cropped.bbox);
     let cropped_shape = [data.shape()[1], data.shape()[2], data.shape()[3]];
 
-    let target_spacing: [f64; 3] = match settings.target_spacing.as_slice() {
-        [a, b] => [original_spacing[0], *a, *b],
-        [a, b, c] => [*a, *b, *c],
-        other => {
-            return Err(Error::Invalid(format!(
-                "{name}: target spacing {other:?} must have 2 or 3 values"
-            )));
-        }
-    };
+    let target_spacing = settings.target_spacing_3d(original_spacing, name)?;
     let new_shape = resampling::compute_new_shape(cropped_shape, original_spacing, target_spacing);
+    normalize_case(&mut data, &seg, settings, name)?;
 
-    {
-        let seg_view = seg.index_axis(Axis(0), 0);
-        for (c, mut channel) in data.axis_iter_mut(Axis(0)).enumerate() {
-            normalization::normalize_channel(
-                channel.view_mut(),
-                Some(seg_view.view()),
-                settings.schemes[c],
-                settings.use_mask[c],
-                settings.intensity[c].as_ref(),
-                c,
-            )
-            .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
-        }
-    }
-
+    let in_case = |e: Error| Error::dataset(format!("{name}: {e}"));
     let data = resampling::resample_data(
         data.view(),
         new_shape,
@@ -194,7 +164,7 @@ pub fn preprocess_case(
         target_spacing,
         &settings.data_resampling,
     )
-    .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+    .map_err(in_case)?;
     let seg = resampling::resample_segmentation(
         seg.view(),
         new_shape,
@@ -202,7 +172,7 @@ pub fn preprocess_case(
         target_spacing,
         &settings.seg_resampling,
     )
-    .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+    .map_err(in_case)?;
 
     let class_locations = if has_seg {
         foreground::sample_class_locations(seg.index_axis(Axis(0), 0), &settings.classes)
@@ -224,6 +194,64 @@ pub fn preprocess_case(
             source_key: String::new(),
         },
     })
+}
+
+/// The image has the channels the plans normalise, and the label map (if any) its shape.
+fn check_case_inputs(
+    data: &Array4<f32>,
+    segmentation: Option<&Segmentation>,
+    settings: &CaseSettings,
+    name: &str,
+) -> Result<()> {
+    let channels = data.shape()[0];
+    if channels != settings.schemes.len() {
+        return Err(Error::dataset(format!(
+            "{name}: {channels} image channels, but the plans normalise {}",
+            settings.schemes.len()
+        )));
+    }
+    if let Some(seg) = segmentation
+        && seg.data.shape()[1..] != data.shape()[1..]
+    {
+        return Err(Error::dataset(format!(
+            "{name}: the label map has shape {:?} but the image has {:?}",
+            &seg.data.shape()[1..],
+            &data.shape()[1..]
+        )));
+    }
+    Ok(())
+}
+
+/// `array` `[c, z, y, x]` with its spatial axes in the order `transpose_forward` gives, in
+/// standard layout.
+fn transposed<T: Clone>(array: Array4<T>, transpose_forward: [usize; 3]) -> Array4<T> {
+    let tf = transpose_forward;
+    array
+        .permuted_axes([0, tf[0] + 1, tf[1] + 1, tf[2] + 1])
+        .as_standard_layout()
+        .into_owned()
+}
+
+/// Normalises every channel of `data` in place, with the cropped label map `seg` as the mask.
+fn normalize_case(
+    data: &mut Array4<f32>,
+    seg: &Array4<i16>,
+    settings: &CaseSettings,
+    name: &str,
+) -> Result<()> {
+    let seg_view = seg.index_axis(Axis(0), 0);
+    for (c, mut channel) in data.axis_iter_mut(Axis(0)).enumerate() {
+        normalization::normalize_channel(
+            channel.view_mut(),
+            Some(seg_view.view()),
+            settings.schemes[c],
+            settings.use_mask[c],
+            settings.intensity[c].as_ref(),
+            c,
+        )
+        .map_err(|e| Error::dataset(format!("{name}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// What [`preprocess_dataset`] did.
@@ -283,7 +311,7 @@ pub fn preprocess_dataset(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(num_processes.max(1))
         .build()
-        .map_err(|e| Error::Invalid(format!("cannot start {num_processes} workers: {e}")))?;
+        .map_err(|e| Error::dataset(format!("cannot start {num_processes} workers: {e}")))?;
     let outcomes: Vec<Result<bool>> = pool.install(|| {
         cases
             .par_iter()
@@ -329,10 +357,10 @@ fn preprocess_stored_case(
     let image_files: Vec<&Path> = case.images.iter().map(PathBuf::as_path).collect();
     let image = reader
         .read_images(&image_files)
-        .map_err(|e| Error::Invalid(format!("case {}: {e}", case.id)))?;
+        .map_err(|e| Error::dataset(format!("case {}: {e}", case.id)))?;
     let seg = reader
         .read_segmentation(&case.label)
-        .map_err(|e| Error::Invalid(format!("case {}: {e}", case.id)))?;
+        .map_err(|e| Error::dataset(format!("case {}: {e}", case.id)))?;
     let mut done = preprocess_case(image, Some(seg), settings, &format!("case {}", case.id))?;
     done.properties.source_key = key;
     storage::write_case(&files, done.data.view(), done.seg.view(), &done.properties)?;

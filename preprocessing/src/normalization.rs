@@ -12,10 +12,17 @@ use nnunet_core::statistics;
 /// A normalisation scheme, by the class name the plans use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme {
+    /// `ZScoreNormalization`: subtract the case's mean, divide by its std (optionally inside the
+    /// nonzero mask only).
     ZScore,
+    /// `CTNormalization`: clip to the dataset's 0.5/99.5 percentiles, then subtract the dataset's
+    /// mean and divide by its std.
     Ct,
+    /// `NoNormalization`: values stay as they are.
     NoNormalization,
+    /// `RescaleTo01Normalization`: the case's minimum to 0, its maximum to 1.
     RescaleTo01,
+    /// `RGBTo01Normalization`: 8-bit values `0..255` divided by 255.
     RgbTo01,
 }
 
@@ -29,7 +36,7 @@ impl Scheme {
             "RescaleTo01Normalization" => Scheme::RescaleTo01,
             "RGBTo01Normalization" => Scheme::RgbTo01,
             other => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::dataset(format!(
                     "unknown normalization scheme '{other}' (known: ZScoreNormalization, \
                      CTNormalization, NoNormalization, RescaleTo01Normalization, RGBTo01Normalization)"
                 )));
@@ -112,7 +119,7 @@ pub fn normalize_channel(
         },
         Scheme::Ct => {
             let p = properties.ok_or_else(|| {
-                Error::Invalid(format!(
+                Error::dataset(format!(
                     "CTNormalization of channel {channel} needs the dataset's intensity properties"
                 ))
             })?;
@@ -138,7 +145,7 @@ pub fn normalize_channel(
                     (a.min(v), b.max(v))
                 });
             if min < 0.0 || max > 255.0 {
-                return Err(Error::Invalid(format!(
+                return Err(Error::dataset(format!(
                     "RGBTo01Normalization of channel {channel}: values must lie in 0..255 (8-bit \
                      RGB), found {min}..{max}; use another channel name in dataset.json"
                 )));

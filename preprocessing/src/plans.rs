@@ -33,7 +33,7 @@ impl Plans {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let value: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::invalid_file(path, format!("not valid JSON: {e}")))?;
+            .map_err(|e| Error::plans_file(path, format!("not valid JSON: {e}")))?;
         Self::from_value(value, path)
     }
 
@@ -48,7 +48,7 @@ impl Plans {
                 plans.configurations_object()?;
                 Ok(plans)
             }
-            _ => Err(Error::invalid_file(
+            _ => Err(Error::plans_file(
                 path,
                 "a plans file must hold a JSON object",
             )),
@@ -66,7 +66,7 @@ impl Plans {
     }
 
     fn invalid(&self, what: impl Into<String>) -> Error {
-        Error::invalid_file(&self.path, what)
+        Error::plans_file(&self.path, what)
     }
 
     fn configurations_object(&self) -> Result<&Map<String, Value>> {
@@ -225,7 +225,7 @@ impl Plans {
 
 impl Configuration {
     fn invalid(&self, what: impl Into<String>) -> Error {
-        Error::invalid_file(
+        Error::plans_file(
             &self.path,
             format!("configuration '{}': {}", self.name, what.into()),
         )

@@ -43,8 +43,11 @@ pub struct CaseProperties {
 /// The files of one case in a preprocessed folder.
 #[derive(Clone, Debug)]
 pub struct CaseFiles {
+    /// `<case>.npy`: the image data, `[c, z, y, x]` float32.
     pub data: PathBuf,
+    /// `<case>_seg.npy`: the segmentation, `[1, z, y, x]` int16.
     pub seg: PathBuf,
+    /// `<case>.json`: the [`CaseProperties`].
     pub properties: PathBuf,
 }
 
@@ -104,11 +107,12 @@ pub fn write_case(
 pub fn read_properties(path: &Path) -> Result<CaseProperties> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| {
-        Error::invalid_file(path, format!("not a preprocessed case's properties: {e}"))
+        Error::dataset_file(path, format!("not a preprocessed case's properties: {e}"))
     })
 }
 
-/// A memory-mapped `.npy` array; [`MappedArray::view`] reads nothing until indexed.
+/// A memory-mapped `.npy` array; its views ([`MappedArray::view_f32`], [`MappedArray::view_i16`])
+/// read nothing until indexed.
 pub struct MappedArray {
     map: Mmap,
     path: PathBuf,
@@ -139,10 +143,10 @@ impl MappedArray {
 
     fn view<T: ndarray_npy::ViewElement>(&self) -> Result<ArrayView4<'_, T>> {
         let view: ArrayViewD<'_, T> = ArrayViewD::view_npy(&self.map).map_err(|e| {
-            Error::invalid_file(&self.path, format!("not a readable .npy array: {e}"))
+            Error::dataset_file(&self.path, format!("not a readable .npy array: {e}"))
         })?;
         view.into_dimensionality::<Ix4>()
-            .map_err(|_| Error::invalid_file(&self.path, "expected a 4-D array"))
+            .map_err(|_| Error::dataset_file(&self.path, "expected a 4-D array"))
     }
 }
 

@@ -84,9 +84,13 @@ pub fn run(cmd: &mut Command) -> (Output, String, String) {
 /// `raw`, `pre` and `results`) that `nnunet` runs with.
 pub struct Folders {
     _tmp: tempfile::TempDir,
+    /// The temporary folder holding the three trees.
     pub root: PathBuf,
+    /// `nnUNet_raw`.
     pub raw: PathBuf,
+    /// `nnUNet_preprocessed`.
     pub pre: PathBuf,
+    /// `nnUNet_results`.
     pub results: PathBuf,
 }
 

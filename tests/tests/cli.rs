@@ -207,3 +207,18 @@ fn version_lists_backends_and_devices_explain_themselves() {
     let (_, _, stderr) = run(nnunet().args(["train", "1", "2d", "0", "-device", "cuda:x"]));
     assert!(stderr.contains("'x' is not a device index"), "{stderr}");
 }
+
+#[test]
+fn a_negative_checkpoint_interval_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(nnunet()
+        .env("nnUNet_preprocessed", tmp.path())
+        .env("nnUNet_results", tmp.path())
+        .args(["train", "1", "2d", "0", "--checkpoint-minutes=-1"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--checkpoint-minutes must be a number of minutes, 0 or more (got -1)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

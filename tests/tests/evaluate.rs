@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use nnunet_tests::{nnunet, nnunet_bin, run};
 
+/// The evaluation fixtures: one folder per set.
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/evaluation")
 }
 
+/// The text of `path`.
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -85,6 +87,13 @@ fn evaluate_with_dataset_json_equals_reference() {
     }
 }
 
+/// Runs `nnunet <args>` in `dir`, which must fail; returns stderr.
+fn fails_in(dir: &Path, args: &[&str]) -> String {
+    let (out, _, stderr) = run(nnunet().current_dir(dir).args(args));
+    assert!(!out.status.success(), "{args:?} should fail");
+    stderr
+}
+
 /// Copies a fixture set's `gt/` and `pred/` into a temporary folder.
 fn scratch_copy(set: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -103,15 +112,10 @@ fn scratch_copy(set: &str) -> tempfile::TempDir {
 fn missing_prediction_needs_chill_and_default_output() {
     let dir = scratch_copy("labels");
     std::fs::remove_file(dir.path().join("pred/case_002.nii.gz")).unwrap();
-    let (out, _, stderr) = run(nnunet().current_dir(dir.path()).args([
-        "evaluate-simple",
-        "gt",
-        "pred",
-        "-l",
-        "1",
-        "2",
-    ]));
-    assert!(!out.status.success());
+    let stderr = fails_in(
+        dir.path(),
+        &["evaluate-simple", "gt", "pred", "-l", "1", "2"],
+    );
     assert!(stderr.contains("case_002.nii.gz"), "{stderr}");
     assert!(stderr.contains("--chill"), "{stderr}");
     assert!(!dir.path().join("pred/summary.json").exists());
@@ -139,11 +143,7 @@ fn bad_inputs_are_named() {
     nifti::writer::WriterOptions::new(dir.path().join("pred/case_001.nii.gz"))
         .write_nifti(&ndarray::Array3::<u8>::zeros((11, 10, 8)))
         .unwrap();
-    let (out, _, stderr) =
-        run(nnunet()
-            .current_dir(dir.path())
-            .args(["evaluate-simple", "gt", "pred", "-l", "1"]));
-    assert!(!out.status.success());
+    let stderr = fails_in(dir.path(), &["evaluate-simple", "gt", "pred", "-l", "1"]);
     assert!(stderr.contains("pred/case_001.nii.gz"), "{stderr}");
     assert!(stderr.contains("gt/case_001.nii.gz"), "{stderr}");
     assert!(stderr.contains("same shape"), "{stderr}");
@@ -155,39 +155,30 @@ fn bad_inputs_are_named() {
     )
     .unwrap();
     std::fs::write(dir.path().join("pred/case_003.nii.gz"), b"not an image").unwrap();
-    let (out, _, stderr) = run(nnunet().current_dir(dir.path()).args([
-        "evaluate-simple",
-        "gt",
-        "pred",
-        "-l",
-        "1",
-        "--chill",
-    ]));
-    assert!(!out.status.success());
+    let stderr = fails_in(
+        dir.path(),
+        &["evaluate-simple", "gt", "pred", "-l", "1", "--chill"],
+    );
     assert!(stderr.contains("pred/case_003.nii.gz"), "{stderr}");
 
-    let (out, _, stderr) = run(nnunet().current_dir(dir.path()).args([
-        "evaluate",
-        "gt",
-        "pred",
-        "-djfile",
-        "missing.json",
-        "-pfile",
-        "plans.json",
-    ]));
-    assert!(!out.status.success());
+    let stderr = fails_in(
+        dir.path(),
+        &[
+            "evaluate",
+            "gt",
+            "pred",
+            "-djfile",
+            "missing.json",
+            "-pfile",
+            "plans.json",
+        ],
+    );
     assert!(stderr.contains("missing.json"), "{stderr}");
 
-    let (out, _, stderr) = run(nnunet().current_dir(dir.path()).args([
-        "evaluate-simple",
-        "gt",
-        "pred",
-        "-l",
-        "1",
-        "-o",
-        "out.txt",
-    ]));
-    assert!(!out.status.success());
+    let stderr = fails_in(
+        dir.path(),
+        &["evaluate-simple", "gt", "pred", "-l", "1", "-o", "out.txt"],
+    );
     assert!(
         stderr.contains("out.txt") && stderr.contains(".json"),
         "{stderr}"

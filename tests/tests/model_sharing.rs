@@ -22,6 +22,7 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/torch_model")
 }
 
+/// Runs `nnunet args` with `nnUNet_results` set to `results`, which must succeed; returns stdout.
 fn nnunet_ok(results: &Path, args: &[&str]) -> String {
     let (out, stdout, stderr) = run(nnunet().env("nnUNet_results", results).args(args));
     assert!(
@@ -31,6 +32,7 @@ fn nnunet_ok(results: &Path, args: &[&str]) -> String {
     stdout
 }
 
+/// Runs `nnunet args` with `nnUNet_results` set to `results`, which must fail; returns stderr.
 fn nnunet_fails(results: &Path, args: &[&str]) -> String {
     let (out, stdout, stderr) = run(nnunet().env("nnUNet_results", results).args(args));
     assert!(
@@ -44,17 +46,19 @@ fn nnunet_fails(results: &Path, args: &[&str]) -> String {
 fn import_fixture(results: &Path) -> PathBuf {
     let target = results.join(DATASET).join(MODEL);
     let source = fixture().join(MODEL);
-    nnunet_ok(
-        results,
-        &[
-            "import-torch-checkpoint",
-            "-i",
-            source.to_str().unwrap(),
-            "-o",
-            target.to_str().unwrap(),
-        ],
-    );
+    nnunet_ok(results, &import_args(&source, &target));
     target
+}
+
+/// The arguments of `nnunet import-torch-checkpoint` from `source` into `target`.
+fn import_args<'a>(source: &'a Path, target: &'a Path) -> [&'a str; 5] {
+    [
+        "import-torch-checkpoint",
+        "-i",
+        source.to_str().unwrap(),
+        "-o",
+        target.to_str().unwrap(),
+    ]
 }
 
 /// Every file below `root`, by relative path, with its bytes.
@@ -240,16 +244,7 @@ fn a_checkpoint_that_would_run_code_is_refused() {
     )
     .unwrap();
     let target = tmp.path().join("imported");
-    let stderr = nnunet_fails(
-        tmp.path(),
-        &[
-            "import-torch-checkpoint",
-            "-i",
-            source.to_str().unwrap(),
-            "-o",
-            target.to_str().unwrap(),
-        ],
-    );
+    let stderr = nnunet_fails(tmp.path(), &import_args(&source, &target));
     assert!(
         stderr.contains("checkpoint_final.pth") && stderr.contains("system"),
         "{stderr}"
@@ -280,16 +275,7 @@ fn weights_that_do_not_fit_the_plans_are_refused() {
     *features = serde_json::json!(doubled);
     std::fs::write(&plans_path, serde_json::to_vec_pretty(&plans).unwrap()).unwrap();
     let target = tmp.path().join("imported");
-    let stderr = nnunet_fails(
-        tmp.path(),
-        &[
-            "import-torch-checkpoint",
-            "-i",
-            source.to_str().unwrap(),
-            "-o",
-            target.to_str().unwrap(),
-        ],
-    );
+    let stderr = nnunet_fails(tmp.path(), &import_args(&source, &target));
     assert!(
         stderr.contains("checkpoint_final.pth") && stderr.contains("shape"),
         "{stderr}"

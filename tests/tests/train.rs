@@ -63,22 +63,25 @@ fn validation_dice(fold: &Path) -> f64 {
         .expect("foreground Dice")
 }
 
+/// The training of `trains_2d_to_high_dice`: five short epochs of fold 0 of dataset 301.
+const TRAIN_2D: [&str; 10] = [
+    "train",
+    "301",
+    "2d",
+    "0",
+    "-tr",
+    "nnUNetTrainer_5epochs",
+    "--iterations-per-epoch",
+    "12",
+    "--val-iterations-per-epoch",
+    "3",
+];
+
 #[test]
 fn trains_2d_to_high_dice() {
     let f = Folders::new();
     prepare(&f, "301", &["--shape", "48", "48"], "2d");
-    f.nnunet(&[
-        "train",
-        "301",
-        "2d",
-        "0",
-        "-tr",
-        "nnUNetTrainer_5epochs",
-        "--iterations-per-epoch",
-        "12",
-        "--val-iterations-per-epoch",
-        "3",
-    ]);
+    f.nnunet(&TRAIN_2D);
     let fold = fold_dir(
         &f,
         "Dataset301_Synthetic2D",
@@ -97,19 +100,7 @@ fn trains_2d_to_high_dice() {
     let splits = read_json(&splits_path);
     assert_eq!(splits.as_array().unwrap().len(), 5);
     // --val alone re-validates the trained fold.
-    let out = f.nnunet(&[
-        "train",
-        "301",
-        "2d",
-        "0",
-        "-tr",
-        "nnUNetTrainer_5epochs",
-        "--iterations-per-epoch",
-        "12",
-        "--val-iterations-per-epoch",
-        "3",
-        "--val",
-    ]);
+    let out = f.nnunet(&[&TRAIN_2D[..], &["--val"]].concat());
     assert!(out.contains("validation of"), "{out}");
     // The example trainer plugin trains too, fine-tuning from the fold-0 model.
     let weights = fold.join("checkpoint_final.safetensors");

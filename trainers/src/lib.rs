@@ -14,7 +14,10 @@ use nnunet_training::{
 };
 
 /// A built-in trainer: the default recipe changed by one function.
-pub struct Preset(pub fn(&mut TrainerSettings));
+pub struct Preset(
+    /// Changes nnU-Net's default settings into the trainer's.
+    pub fn(&mut TrainerSettings),
+);
 
 impl Trainer for Preset {
     fn configure(&self, settings: &mut TrainerSettings) {
@@ -37,6 +40,7 @@ trainer!(
 
 // ---- Training length ----------------------------------------------------------------------------
 
+/// Registers each `$name` as the default trainer with `$n` epochs.
 macro_rules! epochs {
     ($($name:literal => $n:literal),* $(,)?) => {$(
         trainer!($name, concat!("nnUNetTrainer with ", stringify!($n), " epochs"), |s| s.num_epochs = $n);
@@ -58,6 +62,7 @@ epochs! {
     "nnUNetTrainer_8000epochs" => 8000,
 }
 
+/// Registers each `$name` as the default trainer with `$n` epochs and no mirroring.
 macro_rules! epochs_no_mirroring {
     ($($name:literal => $n:literal),* $(,)?) => {$(
         trainer!($name, concat!("nnUNetTrainer with ", stringify!($n), " epochs, without mirroring (training and inference)"), |s| {
@@ -76,6 +81,7 @@ epochs_no_mirroring! {
 
 // ---- Optimiser ----------------------------------------------------------------------------------
 
+/// AdamW with AMSGrad (`nnUNetTrainerAdam`).
 fn adam(s: &mut TrainerSettings) {
     s.optimizer = OptimizerKind::AdamW {
         beta1: 0.9,
@@ -85,6 +91,7 @@ fn adam(s: &mut TrainerSettings) {
     };
 }
 
+/// Adam with L2 weight decay (`nnUNetTrainerVanillaAdam`).
 fn vanilla_adam(s: &mut TrainerSettings) {
     s.optimizer = OptimizerKind::Adam {
         beta1: 0.9,
@@ -93,6 +100,7 @@ fn vanilla_adam(s: &mut TrainerSettings) {
     };
 }
 
+/// Adan (`nnUNetTrainerAdan`).
 fn adan(s: &mut TrainerSettings) {
     s.optimizer = OptimizerKind::Adan {
         beta1: 0.02,
@@ -102,61 +110,29 @@ fn adan(s: &mut TrainerSettings) {
     };
 }
 
-trainer!(
-    "nnUNetTrainerAdam",
-    "AdamW (AMSGrad, weight decay 3e-5), lr 1e-2",
-    adam
-);
-trainer!("nnUNetTrainerAdam1en3", "AdamW (AMSGrad), lr 1e-3", |s| {
-    adam(s);
-    s.initial_lr = 1e-3;
-});
-trainer!("nnUNetTrainerAdam3en4", "AdamW (AMSGrad), lr 3e-4", |s| {
-    adam(s);
-    s.initial_lr = 3e-4;
-});
-trainer!(
-    "nnUNetTrainerVanillaAdam",
-    "Adam with L2 weight decay 3e-5, lr 1e-2",
-    vanilla_adam
-);
-trainer!(
-    "nnUNetTrainerVanillaAdam1en3",
-    "Adam with L2 weight decay, lr 1e-3",
-    |s| {
-        vanilla_adam(s);
-        s.initial_lr = 1e-3;
-    }
-);
-trainer!(
-    "nnUNetTrainerVanillaAdam3en4",
-    "Adam with L2 weight decay, lr 3e-4",
-    |s| {
-        vanilla_adam(s);
-        s.initial_lr = 3e-4;
-    }
-);
-trainer!(
-    "nnUNetTrainerAdan",
-    "Adan (betas 0.02/0.08/0.01, weight decay 3e-5), lr 1e-2",
-    adan
-);
-trainer!("nnUNetTrainerAdan1en3", "Adan, lr 1e-3", |s| {
-    adan(s);
-    s.initial_lr = 1e-3;
-});
-trainer!("nnUNetTrainerAdan3en4", "Adan, lr 3e-4", |s| {
-    adan(s);
-    s.initial_lr = 3e-4;
-});
-trainer!(
-    "nnUNetTrainerAdan1en1",
-    "Adan, lr 1e-1 (diverges in nnU-Net's experience)",
-    |s| {
-        adan(s);
-        s.initial_lr = 1e-1;
-    }
-);
+/// Registers each `$name` as the optimiser change `$base`, at the initial learning rate `$lr`
+/// when one is given.
+macro_rules! optimizers {
+    ($($name:literal, $description:literal => $base:ident $(, $lr:expr)?;)*) => {$(
+        trainer!($name, $description, |s| {
+            $base(s);
+            $(s.initial_lr = $lr;)?
+        });
+    )*};
+}
+
+optimizers! {
+    "nnUNetTrainerAdam", "AdamW (AMSGrad, weight decay 3e-5), lr 1e-2" => adam;
+    "nnUNetTrainerAdam1en3", "AdamW (AMSGrad), lr 1e-3" => adam, 1e-3;
+    "nnUNetTrainerAdam3en4", "AdamW (AMSGrad), lr 3e-4" => adam, 3e-4;
+    "nnUNetTrainerVanillaAdam", "Adam with L2 weight decay 3e-5, lr 1e-2" => vanilla_adam;
+    "nnUNetTrainerVanillaAdam1en3", "Adam with L2 weight decay, lr 1e-3" => vanilla_adam, 1e-3;
+    "nnUNetTrainerVanillaAdam3en4", "Adam with L2 weight decay, lr 3e-4" => vanilla_adam, 3e-4;
+    "nnUNetTrainerAdan", "Adan (betas 0.02/0.08/0.01, weight decay 3e-5), lr 1e-2" => adan;
+    "nnUNetTrainerAdan1en3", "Adan, lr 1e-3" => adan, 1e-3;
+    "nnUNetTrainerAdan3en4", "Adan, lr 3e-4" => adan, 3e-4;
+    "nnUNetTrainerAdan1en1", "Adan, lr 1e-1 (diverges in nnU-Net's experience)" => adan, 1e-1;
+}
 trainer!(
     "nnUNetTrainerAdanCosAnneal",
     "Adan, lr 1e-2 with cosine annealing",
@@ -299,6 +275,7 @@ trainer!(
 
 // ---- Data augmentation --------------------------------------------------------------------------
 
+/// Mirroring only along axis 0 (2D) or axes 0 and 1 (3D).
 fn only_mirror_01(s: &mut TrainerSettings) {
     s.augmentation.mirror_axes = MirrorAxes::Only {
         axes_2d: vec![0],
@@ -306,11 +283,14 @@ fn only_mirror_01(s: &mut TrainerSettings) {
     };
 }
 
+/// Nearest-neighbour label resampling in the spatial augmentation, cascade label transforms
+/// with `p_per_label` 1 (`nnUNetTrainer_DASegOrd0`).
 fn seg_order_0(s: &mut TrainerSettings) {
     s.augmentation.segmentation_nearest = true;
     s.augmentation.cascade_p_per_label = 1.0;
 }
 
+/// nnU-Net's DA5 augmentation pipeline, cascade label transforms with `p_per_label` 1.
 fn da5(s: &mut TrainerSettings) {
     s.augmentation.pipeline = PipelineKind::DA5;
     s.augmentation.cascade_p_per_label = 1.0;

@@ -10,9 +10,11 @@
 
 use std::path::{Path, PathBuf};
 
-use nnunet_core::{Error, Registries, Result};
+use indicatif::ProgressBar;
+use nnunet_core::network::Network;
+use nnunet_core::{Error, Reader, Registries, Result};
 use nnunet_dataset::choose_reader;
-use nnunet_evaluation::metrics::{FolderEvaluation, evaluate_folders, evaluation_targets};
+use nnunet_evaluation::metrics::evaluate_dataset_folder;
 use nnunet_inference::cascade::{
     append_one_hot, predicted_next_stage_folder, read_next_stage_segmentation,
     segmentation_for_next_stage, stored_case_shape, write_next_stage_segmentation,
@@ -31,7 +33,7 @@ fn next_stage_targets(request: &RunRequest, ctx: &RunContext) -> Result<Vec<(Pat
     let model_folder = ctx
         .output_folder
         .parent()
-        .ok_or_else(|| Error::Invalid("the fold folder has no parent".into()))?;
+        .ok_or_else(|| Error::training("the fold folder has no parent"))?;
     let mut targets = Vec::new();
     for next in ctx.configuration.next_stages() {
         let configuration = ctx.plans.configuration(&next)?;
@@ -48,16 +50,106 @@ fn next_stage_targets(request: &RunRequest, ctx: &RunContext) -> Result<Vec<(Pat
 /// What a validation produced.
 #[derive(Clone, Debug)]
 pub struct ValidationResult {
+    /// Validation cases predicted.
     pub cases: usize,
+    /// Mean foreground Dice of the validation cases.
     pub foreground_mean_dice: f64,
+    /// The `validation/summary.json` written.
     pub summary_file: PathBuf,
 }
 
+/// What the validation of each case uses: the network, how it predicts and exports, and where
+/// the results go.
+struct CaseValidation<'a> {
+    ctx: &'a RunContext,
+    network: Box<dyn Network>,
+    window: SlidingWindowSettings,
+    export: ExportSettings,
+    reader: Box<dyn Reader>,
+    device: burn::tensor::Device,
+    /// `fold_N/validation`.
+    out_dir: PathBuf,
+    /// Per next stage: its preprocessed data folder and the folder of its segmentations.
+    next_stages: Vec<(PathBuf, PathBuf)>,
+    progress: ProgressBar,
+    save_probabilities: bool,
+}
+
+impl CaseValidation<'_> {
+    /// Predicts `case` with the sliding window (a cascade stage with the previous stage's
+    /// segmentation as one-hot channels), writes its segmentation for each next stage that is
+    /// preprocessed (warning about the others) and exports it in its input geometry.
+    #[expect(
+        clippy::print_stderr,
+        reason = "a warning for the user, as nnU-Net prints it; the library has no other channel to the terminal"
+    )]
+    fn validate(&self, case: &str) -> Result<()> {
+        let ctx = self.ctx;
+        let files = CaseFiles::new(&ctx.data_folder, case);
+        let properties = read_properties(&files.properties)?;
+        let data = MappedArray::open(&files.data)?;
+        let with_previous_stage = match (&ctx.cascade_labels, &ctx.previous_stage_folder) {
+            (Some(labels), Some(folder)) => {
+                let path = folder.join(format!("{case}.npy"));
+                let previous = read_next_stage_segmentation(&path)?;
+                Some(
+                    append_one_hot(data.view_f32()?.to_owned(), previous.view(), labels)
+                        .map_err(|e| Error::training_file(&path, e.to_string()))?,
+                )
+            }
+            _ => None,
+        };
+        let input = match &with_previous_stage {
+            Some(d) => d.view(),
+            None => data.view_f32()?,
+        };
+        let logits = predict_sliding_window(
+            self.network.as_ref(),
+            input,
+            &self.window,
+            &self.device,
+            &|_, _| {},
+        )?;
+        drop(with_previous_stage);
+        let spacing_transposed = self.export.transpose_forward.map(|i| properties.spacing[i]);
+        for (next_data_folder, out_folder) in &self.next_stages {
+            let next_case = CaseFiles::new(next_data_folder, case);
+            if !next_case.data.is_file() {
+                self.progress.suspend(|| {
+                    eprintln!(
+                        "{case}: no next-stage prediction written: {} is missing (preprocess \
+                         that configuration first)",
+                        next_case.data.display()
+                    )
+                });
+                continue;
+            }
+            let target_shape = stored_case_shape(&next_case.data)?;
+            let segmentation = segmentation_for_next_stage(
+                logits.view(),
+                target_shape,
+                spacing_transposed,
+                &self.export,
+            )?;
+            write_next_stage_segmentation(
+                &out_folder.join(format!("{case}.npy")),
+                segmentation.view(),
+            )?;
+        }
+        export_prediction_from_logits(
+            logits.view(),
+            &properties,
+            &self.export,
+            self.reader.as_ref(),
+            &self.out_dir.join(case),
+            &ctx.dataset_json.file_ending,
+            self.save_probabilities,
+        )?;
+        Ok(())
+    }
+}
+
 /// Predicts and scores the fold's validation cases with the weights in `checkpoint_file`.
-#[expect(
-    clippy::print_stderr,
-    reason = "a warning for the user, as nnU-Net prints it; the library has no other channel to the terminal"
-)]
 pub fn validate_fold(
     registries: &Registries,
     request: &RunRequest,
@@ -77,7 +169,6 @@ pub fn validate_fold(
     let export = ExportSettings::new(&ctx.plans, &ctx.configuration, &ctx.dataset_json.labels)?;
     let reader_entry = choose_reader(registries, &ctx.dataset_json, None)?;
     let reader = reader_entry.create();
-    let file_ending = ctx.dataset_json.file_ending.clone();
     let out_dir = ctx.output_folder.join("validation");
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
 
@@ -86,81 +177,34 @@ pub fn validate_fold(
     if !request.show_progress {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    let validation = CaseValidation {
+        ctx: &ctx,
+        network,
+        window,
+        export,
+        reader,
+        device,
+        out_dir,
+        next_stages,
+        progress,
+        save_probabilities,
+    };
     for case in &ctx.split.val {
-        let files = CaseFiles::new(&ctx.data_folder, case);
-        let properties = read_properties(&files.properties)?;
-        let data = MappedArray::open(&files.data)?;
-        let with_previous_stage = match (&ctx.cascade_labels, &ctx.previous_stage_folder) {
-            (Some(labels), Some(folder)) => {
-                let path = folder.join(format!("{case}.npy"));
-                let previous = read_next_stage_segmentation(&path)?;
-                Some(
-                    append_one_hot(data.view_f32()?.to_owned(), previous.view(), labels)
-                        .map_err(|e| Error::invalid_file(&path, e.to_string()))?,
-                )
-            }
-            _ => None,
-        };
-        let input = match &with_previous_stage {
-            Some(d) => d.view(),
-            None => data.view_f32()?,
-        };
-        let logits = predict_sliding_window(network.as_ref(), input, &window, &device, &|_, _| {})?;
-        drop(with_previous_stage);
-        let spacing_transposed = export.transpose_forward.map(|i| properties.spacing[i]);
-        for (next_data_folder, out_folder) in &next_stages {
-            let next_case = CaseFiles::new(next_data_folder, case);
-            if !next_case.data.is_file() {
-                progress.suspend(|| {
-                    eprintln!(
-                        "{case}: no next-stage prediction written: {} is missing (preprocess \
-                         that configuration first)",
-                        next_case.data.display()
-                    )
-                });
-                continue;
-            }
-            let target_shape = stored_case_shape(&next_case.data)?;
-            let segmentation = segmentation_for_next_stage(
-                logits.view(),
-                target_shape,
-                spacing_transposed,
-                &export,
-            )?;
-            write_next_stage_segmentation(
-                &out_folder.join(format!("{case}.npy")),
-                segmentation.view(),
-            )?;
-        }
-        export_prediction_from_logits(
-            logits.view(),
-            &properties,
-            &export,
-            reader.as_ref(),
-            &out_dir.join(case),
-            &file_ending,
-            save_probabilities,
-        )?;
-        progress.inc(1);
+        validation.validate(case)?;
+        validation.progress.inc(1);
     }
-    progress.finish_and_clear();
+    validation.progress.finish_and_clear();
 
     let gt_folder = request.preprocessed_folder.join("gt_segmentations");
-    let regions = evaluation_targets(&ctx.dataset_json.labels);
-    let summary = evaluate_folders(
-        &FolderEvaluation {
-            reference_folder: &gt_folder,
-            prediction_folder: &out_dir,
-            file_ending: &file_ending,
-            regions: &regions,
-            ignore_label: ctx.ignore_label,
-            num_processes: 0,
-            chill: true,
-        },
-        reader.as_ref(),
+    let out_dir = &validation.out_dir;
+    let summary = evaluate_dataset_folder(
+        &gt_folder,
+        out_dir,
+        &ctx.dataset_json,
+        validation.reader.as_ref(),
+        0,
     )?;
     let summary_file = out_dir.join("summary.json");
-    summary.write_json(&summary_file)?;
     Ok(ValidationResult {
         cases: ctx.split.val.len(),
         foreground_mean_dice: summary.foreground_mean.dice,

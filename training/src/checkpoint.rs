@@ -26,16 +26,23 @@ pub const CHECKPOINT_FORMAT: u32 = 1;
 /// What a checkpoint says besides its tensors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
+    /// Version of the layout ([`CHECKPOINT_FORMAT`]).
     pub format: u32,
+    /// The trainer's registered name.
     pub trainer_name: String,
+    /// The plans the run trains with (`nnUNetPlans`).
     pub plans_identifier: String,
+    /// The configuration (`3d_fullres`, …).
     pub configuration: String,
+    /// The fold, as its folder names it (`0`, `all`).
     pub fold: String,
     /// Epochs completed (nnU-Net's stored `current_epoch`).
     pub current_epoch: usize,
     /// Optimiser steps taken.
     pub optimizer_steps: u64,
+    /// The best EMA pseudo Dice so far.
     pub best_ema: Option<f64>,
+    /// One record per completed epoch.
     pub logging: Vec<EpochRecord>,
     /// The settings the run trains with (after command-line overrides).
     pub settings: TrainerSettings,
@@ -43,11 +50,15 @@ pub struct CheckpointMeta {
     pub inference_allowed_mirroring_axes: Vec<usize>,
     /// Seed of the run's data streams and positions in them, for an exact continuation.
     pub seed: u64,
+    /// Training batches drawn so far.
     pub train_batches_drawn: u64,
+    /// Validation batches drawn so far.
     pub val_batches_drawn: u64,
     /// Network class and channel counts, to rebuild the network for inference.
     pub network_class_name: String,
+    /// Input channels of the network.
     pub input_channels: usize,
+    /// Output channels of the network (classes or regions).
     pub output_channels: usize,
     /// The fp16 loss scaler of a run in GPU mixed precision (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,8 +68,11 @@ pub struct CheckpointMeta {
 /// A loaded or to-be-written checkpoint.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
+    /// Everything besides the tensors.
     pub meta: CheckpointMeta,
+    /// The network's parameters.
     pub network: Vec<NamedTensor>,
+    /// The optimiser's state buffers.
     pub optimizer: Vec<NamedTensor>,
 }
 
@@ -68,7 +82,7 @@ impl Checkpoint {
     /// Writes the checkpoint atomically to `path`.
     pub fn save(&self, path: &Path) -> Result<()> {
         let meta = serde_json::to_string(&self.meta)
-            .map_err(|e| Error::Invalid(format!("cannot encode checkpoint metadata: {e}")))?;
+            .map_err(|e| Error::training(format!("cannot encode checkpoint metadata: {e}")))?;
         let mut bytes: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
         for (prefix, tensors) in [("network.", &self.network), ("optimizer.", &self.optimizer)] {
             for t in tensors {
@@ -81,12 +95,12 @@ impl Checkpoint {
             .map(|(name, raw, shape)| {
                 TensorView::new(Dtype::F32, shape.clone(), raw)
                     .map(|v| (name.clone(), v))
-                    .map_err(|e| Error::Invalid(format!("tensor {name}: {e}")))
+                    .map_err(|e| Error::training(format!("tensor {name}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
         let header = HashMap::from([(META_KEY.to_string(), meta)]);
         let data = safetensors::serialize(views, Some(header))
-            .map_err(|e| Error::invalid_file(path, format!("cannot encode checkpoint: {e}")))?;
+            .map_err(|e| Error::training_file(path, format!("cannot encode checkpoint: {e}")))?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
@@ -96,7 +110,7 @@ impl Checkpoint {
     /// Reads a checkpoint written by [`Checkpoint::save`].
     pub fn load(path: &Path) -> Result<Self> {
         let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let bad = |reason: String| Error::invalid_file(path, reason);
+        let bad = |reason: String| Error::training_file(path, reason);
         let (_, metadata) = SafeTensors::read_metadata(&data)
             .map_err(|e| bad(format!("not a safetensors checkpoint: {e}")))?;
         let meta_text = metadata

@@ -345,13 +345,13 @@ impl Optimizer {
         let mut state: BTreeMap<String, Vec<Option<Tensor<1>>>> = BTreeMap::new();
         for t in tensors {
             let (path, buffer) = t.name.rsplit_once('/').ok_or_else(|| {
-                Error::Invalid(format!(
+                Error::training(format!(
                     "optimiser state entry '{}' has no buffer name",
                     t.name
                 ))
             })?;
             let index = names.iter().position(|n| *n == buffer).ok_or_else(|| {
-                Error::Invalid(format!(
+                Error::training(format!(
                     "optimiser state entry '{}' does not belong to this optimiser ({:?}); was the \
                      run started with another trainer?",
                     t.name, self.kind
@@ -367,7 +367,7 @@ impl Optimizer {
         for (path, buffers) in state {
             let buffers: Option<Vec<Tensor<1>>> = buffers.into_iter().collect();
             let buffers = buffers.ok_or_else(|| {
-                Error::Invalid(format!("optimiser state of '{path}' is incomplete"))
+                Error::training(format!("optimiser state of '{path}' is incomplete"))
             })?;
             complete.insert(path, buffers);
         }

@@ -42,8 +42,8 @@ fn register_font() -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Invalid(
-            "progress.png: the embedded font cannot be read".into(),
+        Err(Error::training(
+            "progress.png: the embedded font cannot be read",
         ))
     }
 }
@@ -53,21 +53,21 @@ fn register_font() -> Result<()> {
 /// (a `NaN` pseudo Dice) leave gaps in their curve.
 pub fn draw_progress(records: &[EpochRecord], path: &Path) -> Result<()> {
     if records.is_empty() {
-        return Err(Error::Invalid(
-            "progress.png: no epoch has been recorded yet".into(),
+        return Err(Error::training(
+            "progress.png: no epoch has been recorded yet",
         ));
     }
     register_font()?;
     let (w, h) = PROGRESS_SIZE;
     let mut buffer = vec![0u8; w as usize * h as usize * 3];
     render(records, &mut buffer).map_err(|e| {
-        Error::Invalid(format!(
+        Error::training(format!(
             "{}: cannot draw the progress plot: {e}",
             path.display()
         ))
     })?;
     let image = image::RgbImage::from_raw(w, h, buffer)
-        .ok_or_else(|| Error::Invalid("progress.png: wrong image buffer size".into()))?;
+        .ok_or_else(|| Error::training("progress.png: wrong image buffer size"))?;
 
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -75,7 +75,7 @@ pub fn draw_progress(records: &[EpochRecord], path: &Path) -> Result<()> {
     };
     let name = path
         .file_name()
-        .ok_or_else(|| Error::Invalid(format!("{}: not a file path", path.display())))?;
+        .ok_or_else(|| Error::training(format!("{}: not a file path", path.display())))?;
     let tmp = folder.join(format!(
         ".{}.{}.tmp",
         name.to_string_lossy(),
@@ -85,7 +85,7 @@ pub fn draw_progress(records: &[EpochRecord], path: &Path) -> Result<()> {
         .save_with_format(&tmp, image::ImageFormat::Png)
         .map_err(|e| match e {
             image::ImageError::IoError(io) => Error::io(&tmp, io),
-            other => Error::invalid_file(&tmp, other.to_string()),
+            other => Error::training_file(&tmp, other.to_string()),
         })
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if written.is_err() {
@@ -96,6 +96,7 @@ pub fn draw_progress(records: &[EpochRecord], path: &Path) -> Result<()> {
 
 type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// Draws the three panels of `records` into the RGB `buffer` of [`PROGRESS_SIZE`].
 fn render(records: &[EpochRecord], buffer: &mut [u8]) -> DrawResult<()> {
     let root = BitMapBackend::with_buffer(buffer, PROGRESS_SIZE).into_drawing_area();
     root.fill(&WHITE)?;
@@ -110,56 +111,7 @@ fn render(records: &[EpochRecord], buffer: &mut [u8]) -> DrawResult<()> {
     };
 
     // (1) losses (left) and pseudo Dice (right).
-    let train: Vec<f64> = records.iter().map(|r| r.train_loss).collect();
-    let val: Vec<f64> = records.iter().map(|r| r.val_loss).collect();
-    let dice: Vec<f64> = records.iter().map(|r| r.mean_fg_dice).collect();
-    let ema: Vec<f64> = records.iter().map(|r| r.ema_fg_dice).collect();
-    let loss_range = padded_range(train.iter().chain(&val).copied(), false);
-    let dice_range = padded_range(dice.iter().chain(&ema).copied(), false);
-    let mut chart = ChartBuilder::on(&panels[0])
-        .margin(PANEL_MARGIN)
-        .margin_top(90)
-        .x_label_area_size(70)
-        .y_label_area_size(Y_LABEL_AREA)
-        .right_y_label_area_size(Y_LABEL_AREA)
-        .build_cartesian_2d(x_range.clone(), loss_range)?
-        .set_secondary_coord(x_range.clone(), dice_range);
-    configure(&mut chart, "loss")?;
-    chart
-        .configure_secondary_axes()
-        .y_desc("pseudo dice")
-        .label_style(("sans-serif", 28))
-        .axis_desc_style(("sans-serif", 34))
-        .draw()?;
-    let thick = |c: RGBColor| c.stroke_width(4);
-    for (values, color) in [(&train, BLUE), (&val, RED)] {
-        for segment in finite_segments(&epochs, values) {
-            chart.draw_series(LineSeries::new(segment.clone(), thick(color)))?;
-            chart.draw_series(single_point(&segment, color))?;
-        }
-    }
-    for segment in finite_segments(&epochs, &dice) {
-        chart.draw_secondary_series(DashedLineSeries::new(
-            segment.clone(),
-            3,
-            9,
-            GREEN.stroke_width(3),
-        ))?;
-        chart.draw_secondary_series(single_point(&segment, GREEN))?;
-    }
-    for segment in finite_segments(&epochs, &ema) {
-        chart.draw_secondary_series(LineSeries::new(segment.clone(), thick(GREEN)))?;
-        chart.draw_secondary_series(single_point(&segment, GREEN))?;
-    }
-    top_legend(
-        &panels[0],
-        &[
-            ("loss_tr", BLUE, false),
-            ("loss_val", RED, false),
-            ("pseudo dice", GREEN, true),
-            ("pseudo dice (mov. avg.)", GREEN, false),
-        ],
-    )?;
+    loss_panel(&panels[0], x_range.clone(), &epochs, records)?;
 
     // (2) epoch duration, from 0.
     let durations: Vec<f64> = records.iter().map(|r| r.duration()).collect();
@@ -186,6 +138,66 @@ fn render(records: &[EpochRecord], buffer: &mut [u8]) -> DrawResult<()> {
     )?;
     root.present()?;
     Ok(())
+}
+
+/// The first panel: training and validation loss on the left axis, the pseudo Dice (dotted) and
+/// its moving average on the right axis, with their legend on top.
+fn loss_panel(
+    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+    x_range: Range<f64>,
+    epochs: &[f64],
+    records: &[EpochRecord],
+) -> DrawResult<()> {
+    let train: Vec<f64> = records.iter().map(|r| r.train_loss).collect();
+    let val: Vec<f64> = records.iter().map(|r| r.val_loss).collect();
+    let dice: Vec<f64> = records.iter().map(|r| r.mean_fg_dice).collect();
+    let ema: Vec<f64> = records.iter().map(|r| r.ema_fg_dice).collect();
+    let loss_range = padded_range(train.iter().chain(&val).copied(), false);
+    let dice_range = padded_range(dice.iter().chain(&ema).copied(), false);
+    let mut chart = ChartBuilder::on(area)
+        .margin(PANEL_MARGIN)
+        .margin_top(90)
+        .x_label_area_size(70)
+        .y_label_area_size(Y_LABEL_AREA)
+        .right_y_label_area_size(Y_LABEL_AREA)
+        .build_cartesian_2d(x_range.clone(), loss_range)?
+        .set_secondary_coord(x_range, dice_range);
+    configure(&mut chart, "loss")?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("pseudo dice")
+        .label_style(("sans-serif", 28))
+        .axis_desc_style(("sans-serif", 34))
+        .draw()?;
+    let thick = |c: RGBColor| c.stroke_width(4);
+    for (values, color) in [(&train, BLUE), (&val, RED)] {
+        for segment in finite_segments(epochs, values) {
+            chart.draw_series(LineSeries::new(segment.clone(), thick(color)))?;
+            chart.draw_series(single_point(&segment, color))?;
+        }
+    }
+    for segment in finite_segments(epochs, &dice) {
+        chart.draw_secondary_series(DashedLineSeries::new(
+            segment.clone(),
+            3,
+            9,
+            GREEN.stroke_width(3),
+        ))?;
+        chart.draw_secondary_series(single_point(&segment, GREEN))?;
+    }
+    for segment in finite_segments(epochs, &ema) {
+        chart.draw_secondary_series(LineSeries::new(segment.clone(), thick(GREEN)))?;
+        chart.draw_secondary_series(single_point(&segment, GREEN))?;
+    }
+    top_legend(
+        area,
+        &[
+            ("loss_tr", BLUE, false),
+            ("loss_val", RED, false),
+            ("pseudo dice", GREEN, true),
+            ("pseudo dice (mov. avg.)", GREEN, false),
+        ],
+    )
 }
 
 type Chart<'a, 'b> =

@@ -12,14 +12,18 @@ use nnunet_core::numpy_random::RandomState;
 /// One fold: training and validation case identifiers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
+    /// The training cases.
     pub train: Vec<String>,
+    /// The validation cases.
     pub val: Vec<String>,
 }
 
 /// Which fold to train: one of the cross-validation folds, or `all` cases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fold {
+    /// Cross-validation fold `n` (`fold_n`).
     Index(usize),
+    /// Every case trains and validates (`fold_all`).
     All,
 }
 
@@ -30,7 +34,7 @@ impl Fold {
             return Ok(Fold::All);
         }
         text.parse().map(Fold::Index).map_err(|_| {
-            Error::Invalid(format!(
+            Error::training(format!(
                 "fold '{text}' is neither a number (0, 1, …) nor 'all'"
             ))
         })
@@ -61,7 +65,7 @@ pub fn crossval_splits(identifiers: &[String], n_splits: usize, seed: u32) -> Re
     ids.sort();
     let n = ids.len();
     if n < n_splits {
-        return Err(Error::Invalid(format!(
+        return Err(Error::training(format!(
             "{n} training cases cannot be split into {n_splits} folds; nnU-Net needs at least \
              {n_splits} cases (or train fold 'all')"
         )));
@@ -91,7 +95,7 @@ pub fn crossval_splits(identifiers: &[String], n_splits: usize, seed: u32) -> Re
 /// group `Image_01`). An identifier the pattern does not match is an error naming it.
 pub fn case_groups(identifiers: &[String], pattern: &str) -> Result<Vec<String>> {
     let regex = regex::Regex::new(pattern).map_err(|e| {
-        Error::Invalid(format!(
+        Error::training(format!(
             "--group-by '{pattern}' is not a valid pattern: {e}"
         ))
     })?;
@@ -99,7 +103,7 @@ pub fn case_groups(identifiers: &[String], pattern: &str) -> Result<Vec<String>>
         .iter()
         .map(|id| {
             let captures = regex.captures(id).ok_or_else(|| {
-                Error::Invalid(format!(
+                Error::training(format!(
                     "case '{id}' does not match --group-by '{pattern}' (every case needs a group)"
                 ))
             })?;
@@ -123,7 +127,7 @@ pub fn grouped_crossval_splits(
     distinct.sort();
     distinct.dedup();
     if distinct.len() < n_splits {
-        return Err(Error::Invalid(format!(
+        return Err(Error::training(format!(
             "{} group(s) of cases cannot be split into {n_splits} folds (each fold validates on \
              at least one group)",
             distinct.len()
@@ -152,7 +156,7 @@ pub fn grouped_crossval_splits(
 /// Writes `splits` as nnU-Net's `splits_final.json`.
 pub fn write_splits(path: &Path, splits: &[Split]) -> Result<()> {
     let value = serde_json::to_value(splits)
-        .map_err(|e| Error::Invalid(format!("cannot encode the splits: {e}")))?;
+        .map_err(|e| Error::training(format!("cannot encode the splits: {e}")))?;
     nnunet_core::json::write_json(path, &value)
 }
 
@@ -186,7 +190,7 @@ pub fn fold_cases(splits_file: &Path, identifiers: &[String], fold: Fold) -> Res
             .chain(&split.val)
             .find(|c| !known.contains(c))
         {
-            return Err(Error::invalid_file(
+            return Err(Error::training_file(
                 splits_file,
                 format!("fold {index} names case '{missing}', which is not preprocessed"),
             ));
@@ -218,7 +222,7 @@ pub fn fold_cases(splits_file: &Path, identifiers: &[String], fold: Fold) -> Res
 pub fn read_splits(path: &Path) -> Result<Vec<Split>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| {
-        Error::invalid_file(
+        Error::training_file(
             path,
             format!("not a list of {{\"train\": [...], \"val\": [...]}} folds: {e}"),
         )

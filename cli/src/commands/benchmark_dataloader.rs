@@ -12,7 +12,7 @@ use ndarray::{Array2, Axis};
 use nnunet_dataset::DatasetJson;
 use nnunet_plugins::augmentations::geometry::configure_rotation_dummy_da_mirroring_and_initial_patch_size;
 use nnunet_plugins::augmentations::pipeline::PipelineContext;
-use nnunet_preprocessing::plans::Plans;
+use nnunet_preprocessing::plans::Configuration;
 use nnunet_preprocessing::storage::stored_cases;
 use nnunet_trainers::setup::trainer_parts;
 use nnunet_training::data_loading::{
@@ -22,6 +22,7 @@ use nnunet_training::data_loading::{
 use nnunet_training::settings_of;
 
 use crate::Context;
+use crate::commands::read_plans_file;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -51,18 +52,29 @@ pub(crate) struct Args {
     debug_png: Option<PathBuf>,
 }
 
-pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+/// The preprocessed data a benchmark samples from.
+struct Stored {
+    /// The dataset's folder name.
+    name: String,
+    /// The configuration benchmarked.
+    configuration: Configuration,
+    /// The configuration's preprocessed folder.
+    folder: PathBuf,
+    /// The preprocessed cases in it.
+    cases: Vec<String>,
+    /// The dataset's `dataset.json` (from nnUNet_preprocessed).
+    dataset_json: DatasetJson,
+}
+
+/// Finds the preprocessed cases of the configuration and plans in `args`; a missing plans file or
+/// folder, no cases or a cascade configuration is an error saying what to run first.
+fn stored_data(ctx: &Context, args: &Args) -> anyhow::Result<Stored> {
     let name = ctx.paths.dataset_name(&args.dataset)?;
     let preprocessed = ctx.paths.preprocessed()?.join(&name);
-    let plans_file = preprocessed.join(format!("{}.json", args.plans));
-    if !plans_file.is_file() {
-        anyhow::bail!(
-            "{}: no such plans file; run `nnunet plan-and-preprocess -d {}` first",
-            plans_file.display(),
-            args.dataset
-        );
-    }
-    let plans = Plans::from_file(&plans_file)?;
+    let plans = read_plans_file(
+        &preprocessed.join(format!("{}.json", args.plans)),
+        format_args!("run `nnunet plan-and-preprocess -d {}` first", args.dataset),
+    )?;
     let configuration = plans.configuration(&args.configuration)?;
     let folder = preprocessed.join(configuration.data_identifier()?);
     if !folder.is_dir() {
@@ -85,6 +97,32 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         anyhow::bail!("{}: holds no preprocessed cases", folder.display());
     }
     let dataset_json = DatasetJson::from_file(&preprocessed.join("dataset.json"))?;
+    Ok(Stored {
+        name,
+        configuration,
+        folder,
+        cases,
+        dataset_json,
+    })
+}
+
+/// A data loader as the trainer's training uses it, and what its batches look like.
+struct Benchmarked {
+    /// The loader.
+    loader: DataLoader,
+    /// The configuration's patch size.
+    patch_size: Vec<usize>,
+    /// The patch size sampled before augmentation.
+    initial_patch_size: Vec<usize>,
+    /// Samples per batch.
+    batch_size: usize,
+    /// Worker threads.
+    workers: usize,
+}
+
+/// Builds the data loader of `args.trainer` over the `stored` cases.
+fn trainer_loader(ctx: &Context, args: &Args, stored: Stored) -> anyhow::Result<Benchmarked> {
+    let configuration = &stored.configuration;
     let trainer = ctx.registries.trainers.create(&args.trainer)?;
     let settings = settings_of(trainer.as_ref());
     let patch_size = configuration.patch_size()?;
@@ -94,7 +132,7 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         &patch_size,
         &settings.augmentation,
     )?;
-    let labels = &dataset_json.labels;
+    let labels = &stored.dataset_json.labels;
     let to_i16 = |v: i64| i16::try_from(v).ok();
     let pipeline_context = PipelineContext {
         patch_size: patch_size.clone(),
@@ -120,8 +158,8 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     )?
     .training_transforms;
     let sampler = PatchSampler::new(SamplerConfig {
-        folder: folder.clone(),
-        cases,
+        folder: stored.folder.clone(),
+        cases: stored.cases,
         patch_size: geometry.initial_patch_size.clone(),
         final_patch_size: patch_size.clone(),
         oversampling: Oversampling::from_settings(&settings, batch_size),
@@ -131,7 +169,7 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let mut loader = DataLoader::new(
+    let loader = DataLoader::new(
         Arc::new(sampler),
         LoaderConfig {
             batch_size,
@@ -140,12 +178,32 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             seed: args.seed,
             deep_supervision_scales: settings
                 .enable_deep_supervision
-                .then(|| deep_supervision_scales(&configuration))
+                .then(|| deep_supervision_scales(configuration))
                 .transpose()?,
             augmentations: pipeline.into(),
             context: pipeline_context.augmentation_context(),
         },
     )?;
+    Ok(Benchmarked {
+        loader,
+        patch_size,
+        initial_patch_size: geometry.initial_patch_size,
+        batch_size,
+        workers,
+    })
+}
+
+/// Runs `nnunet benchmark-dataloader`.
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let stored = stored_data(ctx, &args)?;
+    let name = stored.name.clone();
+    let Benchmarked {
+        mut loader,
+        patch_size,
+        initial_patch_size,
+        batch_size,
+        workers,
+    } = trainer_loader(ctx, &args, stored)?;
 
     let mut out = std::io::stdout().lock();
     crate::output::line(
@@ -153,7 +211,7 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         format_args!(
             "{name} {}: trainer {}, batch {batch_size}, patch {patch_size:?} (sampled {:?}), \
              {workers} workers",
-            args.configuration, args.trainer, geometry.initial_patch_size
+            args.configuration, args.trainer, initial_patch_size
         ),
     )?;
     for i in 0..3 {
@@ -225,6 +283,7 @@ fn write_debug_pngs(dir: &Path, batch: &Batch) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `a` scaled linearly from its own range to 0..=255.
 fn scale_to_u8(a: ndarray::ArrayView2<'_, f64>) -> Array2<u8> {
     let (lo, hi) = a
         .iter()

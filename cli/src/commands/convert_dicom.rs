@@ -79,6 +79,7 @@ fn each_series(
     Ok(())
 }
 
+/// Runs `nnunet convert-dicom`.
 pub(crate) fn run(_ctx: &Context, args: Args) -> anyhow::Result<()> {
     let found = series_under(&args.input)?;
     each_series(&found.series, "converted", |s| {

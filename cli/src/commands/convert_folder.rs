@@ -100,6 +100,7 @@ pub(crate) struct Args {
     overwrite: bool,
 }
 
+/// Parses a `--map FROM:TO` entry.
 fn parse_map(entry: &str) -> anyhow::Result<(i64, i64)> {
     let (from, to) = entry
         .split_once(':')
@@ -149,6 +150,7 @@ fn layouts(args: &Args) -> anyhow::Result<(Layout, Option<Layout>)> {
     }
 }
 
+/// Runs `nnunet convert-folder`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let (layout, test_layout) = layouts(&args)?;
     let test_split = if !args.test_cases.is_empty() {

@@ -28,6 +28,7 @@ pub(crate) struct Args {
     overwrite: bool,
 }
 
+/// Runs `nnunet convert-images`.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let colour = match (args.grayscale, args.rgb) {
         (true, _) => Colour::Gray,

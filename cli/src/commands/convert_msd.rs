@@ -15,6 +15,7 @@ pub(crate) struct Args {
     overwrite_id: Option<u32>,
 }
 
+/// Runs `nnunet convert-msd`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let source = args.input.components().collect::<PathBuf>(); // drops a trailing slash
     let target =

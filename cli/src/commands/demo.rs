@@ -17,11 +17,13 @@ use nnunet_core::Registries;
 use nnunet_core::paths::NnunetPaths;
 use nnunet_dataset::DatasetJson;
 use nnunet_dataset::choose_reader;
-use nnunet_evaluation::metrics::{FolderEvaluation, evaluate_folders, evaluation_targets};
-use nnunet_inference::predictor::{FileOutputOptions, Predictor, PredictorSettings};
+use nnunet_evaluation::metrics::{FolderEvaluation, Summary, evaluate_folders, evaluation_targets};
+use nnunet_inference::predictor::{
+    FileOutputOptions, FolderSelection, Predictor, PredictorSettings,
+};
 use nnunet_plugins::synthetic::{SyntheticSpec, write_synthetic_dataset};
 use nnunet_trainers::setup::{RunRequest, ScheduleOverrides, prepare_run};
-use nnunet_trainers::validation::validate_fold;
+use nnunet_trainers::validation::{ValidationResult, validate_fold};
 use nnunet_training::run::checkpoint_path;
 use nnunet_training::splits::Fold;
 
@@ -72,6 +74,7 @@ fn given_by_flag(set: Option<&Path>, var: &str) -> Option<PathBuf> {
     }
 }
 
+/// Creates a new folder `nnunet-demo-<pid>-<milliseconds>` in the temporary folder.
 fn new_temporary_root() -> anyhow::Result<PathBuf> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -82,10 +85,13 @@ fn new_temporary_root() -> anyhow::Result<PathBuf> {
     Ok(root)
 }
 
+/// Prints the heading of step `number` of 5.
 fn step(number: usize, text: &str) {
     eprintln!("\n[{number}/5] {text}");
 }
 
+/// Runs `nnunet demo`: sets up the folders, runs the steps, prints the report and removes a
+/// temporary folder unless it is kept.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let start = Instant::now();
     if let Some(threads) = args.threads {
@@ -148,61 +154,141 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     }
 }
 
-fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> {
-    let mut spec = if args.three_d {
-        SyntheticSpec::small_3d(args.dataset_id)
-    } else {
-        SyntheticSpec::small_2d(args.dataset_id)
-    };
-    spec.test_cases = 4;
-    if args.quick {
-        spec.cases = 6;
-    }
-    if let Some(n) = args.cases {
-        spec.cases = n;
-    }
-    if let Some(n) = args.test_cases {
-        spec.test_cases = n;
-    }
-    if spec.cases < 5 {
-        anyhow::bail!("--cases must be at least 5 (fold 0 of a 5-fold split)");
-    }
-    if spec.test_cases < 1 {
-        anyhow::bail!("--test-cases must be at least 1");
-    }
-    let configuration = if args.three_d { "3d_fullres" } else { "2d" };
-    let (default_epochs, default_iterations) = match (args.quick, args.three_d) {
-        (true, _) => (4, 8),
-        (false, false) => (8, 15),
-        (false, true) => (8, 10),
-    };
-    let epochs = args.epochs.unwrap_or(default_epochs);
-    let iterations = args.iterations_per_epoch.unwrap_or(default_iterations);
-    let id = args.dataset_id.to_string();
+/// What the demo does, from its arguments: the dataset to generate and the training schedule.
+struct Plan {
+    /// The generated dataset.
+    spec: SyntheticSpec,
+    /// `2d` or `3d_fullres`.
+    configuration: &'static str,
+    /// Training epochs.
+    epochs: usize,
+    /// Training iterations per epoch.
+    iterations: usize,
+    /// The dataset ID as text.
+    id: String,
+}
 
+impl Plan {
+    /// The demo's dataset and schedule from `args` (the defaults, `--quick` and the overrides);
+    /// too few cases are an error.
+    fn from_args(args: &Args) -> anyhow::Result<Self> {
+        let mut spec = if args.three_d {
+            SyntheticSpec::small_3d(args.dataset_id)
+        } else {
+            SyntheticSpec::small_2d(args.dataset_id)
+        };
+        spec.test_cases = 4;
+        if args.quick {
+            spec.cases = 6;
+        }
+        if let Some(n) = args.cases {
+            spec.cases = n;
+        }
+        if let Some(n) = args.test_cases {
+            spec.test_cases = n;
+        }
+        if spec.cases < 5 {
+            anyhow::bail!("--cases must be at least 5 (fold 0 of a 5-fold split)");
+        }
+        if spec.test_cases < 1 {
+            anyhow::bail!("--test-cases must be at least 1");
+        }
+        let (default_epochs, default_iterations) = match (args.quick, args.three_d) {
+            (true, _) => (4, 8),
+            (false, false) => (8, 15),
+            (false, true) => (8, 10),
+        };
+        Ok(Plan {
+            spec,
+            configuration: if args.three_d { "3d_fullres" } else { "2d" },
+            epochs: args.epochs.unwrap_or(default_epochs),
+            iterations: args.iterations_per_epoch.unwrap_or(default_iterations),
+            id: args.dataset_id.to_string(),
+        })
+    }
+}
+
+/// What training and validating fold 0 gave.
+struct Trained {
+    /// The dataset's folder name (`DatasetXXX_Name`).
+    name: String,
+    /// `…/fold_0`.
+    fold_folder: PathBuf,
+    /// The model folder (`Trainer__Plans__configuration`).
+    model_folder: PathBuf,
+    /// The validation of fold 0.
+    validation: ValidationResult,
+}
+
+/// Runs the five steps of the demo in the folders of `ctx`, predictions going to
+/// `root/predictions`; returns the report to print.
+fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> {
+    let plan = Plan::from_args(args)?;
+    let raw_folder = write_dataset(ctx, &plan, args.three_d)?;
+    let plans_name = plan_and_preprocess(ctx, &plan)?;
+    let trained = train_fold_0(ctx, &plan, &plans_name)?;
+    let predictions = root.join("predictions");
+    let predicted = predict_test_cases(ctx, &plan, &raw_folder, &trained, &predictions)?;
+    step(
+        5,
+        "scoring the predictions against labelsTs (nnunet evaluate), written to summary.json",
+    );
+    let dataset_json = DatasetJson::from_file(&raw_folder.join("dataset.json"))?;
+    let scores = score(ctx, &dataset_json, &raw_folder, &predictions)?;
+    let summary_file = predictions.join("summary.json");
+    scores.write_json(&summary_file)?;
+    let mut report = dice_report(&plan, &dataset_json, &scores, &trained, predicted.cases);
+    report.push_str(&format!(
+        "\nprediction: {:.2} s per case\nwhere everything is:\n  raw dataset       {}\n  \
+         preprocessed      {}\n  trained model     {}\n  validation        {}\n  predictions       \
+         {}\n  scores            {}",
+        predicted.seconds_per_case,
+        raw_folder.display(),
+        ctx.paths.preprocessed()?.join(&trained.name).display(),
+        trained.model_folder.display(),
+        trained
+            .validation
+            .summary_file
+            .parent()
+            .unwrap_or(&trained.fold_folder)
+            .display(),
+        predictions.display(),
+        summary_file.display()
+    ));
+    Ok(report)
+}
+
+/// Step 1: writes the generated dataset into the raw folder; returns its folder.
+fn write_dataset(ctx: &Context, plan: &Plan, three_d: bool) -> anyhow::Result<PathBuf> {
     let t = Instant::now();
     step(
         1,
         &format!(
             "writing a generated dataset: {} training and {} test cases, {} (a bright ellipse, \
              label 1, and a dark box, label 2, in noise)",
-            spec.cases,
-            spec.test_cases,
-            if args.three_d {
+            plan.spec.cases,
+            plan.spec.test_cases,
+            if three_d {
                 "3D NIfTI volumes"
             } else {
                 "2D PNG images"
             }
         ),
     );
-    let raw_folder = write_synthetic_dataset(ctx.paths.raw()?, &spec)?;
+    let raw_folder = write_synthetic_dataset(ctx.paths.raw()?, &plan.spec)?;
     eprintln!(
         "  {} ({:.1} s)",
         raw_folder.display(),
         t.elapsed().as_secs_f64()
     );
+    Ok(raw_folder)
+}
 
+/// Step 2: fingerprint, plans and preprocessing of the demo's configuration; returns the plans'
+/// name.
+fn plan_and_preprocess(ctx: &Context, plan: &Plan) -> anyhow::Result<String> {
     let t = Instant::now();
+    let (id, configuration) = (&plan.id, plan.configuration);
     step(
         2,
         &format!(
@@ -212,7 +298,7 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
     );
     extract_fingerprint::fingerprint_dataset(
         ctx,
-        &id,
+        id,
         None,
         &extract_fingerprint::FingerprintOptions {
             verify_dataset_integrity: false,
@@ -222,7 +308,7 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
     )?;
     let plans_name = plan::plan_dataset(
         ctx,
-        &id,
+        id,
         &plan::PlanOptions {
             planner: "ExperimentPlanner".into(),
             gpu_memory_target: None,
@@ -233,7 +319,7 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
     )?;
     preprocess::preprocess(
         ctx,
-        &id,
+        id,
         &plans_name,
         &preprocess::PreprocessOptions {
             configurations: vec![configuration.into()],
@@ -241,8 +327,14 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
         },
     )?;
     eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(plans_name)
+}
 
+/// Step 3: trains fold 0 with `nnUNetTrainer` on the demo's schedule and validates it.
+fn train_fold_0(ctx: &Context, plan: &Plan, plans_name: &str) -> anyhow::Result<Trained> {
     let t = Instant::now();
+    let (id, configuration, epochs, iterations) =
+        (&plan.id, plan.configuration, plan.epochs, plan.iterations);
     step(
         3,
         &format!(
@@ -251,14 +343,14 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
              {iterations}; nnU-Net trains 1000 epochs of 250)"
         ),
     );
-    let name = ctx.paths.dataset_name(&id)?;
+    let name = ctx.paths.dataset_name(id)?;
     let request = RunRequest {
         preprocessed_folder: ctx.paths.preprocessed()?.join(&name),
         results_folder: ctx.paths.results()?.join(&name),
         configuration: configuration.into(),
         fold: Fold::Index(0),
         trainer: "nnUNetTrainer".into(),
-        plans_identifier: plans_name.clone(),
+        plans_identifier: plans_name.to_string(),
         overrides: ScheduleOverrides {
             epochs: Some(epochs),
             iterations_per_epoch: Some(iterations),
@@ -292,27 +384,42 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
         &checkpoint_path(&fold_folder, "checkpoint_final"),
         false,
     )?;
-
-    let t = Instant::now();
     let model_folder = fold_folder
         .parent()
         .ok_or_else(|| anyhow::anyhow!("{}: no model folder", fold_folder.display()))?
         .to_path_buf();
-    let predictions = root.join("predictions");
+    Ok(Trained {
+        name,
+        fold_folder,
+        model_folder,
+        validation,
+    })
+}
+
+/// Step 4: predicts the test cases (`imagesTs`) with fold 0 into `predictions`.
+fn predict_test_cases(
+    ctx: &Context,
+    plan: &Plan,
+    raw_folder: &Path,
+    trained: &Trained,
+    predictions: &Path,
+) -> anyhow::Result<predict::FolderReport> {
+    let t = Instant::now();
     step(
         4,
         &format!(
-            "predicting the {} test cases (nnunet predict -i {} -o {} -d {id} -c {configuration} \
-             -f 0)",
-            spec.test_cases,
+            "predicting the {} test cases (nnunet predict -i {} -o {} -d {} -c {} -f 0)",
+            plan.spec.test_cases,
             raw_folder.join("imagesTs").display(),
-            predictions.display()
+            predictions.display(),
+            plan.id,
+            plan.configuration
         ),
     );
     let device = nnunet_core::device::device_from_name("cpu")?;
     let predictor = Predictor::from_model_folder(
         &ctx.registries,
-        &model_folder,
+        &trained.model_folder,
         &[Fold::Index(0)],
         "checkpoint_final",
         &device,
@@ -322,33 +429,36 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
         &predictor,
         &predict::FolderJob {
             input: &raw_folder.join("imagesTs"),
-            output: &predictions,
+            output: predictions,
             options: FileOutputOptions::default(),
-            num_parts: 1,
-            part_id: 0,
-            continue_prediction: false,
+            selection: FolderSelection {
+                num_parts: 1,
+                ..Default::default()
+            },
             show_progress: true,
             verbose: false,
-            previous_stage: None,
-            roi_folder: None,
         },
     )?;
     eprintln!(
         "  done in {:.1} s with loading the model",
         t.elapsed().as_secs_f64()
     );
+    Ok(predicted)
+}
 
-    step(
-        5,
-        "scoring the predictions against labelsTs (nnunet evaluate), written to summary.json",
-    );
-    let dataset_json = DatasetJson::from_file(&raw_folder.join("dataset.json"))?;
-    let reader = choose_reader(&ctx.registries, &dataset_json, None)?.create();
+/// Step 5: scores the predictions against `labelsTs`.
+fn score(
+    ctx: &Context,
+    dataset_json: &DatasetJson,
+    raw_folder: &Path,
+    predictions: &Path,
+) -> anyhow::Result<Summary> {
+    let reader = choose_reader(&ctx.registries, dataset_json, None)?.create();
     let regions = evaluation_targets(&dataset_json.labels);
-    let scores = evaluate_folders(
+    Ok(evaluate_folders(
         &FolderEvaluation {
             reference_folder: &raw_folder.join("labelsTs"),
-            prediction_folder: &predictions,
+            prediction_folder: predictions,
             file_ending: &dataset_json.file_ending,
             regions: &regions,
             ignore_label: dataset_json.labels.ignore_label(),
@@ -356,15 +466,22 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
             chill: false,
         },
         reader.as_ref(),
-    )?;
-    let summary_file = predictions.join("summary.json");
-    scores.write_json(&summary_file)?;
+    )?)
+}
 
+/// The report's Dice lines: per label, the mean foreground Dice of the test cases and of fold 0's
+/// validation.
+fn dice_report(
+    plan: &Plan,
+    dataset_json: &DatasetJson,
+    scores: &Summary,
+    trained: &Trained,
+    cases: usize,
+) -> String {
     let mut report = String::new();
     report.push_str(&format!(
-        "\nDice on the {} test cases ({configuration}, fold 0, {epochs} epochs of {iterations} \
-         iterations):\n",
-        predicted.cases
+        "\nDice on the {cases} test cases ({}, fold 0, {} epochs of {} iterations):\n",
+        plan.configuration, plan.epochs, plan.iterations
     ));
     for (region, metrics) in &scores.mean {
         let label_name = dataset_json.labels.name_of(region.labels()).unwrap_or("");
@@ -379,23 +496,7 @@ fn run_steps(ctx: &Context, args: &Args, root: &Path) -> anyhow::Result<String> 
     ));
     report.push_str(&format!(
         "  fold 0's validation cases: mean foreground Dice {:.4}\n",
-        validation.foreground_mean_dice
+        trained.validation.foreground_mean_dice
     ));
-    report.push_str(&format!(
-        "\nprediction: {:.2} s per case\nwhere everything is:\n  raw dataset       {}\n  \
-         preprocessed      {}\n  trained model     {}\n  validation        {}\n  predictions       \
-         {}\n  scores            {}",
-        predicted.seconds_per_case,
-        raw_folder.display(),
-        ctx.paths.preprocessed()?.join(&name).display(),
-        model_folder.display(),
-        validation
-            .summary_file
-            .parent()
-            .unwrap_or(&fold_folder)
-            .display(),
-        predictions.display(),
-        summary_file.display()
-    ));
-    Ok(report)
+    report
 }

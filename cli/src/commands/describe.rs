@@ -27,6 +27,7 @@ pub(crate) struct Args {
     architecture: Option<String>,
 }
 
+/// Runs `nnunet describe`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let r = &ctx.registries;
     let (name, description, origin) = if let Some(name) = &args.trainer {

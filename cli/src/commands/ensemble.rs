@@ -67,14 +67,10 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             std::fs::copy(file, &to).map_err(|e| nnunet_core::Error::io(&to, e))?;
         }
     }
-    let mut out = std::io::stdout().lock();
-    crate::output::line(
-        &mut out,
-        format_args!(
-            "{} case(s) ensembled from {} folders into {}",
-            cases.len(),
-            args.inputs.len(),
-            args.output.display()
-        ),
-    )
+    crate::output::say(format_args!(
+        "{} case(s) ensembled from {} folders into {}",
+        cases.len(),
+        args.inputs.len(),
+        args.output.display()
+    ))
 }

@@ -217,6 +217,8 @@ fn output_file(common: &Common) -> PathBuf {
         .unwrap_or_else(|| common.pred_folder.join("summary.json"))
 }
 
+/// Scores the predictions against the references (pairs of files with `ending`, the
+/// references with `reference_suffix`) and writes the summary file.
 fn evaluate(
     common: &Common,
     reader: &dyn Reader,
@@ -322,6 +324,7 @@ fn print_summary(
     )
 }
 
+/// A Dice value to print; NaN with the reason `why_nan`.
 fn format_dice(dice: f64, why_nan: &str) -> String {
     if dice.is_nan() {
         format!("NaN ({why_nan})")

@@ -36,6 +36,7 @@ pub(crate) struct Args {
     not_strict: bool,
 }
 
+/// Runs `nnunet export-model`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let request = ExportRequest {
         results_folder: ctx.paths.results()?.to_path_buf(),

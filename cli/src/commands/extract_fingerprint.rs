@@ -36,6 +36,7 @@ pub(crate) struct Args {
     options: FingerprintOptions,
 }
 
+/// Runs `nnunet extract-fingerprint` for every dataset given.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     for dataset in &args.datasets {
         fingerprint_dataset(ctx, dataset, args.num_processes, &args.options)?;

@@ -21,6 +21,7 @@ pub(crate) struct Args {
     output: PathBuf,
 }
 
+/// Runs `nnunet import-torch-checkpoint`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if args.input.canonicalize().ok() == args.output.canonicalize().ok() && args.output.exists() {
         anyhow::bail!(

@@ -42,6 +42,7 @@ fn file_ending(file: &std::path::Path) -> String {
     }
 }
 
+/// What [`read`] gives: the shape, the properties and one statistics line per channel.
 type Summary = (Vec<usize>, ImageProperties, Vec<String>);
 
 /// Reads the files with `entry`'s reader: shape, properties and one statistics line per channel.
@@ -81,6 +82,7 @@ fn read(args: &Args, entry: &Entry<dyn Reader>) -> anyhow::Result<Summary> {
     Ok((image.data.shape().to_vec(), image.properties, stats))
 }
 
+/// Runs `nnunet info`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let first = &args.files[0];
     if args.files.len() == 1 && first.is_dir() {

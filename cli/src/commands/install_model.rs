@@ -19,6 +19,7 @@ pub(crate) struct Args {
     force: bool,
 }
 
+/// Runs `nnunet install-model`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let results = ctx.paths.results()?;
     std::fs::create_dir_all(results)

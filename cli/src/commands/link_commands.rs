@@ -17,6 +17,7 @@ pub(crate) struct Args {
     force: bool,
 }
 
+/// Runs `nnunet link-commands`.
 pub(crate) fn run(args: Args, cli: &clap::Command) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the path of this nnunet binary")?;
     std::fs::create_dir_all(&args.dir)

@@ -21,6 +21,7 @@ enum Kind {
     Architectures,
 }
 
+/// Name, description and origin of every entry of `registry`.
 fn rows<T: ?Sized>(registry: &Registry<T>) -> Vec<[String; 3]> {
     registry
         .entries()
@@ -28,6 +29,7 @@ fn rows<T: ?Sized>(registry: &Registry<T>) -> Vec<[String; 3]> {
         .collect()
 }
 
+/// Runs `nnunet list`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let r = &ctx.registries;
     let (kind, rows) = match args.kind {

@@ -79,18 +79,15 @@ pub(crate) fn spec(args: &Args) -> anyhow::Result<SyntheticSpec> {
     Ok(spec)
 }
 
+/// Runs `nnunet make-example-dataset`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let spec = spec(&args)?;
     let folder = write_synthetic_dataset(ctx.paths.raw()?, &spec)?;
-    let mut out = std::io::stdout().lock();
-    crate::output::line(
-        &mut out,
-        format_args!(
-            "wrote {} ({} training and {} test cases, {})",
-            folder.display(),
-            spec.cases,
-            spec.test_cases,
-            if spec.three_d { "3D NIfTI" } else { "2D PNG" }
-        ),
-    )
+    crate::output::say(format_args!(
+        "wrote {} ({} training and {} test cases, {})",
+        folder.display(),
+        spec.cases,
+        spec.test_cases,
+        if spec.three_d { "3D NIfTI" } else { "2D PNG" }
+    ))
 }

@@ -65,6 +65,7 @@ fn case_identifiers(ctx: &Context, name: &str, preprocessed: &Path) -> anyhow::R
     Ok(ids)
 }
 
+/// Runs `nnunet make-splits`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let name = ctx.paths.dataset_name(&args.dataset)?;
     let preprocessed = ctx.paths.preprocessed()?.join(&name);

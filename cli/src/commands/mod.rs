@@ -30,3 +30,15 @@ pub(crate) mod predict;
 pub(crate) mod preprocess;
 pub(crate) mod train;
 pub(crate) mod verify;
+
+use std::path::Path;
+
+use nnunet_preprocessing::plans::Plans;
+
+/// Reads the plans file `file`; a missing one is the error `<file>: no such plans file; <hint>`.
+pub(crate) fn read_plans_file(file: &Path, hint: std::fmt::Arguments<'_>) -> anyhow::Result<Plans> {
+    if !file.is_file() {
+        anyhow::bail!("{}: no such plans file; {hint}", file.display());
+    }
+    Ok(Plans::from_file(file)?)
+}

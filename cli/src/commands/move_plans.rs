@@ -6,9 +6,10 @@ use nnunet_core::json::write_json;
 use nnunet_dataset::DatasetJson;
 use nnunet_dataset::{choose_reader, training_cases};
 use nnunet_preprocessing::plans::Plans;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::Context;
+use crate::commands::read_plans_file;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -27,6 +28,42 @@ pub(crate) struct Args {
     target_plans: Option<String>,
 }
 
+/// The plans JSON of `plans` (named `source_plans`) moved to the dataset `target_name` as
+/// `target_plans`, read with the reader `reader_name`; a new plans name renames the data
+/// identifiers.
+fn moved_plans(
+    plans: &Plans,
+    target_name: &str,
+    source_plans: &str,
+    target_plans: &str,
+    reader_name: &str,
+) -> Map<String, Value> {
+    let mut json = plans.json().clone();
+    json.insert(
+        "dataset_name".into(),
+        Value::String(target_name.to_string()),
+    );
+    if target_plans != source_plans
+        && let Some(Value::Object(configs)) = json.get_mut("configurations")
+    {
+        for config in configs.values_mut() {
+            if let Some(Value::String(id)) = config.get_mut("data_identifier") {
+                *id = match id.strip_prefix(source_plans) {
+                    Some(rest) => format!("{target_plans}{rest}"),
+                    None => format!("{target_plans}_{id}"),
+                };
+            }
+        }
+    }
+    json.insert(
+        "image_reader_writer".into(),
+        Value::String(reader_name.to_string()),
+    );
+    json.insert("plans_name".into(), Value::String(target_plans.to_string()));
+    json
+}
+
+/// Runs `nnunet move-plans`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let source_name = ctx.paths.dataset_name(&args.source)?;
     let target_name = ctx.paths.dataset_name(&args.target)?;
@@ -35,14 +72,13 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         .preprocessed()?
         .join(&source_name)
         .join(format!("{}.json", args.source_plans));
-    if !source_file.is_file() {
-        anyhow::bail!(
-            "{}: no such plans file; plan the source dataset first (`nnunet plan -d {}`)",
-            source_file.display(),
+    let plans = read_plans_file(
+        &source_file,
+        format_args!(
+            "plan the source dataset first (`nnunet plan -d {}`)",
             args.source
-        );
-    }
-    let plans = Plans::from_file(&source_file)?;
+        ),
+    )?;
     let target_plans = args
         .target_plans
         .clone()
@@ -68,45 +104,26 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let example = cases.first().and_then(|c| c.images.first());
     let reader = choose_reader(&ctx.registries, &dataset_json, example.map(|p| p.as_path()))?;
 
-    let mut json = plans.json().clone();
-    json.insert("dataset_name".into(), Value::String(target_name.clone()));
-    if target_plans != args.source_plans
-        && let Some(Value::Object(configs)) = json.get_mut("configurations")
-    {
-        for config in configs.values_mut() {
-            if let Some(Value::String(id)) = config.get_mut("data_identifier") {
-                *id = match id.strip_prefix(args.source_plans.as_str()) {
-                    Some(rest) => format!("{target_plans}{rest}"),
-                    None => format!("{target_plans}_{id}"),
-                };
-            }
-        }
-    }
-    json.insert(
-        "image_reader_writer".into(),
-        Value::String(reader.name.clone()),
+    let json = moved_plans(
+        &plans,
+        &target_name,
+        &args.source_plans,
+        &target_plans,
+        &reader.name,
     );
-    json.insert("plans_name".into(), Value::String(target_plans.clone()));
     let out = ctx
         .paths
         .preprocessed()?
         .join(&target_name)
         .join(format!("{target_plans}.json"));
     write_json(&out, &Value::Object(json))?;
-    let mut stdout = std::io::stdout().lock();
-    crate::output::line(
-        &mut stdout,
-        format_args!(
-            "plans {} of {source_name} written for {target_name} to {}",
-            args.source_plans,
-            out.display()
-        ),
-    )?;
-    crate::output::line(
-        &mut stdout,
-        format_args!(
-            "next: nnunet preprocess -d {} -plans_name {target_plans}",
-            args.target
-        ),
-    )
+    crate::output::say(format_args!(
+        "plans {} of {source_name} written for {target_name} to {}",
+        args.source_plans,
+        out.display()
+    ))?;
+    crate::output::say(format_args!(
+        "next: nnunet preprocess -d {} -plans_name {target_plans}",
+        args.target
+    ))
 }

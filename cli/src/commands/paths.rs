@@ -9,6 +9,7 @@ pub(crate) struct Args {
     dataset: Option<String>,
 }
 
+/// Runs `nnunet paths`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let Some(dataset) = args.dataset else {
         for (var, path) in ctx.paths.all() {

@@ -47,6 +47,7 @@ pub(crate) struct Args {
     options: PlanOptions,
 }
 
+/// Runs `nnunet plan` for every dataset given.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     for dataset in &args.datasets {
         plan_dataset(ctx, dataset, &args.options)?;
@@ -135,6 +136,7 @@ pub(crate) fn plan_dataset(
     Ok(plans_name)
 }
 
+/// Reads a JSON file.
 fn read_json(path: &Path) -> anyhow::Result<Value> {
     let text =
         std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -142,6 +144,7 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
         .map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", path.display()))
 }
 
+/// Copies `from` to `to`, creating the folder of `to`.
 fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent)

@@ -24,6 +24,7 @@ pub(crate) struct Args {
     preprocess: preprocess::PreprocessOptions,
 }
 
+/// Runs `nnunet plan-and-preprocess`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     for dataset in &args.datasets {
         extract_fingerprint::fingerprint_dataset(

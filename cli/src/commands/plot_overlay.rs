@@ -146,6 +146,7 @@ pub(crate) fn known_ending(ctx: &Context, name: &str) -> Option<String> {
         .map(|e| name[name.len() - e.len()..].to_string())
 }
 
+/// The reader for `file` by its ending, and the ending.
 fn reader_for_file(ctx: &Context, file: &Path) -> anyhow::Result<(Box<dyn Reader>, String)> {
     let name = file
         .file_name()
@@ -161,6 +162,8 @@ fn reader_for_file(ctx: &Context, file: &Path) -> anyhow::Result<(Box<dyn Reader
     Ok((reader, ending))
 }
 
+/// Writes the overlay of `seg_file` on channel `-channel_idx` of `image_file` as the PNG
+/// `output`; returns the slice plotted.
 fn plot_case(
     reader: &dyn Reader,
     image_file: &Path,
@@ -230,27 +233,8 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             args.segmentations.clone().unwrap_or_default(),
         ),
     };
-    let mut out = std::io::stdout().lock();
     if segs.is_file() {
-        if !images.is_file() {
-            anyhow::bail!(
-                "{}: not a file (with a segmentation file, -i must be its image file)",
-                images.display()
-            );
-        }
-        let (reader, ending) = reader_for_file(ctx, &segs)?;
-        let output = if args.output.extension().is_some_and(|e| e == "png") {
-            args.output.clone()
-        } else {
-            let name = segs.file_name().unwrap_or_default().to_string_lossy();
-            let case = &name[..name.len() - ending.len()];
-            args.output.join(format!("{case}.png"))
-        };
-        let z = plot_case(reader.as_ref(), &images, &segs, &output, &args)?;
-        return crate::output::line(
-            &mut out,
-            format_args!("slice {z} written to {}", output.display()),
-        );
+        return plot_file(ctx, &images, &segs, &args);
     }
     if !segs.is_dir() {
         anyhow::bail!(
@@ -264,7 +248,33 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             images.display()
         );
     }
-    let mut seg_files: Vec<PathBuf> = std::fs::read_dir(&segs)
+    plot_folder(ctx, &images, &segs, &args)
+}
+
+/// Plots the one segmentation file `segs` over the image file `images` into `args.output` (a
+/// `.png` file, or a folder that gets `CASE.png`).
+fn plot_file(ctx: &Context, images: &Path, segs: &Path, args: &Args) -> anyhow::Result<()> {
+    if !images.is_file() {
+        anyhow::bail!(
+            "{}: not a file (with a segmentation file, -i must be its image file)",
+            images.display()
+        );
+    }
+    let (reader, ending) = reader_for_file(ctx, segs)?;
+    let output = if args.output.extension().is_some_and(|e| e == "png") {
+        args.output.clone()
+    } else {
+        let name = segs.file_name().unwrap_or_default().to_string_lossy();
+        let case = &name[..name.len() - ending.len()];
+        args.output.join(format!("{case}.png"))
+    };
+    let z = plot_case(reader.as_ref(), images, segs, &output, args)?;
+    crate::output::say(format_args!("slice {z} written to {}", output.display()))
+}
+
+/// The files of the folder `segs` with a known file ending, sorted; none is an error.
+fn segmentation_files(ctx: &Context, segs: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut seg_files: Vec<PathBuf> = std::fs::read_dir(segs)
         .with_context(|| format!("{}: cannot read the folder", segs.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file())
@@ -279,6 +289,13 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             segs.display()
         );
     }
+    Ok(seg_files)
+}
+
+/// Plots every segmentation of the folder `segs` over its image in `images` (`CASE_XXXX.ending`
+/// with `-channel_idx`, or the same file name) into `args.output/CASE.png`.
+fn plot_folder(ctx: &Context, images: &Path, segs: &Path, args: &Args) -> anyhow::Result<()> {
+    let seg_files = segmentation_files(ctx, segs)?;
     let (reader, _) = reader_for_file(ctx, &seg_files[0])?;
     let bar = crate::progress::bar(seg_files.len(), "plotting");
     for seg_file in &seg_files {
@@ -304,7 +321,7 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         // The channel is the file itself here.
         let single = Args {
             channel_idx: 0,
-            ..clone_args(&args)
+            ..clone_args(args)
         };
         plot_case(
             reader.as_ref(),
@@ -316,16 +333,14 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    crate::output::line(
-        &mut out,
-        format_args!(
-            "{} overlay(s) written to {}",
-            seg_files.len(),
-            args.output.display()
-        ),
-    )
+    crate::output::say(format_args!(
+        "{} overlay(s) written to {}",
+        seg_files.len(),
+        args.output.display()
+    ))
 }
 
+/// A copy of `a` (clap's `Args` derives no `Clone`).
 fn clone_args(a: &Args) -> Args {
     Args {
         images: a.images.clone(),

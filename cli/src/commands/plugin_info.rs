@@ -11,6 +11,7 @@ pub(crate) struct Args {
     library: PathBuf,
 }
 
+/// Runs `nnunet plugin-info`.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let info = plugin::inspect(&args.library)?;
     let host = DescriptorInfo::host();

@@ -146,13 +146,9 @@ pub(crate) fn run_apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
         &dataset_json.file_ending,
         threads(args.num_processes)?,
     )?;
-    let mut out = std::io::stdout().lock();
-    crate::output::line(
-        &mut out,
-        format_args!(
-            "{n} segmentation(s) postprocessed ({} step(s)) into {}",
-            postprocessing.steps.len(),
-            args.output.display()
-        ),
-    )
+    crate::output::say(format_args!(
+        "{n} segmentation(s) postprocessed ({} step(s)) into {}",
+        postprocessing.steps.len(),
+        args.output.display()
+    ))
 }

@@ -24,8 +24,7 @@ use std::time::Instant;
 use nnunet_core::device::{device_from_name, set_cpu_threads, set_precision};
 use nnunet_evaluation::model_selection::TrainedModel;
 use nnunet_inference::predictor::{
-    CaseInput, FileOutputOptions, Predictor, PredictorSettings, case_is_predicted,
-    with_previous_stage, with_regions_of_interest,
+    FileOutputOptions, FolderCases, FolderSelection, Predictor, PredictorSettings,
 };
 use nnunet_preprocessing::plans::Plans;
 use nnunet_training::splits::Fold;
@@ -196,6 +195,7 @@ fn trained_models(dataset_folder: &Path) -> Vec<String> {
     models
 }
 
+/// The trained models for an error message (nothing when there are none).
 fn trained_models_text(models: &[String]) -> String {
     if models.is_empty() {
         String::new()
@@ -233,26 +233,6 @@ fn configurations_of_plans(
         .map(|p| p.configuration_names())
 }
 
-/// Every `part_id`-th case of `num_parts`, as nnU-Net's `[part_id::num_parts]`.
-pub(crate) fn part_of(cases: Vec<CaseInput>, num_parts: usize, part_id: usize) -> Vec<CaseInput> {
-    cases
-        .into_iter()
-        .skip(part_id)
-        .step_by(num_parts.max(1))
-        .collect()
-}
-
-fn copy_model_file(model_folder: &Path, output: &Path, name: &str) -> anyhow::Result<()> {
-    let from = model_folder.join(name);
-    let to = output.join(name);
-    if from == to {
-        return Ok(());
-    }
-    std::fs::copy(&from, &to)
-        .map_err(|e| anyhow::anyhow!("cannot copy {} to {}: {e}", from.display(), to.display()))?;
-    Ok(())
-}
-
 /// What [`predict_folder`] predicts and how.
 pub(crate) struct FolderJob<'a> {
     /// The input folder (`CASE_XXXX.ending`).
@@ -261,20 +241,12 @@ pub(crate) struct FolderJob<'a> {
     pub output: &'a Path,
     /// What is written besides the segmentations.
     pub options: FileOutputOptions,
-    /// Number of separate calls sharing the cases (`-num_parts`).
-    pub num_parts: usize,
-    /// Which of them this is, from 0 (`-part_id`).
-    pub part_id: usize,
-    /// Skip cases whose outputs exist.
-    pub continue_prediction: bool,
+    /// Which cases are predicted, and what comes with them.
+    pub selection: FolderSelection<'a>,
     /// Show a progress bar (on a terminal).
     pub show_progress: bool,
     /// Print each case as it is written.
     pub verbose: bool,
-    /// A cascade stage's previous-stage predictions.
-    pub previous_stage: Option<&'a Path>,
-    /// Regions of interest (`DIR/CASE.ending`).
-    pub roi_folder: Option<&'a Path>,
 }
 
 /// What [`predict_folder`] did.
@@ -291,48 +263,20 @@ pub(crate) fn predict_folder(
     predictor: &Predictor,
     job: &FolderJob<'_>,
 ) -> anyhow::Result<FolderReport> {
-    let (input, output) = (job.input, job.output);
-    if !input.is_dir() {
-        anyhow::bail!("{}: no such input folder", input.display());
-    }
-    let ending = predictor.file_ending().to_string();
-    let all = predictor.input_cases(input, output)?;
-    if all.is_empty() {
-        anyhow::bail!(
-            "{}: no input images; nnU-Net names them CASE_0000{ending} (one file per channel, \
-             the model's file ending {ending}); `nnunet convert-images -i DIR -o OUT` names \
-             images so",
-            input.display()
-        );
-    }
-    let total = all.len();
-    let mut mine = part_of(all, job.num_parts, job.part_id);
-    if let Some(folder) = job.previous_stage {
-        mine = with_previous_stage(mine, folder, &ending)?;
-    }
-    if let Some(folder) = job.roi_folder {
-        mine = with_regions_of_interest(mine, folder, &ending)?;
-    }
-    std::fs::create_dir_all(output).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
-    for name in ["dataset.json", "plans.json"] {
-        copy_model_file(predictor.model_folder(), output, name)?;
-    }
-    let mine_count = mine.len();
-    let todo: Vec<CaseInput> = if job.continue_prediction {
-        mine.into_iter()
-            .filter(|c| !case_is_predicted(c, &ending, job.options.save_probabilities))
-            .collect()
-    } else {
-        mine
-    };
+    let (input, output, selection) = (job.input, job.output, &job.selection);
+    let FolderCases {
+        total,
+        in_part,
+        todo,
+    } = predictor.folder_cases(input, output, selection, &job.options)?;
     eprintln!(
-        "{total} case(s) in {}; part {} of {}: {mine_count}; to predict: {}{}",
+        "{total} case(s) in {}; part {} of {}: {in_part}; to predict: {}{}",
         input.display(),
-        job.part_id,
-        job.num_parts,
+        selection.part_id,
+        selection.num_parts,
         todo.len(),
-        if job.continue_prediction && todo.len() < mine_count {
-            format!(" ({} already predicted)", mine_count - todo.len())
+        if selection.continue_prediction && todo.len() < in_part {
+            format!(" ({} already predicted)", in_part - todo.len())
         } else {
             String::new()
         }
@@ -367,7 +311,8 @@ pub(crate) fn predict_folder(
     Ok(report)
 }
 
-pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+/// Checks `-num_parts` and `-part_id`.
+fn check_parts(args: &Args) -> anyhow::Result<()> {
     if args.num_parts == 0 {
         anyhow::bail!("-num_parts must be at least 1");
     }
@@ -378,6 +323,38 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             args.num_parts
         );
     }
+    Ok(())
+}
+
+/// What the model and its previous stage (for a cascade) are loaded with.
+struct Loading<'a> {
+    /// The folds to average.
+    folds: &'a [Fold],
+    /// The checkpoint name (`-chk`).
+    checkpoint: &'a str,
+    /// Where the networks live.
+    device: &'a nnunet_core::burn::tensor::Device,
+    /// Step size and mirroring.
+    settings: &'a PredictorSettings,
+}
+
+impl Loading<'_> {
+    /// Loads the predictor of `model`.
+    fn predictor(&self, ctx: &Context, model: &Path) -> anyhow::Result<Predictor> {
+        Ok(Predictor::from_model_folder(
+            &ctx.registries,
+            model,
+            self.folds,
+            self.checkpoint,
+            self.device,
+            self.settings,
+        )?)
+    }
+}
+
+/// Runs `nnunet predict`.
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    check_parts(&args)?;
     if let Some(threads) = args.threads {
         set_cpu_threads(threads)?;
     }
@@ -395,14 +372,13 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         use_mirroring: !args.disable_tta,
         ..Default::default()
     };
-    let predictor = Predictor::from_model_folder(
-        &ctx.registries,
-        &model,
-        &folds,
-        &args.checkpoint,
-        &device,
-        &settings,
-    )?;
+    let loading = Loading {
+        folds: &folds,
+        checkpoint: &args.checkpoint,
+        device: &device,
+        settings: &settings,
+    };
+    let predictor = loading.predictor(ctx, &model)?;
     let _ = (args.npp, args.nps, args.not_on_device);
     eprintln!("computing in {precision}");
     if args.dicom {
@@ -411,76 +387,8 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         }
         return crate::commands::convert_dicom::predict(&predictor, &args.input, &args.output);
     }
-    let show_progress = !args.disable_progress_bar;
-    // A cascade stage's input: the given previous-stage predictions, or those of the previous
-    // stage's model, predicted now into a temporary folder in OUT.
-    let mut _previous_stage_output = None;
-    let previous_stage: Option<PathBuf> = match (
-        predictor.previous_stage(),
-        &args.prev_stage_predictions,
-    ) {
-        (None, given) => {
-            if given.is_some() {
-                eprintln!(
-                    "note: -prev_stage_predictions is only used by cascade configurations; '{}' \
-                     is not one, so it is ignored",
-                    predictor.configuration().name
-                );
-            }
-            None
-        }
-        (Some(_), Some(folder)) => {
-            if !folder.is_dir() {
-                anyhow::bail!(
-                    "{}: no such folder (-prev_stage_predictions: the previous stage's \
-                     predictions of the input cases)",
-                    folder.display()
-                );
-            }
-            Some(folder.clone())
-        }
-        (Some(previous), None) => {
-            let previous_model = previous_stage_model(&given_model, previous)?;
-            eprintln!(
-                "cascade: predicting the previous stage '{previous}' first with {} (give \
-                 -prev_stage_predictions to use predictions you have)",
-                previous_model.display()
-            );
-            let (previous_model, _converted_previous) = usable_model_folder(ctx, &previous_model)?;
-            let previous_predictor = Predictor::from_model_folder(
-                &ctx.registries,
-                &previous_model,
-                &folds,
-                &args.checkpoint,
-                &device,
-                &settings,
-            )?;
-            std::fs::create_dir_all(&args.output)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
-            let dir = tempfile::Builder::new()
-                .prefix(&format!(".prev_stage_{previous}_"))
-                .tempdir_in(&args.output)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
-            predict_folder(
-                &previous_predictor,
-                &FolderJob {
-                    input: &args.input,
-                    output: dir.path(),
-                    options: FileOutputOptions::default(),
-                    num_parts: args.num_parts,
-                    part_id: args.part_id,
-                    continue_prediction: false,
-                    show_progress,
-                    verbose: args.verbose,
-                    previous_stage: None,
-                    roi_folder: None,
-                },
-            )?;
-            let path = dir.path().to_path_buf();
-            _previous_stage_output = Some(dir);
-            Some(path)
-        }
-    };
+    let (previous_stage, _previous_stage_output) =
+        previous_stage_input(ctx, &args, &predictor, &given_model, &loading)?;
     eprintln!(
         "model {} (configuration {}, folds {}), {}",
         model.display(),
@@ -506,16 +414,97 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                 save_probabilities: args.save_probabilities,
                 visible_labels: args.visible_labels,
             },
-            num_parts: args.num_parts,
-            part_id: args.part_id,
-            continue_prediction: args.continue_prediction,
-            show_progress,
+            selection: FolderSelection {
+                num_parts: args.num_parts,
+                part_id: args.part_id,
+                continue_prediction: args.continue_prediction,
+                previous_stage: previous_stage.as_deref(),
+                roi_folder: args.roi_dir.as_deref(),
+            },
+            show_progress: !args.disable_progress_bar,
             verbose: args.verbose,
-            previous_stage: previous_stage.as_deref(),
-            roi_folder: args.roi_dir.as_deref(),
         },
     )?;
     Ok(())
+}
+
+/// A cascade stage's input: the given previous-stage predictions, or those of the previous
+/// stage's model, predicted now into a temporary folder in OUT (returned with the folder's guard).
+/// `None` for a model that is not a cascade stage.
+fn previous_stage_input(
+    ctx: &Context,
+    args: &Args,
+    predictor: &Predictor,
+    given_model: &Path,
+    loading: &Loading<'_>,
+) -> anyhow::Result<(Option<PathBuf>, Option<tempfile::TempDir>)> {
+    match (predictor.previous_stage(), &args.prev_stage_predictions) {
+        (None, given) => {
+            if given.is_some() {
+                eprintln!(
+                    "note: -prev_stage_predictions is only used by cascade configurations; '{}' \
+                     is not one, so it is ignored",
+                    predictor.configuration().name
+                );
+            }
+            Ok((None, None))
+        }
+        (Some(_), Some(folder)) => {
+            if !folder.is_dir() {
+                anyhow::bail!(
+                    "{}: no such folder (-prev_stage_predictions: the previous stage's \
+                     predictions of the input cases)",
+                    folder.display()
+                );
+            }
+            Ok((Some(folder.clone()), None))
+        }
+        (Some(previous), None) => {
+            let dir = predict_previous_stage(ctx, args, given_model, previous, loading)?;
+            Ok((Some(dir.path().to_path_buf()), Some(dir)))
+        }
+    }
+}
+
+/// Predicts the input cases with the cascade's previous stage `previous` (the model next to
+/// `given_model`) into a new temporary folder in OUT.
+fn predict_previous_stage(
+    ctx: &Context,
+    args: &Args,
+    given_model: &Path,
+    previous: &str,
+    loading: &Loading<'_>,
+) -> anyhow::Result<tempfile::TempDir> {
+    let previous_model = previous_stage_model(given_model, previous)?;
+    eprintln!(
+        "cascade: predicting the previous stage '{previous}' first with {} (give \
+         -prev_stage_predictions to use predictions you have)",
+        previous_model.display()
+    );
+    let (previous_model, _converted_previous) = usable_model_folder(ctx, &previous_model)?;
+    let previous_predictor = loading.predictor(ctx, &previous_model)?;
+    std::fs::create_dir_all(&args.output)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!(".prev_stage_{previous}_"))
+        .tempdir_in(&args.output)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
+    predict_folder(
+        &previous_predictor,
+        &FolderJob {
+            input: &args.input,
+            output: dir.path(),
+            options: FileOutputOptions::default(),
+            selection: FolderSelection {
+                num_parts: args.num_parts,
+                part_id: args.part_id,
+                ..Default::default()
+            },
+            show_progress: !args.disable_progress_bar,
+            verbose: args.verbose,
+        },
+    )?;
+    Ok(dir)
 }
 
 /// `model` itself, or for an nnunetv2 model folder (checkpoint_*.pth) our conversion of it in a

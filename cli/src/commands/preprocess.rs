@@ -3,12 +3,15 @@
 //! into `nnUNet_preprocessed/<dataset>/<data_identifier>/`. A re-run keeps the cases an earlier
 //! (possibly interrupted) run finished with the same inputs and settings.
 
+use std::path::Path;
+
 use nnunet_dataset::DatasetJson;
 use nnunet_dataset::training_cases;
 use nnunet_preprocessing::plans::Plans;
 use nnunet_preprocessing::preprocess_dataset;
 
 use crate::Context;
+use crate::commands::read_plans_file;
 
 /// Preprocessing options, shared with `plan-and-preprocess`.
 #[derive(clap::Args, Debug, Clone)]
@@ -34,6 +37,7 @@ pub(crate) struct Args {
     options: PreprocessOptions,
 }
 
+/// Runs `nnunet preprocess` for every dataset given.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     for dataset in &args.datasets {
         preprocess(ctx, dataset, &args.plans_name, &args.options)?;
@@ -52,18 +56,17 @@ pub(crate) fn preprocess(
     let raw = ctx.paths.raw()?.join(&name);
     let preprocessed = ctx.paths.preprocessed()?.join(&name);
     let plans_file = preprocessed.join(format!("{plans_name}.json"));
-    if !plans_file.is_file() {
-        anyhow::bail!(
-            "{}: no such plans file; run `nnunet plan -d {dataset}` first{}",
-            plans_file.display(),
+    let plans = read_plans_file(
+        &plans_file,
+        format_args!(
+            "run `nnunet plan -d {dataset}` first{}",
             if plans_name == "nnUNetPlans" {
                 String::new()
             } else {
                 format!(" (with the planner that writes {plans_name})")
             }
-        );
-    }
-    let plans = Plans::from_file(&plans_file)?;
+        ),
+    )?;
     let dataset_json = DatasetJson::from_file(&raw.join("dataset.json"))?;
     let reader = ctx
         .registries
@@ -79,6 +82,14 @@ pub(crate) fn preprocess(
     }
     let default_np = std::thread::available_parallelism().map_or(1, |n| n.get());
     let known = plans.configuration_names();
+    let data = Dataset {
+        name: &name,
+        raw: &raw,
+        preprocessed: &preprocessed,
+        dataset_json: &dataset_json,
+        reader: reader.as_ref(),
+        plans: &plans,
+    };
     let mut out = std::io::stdout().lock();
     for (i, config_name) in options.configurations.iter().enumerate() {
         if !known.contains(config_name) {
@@ -91,43 +102,71 @@ pub(crate) fn preprocess(
             )?;
             continue;
         }
-        let configuration = plans.configuration(config_name)?;
-        let folder = preprocessed.join(configuration.data_identifier()?);
         let num_processes = match n.len() {
             0 => default_np,
             1 => n[0],
             _ => n[i],
         };
-        let cases = training_cases(&raw, &dataset_json)?.len();
-        let bar = crate::progress::bar(cases, &format!("{name} {config_name}"));
-        let summary = preprocess_dataset(
-            &raw,
-            &dataset_json,
-            reader.as_ref(),
-            &plans,
-            &configuration,
-            &folder,
-            num_processes,
-            &|| bar.inc(1),
-        );
-        bar.finish_and_clear();
-        let summary = summary?;
-        crate::output::line(
-            &mut out,
-            format_args!(
-                "{name} {config_name}: {} cases preprocessed{} into {}",
-                summary.written,
-                if summary.reused > 0 {
-                    format!(", {} kept from an earlier run", summary.reused)
-                } else {
-                    String::new()
-                },
-                summary.folder.display()
-            ),
-        )?;
+        preprocess_configuration(&data, config_name, num_processes, &mut out)?;
     }
     copy_ground_truth(&raw, &dataset_json, reader.as_ref(), &preprocessed)?;
     Ok(())
+}
+
+/// A dataset being preprocessed.
+struct Dataset<'a> {
+    /// The dataset's folder name.
+    name: &'a str,
+    /// Its raw folder.
+    raw: &'a Path,
+    /// Its preprocessed folder.
+    preprocessed: &'a Path,
+    /// Its `dataset.json`.
+    dataset_json: &'a DatasetJson,
+    /// The reader the plans name.
+    reader: &'a dyn nnunet_core::Reader,
+    /// The plans.
+    plans: &'a Plans,
+}
+
+/// Preprocesses the training cases for the configuration `config_name` with `num_processes`
+/// threads, with a progress bar, and says what was written.
+fn preprocess_configuration(
+    data: &Dataset<'_>,
+    config_name: &str,
+    num_processes: usize,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    let name = data.name;
+    let configuration = data.plans.configuration(config_name)?;
+    let folder = data.preprocessed.join(configuration.data_identifier()?);
+    let cases = training_cases(data.raw, data.dataset_json)?.len();
+    let bar = crate::progress::bar(cases, &format!("{name} {config_name}"));
+    let summary = preprocess_dataset(
+        data.raw,
+        data.dataset_json,
+        data.reader,
+        data.plans,
+        &configuration,
+        &folder,
+        num_processes,
+        &|| bar.inc(1),
+    );
+    bar.finish_and_clear();
+    let summary = summary?;
+    crate::output::line(
+        out,
+        format_args!(
+            "{name} {config_name}: {} cases preprocessed{} into {}",
+            summary.written,
+            if summary.reused > 0 {
+                format!(", {} kept from an earlier run", summary.reused)
+            } else {
+                String::new()
+            },
+            summary.folder.display()
+        ),
+    )
 }
 
 /// Copies the raw label maps (with the data files of detached headers) to `gt_segmentations/`

@@ -14,13 +14,17 @@
 //! `--checkpoint-minutes` (default 10) of training, so that a killed run continues with `--c`
 //! from minutes ago.
 
+use std::path::Path;
+
+use nnunet_core::burn::tensor::Device;
 use nnunet_core::device::{device_from_name, set_cpu_threads, set_precision};
 use nnunet_trainers::setup::{RunRequest, ScheduleOverrides, prepare_run};
 use nnunet_trainers::validation::validate_fold;
-use nnunet_training::run::checkpoint_path;
+use nnunet_training::run::{RunState, TrainingRun, checkpoint_path};
 use nnunet_training::splits::{Fold, read_splits};
 
 use crate::Context;
+use crate::output::say;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -122,11 +126,7 @@ fn schedule_text(settings: &nnunet_core::TrainerSettings, args: &Args, continued
     )
 }
 
-/// One line on stdout; a closed stdout (`| head`) does not stop the training.
-fn say(text: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
-    crate::output::line(&mut std::io::stdout().lock(), text)
-}
-
+/// The schedule changes of `args` (`--epochs`, `--iterations-per-epoch`, …).
 fn overrides(args: &Args) -> ScheduleOverrides {
     ScheduleOverrides {
         epochs: args.epochs,
@@ -153,28 +153,22 @@ fn random_split_note(splits_file: &std::path::Path, fold: Fold) -> anyhow::Resul
     }))
 }
 
-pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    if args.num_gpus != 1 {
-        anyhow::bail!(
-            "-num_gpus {}: training on several GPUs is not supported; train with one",
-            args.num_gpus
-        );
-    }
-    if let Some(threads) = args.threads {
-        set_cpu_threads(threads)?;
-    }
-    let device = device_from_name(&args.device)?;
-    let precision = set_precision(&args.precision, &device)?;
-    let name = ctx.paths.dataset_name(&args.dataset)?;
-    let fold = Fold::parse(&args.fold)?;
-    let request = RunRequest {
-        preprocessed_folder: ctx.paths.preprocessed()?.join(&name),
-        results_folder: ctx.paths.results()?.join(&name),
+/// The training run that `args` asks for, of the dataset `name`.
+fn run_request(
+    ctx: &Context,
+    args: &Args,
+    name: &str,
+    fold: Fold,
+    device: Device,
+) -> anyhow::Result<RunRequest> {
+    Ok(RunRequest {
+        preprocessed_folder: ctx.paths.preprocessed()?.join(name),
+        results_folder: ctx.paths.results()?.join(name),
         configuration: args.configuration.clone(),
         fold,
         trainer: args.trainer.clone(),
         plans_identifier: args.plans.clone(),
-        overrides: overrides(&args),
+        overrides: overrides(args),
         continue_training: args.continue_training || args.validation_only,
         pretrained_weights: args.pretrained_weights.clone(),
         device,
@@ -184,13 +178,31 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         checkpoint_interval: Some(std::time::Duration::from_secs_f64(
             args.checkpoint_minutes * 60.0,
         )),
-    };
+    })
+}
+
+/// Runs `nnunet train`.
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    if args.num_gpus != 1 {
+        anyhow::bail!(
+            "-num_gpus {}: training on several GPUs is not supported; train with one",
+            args.num_gpus
+        );
+    }
     if !(args.checkpoint_minutes >= 0.0 && args.checkpoint_minutes.is_finite()) {
         anyhow::bail!(
             "--checkpoint-minutes must be a number of minutes, 0 or more (got {})",
             args.checkpoint_minutes
         );
     }
+    if let Some(threads) = args.threads {
+        set_cpu_threads(threads)?;
+    }
+    let device = device_from_name(&args.device)?;
+    let precision = set_precision(&args.precision, &device)?;
+    let name = ctx.paths.dataset_name(&args.dataset)?;
+    let fold = Fold::parse(&args.fold)?;
+    let request = run_request(ctx, &args, &name, fold, device)?;
     if args.continue_training && args.pretrained_weights.is_some() {
         anyhow::bail!(
             "--c and -pretrained_weights exclude each other: a continued run has its own weights"
@@ -214,45 +226,54 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     {
         say(format_args!("{note}"))?;
     }
-    if !args.validation_only {
-        say(format_args!(
-            "{}",
-            schedule_text(&run.settings, &args, state.epoch > 0)
-        ))?;
-        if state.epoch > 0 {
-            say(format_args!("continuing from epoch {}", state.epoch))?;
-        }
-        let summary = run.train(state, args.stop_after)?;
-        if !summary.finished {
-            say(format_args!(
-                "stopped after epoch {} of {}; continue with --c",
-                summary.epochs_completed, run.settings.num_epochs
-            ))?;
-            return Ok(());
-        }
-        if let Some(best) = summary.best_ema {
-            say(format_args!(
-                "training done: {} epochs, best EMA pseudo Dice {best:.4}, {:.2} iterations/s",
-                summary.epochs_completed, summary.iterations_per_second
-            ))?;
-        }
-        if run.settings.benchmark.is_some() || run.settings.disable_checkpointing {
-            return Ok(());
-        }
+    if !args.validation_only && !train(&mut run, state, &args)? {
+        return Ok(());
     }
+    validate(ctx, &request, &output, &args)
+}
+
+/// Trains the fold from `state`, saying how it goes; returns whether the fold is to be validated
+/// (not after a stop, a benchmark or a run without checkpoints).
+fn train(run: &mut TrainingRun, state: RunState, args: &Args) -> anyhow::Result<bool> {
+    say(format_args!(
+        "{}",
+        schedule_text(&run.settings, args, state.epoch > 0)
+    ))?;
+    if state.epoch > 0 {
+        say(format_args!("continuing from epoch {}", state.epoch))?;
+    }
+    let summary = run.train(state, args.stop_after)?;
+    if !summary.finished {
+        say(format_args!(
+            "stopped after epoch {} of {}; continue with --c",
+            summary.epochs_completed, run.settings.num_epochs
+        ))?;
+        return Ok(false);
+    }
+    if let Some(best) = summary.best_ema {
+        say(format_args!(
+            "training done: {} epochs, best EMA pseudo Dice {best:.4}, {:.2} iterations/s",
+            summary.epochs_completed, summary.iterations_per_second
+        ))?;
+    }
+    Ok(!(run.settings.benchmark.is_some() || run.settings.disable_checkpointing))
+}
+
+/// Validates the fold in `output` with checkpoint_final (or checkpoint_best with `--val-best`).
+fn validate(ctx: &Context, request: &RunRequest, output: &Path, args: &Args) -> anyhow::Result<()> {
     let which = if args.val_best {
         "checkpoint_best"
     } else {
         "checkpoint_final"
     };
-    let checkpoint = checkpoint_path(&output, which);
+    let checkpoint = checkpoint_path(output, which);
     if !checkpoint.is_file() {
         anyhow::bail!(
             "{}: not found; train the fold to the end first (or use --val_best)",
             checkpoint.display()
         );
     }
-    let result = validate_fold(&ctx.registries, &request, &checkpoint, args.npz)?;
+    let result = validate_fold(&ctx.registries, request, &checkpoint, args.npz)?;
     say(format_args!(
         "validation of {} cases: mean foreground Dice {:.4} ({})",
         result.cases,

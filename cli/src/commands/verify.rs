@@ -48,6 +48,7 @@ impl Progress {
     }
 }
 
+/// Runs `nnunet verify`.
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let (dataset, dicom) = (args.dataset, args.dicom);
     let Some(dataset) = dataset else {

@@ -133,6 +133,8 @@ fn neighbourhood_max(x: Tensor<5>, axis: usize) -> Tensor<5> {
     x.max_pair(previous).max_pair(next)
 }
 
+/// Registers the plugin's trainer with the host; called by the entry point that
+/// [`nnunet_api::export_plugin!`] generates.
 fn register(registrar: &mut PluginRegistrar<'_>) -> Result<()> {
     registrar.trainer(
         "nnUNetTrainerClDice",
@@ -148,6 +150,7 @@ mod tests {
     use super::*;
     use nnunet_api::burn::tensor::{Device, TensorData};
 
+    /// A one-channel 2D map `[1, 1, 1, h, w]` of `rows`: 1 at `#`, 0 elsewhere.
     fn image(rows: &[&str], device: &Device) -> Tensor<5> {
         let (h, w) = (rows.len(), rows[0].len());
         let values: Vec<f32> = rows
@@ -157,8 +160,20 @@ mod tests {
         Tensor::from_data(TensorData::new(values, [1, 1, 1, h, w]), device)
     }
 
+    /// The values of `t` in row-major order.
     fn values(t: Tensor<5>) -> Vec<f32> {
         t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Confident two-class logits `[1, 2, 1, h, w]`: foreground at the `#` of `rows`.
+    fn logits(rows: &[&str], device: &Device) -> Tensor<5> {
+        Tensor::cat(
+            vec![
+                image(rows, device).neg().add_scalar(1.0),
+                image(rows, device),
+            ],
+            1,
+        ) * 20.0
     }
 
     #[test]
@@ -186,21 +201,8 @@ mod tests {
         let device = Device::flex();
         let rows = [".....", "#####", "....."];
         let labels = image(&rows, &device).int();
-        let perfect = Tensor::cat(
-            vec![
-                image(&rows, &device).neg().add_scalar(1.0),
-                image(&rows, &device),
-            ],
-            1,
-        ) * 20.0;
-        let broken_rows = [".....", "##.##", "....."];
-        let broken = Tensor::cat(
-            vec![
-                image(&broken_rows, &device).neg().add_scalar(1.0),
-                image(&broken_rows, &device),
-            ],
-            1,
-        ) * 20.0;
+        let perfect = logits(&rows, &device);
+        let broken = logits(&[".....", "##.##", "....."], &device);
         let good = scalar(&soft_cldice(perfect, labels.clone(), 3));
         let bad = scalar(&soft_cldice(broken, labels, 3));
         assert!(good < 1e-3, "{good}");

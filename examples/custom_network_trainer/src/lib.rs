@@ -36,6 +36,7 @@ struct Unit {
 }
 
 impl Unit {
+    /// A unit from `channels[0]` to `channels[1]` feature maps with the given `stride`.
     fn new(channels: [usize; 2], stride: usize, device: &Device) -> Self {
         Self {
             conv: Conv2dConfig::new(channels, [3, 3])
@@ -46,6 +47,7 @@ impl Unit {
         }
     }
 
+    /// Convolution, normalisation and activation of `x` `[b, c, y, x]`.
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         leaky_relu(self.norm.forward(self.conv.forward(x)), SLOPE)
     }
@@ -60,6 +62,7 @@ struct ResidualBlock {
 }
 
 impl ResidualBlock {
+    /// A block from `channels[0]` to `channels[1]` feature maps; the first unit has `stride`.
     fn new(channels: [usize; 2], stride: usize, device: &Device) -> Self {
         let shortcut = (stride != 1 || channels[0] != channels[1]).then(|| {
             Conv2dConfig::new(channels, [1, 1])
@@ -73,6 +76,7 @@ impl ResidualBlock {
         }
     }
 
+    /// Both units of `x` plus the shortcut, activated.
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let skip = match &self.shortcut {
             Some(conv) => conv.forward(x.clone()),
@@ -126,6 +130,7 @@ impl ResidualUNet {
         }
     }
 
+    /// Logits `[b, classes, y, x]` of a batch of 2D images `[b, input, y, x]`.
     fn forward_2d(&self, x: Tensor<4>) -> Tensor<4> {
         let mut skips = Vec::new();
         let mut x = x;
@@ -178,6 +183,8 @@ impl Trainer for ResidualUNetTrainer {
     }
 }
 
+/// Registers the plugin's trainer with the host; called by the entry point that
+/// [`nnunet_api::export_plugin!`] generates.
 fn register(registrar: &mut PluginRegistrar<'_>) -> Result<()> {
     registrar.trainer(
         "ResidualUNetTrainer",

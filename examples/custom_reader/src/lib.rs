@@ -37,6 +37,7 @@ fn side_file(file: &Path, is_image: bool) -> PathBuf {
     file.with_file_name(format!("{case}.json"))
 }
 
+/// The spacing `[z, y, x]` from the side file of `file`; `[1, 1, 1]` when there is none.
 fn read_spacing(file: &Path, is_image: bool) -> Result<[f64; 3]> {
     let json = side_file(file, is_image);
     let text = match std::fs::read_to_string(&json) {
@@ -62,6 +63,7 @@ fn read_spacing(file: &Path, is_image: bool) -> Result<[f64; 3]> {
 
 /// Reads a `.npy` array of any numeric type as `f64`, shaped `[z, y, x]`.
 fn read_volume(file: &Path) -> Result<Array3<f64>> {
+    /// The array when `file` holds elements of type `T`, `None` when it holds another type.
     fn try_read<T: ndarray_npy::ReadableElement + Copy + Into<f64>>(
         file: &Path,
     ) -> Result<Option<ArrayD<f64>>> {
@@ -111,12 +113,14 @@ fn read_volume(file: &Path) -> Result<Array3<f64>> {
     }
 }
 
+/// Writes the spacing of `properties` into the side file of `file`.
 fn write_json_spacing(file: &Path, is_image: bool, properties: &ImageProperties) -> Result<()> {
     let json = side_file(file, is_image);
     let text = serde_json::json!({ "spacing": properties.spacing }).to_string();
     std::fs::write(&json, text).map_err(|e| Error::io(&json, e))
 }
 
+/// Writes `array` to `file` in `.npy` format.
 fn write_npy<A: WriteNpyExt>(array: &A, file: &Path) -> Result<()> {
     let handle = File::create(file).map_err(|e| Error::io(file, e))?;
     array
@@ -211,6 +215,8 @@ impl Reader for NpyIO {
     }
 }
 
+/// Registers the plugin's reader with the host; called by the entry point that
+/// [`nnunet_api::export_plugin!`] generates.
 fn register(registrar: &mut PluginRegistrar<'_>) -> Result<()> {
     registrar.reader(
         "NpyIO",

@@ -22,6 +22,8 @@ impl Trainer for MyTrainer {
     }
 }
 
+/// Registers the plugin's trainer with the host; called by the entry point that
+/// [`nnunet_api::export_plugin!`] generates.
 fn register(registrar: &mut PluginRegistrar<'_>) -> Result<()> {
     registrar.trainer(
         "MyTrainer_lr3e-3_300epochs",

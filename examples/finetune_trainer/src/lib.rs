@@ -43,6 +43,8 @@ impl Trainer for FinetuneTrainer {
     }
 }
 
+/// Registers the plugin's trainer with the host; called by the entry point that
+/// [`nnunet_api::export_plugin!`] generates.
 fn register(registrar: &mut PluginRegistrar<'_>) -> Result<()> {
     registrar.trainer(
         "nnUNetTrainerFinetune",

@@ -85,33 +85,27 @@ impl<'a> Operand<'a> {
         }
     }
 
+    /// The operand's data in `grid` (its own or a channel-pair one), each group of `G`
+    /// channels made one element by `convert`.
+    fn fill_grid<T: Copy + Default + Send + Sync, const G: usize>(
+        &self,
+        grid: &Grid,
+        convert: impl Fn([f32; G]) -> T + Sync,
+    ) -> Vec<T> {
+        let (data, channels, extra) = (self.data, self.channels, self.extra);
+        fill(grid, data, channels, self.dims, self.pad, extra, convert)
+    }
+
     fn f32s(&self, round: bool) -> &[f32] {
         self.f32s.get_or_init(|| {
             let f = |[v]: [f32; 1]| if round { round_bf16(v) } else { v };
-            fill(
-                &self.grid,
-                self.data,
-                self.channels,
-                self.dims,
-                self.pad,
-                self.extra,
-                f,
-            )
+            self.fill_grid(&self.grid, f)
         })
     }
 
     fn plain(&self) -> &[u16] {
-        self.plain.get_or_init(|| {
-            fill(
-                &self.grid,
-                self.data,
-                self.channels,
-                self.dims,
-                self.pad,
-                self.extra,
-                |[v]| to_bf16(v),
-            )
-        })
+        self.plain
+            .get_or_init(|| self.fill_grid(&self.grid, |[v]| to_bf16(v)))
     }
 
     /// The channel-pair grid, its pair count rounded up to a multiple of `multiple`.
@@ -119,15 +113,7 @@ impl<'a> Operand<'a> {
         self.pairs.get_or_init(|| {
             let c = self.channels.div_ceil(2).div_ceil(multiple) * multiple;
             let grid = Grid { c, ..self.grid };
-            let data = fill(
-                &grid,
-                self.data,
-                self.channels,
-                self.dims,
-                self.pad,
-                self.extra,
-                |[a, b]: [f32; 2]| pair(a, b),
-            );
+            let data = self.fill_grid(&grid, |[a, b]: [f32; 2]| pair(a, b));
             (grid, data)
         })
     }
@@ -175,9 +161,52 @@ fn channel_offsets(grid: &Grid, taps: &[Tap], channels: usize) -> Vec<isize> {
         .collect()
 }
 
-/// Runs `job` through the direct driver with one arithmetic's tiler.
-fn run_job(job: &DirectJob, tiler: &Tiler, dest: &mut [f32]) {
-    direct::run(tiler, job.rows, job.q_end, job.map, job.bias, dest);
+/// Runs `job` through the direct driver with one arithmetic's tiles of `mr` rows × `nr`
+/// positions, each computed by `tile`.
+fn run_job(
+    job: &DirectJob,
+    mr: usize,
+    nr: usize,
+    tile: &(dyn Fn(usize, usize, *mut f32, usize) + Sync),
+    dest: &mut [f32],
+) {
+    let tiler = Tiler { mr, nr, tile };
+    direct::run(&tiler, job.rows, job.q_end, job.map, job.bias, dest);
+}
+
+/// A direct micro-kernel: `(k, packed weights, grid row start, row offsets, c, ldc)`.
+type DirectKernel<A, B> = unsafe fn(usize, *const A, *const B, *const isize, *mut f32, usize);
+
+/// Runs `job` with a direct micro-kernel of `mr` rows × `nr` positions over `data`, reading the
+/// `k` grid rows at offsets `koff` with `packed` (`k · mr` weights per block of rows).
+///
+/// The caller picks a `kernel` whose CPU features are present (mode detection).
+fn run_direct_kernel<A: Sync, B: Sync>(
+    job: &DirectJob,
+    packed: &[A],
+    data: &[B],
+    koff: &[isize],
+    (mr, nr): (usize, usize),
+    kernel: DirectKernel<A, B>,
+    dest: &mut [f32],
+) {
+    let k = koff.len();
+    check_reach(koff, job.q_end, nr, data.len());
+    let tile = |mb: usize, q: usize, c: *mut f32, ldc: usize| {
+        // SAFETY: packed holds k·mr values per block; reads stay in the grid (checked above);
+        // the driver gives a tile of mr rows × nr values; the CPU has the kernel's features.
+        unsafe {
+            kernel(
+                k,
+                packed[mb * k * mr..].as_ptr(),
+                data.as_ptr().add(q),
+                koff.as_ptr(),
+                c,
+                ldc,
+            )
+        }
+    };
+    run_job(job, mr, nr, &tile, dest);
 }
 
 /// Runs a direct convolution in the process's arithmetic, writing into `dest`.
@@ -194,9 +223,8 @@ pub(crate) fn direct(job: &DirectJob, dest: &mut [f32]) {
     }
 }
 
-type DirectFn = unsafe fn(usize, *const f32, *const f32, *const isize, *mut f32, usize);
-
-fn fp32_direct_kernel(isa: Isa) -> (usize, usize, DirectFn) {
+/// The fp32 direct micro-kernel of `isa`, with its tile rows and positions.
+fn fp32_direct_kernel(isa: Isa) -> (usize, usize, DirectKernel<f32, f32>) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => {
@@ -220,36 +248,12 @@ fn direct_f32(job: &DirectJob, isa: Isa, round: bool, dest: &mut [f32]) {
     let data = src.f32s(round);
     let nt = job.taps.len();
     let koff = channel_offsets(&src.grid, job.taps, src.channels);
-    let k = koff.len();
     let (mr, nr, f) = fp32_direct_kernel(isa);
-    let packed = direct::pack(job.rows, k, mr, |r, kk| {
+    let packed = direct::pack(job.rows, koff.len(), mr, |r, kk| {
         let v = job.w.at(r, kk / nt, kk % nt);
         if round { round_bf16(v) } else { v }
     });
-    check_reach(&koff, job.q_end, nr, data.len());
-    let tile = |mb: usize, q: usize, c: *mut f32, ldc: usize| {
-        // SAFETY: packed holds k·mr values per block; reads stay in the grid (checked above);
-        // the driver gives a tile of mr rows × nr values.
-        unsafe {
-            f(
-                k,
-                packed[mb * k * mr..].as_ptr(),
-                data.as_ptr().add(q),
-                koff.as_ptr(),
-                c,
-                ldc,
-            )
-        }
-    };
-    run_job(
-        job,
-        &Tiler {
-            mr,
-            nr,
-            tile: &tile,
-        },
-        dest,
-    );
+    run_direct_kernel(job, &packed, data, &koff, (mr, nr), f, dest);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -258,37 +262,15 @@ fn direct_pairs(job: &DirectJob, dest: &mut [f32]) {
     let (grid, data) = job.src.pairs(1);
     let nt = job.taps.len();
     let koff = channel_offsets(grid, job.taps, grid.c);
-    let k = koff.len();
     let channels = job.src.channels;
     let w = |r: usize, c: usize, t: usize| if c < channels { job.w.at(r, c, t) } else { 0.0 };
     let (mr, nr) = (m::DIRECT_MR, 16 * m::DIRECT_NV);
-    let packed = direct::pack(job.rows, k, mr, |r, kk| {
+    let packed = direct::pack(job.rows, koff.len(), mr, |r, kk| {
         let (cp, t) = (kk / nt, kk % nt);
         pair(w(r, 2 * cp, t), w(r, 2 * cp + 1, t))
     });
-    check_reach(&koff, job.q_end, nr, data.len());
-    let tile = |mb: usize, q: usize, c: *mut f32, ldc: usize| {
-        // SAFETY: as in direct_f32; the CPU has AVX512-BF16 (mode detection).
-        unsafe {
-            m::direct(
-                k,
-                packed[mb * k * mr..].as_ptr(),
-                data.as_ptr().add(q),
-                koff.as_ptr(),
-                c,
-                ldc,
-            )
-        }
-    };
-    run_job(
-        job,
-        &Tiler {
-            mr,
-            nr,
-            tile: &tile,
-        },
-        dest,
-    );
+    // The CPU has AVX512-BF16 (mode detection).
+    run_direct_kernel(job, &packed, data, &koff, (mr, nr), m::direct, dest);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -323,15 +305,7 @@ fn direct_amx(job: &DirectJob, dest: &mut [f32]) {
             )
         }
     };
-    run_job(
-        job,
-        &Tiler {
-            mr,
-            nr,
-            tile: &tile,
-        },
-        dest,
-    );
+    run_job(job, mr, nr, &tile, dest);
 }
 
 /// Weights as AMX tiles: per block of 32 rows, per step, two 16-row tiles of 16 channel pairs.
@@ -434,6 +408,37 @@ fn grad_tile(options: &[(usize, usize)], lanes: usize, channels: usize) -> (usiz
         .expect("tile options")
 }
 
+/// A weight-gradient tile: `(kt, c0, q0, len, packed, acc, ld)` as [`GradTiler::tile`] takes it.
+type GradTile<'a> =
+    dyn Fn(usize, usize, usize, usize, &weight_grad::Packed, *mut f32, usize) + Sync + 'a;
+
+/// Runs the weight gradient of `krows` grid rows with tiles of `mr` rows × `cols` channels
+/// computed by `tile` (over gradient position pairs where `pairs`); returns `acc` and its
+/// padded column count as [`weight_grad::run`] does.
+fn run_grad(
+    (mr, cols, pairs): (usize, usize, bool),
+    tile: &GradTile,
+    krows: usize,
+    q_end: usize,
+    map: &OutMap,
+    g: &[f32],
+) -> (Vec<f32>, usize) {
+    let t = GradTiler {
+        mr,
+        cols,
+        pairs,
+        tile,
+    };
+    weight_grad::run(&t, krows, q_end, map, g)
+}
+
+/// Checks that weight-gradient blocks reading from offsets `koff` up to `q_end` stay inside
+/// `len`.
+fn check_grad_reach(koff: &[isize], q_end: usize, len: usize) {
+    check_reach(koff, q_end, weight_grad::BLOCK / direct::TILES, len);
+}
+
+/// Pointers to the `MR` grid rows of row tile `kt` (offsets `koff`), each at position `q0`.
 fn row_pointers<T, const MR: usize>(
     data: &[T],
     koff: &[isize],
@@ -456,29 +461,17 @@ fn grad_f32(
     map: &OutMap,
     g: &[f32],
 ) -> (Vec<f32>, usize) {
-    check_reach(koff, q_end, weight_grad::BLOCK / direct::TILES, data.len());
+    check_grad_reach(koff, q_end, data.len());
     macro_rules! with {
         ($f:path, $mr:literal, $nv:literal, $lanes:literal) => {{
-            let tile = |kt: usize,
-                        c0: usize,
-                        q0: usize,
-                        len: usize,
-                        p: &weight_grad::Packed,
-                        acc: *mut f32,
-                        ld: usize| {
+            let tile: &GradTile = &|kt, c0, q0, len, p, acc, ld| {
                 let rows = row_pointers::<f32, $mr>(data, koff, kt, q0);
                 let cpad = ld;
                 // SAFETY: rows cover len values, the packed block holds BLOCK rows of cpad, acc
                 // holds mr rows of ld; the CPU has the kernel's features (detection).
                 unsafe { $f(len, &rows, p.f32s[c0..].as_ptr(), cpad, acc, ld) }
             };
-            let t = GradTiler {
-                mr: $mr,
-                cols: $nv * $lanes,
-                pairs: false,
-                tile: &tile,
-            };
-            weight_grad::run(&t, koff.len(), q_end, map, g)
+            run_grad(($mr, $nv * $lanes, false), tile, koff.len(), q_end, map, g)
         }};
     }
     let co = map.channels;
@@ -509,16 +502,10 @@ fn grad_pairs(
     g: &[f32],
 ) -> (Vec<f32>, usize) {
     use microkernel::avx512bf16 as m;
-    check_reach(koff, q_end, weight_grad::BLOCK / direct::TILES, data.len());
+    check_grad_reach(koff, q_end, data.len());
     macro_rules! with {
         ($mr:literal, $nv:literal) => {{
-            let tile = |kt: usize,
-                        c0: usize,
-                        q0: usize,
-                        len: usize,
-                        p: &weight_grad::Packed,
-                        acc: *mut f32,
-                        ld: usize| {
+            let tile: &GradTile = &|kt, c0, q0, len, p, acc, ld| {
                 let rows = row_pointers::<u16, $mr>(data, koff, kt, q0);
                 // SAFETY: as in grad_f32; pairs past `len` multiply zero gradients.
                 unsafe {
@@ -532,13 +519,7 @@ fn grad_pairs(
                     )
                 }
             };
-            let t = GradTiler {
-                mr: $mr,
-                cols: $nv * 16,
-                pairs: true,
-                tile: &tile,
-            };
-            weight_grad::run(&t, koff.len(), q_end, map, g)
+            run_grad(($mr, $nv * 16, true), tile, koff.len(), q_end, map, g)
         }};
     }
     match grad_tile(&[(6, 4), (8, 3), (12, 2), (12, 1)], 16, map.channels) {
@@ -566,20 +547,9 @@ fn grad_amx(
         .iter()
         .flat_map(|t| (0..c).map(move |ch| src.grid.offset(t.phase, ch, t.shift) as isize))
         .collect();
-    check_reach(
-        &by_tap,
-        q_end,
-        weight_grad::BLOCK / direct::TILES,
-        data.len(),
-    );
+    check_grad_reach(&by_tap, q_end, data.len());
     let a_stride = src.grid.plane() * 2;
-    let tile = |kt: usize,
-                c0: usize,
-                q0: usize,
-                len: usize,
-                p: &weight_grad::Packed,
-                acc: *mut f32,
-                ld: usize| {
+    let tile: &GradTile = &|kt, c0, q0, len, p, acc, ld| {
         let a = by_tap[kt * 32] as usize + q0;
         // SAFETY: AMX is available (mode detection); the tile's 32 rows are channels
         // 32·j .. 32·j + 32 of one tap (channels % 32 == 0), positions read up to q0 + BLOCK
@@ -596,11 +566,5 @@ fn grad_amx(
             )
         }
     };
-    let t = GradTiler {
-        mr: 32,
-        cols: 32,
-        pairs: true,
-        tile: &tile,
-    };
-    weight_grad::run(&t, by_tap.len(), q_end, map, g)
+    run_grad((32, 32, true), tile, by_tap.len(), q_end, map, g)
 }

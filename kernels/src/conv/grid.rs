@@ -128,34 +128,19 @@ pub(crate) unsafe fn scatter(
     bias: Option<&[f32]>,
     dest: SendPtr<f32>,
 ) {
-    let [_, gh, gw] = map.grid.dims;
-    let gvol = map.grid.volume();
-    let [ad, ah, aw] = map.axes;
+    let step = map.axes[2].step;
     let dvol = map.dest_volume();
-    let mut q = q0;
-    while q < q1 {
-        let x = q % gw;
-        let run_end = (q - x + gw).min(q1);
-        let (n, rest) = (q / gvol, q % gvol);
-        let (z, y) = (rest / (gh * gw), (rest / gw) % gh);
-        let (xa, xb) = (x.max(aw.lo), (x + run_end - q).min(aw.hi));
-        if z >= ad.lo && z < ad.hi && y >= ah.lo && y < ah.hi && xa < xb {
-            let dz = ad.start + (z - ad.lo) * ad.step;
-            let dy = ah.start + (y - ah.lo) * ah.step;
-            let dx0 = aw.start + (xa - aw.lo) * aw.step;
-            let base = (dz * map.dest[1] + dy) * map.dest[2] + dx0;
-            for r in 0..rows {
-                let ch = row0 + r;
-                let add = bias.map_or(0.0, |b| b[ch]);
-                let src = &block[r * ld + (xa + q - x - q0)..][..xb - xa];
-                unsafe {
-                    let d = dest.0.add((n * map.channels + ch) * dvol + base);
-                    for (j, &v) in src.iter().enumerate() {
-                        *d.add(j * aw.step) = v + add;
-                    }
+    map.for_each_run(q0, q1, |n, base, first, len| {
+        for r in 0..rows {
+            let ch = row0 + r;
+            let add = bias.map_or(0.0, |b| b[ch]);
+            let src = &block[r * ld + first..][..len];
+            unsafe {
+                let d = dest.0.add((n * map.channels + ch) * dvol + base);
+                for (j, &v) in src.iter().enumerate() {
+                    *d.add(j * step) = v + add;
                 }
             }
         }
-        q = run_end;
-    }
+    });
 }

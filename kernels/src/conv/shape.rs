@@ -174,4 +174,36 @@ impl OutMap {
     pub(super) fn dest_volume(&self) -> usize {
         self.dest.iter().product()
     }
+
+    /// Calls `f(n, base, first, len)` for each run of grid positions `[q0, q1)` along a grid row
+    /// that lands in the destination: sample `n`, the destination offset `base` of the run's
+    /// first position within one channel (successive positions `axes[2].step` apart), that
+    /// position's index relative to `q0`, and the run's length.
+    #[inline(always)]
+    pub(super) fn for_each_run(
+        &self,
+        q0: usize,
+        q1: usize,
+        mut f: impl FnMut(usize, usize, usize, usize),
+    ) {
+        let [_, gh, gw] = self.grid.dims;
+        let gvol = self.grid.volume();
+        let [ad, ah, aw] = self.axes;
+        let mut q = q0;
+        while q < q1 {
+            let x = q % gw;
+            let run_end = (q - x + gw).min(q1);
+            let (n, rest) = (q / gvol, q % gvol);
+            let (z, y) = (rest / (gh * gw), (rest / gw) % gh);
+            let (xa, xb) = (x.max(aw.lo), (x + run_end - q).min(aw.hi));
+            if z >= ad.lo && z < ad.hi && y >= ah.lo && y < ah.hi && xa < xb {
+                let dz = ad.start + (z - ad.lo) * ad.step;
+                let dy = ah.start + (y - ah.lo) * ah.step;
+                let base =
+                    (dz * self.dest[1] + dy) * self.dest[2] + aw.start + (xa - aw.lo) * aw.step;
+                f(n, base, xa + q - x - q0, xb - xa);
+            }
+            q = run_end;
+        }
+    }
 }

@@ -93,31 +93,16 @@ pub(crate) fn run(
 /// `bt[q - q0][co] = g[n][co][position of q]` for output positions, 0 elsewhere.
 fn pack_transposed(map: &OutMap, g: &[f32], q0: usize, q1: usize, cpad: usize, bt: &mut [f32]) {
     bt.fill(0.0);
-    let [_, gh, gw] = map.grid.dims;
-    let gvol = map.grid.volume();
-    let [ad, ah, aw] = map.axes;
+    let step = map.axes[2].step;
     let dvol = map.dest_volume();
-    let mut q = q0;
-    while q < q1 {
-        let x = q % gw;
-        let run_end = (q - x + gw).min(q1);
-        let (n, rest) = (q / gvol, q % gvol);
-        let (z, y) = (rest / (gh * gw), (rest / gw) % gh);
-        let (xa, xb) = (x.max(aw.lo), (x + run_end - q).min(aw.hi));
-        if z >= ad.lo && z < ad.hi && y >= ah.lo && y < ah.hi && xa < xb {
-            let dz = ad.start + (z - ad.lo) * ad.step;
-            let dy = ah.start + (y - ah.lo) * ah.step;
-            let base = (dz * map.dest[1] + dy) * map.dest[2] + aw.start + (xa - aw.lo) * aw.step;
-            let row0 = xa + q - x - q0;
-            for co in 0..map.channels {
-                let src = &g[(n * map.channels + co) * dvol + base..];
-                for j in 0..xb - xa {
-                    bt[(row0 + j) * cpad + co] = src[j * aw.step];
-                }
+    map.for_each_run(q0, q1, |n, base, row0, len| {
+        for co in 0..map.channels {
+            let src = &g[(n * map.channels + co) * dvol + base..];
+            for j in 0..len {
+                bt[(row0 + j) * cpad + co] = src[j * step];
             }
         }
-        q = run_end;
-    }
+    });
 }
 
 /// Rows `2i` and `2i + 1` of `bt` (`cpad` columns) as bf16 pairs, row `i` of `pairs`.

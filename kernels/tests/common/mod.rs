@@ -1,15 +1,19 @@
-//! Naive reference convolutions (direct loops in f64) for the parity tests.
+//! Naive reference convolutions (direct loops in f64) for the parity tests, and the convolution
+//! shapes they and `examples/convbench.rs` use.
 
 #![allow(dead_code)]
 
 use nnunet_kernels::ConvShape;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
+/// `len` values uniform in [-1, 1), reproducible from `seed`.
 pub(crate) fn random(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
 
+/// A convolution of `n` samples from `cin` to `cout` channels over `input`, with kernel `k`,
+/// stride `s`, the same padding `p` on both sides and no dilation.
 pub(crate) fn shape(
     n: usize,
     cin: usize,
@@ -82,6 +86,7 @@ pub(crate) fn for_each_product(s: &ConvShape, mut f: impl FnMut(usize, usize, us
     }
 }
 
+/// The convolution of `x` with `w` (plus `bias`), summed in f64.
 pub(crate) fn naive_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
     let out = s.output();
     let vout: usize = out.iter().product();
@@ -93,12 +98,14 @@ pub(crate) fn naive_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &Conv
         .collect()
 }
 
+/// The gradient of the input from the output gradient `g`, summed in f64.
 pub(crate) fn naive_input_grad(g: &[f32], w: &[f32], s: &ConvShape) -> Vec<f32> {
     let mut acc = vec![0f64; s.batch * s.channels_in * s.input.iter().product::<usize>()];
     for_each_product(s, |o, i, wi| acc[i] += g[o] as f64 * w[wi] as f64);
     acc.iter().map(|&v| v as f32).collect()
 }
 
+/// The gradient of the weights from the input `x` and output gradient `g`, summed in f64.
 pub(crate) fn naive_weight_grad(x: &[f32], g: &[f32], s: &ConvShape) -> Vec<f32> {
     let mut acc = vec![0f64; s.channels_out * s.channels_in * s.taps()];
     for_each_product(s, |o, i, wi| acc[wi] += g[o] as f64 * x[i] as f64);

@@ -19,6 +19,7 @@ pub enum UNetFamily {
 }
 
 impl UNetFamily {
+    /// The reference's class name.
     fn class_name(self) -> &'static str {
         match self {
             UNetFamily::Plain => "PlainConvUNet",
@@ -26,6 +27,7 @@ impl UNetFamily {
         }
     }
 
+    /// The key of the encoder's convolutions or blocks per stage.
     fn per_stage_key(self) -> &'static str {
         match self {
             UNetFamily::Plain => "n_conv_per_stage",
@@ -33,6 +35,7 @@ impl UNetFamily {
         }
     }
 
+    /// The keys only this family takes.
     fn family_keys(self) -> &'static [&'static str] {
         const PLAIN: &[&str] = &["n_conv_per_stage", "nonlin_first"];
         const RESIDUAL: &[&str] = &[
@@ -47,6 +50,7 @@ impl UNetFamily {
         }
     }
 
+    /// Whether `key` is an argument of this family's class.
     fn is_known(self, key: &str) -> bool {
         const COMMON: &[&str] = &[
             "n_stages",
@@ -80,6 +84,7 @@ pub enum NormKind {
 /// A normalisation layer's settings (`norm_op` + `norm_op_kwargs`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NormSpec {
+    /// Instance or batch normalisation.
     pub kind: NormKind,
     /// Added to the variance (`eps`, default 1e-5).
     pub eps: f64,
@@ -102,10 +107,13 @@ pub enum Activation {
 /// The validated topology of a U-Net, every per-stage value expanded to a list.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UNetKwargs {
+    /// Which U-Net the kwargs describe.
     pub family: UNetFamily,
     /// 2 (`Conv2d`) or 3 (`Conv3d`).
     pub dims: usize,
+    /// Number of encoder stages (resolutions), at least 2.
     pub n_stages: usize,
+    /// Output channels per stage.
     pub features_per_stage: Vec<usize>,
     /// Per stage, one kernel size per spatial axis (`dims` entries).
     pub kernel_sizes: Vec<Vec<usize>>,
@@ -115,8 +123,11 @@ pub struct UNetKwargs {
     pub n_per_stage: Vec<usize>,
     /// Convolutions per decoder stage (`n_stages - 1` entries, lowest resolution first).
     pub n_conv_per_stage_decoder: Vec<usize>,
+    /// Whether the convolutions have a bias.
     pub conv_bias: bool,
+    /// The normalisation after each convolution, if any.
     pub norm: Option<NormSpec>,
+    /// The non-linearity, if any.
     pub nonlin: Option<Activation>,
     /// conv -> nonlin -> norm instead of conv -> norm -> nonlin (plain U-Net only).
     pub nonlin_first: bool,
@@ -124,8 +135,9 @@ pub struct UNetKwargs {
     pub stem_channels: Option<usize>,
 }
 
+/// An [`Error::Invalid`] with `msg`.
 fn invalid(msg: String) -> Error {
-    Error::Invalid(msg)
+    Error::training(msg)
 }
 
 /// The last component of a Python class path (`torch.nn.modules.conv.Conv3d` -> `Conv3d`).
@@ -133,6 +145,7 @@ fn class_leaf(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
 }
 
+/// A positive integer (`field` names it in the error).
 fn positive(value: &Value, field: &str) -> Result<usize> {
     match value.as_u64() {
         Some(v) if v >= 1 => Ok(v as usize),
@@ -142,24 +155,36 @@ fn positive(value: &Value, field: &str) -> Result<usize> {
     }
 }
 
-/// An int (repeated `n` times) or a list of `n` positive ints.
-fn per_stage(value: &Value, field: &str, n: usize) -> Result<Vec<usize>> {
+/// A list of `n` entries read by `item` (`field[i]` naming entry `i`), or a single entry
+/// repeated `n` times. `what` follows "must have {n} entries" in the length error.
+fn list_or_repeat<T: Clone>(
+    value: &Value,
+    field: &str,
+    n: usize,
+    what: &str,
+    item: impl Fn(&Value, &str) -> Result<T>,
+) -> Result<Vec<T>> {
     match value {
         Value::Array(items) => {
             if items.len() != n {
                 return Err(invalid(format!(
-                    "arch_kwargs field `{field}` must have {n} entries, got {}",
+                    "arch_kwargs field `{field}` must have {n} entries{what}, got {}",
                     items.len()
                 )));
             }
             items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| positive(v, &format!("{field}[{i}]")))
+                .map(|(i, v)| item(v, &format!("{field}[{i}]")))
                 .collect()
         }
-        v => Ok(vec![positive(v, field)?; n]),
+        v => Ok(vec![item(v, field)?; n]),
     }
+}
+
+/// An int (repeated `n` times) or a list of `n` positive ints.
+fn per_stage(value: &Value, field: &str, n: usize) -> Result<Vec<usize>> {
+    list_or_repeat(value, field, n, "", positive)
 }
 
 /// An int or a list (`n` stages) of ints or lists of `dims` ints.
@@ -169,42 +194,13 @@ fn per_stage_per_axis(
     n: usize,
     dims: usize,
 ) -> Result<Vec<Vec<usize>>> {
-    let axes = |v: &Value, name: &str| -> Result<Vec<usize>> {
-        match v {
-            Value::Array(items) => {
-                if items.len() != dims {
-                    return Err(invalid(format!(
-                        "arch_kwargs field `{name}` must have {dims} entries (one per spatial axis of a {dims}D network), got {}",
-                        items.len()
-                    )));
-                }
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, x)| positive(x, &format!("{name}[{i}]")))
-                    .collect()
-            }
-            v => Ok(vec![positive(v, name)?; dims]),
-        }
-    };
-    match value {
-        Value::Array(items) => {
-            if items.len() != n {
-                return Err(invalid(format!(
-                    "arch_kwargs field `{field}` must have {n} entries (one per stage), got {}",
-                    items.len()
-                )));
-            }
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| axes(v, &format!("{field}[{i}]")))
-                .collect()
-        }
-        v => Ok(vec![axes(v, field)?; n]),
-    }
+    let per_axis = format!(" (one per spatial axis of a {dims}D network)");
+    list_or_repeat(value, field, n, " (one per stage)", |v, name| {
+        list_or_repeat(v, name, dims, &per_axis, positive)
+    })
 }
 
+/// `true` or `false` (`field` names it in the error).
 fn boolean(value: &Value, field: &str) -> Result<bool> {
     value.as_bool().ok_or_else(|| {
         invalid(format!(
@@ -213,6 +209,7 @@ fn boolean(value: &Value, field: &str) -> Result<bool> {
     })
 }
 
+/// A finite number (`field` names it in the error).
 fn number(value: &Value, field: &str) -> Result<f64> {
     value.as_f64().filter(|v| v.is_finite()).ok_or_else(|| {
         invalid(format!(
@@ -235,6 +232,7 @@ fn kwargs_dict<'a>(
     }
 }
 
+/// An optional class path string: null or absent is `None`.
 fn class_path<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
@@ -245,6 +243,7 @@ fn class_path<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a
     }
 }
 
+/// `norm_op` and `norm_op_kwargs`: the normalisation of a `dims`-D network, if any.
 fn parse_norm(obj: &Map<String, Value>, dims: usize) -> Result<Option<NormSpec>> {
     let Some(path) = class_path(obj, "norm_op")? else {
         return Ok(None);
@@ -312,6 +311,7 @@ fn parse_norm(obj: &Map<String, Value>, dims: usize) -> Result<Option<NormSpec>>
     Ok(Some(spec))
 }
 
+/// `nonlin` and `nonlin_kwargs`: the non-linearity, if any.
 fn parse_nonlin(obj: &Map<String, Value>) -> Result<Option<Activation>> {
     let Some(path) = class_path(obj, "nonlin")? else {
         return Ok(None);
@@ -346,6 +346,80 @@ fn parse_nonlin(obj: &Map<String, Value>) -> Result<Option<Activation>> {
     Ok(Some(activation))
 }
 
+/// `field` of `obj`, which `class` requires (absent or null is an error).
+fn required_field<'a>(obj: &'a Map<String, Value>, class: &str, field: &str) -> Result<&'a Value> {
+    obj.get(field).filter(|v| !v.is_null()).ok_or_else(|| {
+        invalid(format!(
+            "{class} arch_kwargs: required field `{field}` is missing"
+        ))
+    })
+}
+
+/// `n_stages`: at least 2.
+fn parse_n_stages(value: &Value) -> Result<usize> {
+    let n_stages = positive(value, "n_stages")?;
+    if n_stages < 2 {
+        return Err(invalid(format!(
+            "arch_kwargs field `n_stages` must be at least 2 (a U-Net needs a decoder), got {n_stages}"
+        )));
+    }
+    Ok(n_stages)
+}
+
+/// `conv_op`: the number of spatial dimensions of `Conv2d` or `Conv3d`.
+fn parse_conv_dims(conv_path: &Value) -> Result<usize> {
+    let conv_path = conv_path.as_str().ok_or_else(|| {
+        invalid(format!(
+            "arch_kwargs field `conv_op` must be a class path string, got {conv_path}"
+        ))
+    })?;
+    match class_leaf(conv_path) {
+        "Conv2d" => Ok(2),
+        "Conv3d" => Ok(3),
+        _ => Err(invalid(format!(
+            "arch_kwargs field `conv_op`: `{conv_path}` is not supported (Conv2d or Conv3d)"
+        ))),
+    }
+}
+
+/// `dropout_op` (only null) and `deep_supervision` (any boolean: the spec decides).
+fn check_dropout_and_deep_supervision(obj: &Map<String, Value>) -> Result<()> {
+    if let Some(path) = class_path(obj, "dropout_op")? {
+        return Err(invalid(format!(
+            "arch_kwargs field `dropout_op`: `{path}` is not supported (only null, as in nnU-Net's plans)"
+        )));
+    }
+    if let Some(v) = obj.get("deep_supervision").filter(|v| !v.is_null()) {
+        // The spec decides; the value only has to be well-formed.
+        boolean(v, "deep_supervision")?;
+    }
+    Ok(())
+}
+
+/// The ResEnc keys: `block` (only `BasicBlockD`), `bottleneck_channels` (only null) and the
+/// optional `stem_channels`; `None` for the plain U-Net.
+fn parse_residual_keys(obj: &Map<String, Value>, family: UNetFamily) -> Result<Option<usize>> {
+    if family != UNetFamily::ResidualEncoder {
+        return Ok(None);
+    }
+    if let Some(path) = class_path(obj, "block")?
+        && class_leaf(path) != "BasicBlockD"
+    {
+        return Err(invalid(format!(
+            "arch_kwargs field `block`: `{path}` is not supported (BasicBlockD)"
+        )));
+    }
+    if let Some(v) = obj.get("bottleneck_channels").filter(|v| !v.is_null()) {
+        return Err(invalid(format!(
+            "arch_kwargs field `bottleneck_channels` is only used by BottleneckD blocks, which are not supported; got {v}"
+        )));
+    }
+    match obj.get("stem_channels").filter(|v| !v.is_null()) {
+        Some(v) => Ok(Some(positive(v, "stem_channels")?)),
+        None => Ok(None),
+    }
+}
+
 impl UNetKwargs {
     /// Reads and validates `arch_kwargs` for `family`.
     pub fn parse(arch_kwargs: &Value, family: UNetFamily) -> Result<Self> {
@@ -360,35 +434,10 @@ impl UNetKwargs {
                 "arch_kwargs field `{key}` is not an argument of {class}"
             )));
         }
-        let required = |key: &str| -> Result<&Value> {
-            obj.get(key).filter(|v| !v.is_null()).ok_or_else(|| {
-                invalid(format!(
-                    "{class} arch_kwargs: required field `{key}` is missing"
-                ))
-            })
-        };
+        let required = |key: &str| required_field(obj, class, key);
 
-        let n_stages = positive(required("n_stages")?, "n_stages")?;
-        if n_stages < 2 {
-            return Err(invalid(format!(
-                "arch_kwargs field `n_stages` must be at least 2 (a U-Net needs a decoder), got {n_stages}"
-            )));
-        }
-        let conv_path = required("conv_op")?;
-        let conv_path = conv_path.as_str().ok_or_else(|| {
-            invalid(format!(
-                "arch_kwargs field `conv_op` must be a class path string, got {conv_path}"
-            ))
-        })?;
-        let dims = match class_leaf(conv_path) {
-            "Conv2d" => 2,
-            "Conv3d" => 3,
-            _ => {
-                return Err(invalid(format!(
-                    "arch_kwargs field `conv_op`: `{conv_path}` is not supported (Conv2d or Conv3d)"
-                )));
-            }
-        };
+        let n_stages = parse_n_stages(required("n_stages")?)?;
+        let dims = parse_conv_dims(required("conv_op")?)?;
         let features_per_stage = per_stage(
             required("features_per_stage")?,
             "features_per_stage",
@@ -410,37 +459,12 @@ impl UNetKwargs {
         };
         let norm = parse_norm(obj, dims)?;
         let nonlin = parse_nonlin(obj)?;
-        if let Some(path) = class_path(obj, "dropout_op")? {
-            return Err(invalid(format!(
-                "arch_kwargs field `dropout_op`: `{path}` is not supported (only null, as in nnU-Net's plans)"
-            )));
-        }
-        if let Some(v) = obj.get("deep_supervision").filter(|v| !v.is_null()) {
-            // The spec decides; the value only has to be well-formed.
-            boolean(v, "deep_supervision")?;
-        }
+        check_dropout_and_deep_supervision(obj)?;
         let nonlin_first = match obj.get("nonlin_first") {
             None | Some(Value::Null) => false,
             Some(v) => boolean(v, "nonlin_first")?,
         };
-        let mut stem_channels = None;
-        if family == UNetFamily::ResidualEncoder {
-            if let Some(path) = class_path(obj, "block")?
-                && class_leaf(path) != "BasicBlockD"
-            {
-                return Err(invalid(format!(
-                    "arch_kwargs field `block`: `{path}` is not supported (BasicBlockD)"
-                )));
-            }
-            if let Some(v) = obj.get("bottleneck_channels").filter(|v| !v.is_null()) {
-                return Err(invalid(format!(
-                    "arch_kwargs field `bottleneck_channels` is only used by BottleneckD blocks, which are not supported; got {v}"
-                )));
-            }
-            if let Some(v) = obj.get("stem_channels").filter(|v| !v.is_null()) {
-                stem_channels = Some(positive(v, "stem_channels")?);
-            }
-        }
+        let stem_channels = parse_residual_keys(obj, family)?;
         Ok(UNetKwargs {
             family,
             dims,

@@ -27,7 +27,7 @@ use nnunet_core::burn;
 use nnunet_core::network::{Architecture, NamedTensor, Network, NetworkSpec};
 use nnunet_core::{Error, Result};
 
-use blocks::LayerSettings;
+use blocks::{LayerSettings, UNetDecoder};
 
 /// Whether a torch `state_dict` key is an alias of another key (or a counter we do not keep).
 pub fn is_state_dict_alias(key: &str) -> bool {
@@ -66,32 +66,134 @@ fn settings_for(kw: &UNetKwargs, spec: &NetworkSpec) -> LayerSettings {
     }
 }
 
+/// What both U-Nets derive from a spec before building their layers.
+struct UNetSetup {
+    /// The validated `arch_kwargs`.
+    kw: UNetKwargs,
+    /// The inputs the network accepts.
+    layout: InputLayout,
+    /// The settings of every conv unit.
+    settings: LayerSettings,
+}
+
+impl UNetSetup {
+    /// Parses `spec.arch_kwargs` as `family` and checks them against the spec.
+    fn new(spec: &NetworkSpec, family: UNetFamily) -> Result<Self> {
+        let kw = UNetKwargs::parse(&spec.arch_kwargs, family)?;
+        let layout = InputLayout::new(&kw, spec)?;
+        let settings = settings_for(&kw, spec);
+        Ok(UNetSetup {
+            kw,
+            layout,
+            settings,
+        })
+    }
+
+    /// nnU-Net's decoder for this topology (built after the encoder, whose weights are drawn
+    /// first, as in the reference).
+    fn decoder(&self, spec: &NetworkSpec, device: &Device) -> UNetDecoder {
+        let kw = &self.kw;
+        UNetDecoder::new(
+            &kw.features_per_stage,
+            &kw.strides,
+            &kw.kernel_sizes,
+            &kw.n_conv_per_stage_decoder,
+            spec.output_channels,
+            &self.settings,
+            device,
+        )
+    }
+}
+
+/// One encoder stage per stage of `kw`, built by `make(n, channels_in, channels_out, kernel,
+/// first_stride)`; each stage takes the previous one's output channels, the first
+/// `input_channels`.
+fn encoder_stages<T>(
+    kw: &UNetKwargs,
+    input_channels: usize,
+    mut make: impl FnMut(usize, usize, usize, &[usize], &[usize]) -> T,
+) -> Vec<T> {
+    let mut channels_in = input_channels;
+    (0..kw.n_stages)
+        .map(|s| {
+            let cout = kw.features_per_stage[s];
+            let stage = make(
+                kw.n_per_stage[s],
+                channels_in,
+                cout,
+                &kw.kernel_sizes[s],
+                &kw.strides[s],
+            );
+            channels_in = cout;
+            stage
+        })
+        .collect()
+}
+
+/// Implements `check_input` and [`SegmentationModule`](nnunet_core::network::SegmentationModule)
+/// for a U-Net type with the fields `encoder` (whose `forward` returns every stage's output,
+/// highest resolution first), `decoder`, `layout` and `deep_supervision`.
+macro_rules! unet_segmentation_module {
+    ($unet:ident) => {
+        impl $unet {
+            /// Checks that `dims` (`[b, c, z, y, x]`) is an input this network can segment.
+            pub fn check_input(&self, dims: [usize; 5]) -> Result<()> {
+                self.layout.check(dims)
+            }
+        }
+
+        impl SegmentationModule for $unet {
+            /// # Panics
+            /// When the input does not fit the network (see [`Self::check_input`]).
+            fn segment(&self, input: Tensor<5>) -> Vec<Tensor<5>> {
+                self.layout.run(input, |x| {
+                    self.decoder
+                        .forward(self.encoder.forward(x), self.deep_supervision)
+                })
+            }
+
+            fn set_deep_supervision(&mut self, enabled: bool) {
+                self.deep_supervision = enabled;
+            }
+
+            /// Its blocks cast their weights to the input's float type (GPU mixed precision).
+            fn reduced_precision(&self) -> bool {
+                true
+            }
+        }
+    };
+}
+use unet_segmentation_module;
+
 /// What inputs a network accepts, and how 2D networks see 5D tensors.
 #[derive(Clone, Debug)]
 struct InputLayout {
+    /// Whether the network is 2D (z folded into the batch).
     planar: bool,
+    /// Number of input channels.
     input_channels: usize,
     /// Cumulative stride per axis `[z, y, x]`.
     divisor: [usize; 3],
 }
 
 impl InputLayout {
+    /// The layout of a network with `kw` for `spec` (whose dimensionality must match).
     fn new(kw: &UNetKwargs, spec: &NetworkSpec) -> Result<Self> {
         if spec.is_2d != (kw.dims == 2) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::training(format!(
                 "arch_kwargs field `conv_op` is {}D but the configuration is {}",
                 kw.dims,
                 if spec.is_2d { "2D" } else { "3D" }
             )));
         }
         if spec.input_channels == 0 {
-            return Err(Error::Invalid(
-                "a network needs at least one input channel (input_channels = 0)".into(),
+            return Err(Error::training(
+                "a network needs at least one input channel (input_channels = 0)",
             ));
         }
         if spec.output_channels == 0 {
-            return Err(Error::Invalid(
-                "a network needs at least one output channel (output_channels = 0)".into(),
+            return Err(Error::training(
+                "a network needs at least one output channel (output_channels = 0)",
             ));
         }
         Ok(InputLayout {
@@ -101,15 +203,16 @@ impl InputLayout {
         })
     }
 
+    /// Errors unless `dims` is an input of this layout.
     fn check(&self, dims: [usize; 5]) -> Result<()> {
         let [b, c, z, y, x] = dims;
         if b == 0 || z == 0 || y == 0 || x == 0 {
-            return Err(Error::Invalid(format!(
+            return Err(Error::training(format!(
                 "the network input {dims:?} is empty"
             )));
         }
         if c != self.input_channels {
-            return Err(Error::Invalid(format!(
+            return Err(Error::training(format!(
                 "the network takes {} input channels, got {c} (input shape {dims:?})",
                 self.input_channels
             )));
@@ -120,7 +223,7 @@ impl InputLayout {
                 continue;
             }
             if spatial[axis] % self.divisor[axis] != 0 {
-                return Err(Error::Invalid(format!(
+                return Err(Error::training(format!(
                     "the network input's {name} size {} is not a multiple of the network's total stride {} on that axis (input shape {dims:?})",
                     spatial[axis], self.divisor[axis]
                 )));

@@ -10,38 +10,29 @@ use nnunet_core::network::{NetworkSpec, SegmentationModule};
 
 use super::blocks::{LayerSettings, StackedConvBlocks, UNetDecoder};
 use super::kwargs::{UNetFamily, UNetKwargs};
-use super::{InputLayout, settings_for};
+use super::{InputLayout, UNetSetup, encoder_stages, unet_segmentation_module};
 
 /// `PlainConvEncoder`. Each stage is torch's `nn.Sequential` holding one `StackedConvBlocks`,
 /// hence the inner one-element `Vec` (paths `stages.S.0.convs.I`).
 #[derive(Module, Debug)]
 pub struct PlainConvEncoder {
+    /// The stages, highest resolution first.
     pub stages: Vec<Vec<StackedConvBlocks>>,
 }
 
 impl PlainConvEncoder {
+    /// An encoder for `kw` taking `input_channels` channels.
     fn new(
         kw: &UNetKwargs,
         input_channels: usize,
         settings: &LayerSettings,
         device: &Device,
     ) -> Self {
-        let mut channels_in = input_channels;
-        let stages = (0..kw.n_stages)
-            .map(|s| {
-                let stage = StackedConvBlocks::new(
-                    kw.n_per_stage[s],
-                    channels_in,
-                    kw.features_per_stage[s],
-                    &kw.kernel_sizes[s],
-                    &kw.strides[s],
-                    settings,
-                    device,
-                );
-                channels_in = kw.features_per_stage[s];
-                vec![stage]
-            })
-            .collect();
+        let stages = encoder_stages(kw, input_channels, |n, cin, cout, kernel, stride| {
+            vec![StackedConvBlocks::new(
+                n, cin, cout, kernel, stride, settings, device,
+            )]
+        });
         PlainConvEncoder { stages }
     }
 
@@ -62,7 +53,9 @@ impl PlainConvEncoder {
 /// `decoder.{stages.S.convs.I…,transpconvs.S…,seg_layers.S…}`).
 #[derive(Module, Debug)]
 pub struct PlainConvUNet {
+    /// The encoder.
     pub encoder: PlainConvEncoder,
+    /// The decoder with its segmentation heads.
     pub decoder: UNetDecoder,
     #[module(skip)]
     layout: InputLayout,
@@ -74,49 +67,17 @@ impl PlainConvUNet {
     /// A freshly initialised network (`InitWeights_He(1e-2)`: kaiming-normal kernels, zero
     /// biases, unit norm weights).
     pub fn new(spec: &NetworkSpec, device: &Device) -> Result<Self> {
-        let kw = UNetKwargs::parse(&spec.arch_kwargs, UNetFamily::Plain)?;
-        let layout = InputLayout::new(&kw, spec)?;
-        let settings = settings_for(&kw, spec);
-        let encoder = PlainConvEncoder::new(&kw, spec.input_channels, &settings, device);
-        let decoder = UNetDecoder::new(
-            &kw.features_per_stage,
-            &kw.strides,
-            &kw.kernel_sizes,
-            &kw.n_conv_per_stage_decoder,
-            spec.output_channels,
-            &settings,
-            device,
-        );
+        let setup = UNetSetup::new(spec, UNetFamily::Plain)?;
+        let encoder =
+            PlainConvEncoder::new(&setup.kw, spec.input_channels, &setup.settings, device);
+        let decoder = setup.decoder(spec, device);
         Ok(PlainConvUNet {
             encoder,
             decoder,
-            layout,
+            layout: setup.layout,
             deep_supervision: spec.deep_supervision,
         })
     }
-
-    /// Checks that `dims` (`[b, c, z, y, x]`) is an input this network can segment.
-    pub fn check_input(&self, dims: [usize; 5]) -> Result<()> {
-        self.layout.check(dims)
-    }
 }
 
-impl SegmentationModule for PlainConvUNet {
-    /// # Panics
-    /// When the input does not fit the network (see [`PlainConvUNet::check_input`]).
-    fn segment(&self, input: Tensor<5>) -> Vec<Tensor<5>> {
-        self.layout.run(input, |x| {
-            self.decoder
-                .forward(self.encoder.forward(x), self.deep_supervision)
-        })
-    }
-
-    fn set_deep_supervision(&mut self, enabled: bool) {
-        self.deep_supervision = enabled;
-    }
-
-    /// Its blocks cast their weights to the input's float type (GPU mixed precision).
-    fn reduced_precision(&self) -> bool {
-        true
-    }
-}
+unet_segmentation_module!(PlainConvUNet);

@@ -10,16 +10,19 @@ use nnunet_core::network::{NetworkSpec, SegmentationModule};
 
 use super::blocks::{LayerSettings, StackedConvBlocks, StackedResidualBlocks, UNetDecoder};
 use super::kwargs::{UNetFamily, UNetKwargs};
-use super::{InputLayout, settings_for};
+use super::{InputLayout, UNetSetup, encoder_stages, unet_segmentation_module};
 
 /// `ResidualEncoder`: `stem.convs.0`, then `stages.S.blocks.B`.
 #[derive(Module, Debug)]
 pub struct ResidualEncoder {
+    /// One conv unit at full resolution before the first stage.
     pub stem: StackedConvBlocks,
+    /// The stages of residual blocks, highest resolution first.
     pub stages: Vec<StackedResidualBlocks>,
 }
 
 impl ResidualEncoder {
+    /// An encoder for `kw` taking `input_channels` channels.
     fn new(
         kw: &UNetKwargs,
         input_channels: usize,
@@ -37,22 +40,9 @@ impl ResidualEncoder {
             settings,
             device,
         );
-        let mut channels_in = stem_channels;
-        let stages = (0..kw.n_stages)
-            .map(|s| {
-                let stage = StackedResidualBlocks::new(
-                    kw.n_per_stage[s],
-                    channels_in,
-                    kw.features_per_stage[s],
-                    &kw.kernel_sizes[s],
-                    &kw.strides[s],
-                    settings,
-                    device,
-                );
-                channels_in = kw.features_per_stage[s];
-                stage
-            })
-            .collect();
+        let stages = encoder_stages(kw, stem_channels, |n, cin, cout, kernel, stride| {
+            StackedResidualBlocks::new(n, cin, cout, kernel, stride, settings, device)
+        });
         ResidualEncoder { stem, stages }
     }
 
@@ -73,7 +63,9 @@ impl ResidualEncoder {
 /// `encoder.stages.S.blocks.B.{conv1,conv2,skip.N}.{conv,norm}.{weight,bias}`, `decoder.…`).
 #[derive(Module, Debug)]
 pub struct ResidualEncoderUNet {
+    /// The residual encoder.
     pub encoder: ResidualEncoder,
+    /// The decoder with its segmentation heads.
     pub decoder: UNetDecoder,
     #[module(skip)]
     layout: InputLayout,
@@ -85,49 +77,16 @@ impl ResidualEncoderUNet {
     /// A freshly initialised network: `InitWeights_He(1e-2)` and, as the reference,
     /// `init_last_bn_before_add_to_0` (each block's `conv2.norm` weight and bias are zero).
     pub fn new(spec: &NetworkSpec, device: &Device) -> Result<Self> {
-        let kw = UNetKwargs::parse(&spec.arch_kwargs, UNetFamily::ResidualEncoder)?;
-        let layout = InputLayout::new(&kw, spec)?;
-        let settings = settings_for(&kw, spec);
-        let encoder = ResidualEncoder::new(&kw, spec.input_channels, &settings, device);
-        let decoder = UNetDecoder::new(
-            &kw.features_per_stage,
-            &kw.strides,
-            &kw.kernel_sizes,
-            &kw.n_conv_per_stage_decoder,
-            spec.output_channels,
-            &settings,
-            device,
-        );
+        let setup = UNetSetup::new(spec, UNetFamily::ResidualEncoder)?;
+        let encoder = ResidualEncoder::new(&setup.kw, spec.input_channels, &setup.settings, device);
+        let decoder = setup.decoder(spec, device);
         Ok(ResidualEncoderUNet {
             encoder,
             decoder,
-            layout,
+            layout: setup.layout,
             deep_supervision: spec.deep_supervision,
         })
     }
-
-    /// Checks that `dims` (`[b, c, z, y, x]`) is an input this network can segment.
-    pub fn check_input(&self, dims: [usize; 5]) -> Result<()> {
-        self.layout.check(dims)
-    }
 }
 
-impl SegmentationModule for ResidualEncoderUNet {
-    /// # Panics
-    /// When the input does not fit the network (see [`ResidualEncoderUNet::check_input`]).
-    fn segment(&self, input: Tensor<5>) -> Vec<Tensor<5>> {
-        self.layout.run(input, |x| {
-            self.decoder
-                .forward(self.encoder.forward(x), self.deep_supervision)
-        })
-    }
-
-    fn set_deep_supervision(&mut self, enabled: bool) {
-        self.deep_supervision = enabled;
-    }
-
-    /// Its blocks cast their weights to the input's float type (GPU mixed precision).
-    fn reduced_precision(&self) -> bool {
-        true
-    }
-}
+unet_segmentation_module!(ResidualEncoderUNet);

@@ -7,7 +7,7 @@ use nnunet_core::{Augmentation, Error, Result};
 use rand::{Rng, RngCore};
 use rayon::prelude::*;
 
-use super::{RandomScalar, chance};
+use super::{RandomScalar, chance, prelude, shuffle};
 
 /// Which image channels hold the one-hot encoding.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,12 +19,13 @@ pub enum ChannelSelection {
 }
 
 impl ChannelSelection {
+    /// The channel indices for an image of `channels` channels (`what` starts an error).
     fn resolve(&self, channels: usize, what: &str) -> Result<Vec<usize>> {
         let out = match self {
             ChannelSelection::Explicit(v) => v.clone(),
             ChannelSelection::Last(n) => {
                 if *n > channels {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::training(format!(
                         "{what}: needs the last {n} image channels, the image has {channels}"
                     )));
                 }
@@ -32,7 +33,7 @@ impl ChannelSelection {
             }
         };
         if let Some(bad) = out.iter().find(|&&c| c >= channels) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::training(format!(
                 "{what}: image has {channels} channels, no channel {bad}"
             )));
         }
@@ -40,22 +41,20 @@ impl ChannelSelection {
     }
 }
 
-fn shuffle(v: &mut [usize], rng: &mut dyn RngCore) {
-    for i in (1..v.len()).rev() {
-        let j = rng.random_range(0..=i);
-        v.swap(i, j);
-    }
-}
-
 /// Morphological operators of [`ApplyRandomBinaryOperatorTransform`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinaryOperator {
+    /// Grows the mask by the ball.
     Dilation,
+    /// Shrinks the mask by the ball.
     Erosion,
+    /// Dilation, then erosion: fills gaps narrower than the ball.
     Closing,
+    /// Erosion, then dilation: removes parts narrower than the ball.
     Opening,
 }
 
+/// The squared distance standing for "no mask voxel on this line yet".
 const BIG: f64 = 1e12;
 
 /// One-dimensional squared distance transform (Felzenszwalb & Huttenlocher) of `f` in place.
@@ -145,6 +144,7 @@ fn erode(mask: &[bool], shape: [usize; 3], r: f64) -> Vec<bool> {
     dilate(&inv, shape, r).into_iter().map(|m| !m).collect()
 }
 
+/// `op` applied to `mask` with a ball of radius `r`.
 fn apply_operator(op: BinaryOperator, mask: &[bool], shape: [usize; 3], r: f64) -> Vec<bool> {
     match op {
         BinaryOperator::Dilation => dilate(mask, shape, r),
@@ -159,9 +159,13 @@ fn apply_operator(op: BinaryOperator, mask: &[bool], shape: [usize; 3], r: f64) 
 /// gains are removed from the other channels.
 #[derive(Clone, Debug)]
 pub struct ApplyRandomBinaryOperatorTransform {
+    /// Probability that the transform runs.
     pub p: f64,
+    /// The one-hot channels.
     pub channels: ChannelSelection,
+    /// Radius of the ball (voxels).
     pub strel_size: RandomScalar,
+    /// Probability that a channel is changed.
     pub p_per_label: f64,
 }
 
@@ -177,6 +181,7 @@ impl ApplyRandomBinaryOperatorTransform {
     }
 }
 
+/// The operators to draw from, uniformly.
 const OPERATORS: [BinaryOperator; 4] = [
     BinaryOperator::Dilation,
     BinaryOperator::Erosion,
@@ -184,9 +189,52 @@ const OPERATORS: [BinaryOperator; 4] = [
     BinaryOperator::Opening,
 ];
 
-fn spatial(sample: &Sample) -> [usize; 3] {
-    let s = sample.image.shape();
-    [s[1], s[2], s[3]]
+/// What a cascade transform's `apply` starts from once it has been drawn to run.
+struct LabelRun {
+    /// Spatial shape `[z, y, x]` of the image.
+    shape: [usize; 3],
+    /// The one-hot channels, in random order.
+    all: Vec<usize>,
+    /// Those drawn to be changed.
+    apply: Vec<usize>,
+}
+
+/// The start both cascade transforms' `apply` share: the [`prelude`] (probability `p`), then
+/// the one-hot channels of `selection` shuffled, and those drawn with probability
+/// `p_per_label` each; `what` names the transform in errors.
+fn label_prelude(
+    sample: &Sample,
+    p: f64,
+    p_per_label: f64,
+    selection: &ChannelSelection,
+    what: &str,
+    rng: &mut dyn RngCore,
+) -> Result<Option<LabelRun>> {
+    let Some(run) = prelude(sample, p, rng) else {
+        return Ok(None);
+    };
+    let mut all = selection.resolve(run.channels, what)?;
+    shuffle(&mut all, rng);
+    let apply = all
+        .iter()
+        .copied()
+        .filter(|_| chance(rng, p_per_label))
+        .collect();
+    Ok(Some(LabelRun {
+        shape: run.shape,
+        all,
+        apply,
+    }))
+}
+
+/// Image channel `c` as a mask (nonzero voxels).
+fn channel_mask(sample: &Sample, c: usize) -> Vec<bool> {
+    sample
+        .image
+        .index_axis(Axis(0), c)
+        .iter()
+        .map(|&v| v != 0.0)
+        .collect()
 }
 
 impl Augmentation for ApplyRandomBinaryOperatorTransform {
@@ -196,32 +244,19 @@ impl Augmentation for ApplyRandomBinaryOperatorTransform {
         _: &AugmentationContext,
         rng: &mut dyn RngCore,
     ) -> Result<()> {
-        if !chance(rng, self.p) {
+        let what = "ApplyRandomBinaryOperatorTransform";
+        let Some(LabelRun { shape, all, apply }) =
+            label_prelude(sample, self.p, self.p_per_label, &self.channels, what, rng)?
+        else {
             return Ok(());
-        }
-        let mut all = self.channels.resolve(
-            sample.image.shape()[0],
-            "ApplyRandomBinaryOperatorTransform",
-        )?;
-        shuffle(&mut all, rng);
-        let apply: Vec<usize> = all
-            .iter()
-            .copied()
-            .filter(|_| chance(rng, self.p_per_label))
-            .collect();
+        };
         let ops: Vec<BinaryOperator> = apply
             .iter()
             .map(|_| OPERATORS[rng.random_range(0..4)])
             .collect();
         let radii: Vec<f64> = apply.iter().map(|_| self.strel_size.sample(rng)).collect();
-        let shape = spatial(sample);
         for ((&a, &op), &r) in apply.iter().zip(&ops).zip(&radii) {
-            let mask: Vec<bool> = sample
-                .image
-                .index_axis(Axis(0), a)
-                .iter()
-                .map(|&v| v != 0.0)
-                .collect();
+            let mask = channel_mask(sample, a);
             let result = apply_operator(op, &mask, shape, r);
             for &oc in all.iter().filter(|&&c| c != a) {
                 let mut ch = sample.image.index_axis_mut(Axis(0), oc);
@@ -285,10 +320,15 @@ pub(crate) fn label_components(mask: &[bool], shape: [usize; 3]) -> (Vec<u32>, V
 /// one-hot channel with probability `p_per_label`, optionally giving it to another channel.
 #[derive(Clone, Debug)]
 pub struct RemoveRandomConnectedComponentTransform {
+    /// Probability that the transform runs.
     pub p: f64,
+    /// The one-hot channels.
     pub channels: ChannelSelection,
+    /// Probability that the removed component is given to another (random) channel.
     pub fill_with_other_class_p: f64,
+    /// Only components smaller than this fraction of the patch are removed.
     pub dont_do_if_covers_more_than_x_percent: f64,
+    /// Probability that a channel is changed.
     pub p_per_label: f64,
 }
 
@@ -312,28 +352,15 @@ impl Augmentation for RemoveRandomConnectedComponentTransform {
         _: &AugmentationContext,
         rng: &mut dyn RngCore,
     ) -> Result<()> {
-        if !chance(rng, self.p) {
+        let what = "RemoveRandomConnectedComponentFromOneHotEncodingTransform";
+        let Some(LabelRun { shape, all, apply }) =
+            label_prelude(sample, self.p, self.p_per_label, &self.channels, what, rng)?
+        else {
             return Ok(());
-        }
-        let mut all = self.channels.resolve(
-            sample.image.shape()[0],
-            "RemoveRandomConnectedComponentFromOneHotEncodingTransform",
-        )?;
-        shuffle(&mut all, rng);
-        let apply: Vec<usize> = all
-            .iter()
-            .copied()
-            .filter(|_| chance(rng, self.p_per_label))
-            .collect();
-        let shape = spatial(sample);
+        };
         let total = (shape[0] * shape[1] * shape[2]) as f64;
         for &a in &apply {
-            let mask: Vec<bool> = sample
-                .image
-                .index_axis(Axis(0), a)
-                .iter()
-                .map(|&v| v != 0.0)
-                .collect();
+            let mask = channel_mask(sample, a);
             if !mask.iter().any(|&m| m) {
                 continue;
             }

@@ -36,7 +36,7 @@ pub fn configure_rotation_dummy_da_mirroring_and_initial_patch_size(
 ) -> Result<DaGeometry> {
     let dim = patch_size.len();
     if !(dim == 2 || dim == 3) || patch_size.contains(&0) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::training(format!(
             "the patch size must have 2 or 3 non-zero entries, got {patch_size:?}"
         )));
     }

@@ -8,12 +8,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 use rayon::prelude::*;
 
-use super::{RandomScalar, chance};
-
-/// Channels selected with probability `p_per_channel` each (`torch.rand(c) < p`).
-fn pick_channels(rng: &mut dyn RngCore, c: usize, p_per_channel: f64) -> Vec<usize> {
-    (0..c).filter(|_| chance(rng, p_per_channel)).collect()
-}
+use super::{Prelude, RandomScalar, chance, data_axes, prelude, sync_draw};
 
 /// The contiguous data of one image channel.
 fn channel_mut(image: &mut Array4<f32>, c: usize) -> Result<ArrayViewMut3<'_, f32>> {
@@ -21,7 +16,7 @@ fn channel_mut(image: &mut Array4<f32>, c: usize) -> Result<ArrayViewMut3<'_, f3
         *image = image.as_standard_layout().into_owned();
     }
     if c >= image.shape()[0] {
-        return Err(Error::Invalid(format!(
+        return Err(Error::training(format!(
             "image has {} channels, channel {c} requested",
             image.shape()[0]
         )));
@@ -29,18 +24,23 @@ fn channel_mut(image: &mut Array4<f32>, c: usize) -> Result<ArrayViewMut3<'_, f3
     Ok(image.index_axis_mut(Axis(0), c))
 }
 
+/// The values of a channel from [`channel_mut`] as one slice.
 fn slice_of<'a>(v: &'a mut ArrayViewMut3<'_, f32>) -> Result<&'a mut [f32]> {
     v.as_slice_mut()
-        .ok_or_else(|| Error::Invalid("image channel is not contiguous".into()))
+        .ok_or_else(|| Error::training("image channel is not contiguous"))
 }
 
 /// Additive Gaussian noise with standard deviation drawn from `noise_variance` (the reference's
 /// name; the value is used as the standard deviation).
 #[derive(Clone, Debug)]
 pub struct GaussianNoiseTransform {
+    /// Probability that the transform runs.
     pub p: f64,
+    /// Standard deviation of the noise.
     pub noise_variance: RandomScalar,
+    /// Probability that a channel gets noise.
     pub p_per_channel: f64,
+    /// One standard deviation for all channels.
     pub synchronize_channels: bool,
 }
 
@@ -86,13 +86,14 @@ impl Augmentation for GaussianNoiseTransform {
         _: &AugmentationContext,
         rng: &mut dyn RngCore,
     ) -> Result<()> {
-        if !chance(rng, self.p) {
+        let Some(run) = prelude(sample, self.p, rng) else {
             return Ok(());
-        }
-        let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
+        };
+        let channels = run.pick_channels(rng, self.p_per_channel);
         if channels.is_empty() {
             return Ok(());
         }
+        // drawn even when every channel draws its own, as in the reference
         let shared = self.noise_variance.sample(rng);
         for &c in &channels {
             let sigma = if self.synchronize_channels {
@@ -187,27 +188,47 @@ pub(crate) fn convolve_axis(data: &mut [f32], shape: [usize; 3], axis: usize, ke
         });
 }
 
-/// The spatial axes (of `[z, y, x]`) that exist for this data: y, x for 2D, all three for 3D.
-fn spatial_axes(context: &AugmentationContext, _shape: [usize; 3]) -> Vec<usize> {
-    if context.is_2d {
-        vec![1, 2]
-    } else {
-        vec![0, 1, 2]
-    }
+/// How a transform draws one value per axis for each channel it changes.
+struct PerAxis<'a> {
+    /// The value's distribution.
+    scalar: &'a RandomScalar,
+    /// Probability that a channel is changed.
+    p_per_channel: f64,
+    /// One set of values for all channels.
+    synchronize_channels: bool,
+    /// One value for all axes of a channel.
+    synchronize_axes: bool,
 }
 
-fn spatial_shape(image: &Array4<f32>) -> [usize; 3] {
-    let s = image.shape();
-    [s[1], s[2], s[3]]
+impl PerAxis<'_> {
+    /// The channels drawn to change and, for each, one value per axis (`axes` axes).
+    fn draw(
+        &self,
+        run: &Prelude,
+        axes: usize,
+        rng: &mut dyn RngCore,
+    ) -> (Vec<usize>, Vec<Vec<f64>>) {
+        let channels = run.pick_channels(rng, self.p_per_channel);
+        let values = sync_draw(channels.len(), self.synchronize_channels, rng, |rng| {
+            self.scalar
+                .sample_per_axis(rng, axes, self.synchronize_axes)
+        });
+        (channels, values)
+    }
 }
 
 /// Separable Gaussian blur with sigma drawn per channel and axis.
 #[derive(Clone, Debug)]
 pub struct GaussianBlurTransform {
+    /// Probability that the transform runs.
     pub p: f64,
+    /// Standard deviation of the Gaussian (voxels); 0 leaves an axis as it is.
     pub blur_sigma: RandomScalar,
+    /// One set of sigmas for all channels.
     pub synchronize_channels: bool,
+    /// One sigma for all axes of a channel.
     pub synchronize_axes: bool,
+    /// Probability that a channel is blurred.
     pub p_per_channel: f64,
 }
 
@@ -231,29 +252,22 @@ impl Augmentation for GaussianBlurTransform {
         context: &AugmentationContext,
         rng: &mut dyn RngCore,
     ) -> Result<()> {
-        if !chance(rng, self.p) {
+        let Some(run) = prelude(sample, self.p, rng) else {
             return Ok(());
+        };
+        let shape = run.shape;
+        let axes = data_axes(context);
+        let (channels, all) = PerAxis {
+            scalar: &self.blur_sigma,
+            p_per_channel: self.p_per_channel,
+            synchronize_channels: self.synchronize_channels,
+            synchronize_axes: self.synchronize_axes,
         }
-        let shape = spatial_shape(&sample.image);
-        let axes = spatial_axes(context, shape);
-        let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
-        let draw = |rng: &mut dyn RngCore| -> Vec<f64> {
-            self.blur_sigma
-                .sample_per_axis(rng, axes.len(), self.synchronize_axes)
-        };
-        let shared = if self.synchronize_channels {
-            Some(draw(rng))
-        } else {
-            None
-        };
-        for &c in &channels {
-            let sigmas = match &shared {
-                Some(s) => s.clone(),
-                None => draw(rng),
-            };
+        .draw(&run, axes.len(), rng);
+        for (&c, sigmas) in channels.iter().zip(&all) {
             let mut ch = channel_mut(&mut sample.image, c)?;
             let data = slice_of(&mut ch)?;
-            for (&axis, &sigma) in axes.iter().zip(&sigmas) {
+            for (&axis, &sigma) in axes.iter().zip(sigmas) {
                 if sigma > 0.0 && shape[axis] > 1 {
                     convolve_axis(data, shape, axis, &gaussian_kernel(sigma));
                 }
@@ -266,9 +280,13 @@ impl Augmentation for GaussianBlurTransform {
 /// Multiplies each selected channel by a random factor.
 #[derive(Clone, Debug)]
 pub struct MultiplicativeBrightnessTransform {
+    /// Probability that the transform runs.
     pub p: f64,
+    /// The factor.
     pub multiplier_range: RandomScalar,
+    /// One factor for all channels.
     pub synchronize_channels: bool,
+    /// Probability that a channel is scaled.
     pub p_per_channel: f64,
 }
 
@@ -291,21 +309,15 @@ impl Augmentation for MultiplicativeBrightnessTransform {
         _: &AugmentationContext,
         rng: &mut dyn RngCore,
     ) -> Result<()> {
-        if !chance(rng, self.p) {
+        let Some(run) = prelude(sample, self.p, rng) else {
             return Ok(());
-        }
-        let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
-        let shared = if self.synchronize_channels {
-            self.multiplier_range.sample(rng)
-        } else {
-            1.0
         };
-        for &c in &channels {
-            let m = if self.synchronize_channels {
-                shared
-            } else {
-                self.multiplier_range.sample(rng)
-            } as f32;
+        let channels = run.pick_channels(rng, self.p_per_channel);
+        let factors = sync_draw(channels.len(), self.synchronize_channels, rng, |rng| {
+            self.multiplier_range.sample(rng)
+        });
+        for (&c, &m) in channels.iter().zip(&factors) {
+            let m = m as f32;
             let mut ch = channel_mut(&mut sample.image, c)?;
             slice_of(&mut ch)?.par_iter_mut().for_each(|v| *v *= m);
         }
@@ -313,6 +325,7 @@ impl Augmentation for MultiplicativeBrightnessTransform {
     }
 }
 
+/// Mean, minimum and maximum of `data`.
 fn mean_min_max(data: &[f32]) -> (f64, f32, f32) {
     let (sum, mn, mx) = data
         .par_iter()
@@ -330,10 +343,15 @@ fn mean_min_max(data: &[f32]) -> (f64, f32, f32) {
 /// `x -> (x - mean) * factor + mean` per channel, optionally clipped to the channel's range.
 #[derive(Clone, Debug)]
 pub struct ContrastTransform {
+    /// Probability that the transform runs.
     pub p: f64,
+    /// The contrast factor.
     pub contrast_range: RandomScalar,
+    /// Clamp the result to the channel's original range.
     pub preserve_range: bool,
+    /// One factor for all channels.
     pub synchronize_channels: bool,
+    /// Probability that a channel is changed.
     pub p_per_channel: f64,
 }
 
@@ -357,28 +375,16 @@ impl Augmentation for ContrastTransform {
         _: &AugmentationContext,
         rng: &mut dyn RngCore,
     ) -> Result<()> {
-        if !chance(rng, self.p) {
+        let Some(run) = prelude(sample, self.p, rng) else {
             return Ok(());
-        }
-        let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
+        };
+        let channels = run.pick_channels(rng, self.p_per_channel);
         if channels.is_empty() {
             return Ok(());
         }
-        let shared = if self.synchronize_channels {
+        let factors = sync_draw(channels.len(), self.synchronize_channels, rng, |rng| {
             self.contrast_range.sample(rng)
-        } else {
-            1.0
-        };
-        let factors: Vec<f64> = channels
-            .iter()
-            .map(|_| {
-                if self.synchronize_channels {
-                    shared
-                } else {
-                    self.contrast_range.sample(rng)
-                }
-            })
-            .collect();
+        });
         for (&c, &m) in channels.iter().zip(&factors) {
             let mut ch = channel_mut(&mut sample.image, c)?;
             let data = slice_of(&mut ch)?;
@@ -449,12 +455,17 @@ fn resize_axis(
 /// Downsamples a channel (nearest) by a random factor and upsamples it back (linear).
 #[derive(Clone, Debug)]
 pub struct SimulateLowResolutionTransform {
+    /// Probability that the transform runs.
     pub p: f64,
+    /// Size factor of the low resolution, per axis.
     pub scale: RandomScalar,
+    /// One set of factors for all channels.
     pub synchronize_channels: bool,
+    /// One factor for all axes of a channel.
     pub synchronize_axes: bool,
     /// Spatial axes (0 = z, 1 = y, 2 = x) left at full resolution.
     pub ignore_axes: Vec<usize>,
+    /// Probability that a channel is changed.
     pub p_per_channel: f64,
 }
 
@@ -479,28 +490,20 @@ impl Augmentation for SimulateLowResolutionTransform {
         context: &AugmentationContext,
         rng: &mut dyn RngCore,
     ) -> Result<()> {
-        if !chance(rng, self.p) {
+        let Some(run) = prelude(sample, self.p, rng) else {
             return Ok(());
+        };
+        let shape = run.shape;
+        let axes = data_axes(context);
+        let (channels, all) = PerAxis {
+            scalar: &self.scale,
+            p_per_channel: self.p_per_channel,
+            synchronize_channels: self.synchronize_channels,
+            synchronize_axes: self.synchronize_axes,
         }
-        let shape = spatial_shape(&sample.image);
-        let axes = spatial_axes(context, shape);
-        let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
-        let draw = |rng: &mut dyn RngCore| -> Vec<f64> {
-            self.scale
-                .sample_per_axis(rng, axes.len(), self.synchronize_axes)
-        };
-        let shared = if self.synchronize_channels {
-            Some(draw(rng))
-        } else {
-            None
-        };
-        let all: Vec<Vec<f64>> = channels
-            .iter()
-            .map(|_| shared.clone().unwrap_or_else(|| draw(rng)))
-            .collect();
+        .draw(&run, axes.len(), rng);
         for (&c, scales) in channels.iter().zip(&all) {
             let mut ch = channel_mut(&mut sample.image, c)?;
-            let data = slice_of(&mut ch)?;
             let mut new_shape = shape;
             for (&axis, &s) in axes.iter().zip(scales) {
                 if !self.ignore_axes.contains(&axis) {
@@ -510,35 +513,46 @@ impl Augmentation for SimulateLowResolutionTransform {
             if new_shape == shape {
                 continue;
             }
-            let mut cur = data.to_vec();
-            let mut cur_shape = shape;
-            for axis in 0..3 {
-                if new_shape[axis] != shape[axis] {
-                    cur = resize_axis(&cur, cur_shape, axis, new_shape[axis], false);
-                    cur_shape[axis] = new_shape[axis];
-                }
-            }
-            for axis in 0..3 {
-                if cur_shape[axis] != shape[axis] {
-                    cur = resize_axis(&cur, cur_shape, axis, shape[axis], true);
-                    cur_shape[axis] = shape[axis];
-                }
-            }
-            data.copy_from_slice(&cur);
+            down_and_up(slice_of(&mut ch)?, shape, new_shape);
         }
         Ok(())
     }
+}
+
+/// Resamples `data` (`[z, y, x]` of `shape`) to `low` (nearest) and back (linear), axis by axis.
+fn down_and_up(data: &mut [f32], shape: [usize; 3], low: [usize; 3]) {
+    let mut cur = data.to_vec();
+    let mut cur_shape = shape;
+    for axis in 0..3 {
+        if low[axis] != shape[axis] {
+            cur = resize_axis(&cur, cur_shape, axis, low[axis], false);
+            cur_shape[axis] = low[axis];
+        }
+    }
+    for axis in 0..3 {
+        if cur_shape[axis] != shape[axis] {
+            cur = resize_axis(&cur, cur_shape, axis, shape[axis], true);
+            cur_shape[axis] = shape[axis];
+        }
+    }
+    data.copy_from_slice(&cur);
 }
 
 /// Gamma correction on the channel's range, optionally of the inverted image and with the
 /// channel's mean and standard deviation restored.
 #[derive(Clone, Debug)]
 pub struct GammaTransform {
+    /// Probability that the transform runs.
     pub p: f64,
+    /// The exponent.
     pub gamma: RandomScalar,
+    /// Probability that a channel is inverted before and after the correction.
     pub p_invert_image: f64,
+    /// One exponent for all channels.
     pub synchronize_channels: bool,
+    /// Probability that a channel is corrected.
     pub p_per_channel: f64,
+    /// Probability that a channel's mean and standard deviation are restored.
     pub p_retain_stats: f64,
 }
 
@@ -580,10 +594,10 @@ impl Augmentation for GammaTransform {
         _: &AugmentationContext,
         rng: &mut dyn RngCore,
     ) -> Result<()> {
-        if !chance(rng, self.p) {
+        let Some(run) = prelude(sample, self.p, rng) else {
             return Ok(());
-        }
-        let channels = pick_channels(rng, sample.image.shape()[0], self.p_per_channel);
+        };
+        let channels = run.pick_channels(rng, self.p_per_channel);
         if channels.is_empty() {
             return Ok(());
         }
@@ -595,52 +609,42 @@ impl Augmentation for GammaTransform {
             .iter()
             .map(|_| chance(rng, self.p_invert_image))
             .collect();
-        let shared = if self.synchronize_channels {
+        let gammas = sync_draw(channels.len(), self.synchronize_channels, rng, |rng| {
             self.gamma.sample(rng)
-        } else {
-            1.0
-        };
-        let gammas: Vec<f64> = channels
-            .iter()
-            .map(|_| {
-                if self.synchronize_channels {
-                    shared
-                } else {
-                    self.gamma.sample(rng)
-                }
-            })
-            .collect();
-        const EPS: f64 = 1e-7;
+        });
         for (k, &c) in channels.iter().enumerate() {
             let mut ch = channel_mut(&mut sample.image, c)?;
-            let data = slice_of(&mut ch)?;
-            let sign = if invert[k] { -1.0f64 } else { 1.0 };
-            if invert[k] {
-                data.par_iter_mut().for_each(|v| *v = -*v);
-            }
-            let stats = retain[k].then(|| mean_std(data));
-            let (_, mn, mx) = mean_min_max(data);
-            let (mn, mx) = (mn as f64, mx as f64);
-            let range = mx - mn;
-            let denom = range.max(EPS);
-            let g = gammas[k];
-            let (mn32, inv, range32, g32) =
-                (mn as f32, (1.0 / denom) as f32, range as f32, g as f32);
-            data.par_iter_mut().for_each(|v| {
-                let x = ((*v - mn32) * inv).max(0.0);
-                *v = x.powf(g32) * range32 + mn32;
-            });
-            if let Some((mean, std)) = stats {
-                let (m2, s2) = mean_std(data);
-                let f = std / s2.max(EPS);
-                data.par_iter_mut()
-                    .for_each(|v| *v = ((*v as f64 - m2) * f + mean) as f32);
-            }
-            if sign < 0.0 {
-                data.par_iter_mut().for_each(|v| *v = -*v);
-            }
+            gamma_channel(slice_of(&mut ch)?, gammas[k], invert[k], retain[k]);
         }
         Ok(())
+    }
+}
+
+/// Gamma correction of one channel on its range, of the negated values when `invert`, with the
+/// mean and standard deviation restored when `retain_stats`.
+fn gamma_channel(data: &mut [f32], gamma: f64, invert: bool, retain_stats: bool) {
+    const EPS: f64 = 1e-7;
+    if invert {
+        data.par_iter_mut().for_each(|v| *v = -*v);
+    }
+    let stats = retain_stats.then(|| mean_std(data));
+    let (_, mn, mx) = mean_min_max(data);
+    let (mn, mx) = (mn as f64, mx as f64);
+    let range = mx - mn;
+    let denom = range.max(EPS);
+    let (mn32, inv, range32, g32) = (mn as f32, (1.0 / denom) as f32, range as f32, gamma as f32);
+    data.par_iter_mut().for_each(|v| {
+        let x = ((*v - mn32) * inv).max(0.0);
+        *v = x.powf(g32) * range32 + mn32;
+    });
+    if let Some((mean, std)) = stats {
+        let (m2, s2) = mean_std(data);
+        let f = std / s2.max(EPS);
+        data.par_iter_mut()
+            .for_each(|v| *v = ((*v as f64 - m2) * f + mean) as f32);
+    }
+    if invert {
+        data.par_iter_mut().for_each(|v| *v = -*v);
     }
 }
 

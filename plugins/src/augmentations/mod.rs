@@ -32,6 +32,8 @@ pub use utility::{
     MoveSegAsOneHotToDataTransform, RemoveLabelTransform,
 };
 
+use ndarray::Array4;
+use nnunet_core::augmentation::{AugmentationContext, Sample};
 use rand::{Rng, RngCore};
 
 /// A random scalar: a fixed value, a uniform range, or nnU-Net's `BGContrast` sampling.
@@ -92,154 +94,170 @@ pub(crate) fn chance(rng: &mut dyn RngCore, p: f64) -> bool {
     rng.random::<f64>() < p
 }
 
-nnunet_core::register!(
-    Augmentation,
+/// The spatial shape `[z, y, x]` of a `[c, z, y, x]` array.
+pub(crate) fn spatial_shape<T>(a: &Array4<T>) -> [usize; 3] {
+    let s = a.shape();
+    [s[1], s[2], s[3]]
+}
+
+/// The spatial axes (0 = z, 1 = y, 2 = x) the data has: y, x for 2D, all three for 3D.
+pub(crate) fn data_axes(context: &AugmentationContext) -> Vec<usize> {
+    if context.is_2d {
+        vec![1, 2]
+    } else {
+        vec![0, 1, 2]
+    }
+}
+
+/// What a random transform's `apply` knows once it has been drawn to run.
+pub(crate) struct Prelude {
+    /// Number of image channels.
+    pub(crate) channels: usize,
+    /// Spatial shape `[z, y, x]` of the image.
+    pub(crate) shape: [usize; 3],
+}
+
+/// The start every random transform's `apply` shares: draws whether the transform runs at all
+/// (probability `p`, nnU-Net's `RandomTransform`) and, if it does, reads the image's channel
+/// count and spatial shape. `None` means the sample stays as it is.
+pub(crate) fn prelude(sample: &Sample, p: f64, rng: &mut dyn RngCore) -> Option<Prelude> {
+    if !chance(rng, p) {
+        return None;
+    }
+    Some(Prelude {
+        channels: sample.image.shape()[0],
+        shape: spatial_shape(&sample.image),
+    })
+}
+
+impl Prelude {
+    /// Draws for every image channel, in order, whether it is transformed (`p_per_channel`).
+    pub(crate) fn channel_mask(&self, rng: &mut dyn RngCore, p_per_channel: f64) -> Vec<bool> {
+        (0..self.channels)
+            .map(|_| chance(rng, p_per_channel))
+            .collect()
+    }
+
+    /// The channels selected with probability `p_per_channel` each (`torch.rand(c) < p`).
+    pub(crate) fn pick_channels(&self, rng: &mut dyn RngCore, p_per_channel: f64) -> Vec<usize> {
+        (0..self.channels)
+            .filter(|_| chance(rng, p_per_channel))
+            .collect()
+    }
+}
+
+/// `n` values from `draw`: one draw repeated when `synchronize` (drawn even for `n = 0`), else
+/// `n` draws in order.
+pub(crate) fn sync_draw<T: Clone>(
+    n: usize,
+    synchronize: bool,
+    rng: &mut dyn RngCore,
+    mut draw: impl FnMut(&mut dyn RngCore) -> T,
+) -> Vec<T> {
+    if synchronize {
+        vec![draw(rng); n]
+    } else {
+        (0..n).map(|_| draw(rng)).collect()
+    }
+}
+
+/// Shuffles `v` in place (Fisher-Yates, from the last element down).
+pub(crate) fn shuffle(v: &mut [usize], rng: &mut dyn RngCore) {
+    for i in (1..v.len()).rev() {
+        let j = rng.random_range(0..=i);
+        v.swap(i, j);
+    }
+}
+
+/// Registers each transform under its nnU-Net class name, with a description, built by the
+/// given expression.
+macro_rules! register_augmentations {
+    ($($name:literal, $description:expr => $make:expr;)*) => {$(
+        nnunet_core::register!(Augmentation, $name, $description, || Box::new($make));
+    )*};
+}
+
+register_augmentations! {
     "SpatialTransform",
     "rotation (p 0.2, ±30° 3D / ±180° 2D) and scaling (p 0.2, 0.7-1.4) of the sampled patch, \
-     centre-cropped to its own size",
-    || Box::new(SpatialTransform::nnunet_default(None, false))
-);
-nnunet_core::register!(
-    Augmentation,
+     centre-cropped to its own size"
+        => SpatialTransform::nnunet_default(None, false);
     "GaussianNoiseTransform",
-    "additive Gaussian noise, sigma U(0, 0.1) (p 0.1)",
-    || Box::new(GaussianNoiseTransform::nnunet_default())
-);
-nnunet_core::register!(
-    Augmentation,
+    "additive Gaussian noise, sigma U(0, 0.1) (p 0.1)"
+        => GaussianNoiseTransform::nnunet_default();
     "GaussianBlurTransform",
-    "Gaussian blur, sigma U(0.5, 1) per axis and channel (p 0.2, p per channel 0.5)",
-    || Box::new(GaussianBlurTransform::nnunet_default())
-);
-nnunet_core::register!(
-    Augmentation,
+    "Gaussian blur, sigma U(0.5, 1) per axis and channel (p 0.2, p per channel 0.5)"
+        => GaussianBlurTransform::nnunet_default();
     "MultiplicativeBrightnessTransform",
-    "per-channel intensity multiplier BGContrast(0.75, 1.25) (p 0.15)",
-    || Box::new(MultiplicativeBrightnessTransform::nnunet_default())
-);
-nnunet_core::register!(
-    Augmentation,
+    "per-channel intensity multiplier BGContrast(0.75, 1.25) (p 0.15)"
+        => MultiplicativeBrightnessTransform::nnunet_default();
     "ContrastTransform",
-    "per-channel contrast BGContrast(0.75, 1.25), range preserved (p 0.15)",
-    || Box::new(ContrastTransform::nnunet_default())
-);
-nnunet_core::register!(
-    Augmentation,
+    "per-channel contrast BGContrast(0.75, 1.25), range preserved (p 0.15)"
+        => ContrastTransform::nnunet_default();
     "SimulateLowResolutionTransform",
-    "nearest downsampling by U(0.5, 1) and linear upsampling (p 0.25, p per channel 0.5)",
-    || Box::new(SimulateLowResolutionTransform::nnunet_default(false))
-);
-nnunet_core::register!(
-    Augmentation,
+    "nearest downsampling by U(0.5, 1) and linear upsampling (p 0.25, p per channel 0.5)"
+        => SimulateLowResolutionTransform::nnunet_default(false);
     "GammaTransform",
-    "gamma BGContrast(0.7, 1.5) with retained statistics (p 0.3, not inverted)",
-    || Box::new(GammaTransform::nnunet_default(false))
-);
-nnunet_core::register!(
-    Augmentation,
+    "gamma BGContrast(0.7, 1.5) with retained statistics (p 0.3, not inverted)"
+        => GammaTransform::nnunet_default(false);
     "MirrorTransform",
-    "flips each allowed axis of the context with probability 0.5",
-    || Box::new(MirrorTransform::new(None))
-);
-nnunet_core::register!(
-    Augmentation,
+    "flips each allowed axis of the context with probability 0.5"
+        => MirrorTransform::new(None);
     "MaskImageTransform",
-    "sets every image channel to 0 outside the nonzero region (seg < 0)",
-    || Box::new(MaskImageTransform::new(None, 0, 0.0))
-);
-nnunet_core::register!(
-    Augmentation,
+    "sets every image channel to 0 outside the nonzero region (seg < 0)"
+        => MaskImageTransform::new(None, 0, 0.0);
     "RemoveLabelTransform",
-    "segmentation label -1 becomes 0",
-    || Box::new(RemoveLabelTransform::new(-1, 0))
-);
-nnunet_core::register!(
-    Augmentation,
+    "segmentation label -1 becomes 0"
+        => RemoveLabelTransform::new(-1, 0);
     "MoveSegAsOneHotToDataTransform",
     "moves segmentation channel 1 (previous stage) to the image as one-hot channels of the \
-     labels present in it",
-    || Box::new(MoveSegAsOneHotToDataTransform::new(1, None, true))
-);
-nnunet_core::register!(
-    Augmentation,
+     labels present in it"
+        => MoveSegAsOneHotToDataTransform::new(1, None, true);
     "ApplyRandomBinaryOperatorTransform",
     "random dilation/erosion/opening/closing (ball radius U(1, 8)) of the last image channel \
-     (p 0.4, p per label 0.5)",
-    || Box::new(ApplyRandomBinaryOperatorTransform::nnunet_default(
-        cascade::ChannelSelection::Last(1),
-        0.5
-    ))
-);
-nnunet_core::register!(
-    Augmentation,
+     (p 0.4, p per label 0.5)"
+        => ApplyRandomBinaryOperatorTransform::nnunet_default(
+            cascade::ChannelSelection::Last(1),
+            0.5,
+        );
     "RemoveRandomConnectedComponentFromOneHotEncodingTransform",
     "removes a random small connected component from the last image channel (p 0.2, p per \
-     label 0.5)",
-    || Box::new(RemoveRandomConnectedComponentTransform::nnunet_default(
-        cascade::ChannelSelection::Last(1),
-        0.5
-    ))
-);
-nnunet_core::register!(
-    Augmentation,
+     label 0.5)"
+        => RemoveRandomConnectedComponentTransform::nnunet_default(
+            cascade::ChannelSelection::Last(1),
+            0.5,
+        );
     "ConvertSegmentationToRegionsTransform",
-    "segmentation to one binary channel per label present (labels > 0)",
-    || Box::new(ConvertSegmentationToRegionsTransform::new(Vec::new(), 0))
-);
-nnunet_core::register!(
-    Augmentation,
+    "segmentation to one binary channel per label present (labels > 0)"
+        => ConvertSegmentationToRegionsTransform::new(Vec::new(), 0);
     "Rot90Transform",
     "0-3 quarter turns of image and segmentation in a random plane of the equal-length axes \
-     (p 0.5)",
-    || Box::new(Rot90Transform::da5(None))
-);
-nnunet_core::register!(
-    Augmentation,
+     (p 0.5)"
+        => Rot90Transform::da5(None);
     "TransposeAxesTransform",
-    "random permutation of the equal-length axes of image and segmentation (p 0.5)",
-    || Box::new(TransposeAxesTransform::da5(None))
-);
-nnunet_core::register!(
-    Augmentation,
+    "random permutation of the equal-length axes of image and segmentation (p 0.5)"
+        => TransposeAxesTransform::da5(None);
     "MedianFilterTransform",
-    "median filter, window 2-7 per channel (p 0.2, p per channel 0.5)",
-    || Box::new(MedianFilterTransform::da5())
-);
-nnunet_core::register!(
-    Augmentation,
+    "median filter, window 2-7 per channel (p 0.2, p per channel 0.5)"
+        => MedianFilterTransform::da5();
     "BrightnessAdditiveTransform",
-    "per-channel additive offset N(0, 0.5) (p 0.1, p per channel 0.5)",
-    || Box::new(BrightnessAdditiveTransform::da5())
-);
-nnunet_core::register!(
-    Augmentation,
+    "per-channel additive offset N(0, 0.5) (p 0.1, p per channel 0.5)"
+        => BrightnessAdditiveTransform::da5();
     "BlankRectangleTransform",
-    "1-4 boxes of side [max(1, s/10), s/3) filled with their mean (p 0.4, p per channel 0.5)",
-    || Box::new(BlankRectangleTransform::da5(None))
-);
-nnunet_core::register!(
-    Augmentation,
+    "1-4 boxes of side [max(1, s/10), s/3) filled with their mean (p 0.4, p per channel 0.5)"
+        => BlankRectangleTransform::da5(None);
     "BrightnessGradientAdditiveTransform",
-    "additive smooth Gaussian brightness gradient of peak ±U(1, 5) (p 0.3, p per channel 0.5)",
-    || Box::new(BrightnessGradientAdditiveTransform::da5())
-);
-nnunet_core::register!(
-    Augmentation,
+    "additive smooth Gaussian brightness gradient of peak ±U(1, 5) (p 0.3, p per channel 0.5)"
+        => BrightnessGradientAdditiveTransform::da5();
     "LocalGammaTransform",
     "gamma U(0.01, 0.8) or U(1.5, 4) blended in through a smooth Gaussian map (p 0.3, p per \
-     channel 0.5)",
-    || Box::new(LocalGammaTransform::da5())
-);
-nnunet_core::register!(
-    Augmentation,
+     channel 0.5)"
+        => LocalGammaTransform::da5();
     "SharpeningTransform",
-    "Laplacian sharpening, strength U(0.1, 1) (p 0.2, p per channel 0.5)",
-    || Box::new(SharpeningTransform::da5())
-);
-nnunet_core::register!(
-    Augmentation,
+    "Laplacian sharpening, strength U(0.1, 1) (p 0.2, p per channel 0.5)"
+        => SharpeningTransform::da5();
     "OneOfTransform",
     "one of median filter (p 0.2) or Gaussian blur sigma U(0.3, 1.5) (p 0.2), chosen uniformly \
-     (DA5's filter choice)",
-    || Box::new(OneOfTransform::da5_filter())
-);
+     (DA5's filter choice)"
+        => OneOfTransform::da5_filter();
+}

@@ -51,7 +51,7 @@ impl PipelineContext {
         match (self.patch_size.as_slice(), self.is_2d) {
             ([y, x], true) => Ok([1, *y, *x]),
             ([z, y, x], false) => Ok([*z, *y, *x]),
-            (ps, is_2d) => Err(Error::Invalid(format!(
+            (ps, is_2d) => Err(Error::training(format!(
                 "patch size {ps:?} does not fit a {} configuration",
                 if is_2d { "2D" } else { "3D" }
             ))),

@@ -8,20 +8,24 @@ use nnunet_core::{Augmentation, Error, Result};
 use rand::{Rng, RngCore};
 use rayon::prelude::*;
 
-use super::{RandomScalar, chance};
+use super::{RandomScalar, chance, spatial_shape};
 
 /// Rotation and scaling with centre crop to `patch_size`.
 #[derive(Clone, Debug)]
 pub struct SpatialTransform {
     /// Output spatial size `[z, y, x]` (`z = 1` for 2D); `None` keeps the input's size.
     pub patch_size: Option<[usize; 3]>,
+    /// Probability of a rotation.
     pub p_rotation: f64,
     /// Angle (radians) per rotated axis.
     pub rotation: RandomScalar,
+    /// Probability that a rotation turns about a given axis (the others keep angle 0).
     pub p_rot_per_axis: f64,
+    /// Probability of a scaling.
     pub p_scaling: f64,
     /// Scale factor; larger values make objects smaller.
     pub scaling: RandomScalar,
+    /// Probability that one scale factor serves all axes.
     pub p_synchronize_scaling_across_axes: f64,
     /// Transform every z slice in-plane with one 2D affine (nnU-Net's dummy-2D scheme for
     /// anisotropic 3D patches). 2D data (`context.is_2d`) is always transformed in-plane.
@@ -79,6 +83,47 @@ struct Mapping {
 }
 
 impl Mapping {
+    /// The rotation/scaling about the patch centres: output centre to input centre (for an
+    /// in-plane transform, z is shifted by `z_offset` instead).
+    fn new(
+        angles: &[f64],
+        scales: &[f64],
+        in_shape: [usize; 3],
+        out_shape: [usize; 3],
+        z_offset: isize,
+        in_plane: bool,
+    ) -> Self {
+        let a = if in_plane {
+            let (c, s) = (angles[1].cos(), angles[1].sin());
+            let r = [[c, -s], [s, c]];
+            let mut m = [[0.0; 3]; 3];
+            m[0][0] = 1.0;
+            for i in 0..2 {
+                for j in 0..2 {
+                    m[i + 1][j + 1] = r[i][j] * scales[j];
+                }
+            }
+            m
+        } else {
+            affine_3d(
+                [angles[0], angles[1], angles[2]],
+                [scales[0], scales[1], scales[2]],
+            )
+        };
+        let half_out: [f64; 3] = std::array::from_fn(|d| (out_shape[d] as f64 - 1.0) / 2.0);
+        let mut t = [0.0; 3];
+        for d in 0..3 {
+            if in_plane && d == 0 {
+                t[0] = z_offset as f64;
+                continue;
+            }
+            t[d] = (in_shape[d] as f64 - 1.0) / 2.0
+                - (0..3).map(|k| a[d][k] * half_out[k]).sum::<f64>();
+        }
+        Mapping { m: a, t, in_plane }
+    }
+
+    /// The input coordinates of output voxel `o`.
     #[inline]
     fn at(&self, o: [f64; 3]) -> [f64; 3] {
         let mut p = self.t;
@@ -89,6 +134,7 @@ impl Mapping {
     }
 }
 
+/// The 3x3 matrix product `a · b`.
 fn mat_mul(a: [[f64; 3]; 3], b: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
     let mut r = [[0.0; 3]; 3];
     for i in 0..3 {
@@ -115,16 +161,13 @@ fn affine_3d(angles: [f64; 3], scales: [f64; 3]) -> [[f64; 3]; 3] {
     mat_mul(mat_mul(mat_mul(rz, ry), rx), s)
 }
 
-impl Augmentation for SpatialTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
+impl SpatialTransform {
+    /// The input and output spatial shapes, checked: image and segmentation agree and neither
+    /// shape is empty.
+    fn shapes(&self, sample: &Sample) -> Result<([usize; 3], [usize; 3])> {
         let in_shape = spatial_shape(&sample.image);
         if spatial_shape(&sample.segmentation) != in_shape {
-            return Err(Error::Invalid(format!(
+            return Err(Error::training(format!(
                 "SpatialTransform: image spatial shape {:?} differs from segmentation {:?}",
                 in_shape,
                 spatial_shape(&sample.segmentation)
@@ -132,14 +175,16 @@ impl Augmentation for SpatialTransform {
         }
         let out_shape = self.patch_size.unwrap_or(in_shape);
         if out_shape.contains(&0) || in_shape.contains(&0) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::training(format!(
                 "SpatialTransform: empty patch (input {in_shape:?}, output {out_shape:?})"
             )));
         }
-        let in_plane = self.pseudo_2d || context.is_2d;
-        let dim = if in_plane { 2 } else { 3 };
+        Ok((in_shape, out_shape))
+    }
 
-        // parameters, drawn in the reference's order
+    /// Draws, in the reference's order, the angles and scales of `dim` axes; `None` when
+    /// neither a rotation nor a scaling happens.
+    fn draw(&self, rng: &mut dyn RngCore, dim: usize) -> Option<(Vec<f64>, Vec<f64>)> {
         let do_rotation = chance(rng, self.p_rotation);
         let do_scale = chance(rng, self.p_scaling);
         let mut angles = vec![0.0; dim];
@@ -166,43 +211,34 @@ impl Augmentation for SpatialTransform {
                 }
             }
         }
+        (do_rotation || do_scale).then_some((angles, scales))
+    }
+}
+
+impl Augmentation for SpatialTransform {
+    fn apply(
+        &self,
+        sample: &mut Sample,
+        context: &AugmentationContext,
+        rng: &mut dyn RngCore,
+    ) -> Result<()> {
+        let (in_shape, out_shape) = self.shapes(sample)?;
+        let in_plane = self.pseudo_2d || context.is_2d;
+        let drawn = self.draw(rng, if in_plane { 2 } else { 3 });
 
         // crop offset of the centre crop: centre floor(S/2), start centre - P//2
         let crop_start: [isize; 3] =
             std::array::from_fn(|d| (in_shape[d] / 2) as isize - (out_shape[d] / 2) as isize);
-
-        let mapping = if do_rotation || do_scale {
-            let a = if in_plane {
-                let (c, s) = (angles[1].cos(), angles[1].sin());
-                let r = [[c, -s], [s, c]];
-                let mut m = [[0.0; 3]; 3];
-                m[0][0] = 1.0;
-                for i in 0..2 {
-                    for j in 0..2 {
-                        m[i + 1][j + 1] = r[i][j] * scales[j];
-                    }
-                }
-                m
-            } else {
-                affine_3d(
-                    [angles[0], angles[1], angles[2]],
-                    [scales[0], scales[1], scales[2]],
-                )
-            };
-            let half_out: [f64; 3] = std::array::from_fn(|d| (out_shape[d] as f64 - 1.0) / 2.0);
-            let mut t = [0.0; 3];
-            for d in 0..3 {
-                if in_plane && d == 0 {
-                    t[0] = crop_start[0] as f64;
-                    continue;
-                }
-                t[d] = (in_shape[d] as f64 - 1.0) / 2.0
-                    - (0..3).map(|k| a[d][k] * half_out[k]).sum::<f64>();
-            }
-            Some(Mapping { m: a, t, in_plane })
-        } else {
-            None
-        };
+        let mapping = drawn.map(|(angles, scales)| {
+            Mapping::new(
+                &angles,
+                &scales,
+                in_shape,
+                out_shape,
+                crop_start[0],
+                in_plane,
+            )
+        });
 
         let image = transform_channels(&sample.image, out_shape, |src, out| match mapping {
             None => crop_channel(src, out, out_shape, crop_start, 0.0),
@@ -219,11 +255,7 @@ impl Augmentation for SpatialTransform {
     }
 }
 
-fn spatial_shape<T>(a: &Array4<T>) -> [usize; 3] {
-    let s = a.shape();
-    [s[1], s[2], s[3]]
-}
-
+/// A new `[c, out_shape]` array whose channels `f` fills from the input's channels.
 fn transform_channels<T: Copy + Default + Send + Sync>(
     input: &Array4<T>,
     out_shape: [usize; 3],
@@ -236,7 +268,7 @@ fn transform_channels<T: Copy + Default + Send + Sync>(
         f(input.index_axis(Axis(0), ch), out);
     }
     Array4::from_shape_vec((c, out_shape[0], out_shape[1], out_shape[2]), data)
-        .map_err(|e| Error::Invalid(format!("SpatialTransform: {e}")))
+        .map_err(|e| Error::training(format!("SpatialTransform: {e}")))
 }
 
 /// Copy of the window starting at `start` (padding with `pad` outside the input).
@@ -273,6 +305,32 @@ fn crop_channel<T: Copy + Send + Sync>(
     });
 }
 
+/// The corner offsets `[dz, dy, dx]` of a linear interpolation with fractional parts `f`, and
+/// their weights, z slowest; only `dz = 0` in-plane. Returns the number of corners written.
+#[inline]
+fn corner_weights(f: [f64; 3], in_plane: bool, out: &mut [([usize; 3], f64); 8]) -> usize {
+    let nz = if in_plane { 1 } else { 2 };
+    let mut n = 0;
+    for dz in 0..nz {
+        let wz = if in_plane {
+            1.0
+        } else if dz == 0 {
+            1.0 - f[0]
+        } else {
+            f[0]
+        };
+        for dy in 0..2 {
+            let wy = if dy == 0 { 1.0 - f[1] } else { f[1] };
+            for dx in 0..2 {
+                let wx = if dx == 0 { 1.0 - f[2] } else { f[2] };
+                out[n] = ([dz, dy, dx], wz * wy * wx);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 /// Corner indices and weights of the linear interpolation at `p` (out-of-range corners get
 /// index `None`). Returns the number of corners written.
 #[inline]
@@ -285,34 +343,13 @@ fn corners(
     let fl: [f64; 3] = std::array::from_fn(|d| p[d].floor());
     let fr: [f64; 3] = std::array::from_fn(|d| p[d] - fl[d]);
     let i0: [isize; 3] = std::array::from_fn(|d| fl[d] as isize);
-    let zs: &[(isize, f64)] = if in_plane {
-        &[(0, 1.0)]
-    } else {
-        &[(0, 0.0), (1, 0.0)]
-    };
-    let mut n = 0;
-    for &(dz, _) in zs {
-        let wz = if in_plane {
-            1.0
-        } else if dz == 0 {
-            1.0 - fr[0]
-        } else {
-            fr[0]
-        };
-        let z = i0[0] + dz;
-        for dy in 0..2isize {
-            let wy = if dy == 0 { 1.0 - fr[1] } else { fr[1] };
-            let y = i0[1] + dy;
-            for dx in 0..2isize {
-                let wx = if dx == 0 { 1.0 - fr[2] } else { fr[2] };
-                let x = i0[2] + dx;
-                let inside =
-                    z >= 0 && z < shape[0] && y >= 0 && y < shape[1] && x >= 0 && x < shape[2];
-                let idx = inside.then(|| ((z * shape[1] + y) * shape[2] + x) as usize);
-                out[n] = (idx, wz * wy * wx);
-                n += 1;
-            }
-        }
+    let mut cw = [([0usize; 3], 0.0); 8];
+    let n = corner_weights(fr, in_plane, &mut cw);
+    for (o, &(d, w)) in out.iter_mut().zip(&cw[..n]) {
+        let [z, y, x]: [isize; 3] = std::array::from_fn(|k| i0[k] + d[k] as isize);
+        let inside = z >= 0 && z < shape[0] && y >= 0 && y < shape[1] && x >= 0 && x < shape[2];
+        let idx = inside.then(|| ((z * shape[1] + y) * shape[2] + x) as usize);
+        *o = (idx, w);
     }
     n
 }
@@ -343,12 +380,15 @@ fn interior(p: [f64; 3], shape: [isize; 3], in_plane: bool) -> Option<(usize, [f
     Some((((i[0] * shape[1] + i[1]) * shape[2] + i[2]) as usize, f))
 }
 
-fn resample_image(
-    src: ArrayView3<f32>,
-    out: &mut [f32],
+/// Fills `out` (one channel of `out_shape`) in parallel over rows: each output voxel gets
+/// `voxel(data, shape, p)` of the input channel `src` (`data` its values, `shape` its shape) at
+/// the input coordinates `p` that `map` gives it.
+fn resample<T: Copy + Send + Sync>(
+    src: ArrayView3<T>,
+    out: &mut [T],
     out_shape: [usize; 3],
     map: &Mapping,
-    nearest_mode: bool,
+    voxel: impl Fn(&[T], [isize; 3], [f64; 3]) -> T + Sync,
 ) {
     let src = src.as_standard_layout();
     let s = src.shape();
@@ -359,39 +399,48 @@ fn resample_image(
         .for_each(|(row, o)| {
             let oz = (row / out_shape[1]) as f64;
             let oy = (row % out_shape[1]) as f64;
-            let mut cs = [(None, 0.0); 8];
             for (ox, v) in o.iter_mut().enumerate() {
-                let p = map.at([oz, oy, ox as f64]);
-                if nearest_mode {
-                    *v = nearest(p, shape).map_or(0.0, |i| data[i]);
-                    continue;
-                }
-                if let Some((b, f)) = interior(p, shape, map.in_plane) {
-                    let sx = shape[2] as usize;
-                    let sy = sx * shape[1] as usize;
-                    let lerp2 = |b: usize| {
-                        let r0 = data[b] as f64 * (1.0 - f[2]) + data[b + 1] as f64 * f[2];
-                        let r1 =
-                            data[b + sx] as f64 * (1.0 - f[2]) + data[b + sx + 1] as f64 * f[2];
-                        r0 * (1.0 - f[1]) + r1 * f[1]
-                    };
-                    *v = if map.in_plane {
-                        lerp2(b) as f32
-                    } else {
-                        (lerp2(b) * (1.0 - f[0]) + lerp2(b + sy) * f[0]) as f32
-                    };
-                    continue;
-                }
-                let n = corners(p, shape, map.in_plane, &mut cs);
-                let mut acc = 0.0f64;
-                for &(idx, w) in &cs[..n] {
-                    if let Some(i) = idx {
-                        acc += w * data[i] as f64;
-                    }
-                }
-                *v = acc as f32;
+                *v = voxel(data, shape, map.at([oz, oy, ox as f64]));
             }
         });
+}
+
+/// Resamples an image channel: (bi/tri)linear, or nearest with `nearest_mode`; 0 outside.
+fn resample_image(
+    src: ArrayView3<f32>,
+    out: &mut [f32],
+    out_shape: [usize; 3],
+    map: &Mapping,
+    nearest_mode: bool,
+) {
+    resample(src, out, out_shape, map, |data, shape, p| {
+        if nearest_mode {
+            return nearest(p, shape).map_or(0.0, |i| data[i]);
+        }
+        if let Some((b, f)) = interior(p, shape, map.in_plane) {
+            let sx = shape[2] as usize;
+            let sy = sx * shape[1] as usize;
+            let lerp2 = |b: usize| {
+                let r0 = data[b] as f64 * (1.0 - f[2]) + data[b + 1] as f64 * f[2];
+                let r1 = data[b + sx] as f64 * (1.0 - f[2]) + data[b + sx + 1] as f64 * f[2];
+                r0 * (1.0 - f[1]) + r1 * f[1]
+            };
+            return if map.in_plane {
+                lerp2(b) as f32
+            } else {
+                (lerp2(b) * (1.0 - f[0]) + lerp2(b + sy) * f[0]) as f32
+            };
+        }
+        let mut cs = [(None, 0.0); 8];
+        let n = corners(p, shape, map.in_plane, &mut cs);
+        let mut acc = 0.0f64;
+        for &(idx, w) in &cs[..n] {
+            if let Some(i) = idx {
+                acc += w * data[i] as f64;
+            }
+        }
+        acc as f32
+    });
 }
 
 /// Rounds to the nearest float16 value (ties to even), for the reference's float16 label scores.
@@ -414,103 +463,95 @@ fn resample_seg(
     pad: i16,
     nearest_mode: bool,
 ) {
-    let src = src.as_standard_layout();
-    let s = src.shape();
-    let shape = [s[0] as isize, s[1] as isize, s[2] as isize];
-    let Some(data) = src.as_slice() else { return };
-    out.par_chunks_mut(out_shape[2])
-        .enumerate()
-        .for_each(|(row, o)| {
-            let oz = (row / out_shape[1]) as f64;
-            let oy = (row % out_shape[1]) as f64;
-            let mut cs = [(None, 0.0); 8];
-            let mut labels = [0i16; 8];
-            let mut scores = [0f64; 8];
-            for (ox, v) in o.iter_mut().enumerate() {
-                let p = map.at([oz, oy, ox as f64]);
-                if nearest_mode {
-                    *v = nearest(p, shape).map_or(pad, |i| data[i]);
-                    continue;
-                }
-                let mut lw = [(0i16, 0f64); 8];
-                let n = if let Some((b, f)) = interior(p, shape, map.in_plane) {
-                    let sx = shape[2] as usize;
-                    let sy = sx * shape[1] as usize;
-                    let l = data[b];
-                    let same2 = |b: usize| {
-                        data[b] == l
-                            && data[b + 1] == l
-                            && data[b + sx] == l
-                            && data[b + sx + 1] == l
-                    };
-                    if same2(b) && (map.in_plane || same2(b + sy)) {
-                        *v = l;
-                        continue;
-                    }
-                    let nz = if map.in_plane { 1 } else { 2 };
-                    let mut n = 0;
-                    for dz in 0..nz {
-                        let wz = if map.in_plane {
-                            1.0
-                        } else if dz == 0 {
-                            1.0 - f[0]
-                        } else {
-                            f[0]
-                        };
-                        for dy in 0..2 {
-                            let wy = if dy == 0 { 1.0 - f[1] } else { f[1] };
-                            for dx in 0..2 {
-                                let wx = if dx == 0 { 1.0 - f[2] } else { f[2] };
-                                lw[n] = (data[b + dz * sy + dy * sx + dx], wz * wy * wx);
-                                n += 1;
-                            }
-                        }
-                    }
-                    n
-                } else {
-                    let n = corners(p, shape, map.in_plane, &mut cs);
-                    for (o, &(idx, w)) in lw.iter_mut().zip(&cs[..n]) {
-                        *o = (idx.map_or(pad, |i| data[i]), w);
-                    }
-                    n
-                };
-                let mut k = 0;
-                for &(l, w) in &lw[..n] {
-                    match labels[..k].iter().position(|&x| x == l) {
-                        Some(j) => scores[j] += w,
-                        None => {
-                            labels[k] = l;
-                            scores[k] = w;
-                            k += 1;
-                        }
-                    }
-                }
-                let mut best = f32::NEG_INFINITY;
-                let mut best_label = pad;
-                let mut tied = false;
-                let mut q = [0f32; 8];
-                for j in 0..k {
-                    q[j] = f16_round((scores[j] * 1000.0) as f32);
-                    if q[j] > best || (q[j] == best && labels[j] < best_label) {
-                        tied = q[j] == best;
-                        best = q[j];
-                        best_label = labels[j];
-                    } else if q[j] == best {
-                        tied = true;
-                    }
-                }
-                if !tied {
-                    *v = best_label;
-                    continue;
-                }
-                // a tie: the nearest neighbour settles it if its label is among the tied ones
-                let nn = nearest(p, shape).map_or(pad, |i| data[i]);
-                let nn_score = (0..k)
-                    .find(|&j| labels[j] == nn)
-                    .map_or(f32::NEG_INFINITY, |j| q[j]);
-                *v = if nn_score == best { nn } else { best_label };
+    resample(src, out, out_shape, map, |data, shape, p| {
+        let nn = || nearest(p, shape).map_or(pad, |i| data[i]);
+        if nearest_mode {
+            return nn();
+        }
+        let mut lw = [(0i16, 0f64); 8];
+        let n = if let Some((b, f)) = interior(p, shape, map.in_plane) {
+            match interior_labels(data, shape, b, f, map.in_plane, &mut lw) {
+                Some(n) => n,
+                None => return data[b],
             }
-        });
+        } else {
+            let mut cs = [(None, 0.0); 8];
+            let n = corners(p, shape, map.in_plane, &mut cs);
+            for (o, &(idx, w)) in lw.iter_mut().zip(&cs[..n]) {
+                *o = (idx.map_or(pad, |i| data[i]), w);
+            }
+            n
+        };
+        vote(&lw[..n], pad, nn)
+    });
+}
+
+/// The labels and weights of the interpolation corners from `b` (the lowest corner) with
+/// fractional parts `f`, all inside the input, written to `lw`; returns their number, or
+/// `None` when every corner has the label at `b`.
+fn interior_labels(
+    data: &[i16],
+    shape: [isize; 3],
+    b: usize,
+    f: [f64; 3],
+    in_plane: bool,
+    lw: &mut [(i16, f64); 8],
+) -> Option<usize> {
+    let sx = shape[2] as usize;
+    let sy = sx * shape[1] as usize;
+    let l = data[b];
+    let same2 =
+        |b: usize| data[b] == l && data[b + 1] == l && data[b + sx] == l && data[b + sx + 1] == l;
+    if same2(b) && (in_plane || same2(b + sy)) {
+        return None;
+    }
+    let mut cw = [([0usize; 3], 0.0); 8];
+    let n = corner_weights(f, in_plane, &mut cw);
+    for (o, &([dz, dy, dx], w)) in lw.iter_mut().zip(&cw[..n]) {
+        *o = (data[b + dz * sy + dy * sx + dx], w);
+    }
+    Some(n)
+}
+
+/// The label with the largest summed weight among the corners `lw` (float16 scores, ties to
+/// the nearest neighbour's label `nn()` when it is among the tied ones, else the lowest).
+fn vote(lw: &[(i16, f64)], pad: i16, nn: impl FnOnce() -> i16) -> i16 {
+    let mut labels = [0i16; 8];
+    let mut scores = [0f64; 8];
+    let mut k = 0;
+    for &(l, w) in lw {
+        match labels[..k].iter().position(|&x| x == l) {
+            Some(j) => scores[j] += w,
+            None => {
+                labels[k] = l;
+                scores[k] = w;
+                k += 1;
+            }
+        }
+    }
+    let mut best = f32::NEG_INFINITY;
+    let mut best_label = pad;
+    let mut tied = false;
+    let mut q = [0f32; 8];
+    for j in 0..k {
+        q[j] = f16_round((scores[j] * 1000.0) as f32);
+        if q[j] > best || (q[j] == best && labels[j] < best_label) {
+            tied = q[j] == best;
+            best = q[j];
+            best_label = labels[j];
+        } else if q[j] == best {
+            tied = true;
+        }
+    }
+    if !tied {
+        return best_label;
+    }
+    // a tie: the nearest neighbour settles it if its label is among the tied ones
+    let nn = nn();
+    let nn_score = (0..k)
+        .find(|&j| labels[j] == nn)
+        .map_or(f32::NEG_INFINITY, |j| q[j]);
+    if nn_score == best { nn } else { best_label }
 }
 
 #[cfg(test)]

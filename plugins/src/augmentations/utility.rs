@@ -1,11 +1,30 @@
 //! Mirroring and the label bookkeeping transforms of nnU-Net's pipelines.
 
-use ndarray::{Array4, Axis, Zip, s};
+use ndarray::{Array4, ArrayView3, Axis, Zip, s};
 use nnunet_core::augmentation::{AugmentationContext, Sample};
 use nnunet_core::{Augmentation, Error, Result};
 use rand::RngCore;
 
 use super::chance;
+
+/// Errors unless image and segmentation have the same spatial shape (`name` starts the
+/// message).
+fn check_same_shape(name: &str, sample: &Sample) -> Result<()> {
+    if sample.image.shape()[1..] != sample.segmentation.shape()[1..] {
+        return Err(Error::training(format!(
+            "{name}: image and segmentation shapes differ"
+        )));
+    }
+    Ok(())
+}
+
+/// The positive labels present in `seg`, ascending.
+fn positive_labels(seg: &ArrayView3<i16>) -> Vec<i16> {
+    let mut l: Vec<i16> = seg.iter().copied().filter(|&v| v > 0).collect();
+    l.sort_unstable();
+    l.dedup();
+    l
+}
 
 /// Flips each allowed spatial axis independently with probability 0.5.
 #[derive(Clone, Debug)]
@@ -15,6 +34,7 @@ pub struct MirrorTransform {
 }
 
 impl MirrorTransform {
+    /// Mirrors along `allowed_axes`, or the context's mirror axes when `None`.
     pub fn new(allowed_axes: Option<Vec<usize>>) -> Self {
         Self { allowed_axes }
     }
@@ -23,7 +43,7 @@ impl MirrorTransform {
     pub fn flip(sample: &mut Sample, axes: &[usize]) -> Result<()> {
         for &a in axes {
             if a > 2 {
-                return Err(Error::Invalid(format!(
+                return Err(Error::training(format!(
                     "MirrorTransform: spatial axis {a} does not exist (0 = z, 1 = y, 2 = x)"
                 )));
             }
@@ -61,11 +81,14 @@ impl Augmentation for MirrorTransform {
 pub struct MaskImageTransform {
     /// Image channels to mask; `None` masks all.
     pub apply_to_channels: Option<Vec<usize>>,
+    /// Segmentation channel whose negative values mark the outside.
     pub channel_idx_in_seg: usize,
+    /// Value of masked image voxels.
     pub set_outside_to: f32,
 }
 
 impl MaskImageTransform {
+    /// A transform with the given fields.
     pub fn new(
         apply_to_channels: Option<Vec<usize>>,
         channel_idx_in_seg: usize,
@@ -95,22 +118,18 @@ impl Augmentation for MaskImageTransform {
             return Ok(());
         }
         if self.channel_idx_in_seg >= sample.segmentation.shape()[0] {
-            return Err(Error::Invalid(format!(
+            return Err(Error::training(format!(
                 "MaskImageTransform: segmentation has no channel {}",
                 self.channel_idx_in_seg
             )));
         }
-        if sample.image.shape()[1..] != sample.segmentation.shape()[1..] {
-            return Err(Error::Invalid(
-                "MaskImageTransform: image and segmentation shapes differ".into(),
-            ));
-        }
+        check_same_shape("MaskImageTransform", sample)?;
         let seg = sample
             .segmentation
             .index_axis(Axis(0), self.channel_idx_in_seg);
         for c in channels {
             if c >= nc {
-                return Err(Error::Invalid(format!(
+                return Err(Error::training(format!(
                     "MaskImageTransform: image has no channel {c}"
                 )));
             }
@@ -130,11 +149,14 @@ impl Augmentation for MaskImageTransform {
 /// Replaces `label_value` by `set_to` in every segmentation channel.
 #[derive(Clone, Debug)]
 pub struct RemoveLabelTransform {
+    /// The label to replace.
     pub label_value: i16,
+    /// Its replacement.
     pub set_to: i16,
 }
 
 impl RemoveLabelTransform {
+    /// Replaces `label_value` by `set_to`.
     pub fn new(label_value: i16, set_to: i16) -> Self {
         Self {
             label_value,
@@ -163,13 +185,16 @@ impl Augmentation for RemoveLabelTransform {
 /// from the segmentation.
 #[derive(Clone, Debug)]
 pub struct MoveSegAsOneHotToDataTransform {
+    /// Segmentation channel to move.
     pub source_channel_idx: usize,
     /// Labels to encode; `None` encodes the positive labels present in the channel.
     pub all_labels: Option<Vec<i16>>,
+    /// Remove the channel from the segmentation afterwards.
     pub remove_channel_from_source: bool,
 }
 
 impl MoveSegAsOneHotToDataTransform {
+    /// A transform with the given fields.
     pub fn new(
         source_channel_idx: usize,
         all_labels: Option<Vec<i16>>,
@@ -192,28 +217,19 @@ impl Augmentation for MoveSegAsOneHotToDataTransform {
     ) -> Result<()> {
         let ns = sample.segmentation.shape()[0];
         if self.source_channel_idx >= ns {
-            return Err(Error::Invalid(format!(
+            return Err(Error::training(format!(
                 "MoveSegAsOneHotToDataTransform: segmentation has {ns} channel(s), no channel {} \
                  with the previous stage's segmentation",
                 self.source_channel_idx
             )));
         }
-        if sample.image.shape()[1..] != sample.segmentation.shape()[1..] {
-            return Err(Error::Invalid(
-                "MoveSegAsOneHotToDataTransform: image and segmentation shapes differ".into(),
-            ));
-        }
+        check_same_shape("MoveSegAsOneHotToDataTransform", sample)?;
         let src = sample
             .segmentation
             .index_axis(Axis(0), self.source_channel_idx);
         let labels = match &self.all_labels {
             Some(l) => l.clone(),
-            None => {
-                let mut l: Vec<i16> = src.iter().copied().filter(|&v| v > 0).collect();
-                l.sort_unstable();
-                l.dedup();
-                l
-            }
+            None => positive_labels(&src),
         };
         let c = sample.image.shape()[0];
         let sh = sample.image.shape();
@@ -243,10 +259,12 @@ impl Augmentation for MoveSegAsOneHotToDataTransform {
 pub struct ConvertSegmentationToRegionsTransform {
     /// The regions; empty means one region per positive label present.
     pub regions: Vec<Vec<i16>>,
+    /// The segmentation channel to convert.
     pub channel_in_seg: usize,
 }
 
 impl ConvertSegmentationToRegionsTransform {
+    /// A transform with the given fields.
     pub fn new(regions: Vec<Vec<i16>>, channel_in_seg: usize) -> Self {
         Self {
             regions,
@@ -264,17 +282,14 @@ impl Augmentation for ConvertSegmentationToRegionsTransform {
     ) -> Result<()> {
         let ns = sample.segmentation.shape()[0];
         if self.channel_in_seg >= ns {
-            return Err(Error::Invalid(format!(
+            return Err(Error::training(format!(
                 "ConvertSegmentationToRegionsTransform: segmentation has no channel {}",
                 self.channel_in_seg
             )));
         }
         let src = sample.segmentation.index_axis(Axis(0), self.channel_in_seg);
         let regions = if self.regions.is_empty() {
-            let mut l: Vec<i16> = src.iter().copied().filter(|&v| v > 0).collect();
-            l.sort_unstable();
-            l.dedup();
-            l.into_iter().map(|v| vec![v]).collect()
+            positive_labels(&src).into_iter().map(|v| vec![v]).collect()
         } else {
             self.regions.clone()
         };

@@ -4,7 +4,7 @@
 pub mod folder;
 pub mod msd;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nnunet_core::{Error, Result};
 
@@ -12,7 +12,7 @@ use nnunet_core::{Error, Result};
 pub fn write_dataset_json(folder: &Path, value: &serde_json::Value) -> Result<()> {
     let path = folder.join("dataset.json");
     let text = nnunet_core::json::to_indented_string(value)
-        .map_err(|e| Error::invalid_file(&path, format!("cannot serialise: {e}")))?;
+        .map_err(|e| Error::dataset_file(&path, format!("cannot serialise: {e}")))?;
     std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
 }
 
@@ -21,7 +21,7 @@ pub fn write_dataset_json(folder: &Path, value: &serde_json::Value) -> Result<()
 pub fn create_dataset_folder(target: &Path, overwrite: bool) -> Result<()> {
     if target.exists() {
         if !overwrite {
-            return Err(Error::Invalid(format!(
+            return Err(Error::dataset(format!(
                 "{} already exists; pass --overwrite to replace it",
                 target.display()
             )));
@@ -33,4 +33,21 @@ pub fn create_dataset_folder(target: &Path, overwrite: bool) -> Result<()> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
     Ok(())
+}
+
+/// The entries of `dir` that `keep` accepts, sorted.
+fn sorted_paths(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| keep(p))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+/// The file name of `path`, if it is valid UTF-8.
+fn file_name(path: &Path) -> Option<&str> {
+    path.file_name().and_then(|n| n.to_str())
 }

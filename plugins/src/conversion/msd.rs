@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use nnunet_core::paths::{NnunetPaths, dataset_folder_name};
 use nnunet_core::{Error, Result};
 
-use super::{create_dataset_folder, write_dataset_json};
+use super::{create_dataset_folder, file_name, sorted_paths, write_dataset_json};
 use crate::readers::nifti::split_volumes;
 
 /// Task ID and name from a folder called `TaskXX_Name`.
@@ -20,9 +20,9 @@ pub fn parse_task_name(folder: &Path) -> Result<(u32, String)> {
     let base = folder
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::Invalid(format!("{} has no folder name", folder.display())))?;
+        .ok_or_else(|| Error::dataset(format!("{} has no folder name", folder.display())))?;
     let bad = || {
-        Error::Invalid(format!(
+        Error::dataset(format!(
             "{}: an MSD task folder is named TaskXX_Name (e.g. Task05_Prostate)",
             folder.display()
         ))
@@ -46,7 +46,7 @@ pub fn convert_msd(
 ) -> Result<PathBuf> {
     for sub in ["labelsTr", "imagesTs", "imagesTr"] {
         if !source.join(sub).is_dir() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::dataset(format!(
                 "{}: the {sub} subfolder is missing; this is not an MSD task folder",
                 source.display()
             )));
@@ -55,13 +55,13 @@ pub fn convert_msd(
     let json_path = source.join("dataset.json");
     let text = std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?;
     let msd: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::invalid_file(&json_path, format!("not valid JSON: {e}")))?;
+        .map_err(|e| Error::dataset_file(&json_path, format!("not valid JSON: {e}")))?;
     let translated = translate_dataset_json(&msd, &json_path)?;
 
     let (task_id, name) = parse_task_name(source)?;
     let id = overwrite_id.unwrap_or(task_id);
     if let Ok(existing) = paths.dataset_name(&id.to_string()) {
-        return Err(Error::Dataset(format!(
+        return Err(Error::dataset(format!(
             "dataset ID {id} is already taken by {existing}; choose another with -overwrite_id \
              (nnUNet_raw, nnUNet_preprocessed and nnUNet_results were checked)"
         )));
@@ -86,40 +86,32 @@ pub fn convert_msd(
 
 /// `.nii.gz` files of a folder that do not start with `.` or `_`, sorted.
 fn nifti_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.ends_with(".nii.gz") && !n.starts_with('.') && !n.starts_with('_')
-            })
-        })
-        .collect();
-    files.sort();
-    Ok(files)
+    sorted_paths(dir, |p| {
+        file_name(p)
+            .is_some_and(|n| n.ends_with(".nii.gz") && !n.starts_with('.') && !n.starts_with('_'))
+    })
 }
 
 /// The v2 `dataset.json` of an MSD one, keys in nnU-Net's order.
 pub fn translate_dataset_json(msd: &serde_json::Value, path: &Path) -> Result<serde_json::Value> {
     let object = msd
         .as_object()
-        .ok_or_else(|| Error::invalid_file(path, "dataset.json is not a JSON object"))?;
+        .ok_or_else(|| Error::dataset_file(path, "dataset.json is not a JSON object"))?;
     let labels = object
         .get("labels")
         .and_then(|l| l.as_object())
-        .ok_or_else(|| Error::invalid_file(path, "\"labels\" is missing or not an object"))?;
+        .ok_or_else(|| Error::dataset_file(path, "\"labels\" is missing or not an object"))?;
     let modality = object
         .get("modality")
         .and_then(|m| m.as_object())
-        .ok_or_else(|| Error::invalid_file(path, "\"modality\" is missing or not an object"))?;
+        .ok_or_else(|| Error::dataset_file(path, "\"modality\" is missing or not an object"))?;
     let mut inverted = serde_json::Map::new();
     for (value, name) in labels {
         let value: i64 = value.trim().parse().map_err(|_| {
-            Error::invalid_file(path, format!("label key \"{value}\" is not an integer"))
+            Error::dataset_file(path, format!("label key \"{value}\" is not an integer"))
         })?;
         let name = name.as_str().ok_or_else(|| {
-            Error::invalid_file(path, format!("the name of label {value} is not a string"))
+            Error::dataset_file(path, format!("the name of label {value} is not a string"))
         })?;
         inverted.insert(name.to_string(), value.into());
     }

@@ -46,71 +46,44 @@ pub struct TopKLoss;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DcAndTopkLoss;
 
-nnunet_core::register!(
-    Loss,
-    "DC_and_CE_loss",
-    "soft Dice (softmax, background excluded) + cross-entropy: nnU-Net's default",
-    || Box::new(DcAndCeLoss)
-);
-nnunet_core::register!(
-    Loss,
-    "DC_and_BCE_loss",
-    "soft Dice (sigmoid) + binary cross-entropy: the default for region-based training",
-    || Box::new(DcAndBceLoss)
-);
-nnunet_core::register!(
-    Loss,
-    "RobustCrossEntropyLoss",
-    "cross-entropy alone",
-    || Box::new(RobustCrossEntropyLoss)
-);
-nnunet_core::register!(
-    Loss,
-    "MemoryEfficientSoftDiceLoss",
-    "soft Dice alone (softmax for labels, sigmoid for regions)",
-    || Box::new(MemoryEfficientSoftDiceLoss)
-);
-nnunet_core::register!(
-    Loss,
-    "TopKLoss",
-    "cross-entropy averaged over the hardest topk_percent % of voxels",
-    || Box::new(TopKLoss)
-);
-nnunet_core::register!(
-    Loss,
-    "DC_and_topk_loss",
-    "soft Dice (softmax, background excluded) + top-k cross-entropy",
-    || Box::new(DcAndTopkLoss)
-);
+/// Registers each loss under its nnU-Net name and defines [`NAMES`] and [`create`] from the
+/// same list.
+macro_rules! losses {
+    ($($name:literal => $loss:ident, $description:literal;)*) => {
+        $(nnunet_core::register!(Loss, $name, $description, || Box::new($loss));)*
 
-/// nnU-Net's names of the losses defined here, as registered.
-pub const NAMES: [&str; 6] = [
-    "DC_and_CE_loss",
-    "DC_and_BCE_loss",
-    "RobustCrossEntropyLoss",
-    "MemoryEfficientSoftDiceLoss",
-    "TopKLoss",
-    "DC_and_topk_loss",
-];
+        /// nnU-Net's names of the losses defined here, as registered.
+        pub const NAMES: [&str; [$($name),*].len()] = [$($name),*];
 
-/// The loss registered under `name`, built directly (without the registry), or `None` for a
-/// name not defined here.
-pub fn create(name: &str) -> Option<Box<dyn Loss>> {
-    Some(match name {
-        "DC_and_CE_loss" => Box::new(DcAndCeLoss),
-        "DC_and_BCE_loss" => Box::new(DcAndBceLoss),
-        "RobustCrossEntropyLoss" => Box::new(RobustCrossEntropyLoss),
-        "MemoryEfficientSoftDiceLoss" => Box::new(MemoryEfficientSoftDiceLoss),
-        "TopKLoss" => Box::new(TopKLoss),
-        "DC_and_topk_loss" => Box::new(DcAndTopkLoss),
-        _ => return None,
-    })
+        /// The loss registered under `name`, built directly (without the registry), or `None`
+        /// for a name not defined here.
+        pub fn create(name: &str) -> Option<Box<dyn Loss>> {
+            Some(match name {
+                $($name => Box::new($loss),)*
+                _ => return None,
+            })
+        }
+    };
+}
+
+losses! {
+    "DC_and_CE_loss" => DcAndCeLoss,
+        "soft Dice (softmax, background excluded) + cross-entropy: nnU-Net's default";
+    "DC_and_BCE_loss" => DcAndBceLoss,
+        "soft Dice (sigmoid) + binary cross-entropy: the default for region-based training";
+    "RobustCrossEntropyLoss" => RobustCrossEntropyLoss,
+        "cross-entropy alone";
+    "MemoryEfficientSoftDiceLoss" => MemoryEfficientSoftDiceLoss,
+        "soft Dice alone (softmax for labels, sigmoid for regions)";
+    "TopKLoss" => TopKLoss,
+        "cross-entropy averaged over the hardest topk_percent % of voxels";
+    "DC_and_topk_loss" => DcAndTopkLoss,
+        "soft Dice (softmax, background excluded) + top-k cross-entropy";
 }
 
 impl Loss for DcAndCeLoss {
     fn forward(&self, logits: Tensor<5>, target: &Target, s: &LossSettings) -> Result<Tensor<1>> {
-        check_settings(s)?;
-        let labels = prepare_labels(&logits, label_target(target, "DC_and_CE_loss")?, s)?;
+        let labels = checked_labels(&logits, target, s, "DC_and_CE_loss")?;
         combine(
             s,
             || softmax_dice(logits.clone(), &labels, s),
@@ -121,8 +94,7 @@ impl Loss for DcAndCeLoss {
 
 impl Loss for DcAndTopkLoss {
     fn forward(&self, logits: Tensor<5>, target: &Target, s: &LossSettings) -> Result<Tensor<1>> {
-        check_settings(s)?;
-        let labels = prepare_labels(&logits, label_target(target, "DC_and_topk_loss")?, s)?;
+        let labels = checked_labels(&logits, target, s, "DC_and_topk_loss")?;
         combine(
             s,
             || softmax_dice(logits.clone(), &labels, s),
@@ -133,16 +105,14 @@ impl Loss for DcAndTopkLoss {
 
 impl Loss for RobustCrossEntropyLoss {
     fn forward(&self, logits: Tensor<5>, target: &Target, s: &LossSettings) -> Result<Tensor<1>> {
-        check_settings(s)?;
-        let labels = prepare_labels(&logits, label_target(target, "RobustCrossEntropyLoss")?, s)?;
+        let labels = checked_labels(&logits, target, s, "RobustCrossEntropyLoss")?;
         mean_cross_entropy(logits, &labels, s.label_smoothing)
     }
 }
 
 impl Loss for TopKLoss {
     fn forward(&self, logits: Tensor<5>, target: &Target, s: &LossSettings) -> Result<Tensor<1>> {
-        check_settings(s)?;
-        let labels = prepare_labels(&logits, label_target(target, "TopKLoss")?, s)?;
+        let labels = checked_labels(&logits, target, s, "TopKLoss")?;
         topk_cross_entropy(logits, &labels, s)
     }
 }
@@ -157,13 +127,7 @@ impl Loss for MemoryEfficientSoftDiceLoss {
             }
             Target::Regions(t) => {
                 let regions = prepare_regions(&logits, t, s)?;
-                Ok(soft_dice(
-                    sigmoid(logits),
-                    regions.target,
-                    regions.mask,
-                    s.batch_dice,
-                    s.smooth,
-                ))
+                Ok(sigmoid_dice(logits, &regions, s))
             }
         }
     }
@@ -175,24 +139,15 @@ impl Loss for DcAndBceLoss {
         let t = match target {
             Target::Regions(t) => t,
             Target::Labels(_) => {
-                return Err(Error::Invalid(
-                    "DC_and_BCE_loss needs region targets; use DC_and_CE_loss for label targets"
-                        .into(),
+                return Err(Error::training(
+                    "DC_and_BCE_loss needs region targets; use DC_and_CE_loss for label targets",
                 ));
             }
         };
         let regions = prepare_regions(&logits, t, s)?;
         combine(
             s,
-            || {
-                Ok(soft_dice(
-                    sigmoid(logits.clone()),
-                    regions.target.clone(),
-                    regions.mask.clone(),
-                    s.batch_dice,
-                    s.smooth,
-                ))
-            },
+            || Ok(sigmoid_dice(logits.clone(), &regions, s)),
             || Ok(binary_cross_entropy(logits.clone(), &regions)),
         )
     }
@@ -217,14 +172,16 @@ fn combine(
     match (ce, dice) {
         (Some(c), Some(d)) => Ok(c + d),
         (Some(t), None) | (None, Some(t)) => Ok(t),
-        (None, None) => Err(Error::Invalid(
-            "loss weights: weight_ce and weight_dice are both 0, nothing to optimise".into(),
+        (None, None) => Err(Error::training(
+            "loss weights: weight_ce and weight_dice are both 0, nothing to optimise",
         )),
     }
 }
 
+/// Errors unless the settings are usable (finite weights, `smooth >= 0`, `topk_percent` in
+/// `(0, 100]`, `label_smoothing` in `[0, 1]`).
 fn check_settings(s: &LossSettings) -> Result<()> {
-    let bad = |what: &str, v: f64| Err(Error::Invalid(format!("loss settings: {what} = {v}")));
+    let bad = |what: &str, v: f64| Err(Error::training(format!("loss settings: {what} = {v}")));
     if !(s.smooth.is_finite() && s.smooth >= 0.0) {
         return bad("smooth (must be finite and >= 0)", s.smooth);
     }
@@ -243,14 +200,27 @@ fn check_settings(s: &LossSettings) -> Result<()> {
     Ok(())
 }
 
+/// The label target, or an error naming `loss` for region targets.
 fn label_target<'a>(target: &'a Target, loss: &str) -> Result<&'a Tensor<5, Int>> {
     match target {
         Target::Labels(t) => Ok(t),
-        Target::Regions(_) => Err(Error::Invalid(format!(
+        Target::Regions(_) => Err(Error::training(format!(
             "{loss} needs label targets; region-based training uses DC_and_BCE_loss \
              (or MemoryEfficientSoftDiceLoss)"
         ))),
     }
+}
+
+/// The start of the losses on label targets: checks the settings, then the label target of
+/// `loss` against the logits.
+fn checked_labels(
+    logits: &Tensor<5>,
+    target: &Target,
+    s: &LossSettings,
+    loss: &str,
+) -> Result<Labels> {
+    check_settings(s)?;
+    prepare_labels(logits, label_target(target, loss)?, s)
 }
 
 /// A label target checked against the logits, on the logits' device.
@@ -262,11 +232,13 @@ struct Labels {
     valid: Option<Tensor<5>>,
 }
 
+/// Checks `labels` (shape, range; the ignore label allowed) against the logits and moves them
+/// to the logits' device.
 fn prepare_labels(logits: &Tensor<5>, labels: &Tensor<5, Int>, s: &LossSettings) -> Result<Labels> {
     let [b, c, z, y, x] = logits.dims();
     let [tb, tc, tz, ty, tx] = labels.dims();
     if c == 0 || tc != 1 || [tb, tz, ty, tx] != [b, z, y, x] {
-        return Err(Error::Invalid(format!(
+        return Err(Error::training(format!(
             "label target of shape [{tb}, {tc}, {tz}, {ty}, {tx}] does not fit logits of shape \
              [{b}, {c}, {z}, {y}, {x}] (expected [{b}, 1, {z}, {y}, {x}])"
         )));
@@ -290,13 +262,13 @@ fn prepare_labels(logits: &Tensor<5>, labels: &Tensor<5, Int>, s: &LossSettings)
         .int()
         .sum()
         .try_into_scalar()
-        .map_err(|e| Error::Invalid(format!("cannot read the label target: {e}")))?;
+        .map_err(|e| Error::training(format!("cannot read the label target: {e}")))?;
     if n_bad > 0 {
         let allowed = match s.ignore_label {
             Some(i) => format!("0..{c} or the ignore label {i}"),
             None => format!("0..{c}"),
         };
-        return Err(Error::Invalid(format!(
+        return Err(Error::training(format!(
             "{n_bad} target voxels have labels outside {allowed} for logits with {c} channels"
         )));
     }
@@ -311,6 +283,8 @@ struct Regions {
     mask: Option<Tensor<5>>,
 }
 
+/// Checks a region target (with the ignore mask as last channel when there is an ignore label)
+/// against the logits and moves it to the logits' device.
 fn prepare_regions(logits: &Tensor<5>, t: &Tensor<5>, s: &LossSettings) -> Result<Regions> {
     let [b, c, z, y, x] = logits.dims();
     let [tb, tc, tz, ty, tx] = t.dims();
@@ -321,7 +295,7 @@ fn prepare_regions(logits: &Tensor<5>, t: &Tensor<5>, s: &LossSettings) -> Resul
         } else {
             ""
         };
-        return Err(Error::Invalid(format!(
+        return Err(Error::training(format!(
             "region target of shape [{tb}, {tc}, {tz}, {ty}, {tx}] does not fit logits of shape \
              [{b}, {c}, {z}, {y}, {x}] (expected [{b}, {expected}, {z}, {y}, {x}]{why})"
         )));
@@ -371,13 +345,24 @@ fn soft_dice(
     (numerator / denominator).mean().neg()
 }
 
+/// The soft Dice of sigmoid probabilities against region targets, ignored voxels masked.
+fn sigmoid_dice(logits: Tensor<5>, regions: &Regions, s: &LossSettings) -> Tensor<1> {
+    soft_dice(
+        sigmoid(logits),
+        regions.target.clone(),
+        regions.mask.clone(),
+        s.batch_dice,
+        s.smooth,
+    )
+}
+
 /// The soft Dice of softmax probabilities against one-hot labels; background dropped unless
 /// `do_bg`; ignored voxels masked.
 fn softmax_dice(logits: Tensor<5>, labels: &Labels, s: &LossSettings) -> Result<Tensor<1>> {
     let c = logits.dims()[1];
     let first = usize::from(!s.do_bg);
     if c <= first {
-        return Err(Error::Invalid(format!(
+        return Err(Error::training(format!(
             "the Dice term without background needs at least 2 classes, the logits have {c}"
         )));
     }
@@ -430,7 +415,7 @@ fn topk_cross_entropy(logits: Tensor<5>, labels: &Labels, s: &LossSettings) -> R
     let n = ce.shape().num_elements();
     let k = (n as f64 * s.topk_percent / 100.0) as usize;
     if k == 0 {
-        return Err(Error::Invalid(format!(
+        return Err(Error::training(format!(
             "TopKLoss: {}% of {n} voxels selects none; the output is too small for this k",
             s.topk_percent
         )));
@@ -440,7 +425,7 @@ fn topk_cross_entropy(logits: Tensor<5>, labels: &Labels, s: &LossSettings) -> R
         .clone()
         .detach()
         .try_into_vec_as::<f32>()
-        .map_err(|e| Error::Invalid(format!("TopKLoss: cannot read the cross-entropy: {e}")))?;
+        .map_err(|e| Error::training(format!("TopKLoss: cannot read the cross-entropy: {e}")))?;
     let mut order: Vec<usize> = (0..n).collect();
     // Partition (linear time) so that the k largest values come first.
     order.select_nth_unstable_by(k - 1, |&a, &b| values[b].total_cmp(&values[a]));

@@ -82,6 +82,7 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The trimmed text value of `tag`, empty when missing.
 fn text(obj: &DefaultDicomObject, tag: Tag) -> String {
     obj.element_opt(tag)
         .ok()
@@ -91,14 +92,17 @@ fn text(obj: &DefaultDicomObject, tag: Tag) -> String {
         .unwrap_or_default()
 }
 
+/// The numbers of a multi-valued `tag`.
 fn floats(obj: &DefaultDicomObject, tag: Tag) -> Option<Vec<f64>> {
     obj.element_opt(tag).ok().flatten()?.to_multi_float64().ok()
 }
 
+/// The first number of `tag`.
 fn float(obj: &DefaultDicomObject, tag: Tag) -> Option<f64> {
     floats(obj, tag).and_then(|v| v.first().copied())
 }
 
+/// The integer value of `tag`.
 fn int(obj: &DefaultDicomObject, tag: Tag) -> Option<i64> {
     obj.element_opt(tag).ok().flatten()?.to_int::<i64>().ok()
 }
@@ -181,7 +185,7 @@ fn name_series(series: &mut [Series]) {
 /// Finds every DICOM image series under `dir` (see the module documentation).
 pub fn find_series(dir: &Path) -> Result<Found> {
     if !dir.is_dir() {
-        return Err(Error::invalid_file(dir, "no such folder"));
+        return Err(Error::reader_file(dir, "no such folder"));
     }
     let mut by_uid: BTreeMap<String, Series> = BTreeMap::new();
     let mut found = Found::default();
@@ -235,10 +239,12 @@ struct Slice {
     columns: usize,
 }
 
+/// The first three values of `v`.
 fn three(v: &[f64]) -> [f64; 3] {
     [v[0], v[1], v[2]]
 }
 
+/// The cross product `a × b`.
 fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     [
         a[1] * b[2] - a[2] * b[1],
@@ -247,14 +253,17 @@ fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     ]
 }
 
+/// The dot product `a · b`.
 fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// The difference `a - b`.
 fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }
 
+/// The Euclidean length of `a`.
 fn norm(a: [f64; 3]) -> f64 {
     dot(a, a).sqrt()
 }
@@ -264,7 +273,7 @@ fn slice_of(file: &Path, obj: &DefaultDicomObject) -> Result<Slice> {
     let need = |tag: Tag, name: &str, n: usize| -> Result<Vec<f64>> {
         match floats(obj, tag) {
             Some(v) if v.len() >= n && v.iter().take(n).all(|x| x.is_finite()) => Ok(v),
-            _ => Err(Error::invalid_file(
+            _ => Err(Error::reader_file(
                 file,
                 format!("{name} is missing or does not hold {n} numbers"),
             )),
@@ -278,7 +287,7 @@ fn slice_of(file: &Path, obj: &DefaultDicomObject) -> Result<Slice> {
     let spacing = floats(obj, tags::PIXEL_SPACING).unwrap_or_else(|| vec![1.0, 1.0]);
     let dims = |tag: Tag| int(obj, tag).filter(|&v| v > 0).map(|v| v as usize);
     let (Some(rows), Some(columns)) = (dims(tags::ROWS), dims(tags::COLUMNS)) else {
-        return Err(Error::invalid_file(file, "Rows or Columns is missing"));
+        return Err(Error::reader_file(file, "Rows or Columns is missing"));
     };
     Ok(Slice {
         file: file.to_path_buf(),
@@ -297,22 +306,22 @@ fn slice_of(file: &Path, obj: &DefaultDicomObject) -> Result<Slice> {
     })
 }
 
+/// An error about `series`, naming its folder, name and UID.
 fn series_error(series: &Series, problem: String) -> Error {
     let folder = series
         .files
         .first()
         .and_then(|f| f.parent())
         .unwrap_or(Path::new("."));
-    Error::invalid_file(
+    Error::reader_file(
         folder,
         format!("series '{}' ({}): {problem}", series.name, series.uid),
     )
 }
 
-/// The slices of `series` sorted along the normal, checked to form one regular volume; returns
-/// them with the slice spacing.
-fn sorted_slices(series: &Series, mut slices: Vec<Slice>) -> Result<(Vec<Slice>, f64)> {
-    let first = slices[0].clone();
+/// Every slice of `series` must have the orientation, size and pixel spacing of the first.
+fn check_slices_alike(series: &Series, slices: &[Slice]) -> Result<()> {
+    let first = &slices[0];
     for s in &slices[1..] {
         let same_orientation = s
             .orientation
@@ -341,7 +350,14 @@ fn sorted_slices(series: &Series, mut slices: Vec<Slice>) -> Result<(Vec<Slice>,
             ));
         }
     }
-    let o = first.orientation;
+    Ok(())
+}
+
+/// The slices of `series` sorted along the normal, checked to form one regular volume; returns
+/// them with the slice spacing.
+fn sorted_slices(series: &Series, mut slices: Vec<Slice>) -> Result<(Vec<Slice>, f64)> {
+    check_slices_alike(series, &slices)?;
+    let o = slices[0].orientation;
     let normal = cross([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
     if (norm(normal) - 1.0).abs() > 1e-3 {
         return Err(series_error(
@@ -407,11 +423,11 @@ fn single_slice_spacing(obj: &DefaultDicomObject) -> f64 {
 /// The rescaled values of one slice, row by row.
 fn slice_values(file: &Path, rows: usize, columns: usize) -> Result<Vec<f32>> {
     let obj = dicom_object::open_file(file)
-        .map_err(|e| Error::invalid_file(file, format!("cannot read the DICOM file: {e}")))?;
+        .map_err(|e| Error::reader_file(file, format!("cannot read the DICOM file: {e}")))?;
     let frames = int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1);
     let samples = int(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
     if frames != 1 || samples != 1 {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             file,
             format!(
                 "{frames} frames of {samples} samples per pixel: multi-frame and colour images \
@@ -421,12 +437,12 @@ fn slice_values(file: &Path, rows: usize, columns: usize) -> Result<Vec<f32>> {
     }
     let decoded = obj
         .decode_pixel_data()
-        .map_err(|e| Error::invalid_file(file, format!("cannot decode the pixel data: {e}")))?;
+        .map_err(|e| Error::reader_file(file, format!("cannot decode the pixel data: {e}")))?;
     let raw: Vec<f64> = decoded
         .to_vec_with_options(&ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
-        .map_err(|e| Error::invalid_file(file, format!("cannot convert the pixel data: {e}")))?;
+        .map_err(|e| Error::reader_file(file, format!("cannot convert the pixel data: {e}")))?;
     if raw.len() != rows * columns {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             file,
             format!("{} pixels, expected {rows} x {columns}", raw.len()),
         ));
@@ -454,7 +470,7 @@ pub fn series_layout(series: &Series) -> Result<Layout> {
     let mut slices = Vec::with_capacity(series.files.len());
     let mut first_header = None;
     for file in &series.files {
-        let obj = open_header(file).map_err(|m| Error::invalid_file(file, m))?;
+        let obj = open_header(file).map_err(|m| Error::reader_file(file, m))?;
         slices.push(slice_of(file, &obj)?);
         first_header.get_or_insert(obj);
     }

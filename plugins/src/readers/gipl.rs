@@ -28,24 +28,31 @@ use super::itk::{
     read_exact_or_eof, read_voxel_bytes,
 };
 
+/// Size of the GIPL header in bytes.
 const HEADER: usize = 256;
+/// The GIPL magic number at the end of the header.
 const MAGIC: u32 = 0xefff_e9b0;
+/// The alternative GIPL magic number some writers use.
 const MAGIC2: u32 = 0x2ae3_89b8;
 
+/// The big-endian `u16` at `off`.
 fn be_u16(b: &[u8], off: usize) -> u16 {
     u16::from_be_bytes([b[off], b[off + 1]])
 }
 
+/// The big-endian `f32` at `off`.
 fn be_f32(b: &[u8], off: usize) -> f32 {
     f32::from_be_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
+/// The big-endian `f64` at `off`.
 fn be_f64(b: &[u8], off: usize) -> f64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[off..off + 8]);
     f64::from_be_bytes(a)
 }
 
+/// The pixel type of GIPL image type `code`; complex and surface types are an error.
 fn pixel_type(path: &Path, code: u16) -> Result<PixelType> {
     Ok(match code {
         1 | 8 => PixelType::U8,
@@ -57,7 +64,7 @@ fn pixel_type(path: &Path, code: u16) -> Result<PixelType> {
         64 => PixelType::F32,
         65 => PixelType::F64,
         other => {
-            return Err(Error::invalid_file(
+            return Err(Error::reader_file(
                 path,
                 format!("GIPL image type {other} is not supported (complex or surface data)"),
             ));
@@ -65,6 +72,7 @@ fn pixel_type(path: &Path, code: u16) -> Result<PixelType> {
     })
 }
 
+/// The GIPL image type written for `kind` (64-bit integers as their 32-bit type).
 fn type_code(kind: PixelType) -> u16 {
     match kind {
         PixelType::U8 => 8,
@@ -82,7 +90,7 @@ fn type_code(kind: PixelType) -> u16 {
 fn parse_header(path: &Path, b: &[u8]) -> Result<(Vec<usize>, PixelType, ItkGeometry)> {
     let magic = u32::from_be_bytes([b[252], b[253], b[254], b[255]]);
     if magic != MAGIC && magic != MAGIC2 {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             path,
             "not a GIPL file (wrong magic number)",
         ));
@@ -91,7 +99,7 @@ fn parse_header(path: &Path, b: &[u8]) -> Result<(Vec<usize>, PixelType, ItkGeom
     let n = (0..3).filter(|&i| dims[i] > 0).count() + usize::from(dims[3] > 1);
     let size: Vec<usize> = dims[..n].iter().map(|&d| d as usize).collect();
     if n == 0 || size.contains(&0) {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             path,
             format!("invalid GIPL sizes {dims:?}"),
         ));
@@ -122,9 +130,9 @@ pub(crate) fn read_itk(path: &Path) -> Result<(ItkImage, Map<String, Value>)> {
     };
     let mut head = [0u8; HEADER];
     let got = read_exact_or_eof(&mut reader, &mut head)
-        .map_err(|e| Error::invalid_file(path, format!("cannot read the header: {e}")))?;
+        .map_err(|e| Error::reader_file(path, format!("cannot read the header: {e}")))?;
     if got < HEADER {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             path,
             format!("truncated: a GIPL header has {HEADER} bytes, the file {got}"),
         ));
@@ -132,7 +140,7 @@ pub(crate) fn read_itk(path: &Path) -> Result<(ItkImage, Map<String, Value>)> {
     let (size, kind, geometry) = parse_header(path, &head)?;
     let nbytes = byte_count(path, &size, 1, kind)?;
     if !gz && (HEADER as u64).saturating_add(nbytes) > len {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             path,
             format!(
                 "truncated: the header announces {nbytes} bytes of voxel data, the file has {}",
@@ -175,7 +183,7 @@ fn big_endian_bytes(pixels: &Pixels) -> Vec<u8> {
 pub(crate) fn write_itk(path: &Path, image: &ItkImage, _extra: &Map<String, Value>) -> Result<()> {
     let n = image.size.len();
     if n > 4 || image.components > 1 || image.size.iter().any(|&s| s > u16::MAX as usize) {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             path,
             format!(
                 "GIPL holds up to 4 dimensions of at most 65535 voxels, one value per voxel; this \
@@ -216,6 +224,7 @@ pub(crate) fn write_itk(path: &Path, image: &ItkImage, _extra: &Map<String, Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::readers::test_support::assert_read_error;
 
     #[test]
     fn round_trip_and_bad_files() {
@@ -240,10 +249,7 @@ mod tests {
         }
         let good = std::fs::read(dir.path().join("a.gipl")).unwrap();
         let check = |name: &str, bytes: &[u8], want: &str| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, bytes).unwrap();
-            let err = read_itk(&path).unwrap_err().to_string();
-            assert!(err.contains(name) && err.contains(want), "{name}: {err}");
+            assert_read_error(dir.path(), name, bytes, want, read_itk)
         };
         check("short.gipl", &good[..100], "truncated");
         check("data.gipl", &good[..good.len() - 1], "truncated");

@@ -34,7 +34,7 @@ use serde_json::{Map, Value, json};
 use super::itk::{
     HeaderLines, ItkGeometry, ItkImage, PixelType, Pixels, TypeNames, byte_count, data_reader,
     find_field, name_of_type, number, open_regular, parse_text_values, pattern_files,
-    read_voxel_bytes, type_by_name,
+    read_split_data, read_voxel_bytes, type_by_name,
 };
 use super::orientation::itk_orientation_code;
 
@@ -48,14 +48,17 @@ struct Header {
 }
 
 impl Header {
+    /// The value of `key` (compared without case).
     fn get(&self, key: &str) -> Option<&str> {
         find_field(&self.fields, &[key])
     }
 
+    /// The value of the first of `keys` present.
     fn first(&self, keys: &[&str]) -> Option<&str> {
         find_field(&self.fields, keys)
     }
 
+    /// Whether the first of `keys` present is `True` (or `1`).
     fn flag(&self, keys: &[&str]) -> bool {
         self.first(keys)
             .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
@@ -68,7 +71,7 @@ fn read_header(path: &Path) -> Result<Header> {
     let mut fields = Vec::new();
     loop {
         let Some(text) = lines.next_line()? else {
-            return Err(Error::invalid_file(
+            return Err(Error::reader_file(
                 path,
                 "not a MetaImage header: no 'ElementDataFile = ...' line (it must end the header)",
             ));
@@ -77,7 +80,7 @@ fn read_header(path: &Path) -> Result<Header> {
             if text.trim().is_empty() {
                 continue;
             }
-            return Err(Error::invalid_file(
+            return Err(Error::reader_file(
                 path,
                 format!(
                     "not a MetaImage header: line '{}' is not 'Key = Value'",
@@ -108,6 +111,7 @@ fn read_header(path: &Path) -> Result<Header> {
     })
 }
 
+/// The first `n` numbers of the value of `key`; fewer is an error naming `path`.
 fn parse_numbers<T: std::str::FromStr>(
     path: &Path,
     key: &str,
@@ -117,7 +121,7 @@ fn parse_numbers<T: std::str::FromStr>(
     let values: Option<Vec<T>> = value.split_whitespace().map(|v| v.parse().ok()).collect();
     match values {
         Some(v) if v.len() >= n => Ok(v.into_iter().take(n).collect()),
-        _ => Err(Error::invalid_file(
+        _ => Err(Error::reader_file(
             path,
             format!("{key} = '{value}' must hold {n} numbers"),
         )),
@@ -138,10 +142,11 @@ const ELEMENT_TYPES: TypeNames = [
     (PixelType::F64, &["MET_DOUBLE"]),
 ];
 
+/// The pixel type of MetaIO element type `name` (an `_ARRAY` suffix ignored).
 fn element_type(path: &Path, name: &str) -> Result<PixelType> {
     let base = name.trim().strip_suffix("_ARRAY").unwrap_or(name.trim());
     type_by_name(&ELEMENT_TYPES, base)
-        .ok_or_else(|| Error::invalid_file(path, format!("ElementType '{base}' is not supported")))
+        .ok_or_else(|| Error::reader_file(path, format!("ElementType '{base}' is not supported")))
 }
 
 /// Size, components and ITK geometry from the header.
@@ -149,25 +154,25 @@ fn layout(path: &Path, h: &Header) -> Result<(Vec<usize>, usize, ItkGeometry)> {
     if let Some(t) = h.get("ObjectType")
         && !t.eq_ignore_ascii_case("Image")
     {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             path,
             format!("ObjectType is '{t}', not Image"),
         ));
     }
     let required = |key: &str| {
         h.get(key)
-            .ok_or_else(|| Error::invalid_file(path, format!("the MetaImage header has no {key}")))
+            .ok_or_else(|| Error::reader_file(path, format!("the MetaImage header has no {key}")))
     };
     let n: usize = parse_numbers(path, "NDims", required("NDims")?, 1)?[0];
     if !(1..=8).contains(&n) {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             path,
             format!("NDims = {n} is not supported"),
         ));
     }
     let size: Vec<usize> = parse_numbers(path, "DimSize", required("DimSize")?, n)?;
     if size.contains(&0) {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             path,
             format!("DimSize {size:?} has a zero size"),
         ));
@@ -203,7 +208,7 @@ fn data_files(path: &Path, h: &Header, value: &str) -> Result<Option<Vec<PathBuf
         ["LIST", ..] => Ok(Some(h.rest.iter().map(|f| dir.join(f)).collect())),
         [pattern, min, max, step, ..] if pattern.contains('%') => {
             let names = pattern_files(dir, pattern, min, max, step).ok_or_else(|| {
-                Error::invalid_file(
+                Error::reader_file(
                     path,
                     format!("ElementDataFile = '{value}' is not a valid file name pattern"),
                 )
@@ -225,7 +230,7 @@ fn read_file_data(
     let (mut f, len) = open_regular(file)?;
     let start = if skip < 0 && !compressed {
         len.checked_sub(nbytes).ok_or_else(|| {
-            Error::invalid_file(
+            Error::reader_file(
                 file,
                 format!("truncated: expected {nbytes} bytes of voxel data, the file has {len}"),
             )
@@ -234,7 +239,7 @@ fn read_file_data(
         offset.saturating_add(skip.max(0) as u64)
     };
     if !compressed && start.saturating_add(nbytes) > len {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             file,
             format!(
                 "truncated: the header announces {nbytes} bytes of voxel data from byte {start}, \
@@ -264,7 +269,7 @@ pub(crate) fn read_itk(path: &Path) -> Result<(ItkImage, Map<String, Value>)> {
     let kind = element_type(
         path,
         h.get("ElementType")
-            .ok_or_else(|| Error::invalid_file(path, "the MetaImage header has no ElementType"))?,
+            .ok_or_else(|| Error::reader_file(path, "the MetaImage header has no ElementType"))?,
     )?;
     let nbytes = byte_count(path, &size, components, kind)?;
     let compressed = h.flag(&["CompressedData"]);
@@ -282,9 +287,7 @@ pub(crate) fn read_itk(path: &Path) -> Result<(ItkImage, Map<String, Value>)> {
                 .map_err(|e| Error::io(path, e))?;
             f.take(nbytes.saturating_mul(32))
                 .read_to_string(&mut text)
-                .map_err(|e| {
-                    Error::invalid_file(path, format!("cannot read the text data: {e}"))
-                })?;
+                .map_err(|e| Error::reader_file(path, format!("cannot read the text data: {e}")))?;
             parse_text_values(path, &text, kind, (nbytes / kind.size() as u64) as usize)?
         }
         None => read_file_data(path, h.length, skip, compressed, nbytes)?,
@@ -317,24 +320,9 @@ fn read_data_files(
     compressed: bool,
     nbytes: u64,
 ) -> Result<Vec<u8>> {
-    if files.is_empty() || !nbytes.is_multiple_of(files.len() as u64) {
-        return Err(Error::invalid_file(
-            header,
-            format!(
-                "{} data files cannot hold {nbytes} bytes in equal parts",
-                files.len()
-            ),
-        ));
-    }
-    let part = nbytes / files.len() as u64;
-    let mut bytes = Vec::new();
-    for file in files {
-        let data = read_file_data(file, 0, skip, compressed, part).map_err(|e| {
-            Error::invalid_file(header, format!("its data file cannot be read: {e}"))
-        })?;
-        bytes.extend(data);
-    }
-    Ok(bytes)
+    read_split_data(header, files, nbytes, |file, part| {
+        read_file_data(file, 0, skip, compressed, part)
+    })
 }
 
 /// ITK's `AnatomicalOrientation` letters (MetaIO's "from" convention: identity is `RAI`).
@@ -352,6 +340,7 @@ fn anatomical_orientation(direction: &[f64]) -> String {
         .collect()
 }
 
+/// `values` as MetaIO writes a list of numbers: separated by spaces.
 fn join(values: &[f64]) -> String {
     values
         .iter()
@@ -432,6 +421,7 @@ pub(crate) fn write_itk(path: &Path, image: &ItkImage, _extra: &Map<String, Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::readers::test_support::assert_read_error;
 
     fn image(size: Vec<usize>, g: ItkGeometry) -> ItkImage {
         let n: usize = size.iter().product();
@@ -510,10 +500,7 @@ mod tests {
     fn bad_headers_are_errors_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let check = |name: &str, text: &[u8], want: &str| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).unwrap();
-            let err = read_itk(&path).unwrap_err().to_string();
-            assert!(err.contains(name) && err.contains(want), "{name}: {err}");
+            assert_read_error(dir.path(), name, text, want, read_itk)
         };
         check("empty.mha", b"", "ElementDataFile");
         check("garbage.mha", b"\x00\x01binary", "Key = Value");

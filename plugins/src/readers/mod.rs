@@ -10,4 +10,6 @@ pub mod nifti;
 pub mod nrrd;
 pub(crate) mod orientation;
 pub mod simpleitk;
+#[cfg(test)]
+mod test_support;
 pub mod tiff3d;

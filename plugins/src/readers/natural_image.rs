@@ -68,19 +68,21 @@ fn deinterleave<T: Copy>(raw: &[T], channels: usize, f: impl Fn(T) -> f32) -> Ve
     out
 }
 
+/// `e` as an error naming `file`.
 fn image_error(file: &Path, e: image::ImageError) -> Error {
     match e {
         image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Error::invalid_file(file, "the image file is truncated (it ends too early)")
+            Error::reader_file(file, "the image file is truncated (it ends too early)")
         }
-        image::ImageError::Limits(l) => Error::invalid_file(
+        image::ImageError::Limits(l) => Error::reader_file(
             file,
             format!("the image is too large to decode ({l}); the file is corrupt or too large"),
         ),
-        other => Error::invalid_file(file, format!("not a readable image: {other}")),
+        other => Error::reader_file(file, format!("not a readable image: {other}")),
     }
 }
 
+/// The colour planes of a decoded image.
 fn from_dynamic(file: &Path, image: DynamicImage) -> Result<Planes> {
     let (width, height) = (image.width() as usize, image.height() as usize);
     let (channels, data) = match &image {
@@ -93,14 +95,14 @@ fn from_dynamic(file: &Path, image: DynamicImage) -> Result<Planes> {
         DynamicImage::ImageRgba16(b) => (4, deinterleave(b.as_raw(), 4, f32::from)),
         DynamicImage::ImageRgba32F(b) => (4, deinterleave(b.as_raw(), 4, |v| v)),
         DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLumaA16(_) => {
-            return Err(Error::invalid_file(
+            return Err(Error::reader_file(
                 file,
                 "grayscale+alpha images are not supported (nnU-Net cannot read them either); \
                  save it as plain grayscale or RGB",
             ));
         }
         other => {
-            return Err(Error::invalid_file(
+            return Err(Error::reader_file(
                 file,
                 format!("unsupported pixel format {:?}", other.color()),
             ));
@@ -119,6 +121,7 @@ fn is_one_bit_gray_png(bytes: &[u8]) -> bool {
     bytes.len() > 25 && &bytes[12..16] == b"IHDR" && bytes[24] == 1 && bytes[25] == 0
 }
 
+/// The colour planes of the BMP `bytes`, palette images read as Pillow reads them.
 fn read_bmp(file: &Path, bytes: &[u8]) -> Result<Planes> {
     let mut decoder = BmpDecoder::new(Cursor::new(bytes)).map_err(|e| image_error(file, e))?;
     decoder
@@ -159,7 +162,7 @@ fn read_bmp(file: &Path, bytes: &[u8]) -> Result<Planes> {
     let limit = Limits::default().max_alloc.unwrap_or(u64::MAX);
     if decoder.total_bytes() > limit {
         let (w, h) = decoder.dimensions();
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             file,
             format!(
                 "declares a {w}x{h} image ({} MB decoded), more than the {} MB a 2D image may \
@@ -213,14 +216,14 @@ fn read_tiff_page(file: &Path) -> Result<Planes> {
             width,
             data: stack.data,
         }),
-        [_, _, _] => Err(Error::invalid_file(
+        [_, _, _] => Err(Error::reader_file(
             file,
             format!(
                 "holds an array of shape {shape:?}: a 3D image must be [y, x, 3|4] (RGB or \
                  RGBA); a stack of slices is read by Tiff3DIO"
             ),
         )),
-        _ => Err(Error::invalid_file(
+        _ => Err(Error::reader_file(
             file,
             format!(
                 "holds a {}D array of shape {shape:?}; NaturalImage2DIO reads 2D grayscale, RGB \
@@ -235,7 +238,7 @@ fn read_tiff_page(file: &Path) -> Result<Planes> {
 fn read_planes(file: &Path) -> Result<Planes> {
     let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
     if bytes.is_empty() {
-        return Err(Error::invalid_file(file, "the file is empty"));
+        return Err(Error::reader_file(file, "the file is empty"));
     }
     let planes = if is_tiff_magic(&bytes) {
         read_tiff_page(file)?
@@ -245,7 +248,7 @@ fn read_planes(file: &Path) -> Result<Planes> {
         let format = match image::guess_format(&bytes) {
             Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => f,
             _ => {
-                return Err(Error::invalid_file(
+                return Err(Error::reader_file(
                     file,
                     "not a PNG, BMP, TIFF or JPEG image",
                 ));
@@ -264,7 +267,7 @@ fn read_planes(file: &Path) -> Result<Planes> {
         planes
     };
     if planes.width == 0 || planes.height == 0 {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             file,
             format!(
                 "the image is empty ({} x {} pixels)",
@@ -275,6 +278,7 @@ fn read_planes(file: &Path) -> Result<Planes> {
     Ok(planes)
 }
 
+/// The properties of every natural image: the fixed spacing, default origin and direction.
 fn properties() -> ImageProperties {
     ImageProperties {
         spacing: SPACING,
@@ -289,12 +293,13 @@ fn ending(file: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Writes `image` to `file` in `format`.
 fn write_dynamic(file: &Path, image: DynamicImage, format: ImageFormat) -> Result<()> {
     let handle = File::create(file).map_err(|e| Error::io(file, e))?;
     let mut writer = BufWriter::new(handle);
     image
         .write_to(&mut writer, format)
-        .map_err(|e| Error::invalid_file(file, format!("cannot write the image: {e}")))?;
+        .map_err(|e| Error::reader_file(file, format!("cannot write the image: {e}")))?;
     std::io::Write::flush(&mut writer).map_err(|e| Error::io(file, e))
 }
 
@@ -305,7 +310,7 @@ impl Reader for NaturalImage2DIO {
 
     fn read_images(&self, files: &[&Path]) -> Result<Image> {
         let Some(first) = files.first() else {
-            return Err(Error::Invalid("no image files given".into()));
+            return Err(Error::reader("no image files given"));
         };
         let mut data = Vec::new();
         let mut shape = (0, 0, 0);
@@ -316,7 +321,7 @@ impl Reader for NaturalImage2DIO {
             if channels == 0 {
                 shape = this;
             } else if this != shape {
-                return Err(Error::invalid_file(
+                return Err(Error::reader_file(
                     file,
                     format!(
                         "{} channel(s) of {} x {} pixels differ from {} channel(s) of {} x {} \
@@ -353,7 +358,7 @@ impl Reader for NaturalImage2DIO {
             let equal =
                 (0..n).all(|i| colour[i] == colour[n + i] && colour[i] == colour[2 * n + i]);
             if !(equal && alpha_constant) {
-                return Err(Error::invalid_file(
+                return Err(Error::reader_file(
                     file,
                     "is a colour (RGB) image whose channels differ; a label map must be a \
                      grayscale image of integer labels",
@@ -379,7 +384,7 @@ impl Reader for NaturalImage2DIO {
             unreachable!("a 3D view")
         };
         if z != 1 || height == 0 || width == 0 {
-            return Err(Error::invalid_file(
+            return Err(Error::reader_file(
                 file,
                 format!(
                     "NaturalImage2DIO writes 2D label maps [1, y, x]; got shape [{z}, {height}, \
@@ -388,15 +393,15 @@ impl Reader for NaturalImage2DIO {
             ));
         }
         if let Some(bad) = segmentation.iter().find(|v| **v < 0) {
-            return Err(Error::invalid_file(
+            return Err(Error::reader_file(
                 file,
                 format!("cannot write a label map holding the negative label {bad}"),
             ));
         }
         let max = segmentation.iter().copied().max().unwrap_or(0);
         let (w, h) = (
-            u32::try_from(width).map_err(|_| Error::invalid_file(file, "image too wide"))?,
-            u32::try_from(height).map_err(|_| Error::invalid_file(file, "image too tall"))?,
+            u32::try_from(width).map_err(|_| Error::reader_file(file, "image too wide"))?,
+            u32::try_from(height).map_err(|_| Error::reader_file(file, "image too tall"))?,
         );
         let bytes = || -> Vec<u8> { segmentation.iter().map(|v| *v as u8).collect() };
         let words = || -> Vec<u16> { segmentation.iter().map(|v| *v as u16).collect() };
@@ -417,17 +422,17 @@ impl Reader for NaturalImage2DIO {
                 let image = image::GrayImage::from_raw(w, h, bytes()).expect("size matches");
                 write_dynamic(file, DynamicImage::ImageLuma8(image), ImageFormat::Bmp)
             }
-            "bmp" => Err(Error::invalid_file(
+            "bmp" => Err(Error::reader_file(
                 file,
                 format!("BMP holds labels up to 255 only, this label map has {max}; use .png"),
             )),
             "tif" | "tiff" if max < 255 => write_tiff(file, &[height, width], &bytes()),
             "tif" | "tiff" => write_tiff(file, &[height, width], &words()),
-            "jpg" | "jpeg" => Err(Error::invalid_file(
+            "jpg" | "jpeg" => Err(Error::reader_file(
                 file,
                 "JPEG is lossy and would change the labels; write label maps as .png",
             )),
-            other => Err(Error::invalid_file(
+            other => Err(Error::reader_file(
                 file,
                 format!("cannot write a label map with ending '.{other}'; use .png, .bmp or .tif"),
             )),

@@ -167,6 +167,7 @@ pub(crate) fn itk_axis_codes(direction: &[f64]) -> [(usize, bool); 3] {
 /// ITK's orientation letters (the "to" convention of `DICOMOrientImageFilter`: the identity
 /// direction is `LPS`).
 pub(crate) fn itk_orientation_code(direction: &[f64]) -> String {
+    /// The letters of the negative and positive direction along each LPS world axis.
     const LETTERS: [[char; 2]; 3] = [['R', 'L'], ['A', 'P'], ['I', 'S']];
     itk_axis_codes(direction)
         .iter()
@@ -189,8 +190,10 @@ pub(crate) fn itk_to_ras(direction: &[f64]) -> AxisTransform {
     t
 }
 
+/// A 3×3 matrix, row-major.
 type Mat3 = [[f64; 3]; 3];
 
+/// The transpose of `m`.
 fn transpose(m: &Mat3) -> Mat3 {
     let mut t = [[0.0; 3]; 3];
     for i in 0..3 {

@@ -82,7 +82,7 @@ fn format_of(path: &Path) -> Result<Format> {
     } else if ends(&[".gipl", ".gipl.gz"]) {
         Ok(Format::Gipl)
     } else {
-        Err(Error::invalid_file(
+        Err(Error::reader_file(
             path,
             format!(
                 "SimpleITKIO reads {} (and .nii); this file ending is none of them",
@@ -124,13 +124,14 @@ fn itk_writer(format: Format) -> Option<ItkWriter> {
     }
 }
 
-/// Reads every channel file of a case with `read` and applies SimpleITKIO's checks.
-fn read_channels(
+/// Reads every channel file of a case with `read`, applies SimpleITKIO's checks and stacks the
+/// channels, with the properties of the first.
+fn read_case(
     files: &[&Path],
     read: impl Fn(&Path) -> Result<(SitkFile, Map<String, Value>)>,
-) -> Result<(Vec<SitkFile>, Map<String, Value>)> {
+) -> Result<Image> {
     if files.is_empty() {
-        return Err(Error::Invalid("no image files given".into()));
+        return Err(Error::reader("no image files given"));
     }
     let mut channels = Vec::with_capacity(files.len());
     let mut extra = Map::new();
@@ -142,16 +143,12 @@ fn read_channels(
         channels.push(file);
     }
     check_channels(files, &channels)?;
-    Ok((channels, extra))
-}
-
-/// The image of the channel files, with the properties of the first.
-fn image_of(files: &[&Path], channels: Vec<SitkFile>, extra: Map<String, Value>) -> Result<Image> {
     let properties = sitk_properties(&channels[0].geometry, channels[0].spacing, extra);
     let data = stack(files, channels.into_iter().map(|c| c.data).collect())?;
     Ok(Image { data, properties })
 }
 
+/// One channel file as `SimpleITKIO` reads it, with the format's header data.
 fn read_plain(path: &Path) -> Result<(SitkFile, Map<String, Value>)> {
     let (image, extra) = read_itk(path)?;
     Ok((sitk_file(image, path)?, extra))
@@ -195,8 +192,7 @@ impl Reader for SimpleItkIO {
     }
 
     fn read_images(&self, files: &[&Path]) -> Result<Image> {
-        let (channels, extra) = read_channels(files, read_plain)?;
-        image_of(files, channels, extra)
+        read_case(files, read_plain)
     }
 
     fn read_segmentation(&self, file: &Path) -> Result<Segmentation> {
@@ -231,7 +227,7 @@ impl Reader for SimpleItkIO {
 /// The transform to RAS for a 3D `image`; other dimensions are an error naming `path`.
 fn ras_transform(image: &ItkImage, path: &Path) -> Result<AxisTransform> {
     if image.size.len() != 3 {
-        return Err(Error::invalid_file(
+        return Err(Error::reader_file(
             path,
             format!(
                 "SimpleITKIOWithReorient reorients 3D images only; this one has {} dimensions",
@@ -261,6 +257,8 @@ fn reorient_extra(
     extra
 }
 
+/// One channel file as `SimpleITKIOWithReorient` reads it: reoriented to RAS, with the
+/// format's header data and what the writer needs to undo the reorientation.
 fn read_reoriented(path: &Path) -> Result<(SitkFile, Map<String, Value>)> {
     let (image, extra) = read_itk(path)?;
     let t = ras_transform(&image, path)?;
@@ -311,8 +309,7 @@ impl Reader for SimpleItkIOWithReorient {
     }
 
     fn read_images(&self, files: &[&Path]) -> Result<Image> {
-        let (channels, extra) = read_channels(files, read_reoriented)?;
-        image_of(files, channels, extra)
+        read_case(files, read_reoriented)
     }
 
     fn read_segmentation(&self, file: &Path) -> Result<Segmentation> {

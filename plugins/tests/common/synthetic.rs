@@ -95,6 +95,20 @@ pub(crate) struct Case {
     pub label: Array,
 }
 
+impl Case {
+    /// A case whose image channels and label map all have the shape `shape`.
+    fn same_shape(shape: &[usize], images: Vec<Values>, label: Values) -> Case {
+        let array = |values: Values| Array {
+            shape: shape.to_vec(),
+            values,
+        };
+        Case {
+            images: images.into_iter().map(&array).collect(),
+            label: array(label),
+        }
+    }
+}
+
 /// File format of a synthetic dataset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -149,6 +163,19 @@ fn in_box(p: &[i64], lo: &[i64], hi: &[i64]) -> bool {
         .zip(lo)
         .zip(hi)
         .all(|((a, l), h)| *l <= *a && *a < *h)
+}
+
+/// A one-channel int16 case of `shape`: voxel `(i, j, k)` has the value and label `f` gives.
+fn int16_case(shape: [usize; 3], mut f: impl FnMut(i64, i64, i64) -> (i64, u8)) -> Case {
+    let n = shape.iter().product();
+    let mut img = Vec::with_capacity(n);
+    let mut lab = Vec::with_capacity(n);
+    grid3(shape, |i, j, k| {
+        let (v, l) = f(i, j, k);
+        img.push(v as i16);
+        lab.push(l);
+    });
+    Case::same_shape(&shape, vec![Values::I16(img)], Values::U8(lab))
 }
 
 fn grid3(shape: [usize; 3], mut f: impl FnMut(i64, i64, i64)) {
@@ -412,10 +439,7 @@ fn mr_iso(c: i64) -> Case {
     let (z, y, x) = (48 + 4 * c, 60 - 2 * c, 64);
     let (ci, cj, ck) = (z / 2, y / 2, x / 2);
     let shape = [z as usize, y as usize, x as usize];
-    let n = shape.iter().product();
-    let mut img = Vec::with_capacity(n);
-    let mut lab = Vec::with_capacity(n);
-    grid3(shape, |i, j, k| {
+    int16_case(shape, |i, j, k| {
         let p = [i, j, k];
         let mut l = 0u8;
         if sphere(&p, &[ci, cj - y / 8, ck], z.min(y).min(x) / 6) {
@@ -439,19 +463,8 @@ fn mr_iso(c: i64) -> Case {
             v = 0;
             l = 0;
         }
-        img.push(v as i16);
-        lab.push(l);
-    });
-    Case {
-        images: vec![Array {
-            shape: shape.to_vec(),
-            values: Values::I16(img),
-        }],
-        label: Array {
-            shape: shape.to_vec(),
-            values: Values::U8(lab),
-        },
-    }
+        (v, l)
+    })
 }
 
 fn ct_aniso(c: i64) -> Case {
@@ -462,10 +475,7 @@ fn ct_aniso(c: i64) -> Case {
     let centre = [ci, cj + n / 10, ck - n / 8];
     let radii = [z / 3, n / 6, n / 5];
     let shape = [z as usize, n as usize, n as usize];
-    let total = shape.iter().product();
-    let mut img = Vec::with_capacity(total);
-    let mut lab = Vec::with_capacity(total);
-    grid3(shape, |i, j, k| {
+    int16_case(shape, |i, j, k| {
         let p = [i, j, k];
         let body = (j - cj) * (j - cj) + (k - ck) * (k - ck) <= rad * rad;
         let organ = ellipsoid(&p, &centre, &radii);
@@ -483,19 +493,8 @@ fn ct_aniso(c: i64) -> Case {
             v = 120 + (i + j + k + 7 * c) % 29;
             l = 2;
         }
-        img.push(v as i16);
-        lab.push(l);
-    });
-    Case {
-        images: vec![Array {
-            shape: shape.to_vec(),
-            values: Values::I16(img),
-        }],
-        label: Array {
-            shape: shape.to_vec(),
-            values: Values::U8(lab),
-        },
-    }
+        (v, l)
+    })
 }
 
 fn two_chan(c: i64) -> Case {
@@ -534,22 +533,11 @@ fn two_chan(c: i64) -> Case {
         ch1.push(b as f32);
         lab.push(l);
     });
-    Case {
-        images: vec![
-            Array {
-                shape: shape.to_vec(),
-                values: Values::F32(ch0),
-            },
-            Array {
-                shape: shape.to_vec(),
-                values: Values::F32(ch1),
-            },
-        ],
-        label: Array {
-            shape: shape.to_vec(),
-            values: Values::U8(lab),
-        },
-    }
+    Case::same_shape(
+        &shape,
+        vec![Values::F32(ch0), Values::F32(ch1)],
+        Values::U8(lab),
+    )
 }
 
 fn nifti2d(c: i64) -> Case {
@@ -563,15 +551,6 @@ fn nifti2d(c: i64) -> Case {
             lab.push(l);
         }
     }
-    let shape = vec![h as usize, w as usize];
-    Case {
-        images: vec![Array {
-            shape: shape.clone(),
-            values: Values::U16(img),
-        }],
-        label: Array {
-            shape,
-            values: Values::U8(lab),
-        },
-    }
+    let shape = [h as usize, w as usize];
+    Case::same_shape(&shape, vec![Values::U16(img)], Values::U8(lab))
 }

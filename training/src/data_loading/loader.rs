@@ -23,6 +23,7 @@ pub use nnunet_api::training::Batch;
 /// How a [`DataLoader`] makes batches.
 #[derive(Clone)]
 pub struct LoaderConfig {
+    /// Samples per batch.
     pub batch_size: usize,
     /// Background worker threads; `0` makes every batch in the calling thread.
     pub num_workers: usize,
@@ -38,6 +39,7 @@ pub struct LoaderConfig {
     pub deep_supervision_scales: Option<Vec<Vec<f64>>>,
     /// Applied to every sample in order.
     pub augmentations: Arc<[Box<dyn Augmentation>]>,
+    /// What the augmentations know about the data: dimensionality, mirror axes, ignore label.
     pub context: AugmentationContext,
 }
 
@@ -142,8 +144,8 @@ impl DataLoader {
         first: u64,
     ) -> Result<Self> {
         if config.batch_size == 0 {
-            return Err(Error::Invalid(
-                "data loading: the batch size must be positive".into(),
+            return Err(Error::training(
+                "data loading: the batch size must be positive",
             ));
         }
         if let Some(scales) = &config.deep_supervision_scales {
@@ -152,7 +154,7 @@ impl DataLoader {
                     && s.iter().all(|x| x.is_finite() && *x > 0.0)
             };
             if scales.is_empty() || !scales.iter().all(dims_ok) {
-                return Err(Error::Invalid(format!(
+                return Err(Error::training(format!(
                     "data loading: invalid deep supervision scales {scales:?}"
                 )));
             }
@@ -179,7 +181,7 @@ impl DataLoader {
             let handle = std::thread::Builder::new()
                 .name(format!("nnunet-loader-{w}"))
                 .spawn(move || work(&producer, &stop, sender, first + w as u64, n as u64))
-                .map_err(|e| Error::Invalid(format!("cannot start a data loading worker: {e}")))?;
+                .map_err(|e| Error::training(format!("cannot start a data loading worker: {e}")))?;
             workers.push(Worker {
                 receiver,
                 handle: Some(handle),
@@ -210,7 +212,7 @@ impl DataLoader {
         // Worker w makes batches first + w, first + w + n, …
         let w = ((index - self.first_index) % self.workers.len() as u64) as usize;
         self.workers[w].receiver.recv().map_err(|_| {
-            Error::Invalid(format!(
+            Error::training(format!(
                 "data loading worker {w} stopped unexpectedly before batch {index}"
             ))
         })?
@@ -274,7 +276,7 @@ fn work(
     let mut index = first;
     while !stop.load(Ordering::SeqCst) {
         let batch = catch_unwind(AssertUnwindSafe(|| make(index))).unwrap_or_else(|_| {
-            Err(Error::Invalid(format!(
+            Err(Error::training(format!(
                 "data loading panicked while making batch {index}"
             )))
         });
@@ -285,128 +287,169 @@ fn work(
     }
 }
 
+/// The shape of one sample's image or segmentation, `(c, z, y, x)`.
+type Shape4 = (usize, usize, usize, usize);
+
+/// A batch being collated: every sample's voxels appended in order (each output value written
+/// once), the shapes of the first sample, and each sample's case and oversampling decision.
+struct Collation {
+    data: Vec<f32>,
+    seg: Vec<i16>,
+    image_shape: Option<Shape4>,
+    seg_shape: Option<Shape4>,
+    keys: Vec<String>,
+    forced: Vec<bool>,
+}
+
 impl Producer {
+    /// Makes batch `index`: nnU-Net picks the batch's cases first, then per sample the
+    /// oversampling decision, the patch and its augmentation.
     fn batch(&self, index: u64) -> Result<Batch> {
         let config = &self.config;
         let b = config.batch_size;
         let mut rng = batch_rng(config.seed, index);
         let n = self.sampler.cases().len();
-        // nnU-Net: the batch's cases first, then per sample the oversampling decision, the patch
-        // and its augmentation.
         let picks: Vec<usize> = (0..b)
             .map(|_| rand::Rng::random_range(&mut rng, 0..n))
             .collect();
-        // Collated by appending each sample's voxels: every output value is written once.
-        let mut data: Vec<f32> = Pool::take(&self.pool.f32s);
-        let mut seg: Vec<i16> = Pool::take(&self.pool.i16s);
-        let mut image_shape = None;
-        let mut seg_shape = None;
-        let mut keys = Vec::with_capacity(b);
-        let mut forced = Vec::with_capacity(b);
+        let mut batch = Collation {
+            data: Pool::take(&self.pool.f32s),
+            seg: Pool::take(&self.pool.i16s),
+            image_shape: None,
+            seg_shape: None,
+            keys: Vec::with_capacity(b),
+            forced: Vec::with_capacity(b),
+        };
         for (j, case) in picks.into_iter().enumerate() {
             let force = self.sampler.config().oversampling.is_forced(j, b, &mut rng);
             if config.augmentations.is_empty() {
-                // Nothing changes the patch: read it straight into the batch.
-                let drawn = self
-                    .sampler
-                    .draw_into(case, force, &mut rng, &mut data, &mut seg)?;
-                if j == 0 {
-                    data.reserve_exact(data.len() * (b - 1));
-                    seg.reserve_exact(seg.len() * (b - 1));
-                }
-                let first_image = *image_shape.get_or_insert(drawn.image_shape);
-                let first_seg = *seg_shape.get_or_insert(drawn.seg_shape);
-                if first_image != drawn.image_shape || first_seg != drawn.seg_shape {
-                    return Err(Error::Invalid(format!(
-                        "training case '{}': patch shape {:?} differs from the batch's {first_image:?}",
-                        drawn.case, drawn.image_shape
-                    )));
-                }
-                keys.push(drawn.case);
-                forced.push(force);
-                continue;
+                self.read_sample(&mut batch, j, case, force, &mut rng)?;
+            } else {
+                self.augmented_sample(&mut batch, case, force, &mut rng)?;
             }
-            let patch = self.sampler.draw(case, force, &mut rng)?;
-            let mut sample = patch.sample;
-            for augmentation in config.augmentations.iter() {
-                augmentation
-                    .apply(&mut sample, &config.context, &mut rng)
-                    .map_err(|e| {
-                        Error::Invalid(format!("augmenting training case '{}': {e}", patch.case))
-                    })?;
-            }
-            let image_dim = sample.image.dim();
-            let seg_dim = sample.segmentation.dim();
-            if (image_dim.1, image_dim.2, image_dim.3) != (seg_dim.1, seg_dim.2, seg_dim.3) {
-                return Err(Error::Invalid(format!(
-                    "training case '{}': image {:?} and segmentation {:?} differ in shape after augmentation",
-                    patch.case, image_dim, seg_dim
-                )));
-            }
-            let first_image = *image_shape.get_or_insert(image_dim);
-            let first_seg = *seg_shape.get_or_insert(seg_dim);
-            if first_image != image_dim || first_seg != seg_dim {
-                return Err(Error::Invalid(format!(
-                    "training case '{}': sample shape {image_dim:?} differs from the batch's {first_image:?}",
-                    patch.case
-                )));
-            }
-            append(&mut data, sample.image, b);
-            append(&mut seg, sample.segmentation, b);
-            keys.push(patch.case);
-            forced.push(force);
+            batch.forced.push(force);
         }
-        let (Some(i), Some(g)) = (image_shape, seg_shape) else {
-            return Err(Error::Invalid("data loading: empty batch".into()));
+        let (Some(i), Some(g)) = (batch.image_shape, batch.seg_shape) else {
+            return Err(Error::training("data loading: empty batch"));
         };
-        let invalid = |e: ndarray::ShapeError| Error::Invalid(format!("data loading: {e}"));
-        let data = Array5::from_shape_vec((b, i.0, i.1, i.2, i.3), data).map_err(invalid)?;
-        let seg = Array5::from_shape_vec((b, g.0, g.1, g.2, g.3), seg).map_err(invalid)?;
+        let invalid = |e: ndarray::ShapeError| Error::training(format!("data loading: {e}"));
+        let data = Array5::from_shape_vec((b, i.0, i.1, i.2, i.3), batch.data).map_err(invalid)?;
+        let seg = Array5::from_shape_vec((b, g.0, g.1, g.2, g.3), batch.seg).map_err(invalid)?;
         let targets = match &config.deep_supervision_scales {
             None => vec![seg],
-            Some(scales) => {
-                let mut out: Vec<Option<Array5<i16>>> = Vec::with_capacity(scales.len());
-                for s in scales {
-                    let factors = match s.as_slice() {
-                        [y, x] => [1.0, *y, *x],
-                        [z, y, x] => [*z, *y, *x],
-                        _ => {
-                            return Err(Error::Invalid(format!(
-                                "data loading: invalid deep supervision scale {s:?}"
-                            )));
-                        }
-                    };
-                    out.push(
-                        (factors != [1.0; 3])
-                            .then(|| downsample_seg_nearest_exact(seg.view(), factors)),
-                    );
-                }
-                // Full-resolution targets are the collated segmentation itself (the last one
-                // moved, the others copies).
-                let mut remaining = out.iter().filter(|t| t.is_none()).count();
-                let mut full = Some(seg);
-                out.into_iter()
-                    .map(|t| {
-                        t.unwrap_or_else(|| {
-                            remaining -= 1;
-                            if remaining == 0 {
-                                full.take().unwrap_or_default()
-                            } else {
-                                full.clone().unwrap_or_default()
-                            }
-                        })
-                    })
-                    .collect()
-            }
+            Some(scales) => deep_supervision_targets(seg, scales)?,
         };
         Ok(Batch {
             index,
             data,
             targets,
-            keys,
-            forced_foreground: forced,
+            keys: batch.keys,
+            forced_foreground: batch.forced,
         })
     }
+
+    /// Sample `j` of `batch` when nothing changes the patch: read straight into the batch.
+    fn read_sample(
+        &self,
+        batch: &mut Collation,
+        j: usize,
+        case: usize,
+        force: bool,
+        rng: &mut StdRng,
+    ) -> Result<()> {
+        let b = self.config.batch_size;
+        let drawn = self
+            .sampler
+            .draw_into(case, force, rng, &mut batch.data, &mut batch.seg)?;
+        if j == 0 {
+            batch.data.reserve_exact(batch.data.len() * (b - 1));
+            batch.seg.reserve_exact(batch.seg.len() * (b - 1));
+        }
+        let first_image = *batch.image_shape.get_or_insert(drawn.image_shape);
+        let first_seg = *batch.seg_shape.get_or_insert(drawn.seg_shape);
+        if first_image != drawn.image_shape || first_seg != drawn.seg_shape {
+            return Err(Error::training(format!(
+                "training case '{}': patch shape {:?} differs from the batch's {first_image:?}",
+                drawn.case, drawn.image_shape
+            )));
+        }
+        batch.keys.push(drawn.case);
+        Ok(())
+    }
+
+    /// A sample drawn, augmented in order and appended to `batch`.
+    fn augmented_sample(
+        &self,
+        batch: &mut Collation,
+        case: usize,
+        force: bool,
+        rng: &mut StdRng,
+    ) -> Result<()> {
+        let config = &self.config;
+        let patch = self.sampler.draw(case, force, rng)?;
+        let mut sample = patch.sample;
+        for augmentation in config.augmentations.iter() {
+            augmentation
+                .apply(&mut sample, &config.context, rng)
+                .map_err(|e| {
+                    Error::training(format!("augmenting training case '{}': {e}", patch.case))
+                })?;
+        }
+        let image_dim = sample.image.dim();
+        let seg_dim = sample.segmentation.dim();
+        if (image_dim.1, image_dim.2, image_dim.3) != (seg_dim.1, seg_dim.2, seg_dim.3) {
+            return Err(Error::training(format!(
+                "training case '{}': image {:?} and segmentation {:?} differ in shape after augmentation",
+                patch.case, image_dim, seg_dim
+            )));
+        }
+        let first_image = *batch.image_shape.get_or_insert(image_dim);
+        let first_seg = *batch.seg_shape.get_or_insert(seg_dim);
+        if first_image != image_dim || first_seg != seg_dim {
+            return Err(Error::training(format!(
+                "training case '{}': sample shape {image_dim:?} differs from the batch's {first_image:?}",
+                patch.case
+            )));
+        }
+        append(&mut batch.data, sample.image, config.batch_size);
+        append(&mut batch.seg, sample.segmentation, config.batch_size);
+        batch.keys.push(patch.case);
+        Ok(())
+    }
+}
+
+/// The deep-supervision targets of the collated segmentation `seg`, one per scale.
+fn deep_supervision_targets(seg: Array5<i16>, scales: &[Vec<f64>]) -> Result<Vec<Array5<i16>>> {
+    let mut out: Vec<Option<Array5<i16>>> = Vec::with_capacity(scales.len());
+    for s in scales {
+        let factors = match s.as_slice() {
+            [y, x] => [1.0, *y, *x],
+            [z, y, x] => [*z, *y, *x],
+            _ => {
+                return Err(Error::training(format!(
+                    "data loading: invalid deep supervision scale {s:?}"
+                )));
+            }
+        };
+        out.push((factors != [1.0; 3]).then(|| downsample_seg_nearest_exact(seg.view(), factors)));
+    }
+    // Full-resolution targets are the collated segmentation itself (the last one moved, the
+    // others copies).
+    let mut remaining = out.iter().filter(|t| t.is_none()).count();
+    let mut full = Some(seg);
+    Ok(out
+        .into_iter()
+        .map(|t| {
+            t.unwrap_or_else(|| {
+                remaining -= 1;
+                if remaining == 0 {
+                    full.take().unwrap_or_default()
+                } else {
+                    full.clone().unwrap_or_default()
+                }
+            })
+        })
+        .collect())
 }
 
 /// Appends `array`'s values in C order to `buffer`; the first array of a batch becomes the buffer
@@ -485,7 +528,7 @@ pub fn deep_supervision_scales_from_strides(strides: &[Vec<usize>]) -> Result<Ve
         || !(2..=3).contains(&dims)
         || strides.iter().any(|s| s.len() != dims || s.contains(&0))
     {
-        return Err(Error::Invalid(format!(
+        return Err(Error::training(format!(
             "deep supervision: invalid strides {strides:?}"
         )));
     }
@@ -511,7 +554,7 @@ pub fn deep_supervision_scales(configuration: &Configuration) -> Result<Vec<Vec<
         .and_then(|k| k.get("strides"))
         .or_else(|| json.get("pool_op_kernel_sizes"))
         .ok_or_else(|| {
-            Error::Invalid(format!(
+            Error::training(format!(
                 "configuration '{}' has no architecture.arch_kwargs.strides",
                 configuration.name
             ))
@@ -522,7 +565,7 @@ pub fn deep_supervision_scales(configuration: &Configuration) -> Result<Vec<Vec<
         .map(Vec::len)
         .unwrap_or(3);
     let invalid = || {
-        Error::Invalid(format!(
+        Error::training(format!(
             "configuration '{}': strides must be a list of positive integers or lists of them",
             configuration.name
         ))

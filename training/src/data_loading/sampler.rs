@@ -19,9 +19,15 @@ use nnunet_preprocessing::storage::{CaseFiles, MappedArray, read_properties};
 pub enum Oversampling {
     /// nnU-Net's default: sample `j` of a batch of `b` is forced iff
     /// `j >= round(b * (1 - fraction))` (half to even, as Python).
-    Fixed { fraction: f64 },
+    Fixed {
+        /// The share of the batch forced (nnU-Net's `oversample_foreground_percent`).
+        fraction: f64,
+    },
     /// Each sample is forced with this probability (`uniform() < probability`).
-    Probabilistic { probability: f64 },
+    Probabilistic {
+        /// The probability that a sample is forced.
+        probability: f64,
+    },
 }
 
 impl Oversampling {
@@ -138,7 +144,7 @@ fn as_3d(size: &[usize], what: &str) -> Result<[usize; 3]> {
     match *size {
         [y, x] => Ok([1, y, x]),
         [z, y, x] => Ok([z, y, x]),
-        _ => Err(Error::Invalid(format!(
+        _ => Err(Error::training(format!(
             "data loading: the {what} must have 2 or 3 values, not {}",
             size.len()
         ))),
@@ -150,12 +156,12 @@ impl PatchSampler {
     /// reported when it is first drawn.
     pub fn new(config: SamplerConfig) -> Result<Self> {
         if config.cases.is_empty() {
-            return Err(Error::Invalid(
-                "data loading: there are no cases to sample from".into(),
+            return Err(Error::training(
+                "data loading: there are no cases to sample from",
             ));
         }
         if config.patch_size.len() != config.final_patch_size.len() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::training(format!(
                 "data loading: patch size {:?} and final patch size {:?} differ in dimension",
                 config.patch_size, config.final_patch_size
             )));
@@ -163,8 +169,8 @@ impl PatchSampler {
         let patch = as_3d(&config.patch_size, "patch size")?;
         let final_patch = as_3d(&config.final_patch_size, "final patch size")?;
         if patch.contains(&0) || final_patch.contains(&0) {
-            return Err(Error::Invalid(
-                "data loading: patch sizes must be positive".into(),
+            return Err(Error::training(
+                "data loading: patch sizes must be positive",
             ));
         }
         let is_2d = config.patch_size.len() == 2;
@@ -218,7 +224,7 @@ impl PatchSampler {
         let (mut image, mut seg) = (Vec::new(), Vec::new());
         let drawn = self.draw_into(case, force_fg, rng, &mut image, &mut seg)?;
         let invalid =
-            |e: ndarray::ShapeError| case_error(&drawn.case, Error::Invalid(e.to_string()));
+            |e: ndarray::ShapeError| case_error(&drawn.case, Error::training(e.to_string()));
         Ok(CasePatch {
             forced_foreground: force_fg,
             bbox: drawn.bbox,
@@ -241,7 +247,7 @@ impl PatchSampler {
         seg: &mut Vec<i16>,
     ) -> Result<Drawn> {
         let name = self.config.cases.get(case).ok_or_else(|| {
-            Error::Invalid(format!("data loading: there is no case number {case}"))
+            Error::training(format!("data loading: there is no case number {case}"))
         })?;
         let open = self.open(case)?;
         let class = if force_fg {
@@ -274,14 +280,14 @@ impl PatchSampler {
     /// number `case`: data padded with `0`, segmentation with `-1`.
     pub fn read_box(&self, case: usize, bbox: &[[i64; 2]; 3]) -> Result<Sample> {
         let name = self.config.cases.get(case).ok_or_else(|| {
-            Error::Invalid(format!("data loading: there is no case number {case}"))
+            Error::training(format!("data loading: there is no case number {case}"))
         })?;
         let open = self.open(case)?;
         let (mut image, mut seg) = (Vec::new(), Vec::new());
         let (image_shape, seg_shape) = self
             .read_into(open, bbox, &mut image, &mut seg)
             .map_err(|e| case_error(name, e))?;
-        let invalid = |e: ndarray::ShapeError| case_error(name, Error::Invalid(e.to_string()));
+        let invalid = |e: ndarray::ShapeError| case_error(name, Error::training(e.to_string()));
         Ok(Sample {
             image: Array4::from_shape_vec(image_shape, image).map_err(invalid)?,
             segmentation: Array4::from_shape_vec(seg_shape, seg).map_err(invalid)?,
@@ -316,7 +322,7 @@ impl PatchSampler {
         // Another thread may have opened it meanwhile; either copy is the same.
         let _ = cell.set(open);
         cell.get()
-            .ok_or_else(|| Error::Invalid(format!("training case '{name}' could not be opened")))
+            .ok_or_else(|| Error::training(format!("training case '{name}' could not be opened")))
     }
 
     fn load(&self, name: &str) -> Result<OpenCase> {
@@ -328,7 +334,7 @@ impl PatchSampler {
         let shape = [dshape.1, dshape.2, dshape.3];
         let sshape = seg.view_i16()?.dim();
         if [sshape.1, sshape.2, sshape.3] != shape {
-            return Err(Error::invalid_file(
+            return Err(Error::training_file(
                 &files.seg,
                 format!(
                     "segmentation shape {:?} does not match the data's {:?}",
@@ -338,14 +344,17 @@ impl PatchSampler {
             ));
         }
         if dshape.0 == 0 || sshape.0 == 0 {
-            return Err(Error::invalid_file(&files.data, "the case has no channels"));
+            return Err(Error::training_file(
+                &files.data,
+                "the case has no channels",
+            ));
         }
         for (key, locations) in &properties.class_locations {
             if let Some(bad) = locations
                 .iter()
                 .find(|v| (0..3).any(|d| v[d] as usize >= shape[d]))
             {
-                return Err(Error::invalid_file(
+                return Err(Error::training_file(
                     &files.properties,
                     format!("class '{key}' has location {bad:?} outside the case {shape:?}"),
                 ));
@@ -362,7 +371,7 @@ impl PatchSampler {
                 let view = view_prev(&map, &path)?;
                 let (_, z, y, x) = view.dim();
                 if [z, y, x] != shape {
-                    return Err(Error::invalid_file(
+                    return Err(Error::training_file(
                         &path,
                         format!(
                             "previous stage segmentation shape {:?} does not match the case's {:?}",
@@ -395,13 +404,13 @@ impl PatchSampler {
 }
 
 fn case_error(case: &str, e: Error) -> Error {
-    Error::Invalid(format!("training case '{case}': {e}"))
+    Error::training(format!("training case '{case}': {e}"))
 }
 
 /// The previous stage's segmentation as `[1, z, y, x]` int16.
 fn view_prev<'a>(map: &'a Mmap, path: &Path) -> Result<ArrayView4<'a, i16>> {
     let view: ArrayViewD<'a, i16> = ArrayViewD::view_npy(map).map_err(|e| {
-        Error::invalid_file(
+        Error::training_file(
             path,
             format!("not a readable int16 .npy array (previous stage segmentation): {e}"),
         )
@@ -410,17 +419,17 @@ fn view_prev<'a>(map: &'a Mmap, path: &Path) -> Result<ArrayView4<'a, i16>> {
         3 => view
             .into_dimensionality::<Ix3>()
             .map(|v| v.insert_axis(Axis(0)))
-            .map_err(|_| Error::invalid_file(path, "expected a 3-D or 4-D array")),
+            .map_err(|_| Error::training_file(path, "expected a 3-D or 4-D array")),
         4 => {
             let v = view
                 .into_dimensionality::<Ix4>()
-                .map_err(|_| Error::invalid_file(path, "expected a 3-D or 4-D array"))?;
+                .map_err(|_| Error::training_file(path, "expected a 3-D or 4-D array"))?;
             if v.dim().0 != 1 {
-                return Err(Error::invalid_file(path, "expected one channel"));
+                return Err(Error::training_file(path, "expected one channel"));
             }
             Ok(v)
         }
-        _ => Err(Error::invalid_file(path, "expected a 3-D or 4-D array")),
+        _ => Err(Error::training_file(path, "expected a 3-D or 4-D array")),
     }
 }
 

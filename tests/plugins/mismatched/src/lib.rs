@@ -7,6 +7,7 @@ use nnunet_api::plugin::{
     PluginRegistrar,
 };
 
+/// The descriptor naming another compiler.
 #[unsafe(no_mangle)]
 pub static NNUNET_PLUGIN_DESCRIPTOR: PluginDescriptor = PluginDescriptor {
     magic: DESCRIPTOR_MAGIC,

@@ -1,0 +1,77 @@
+//! Additive brightness: a random offset added to randomly chosen channels.
+
+use nnunet_core::augmentation::{AugmentationContext, Sample};
+use nnunet_core::{Augmentation, Result};
+use rand::{Rng, RngCore};
+use rayon::prelude::*;
+
+use super::super::{prelude, uniform};
+use super::image_channels;
+
+/// One standard normal draw (Box-Muller).
+fn standard_normal(rng: &mut dyn RngCore) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
+    let u2: f64 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Adds a random offset to randomly chosen channels.
+#[derive(Clone, Debug)]
+pub struct BrightnessAdditiveTransform {
+    /// Probability that the transform runs.
+    pub p: f64,
+    /// Mean of the offset.
+    pub mu: f64,
+    /// Standard deviation of the offset.
+    pub sigma: f64,
+    /// One offset for all channels. As in the reference, the shared offset is drawn uniformly
+    /// in `[mu, sigma)` (`sample_scalar((mu, sigma))`); per-channel offsets are `N(mu, sigma)`.
+    pub synchronize_channels: bool,
+    /// Probability that a channel gets an offset.
+    pub p_per_channel: f64,
+}
+
+impl BrightnessAdditiveTransform {
+    /// DA5: p 0.1, N(0, 0.5) per channel, p per channel 0.5.
+    pub fn da5() -> Self {
+        Self {
+            p: 0.1,
+            mu: 0.0,
+            sigma: 0.5,
+            synchronize_channels: false,
+            p_per_channel: 0.5,
+        }
+    }
+}
+
+impl Augmentation for BrightnessAdditiveTransform {
+    fn apply(
+        &self,
+        sample: &mut Sample,
+        _: &AugmentationContext,
+        rng: &mut dyn RngCore,
+    ) -> Result<()> {
+        let Some(run) = prelude(sample, self.p, rng) else {
+            return Ok(());
+        };
+        let c = run.channels;
+        let apply = run.channel_mask(rng, self.p_per_channel);
+        if !apply.iter().any(|&a| a) {
+            return Ok(());
+        }
+        let shifts: Vec<f64> = if self.synchronize_channels {
+            vec![uniform(rng, self.mu, self.sigma); c]
+        } else {
+            (0..c)
+                .map(|_| self.mu + self.sigma * standard_normal(rng))
+                .collect()
+        };
+        for (i, ch) in image_channels(&mut sample.image)?.enumerate() {
+            if apply[i] {
+                let s = shifts[i] as f32;
+                ch.par_iter_mut().for_each(|v| *v += s);
+            }
+        }
+        Ok(())
+    }
+}
