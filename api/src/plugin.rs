@@ -93,10 +93,29 @@ impl PluginDescriptor {
     }
 }
 
-/// Exports a plugin: the descriptor and the entry point calling `$register`, a
-/// `fn(&mut PluginRegistrar) -> nnunet_api::Result<()>`. Use once, at the crate root of a `cdylib`.
+/// Exports a plugin: the descriptor and the entry point. Use once, at the crate root of a `cdylib`,
+/// either with a registration function, a `fn(&mut PluginRegistrar) -> nnunet_api::Result<()>`:
+/// `export_plugin!(register);`, or with the list of what the plugin registers, one
+/// `method "name", "description", factory;` each, `method` a [`PluginRegistrar`] method
+/// (`trainer`, `reader`, `planner`, `loss`, `augmentation`, `architecture`):
+///
+/// ```ignore
+/// nnunet_api::export_plugin! {
+///     trainer "MyTrainer", "nnUNetTrainer with a lower learning rate", || Box::new(MyTrainer);
+/// }
+/// ```
 #[macro_export]
 macro_rules! export_plugin {
+    ($($method:ident $name:literal, $description:literal, $factory:expr);+ $(;)?) => {
+        /// Registers this plugin's extensions with the host.
+        fn nnunet_plugin_extensions(
+            registrar: &mut $crate::plugin::PluginRegistrar<'_>,
+        ) -> $crate::Result<()> {
+            $(registrar.$method($name, $description, $factory)?;)+
+            Ok(())
+        }
+        $crate::export_plugin!(nnunet_plugin_extensions);
+    };
     ($register:path) => {
         /// This library's plugin descriptor, checked by the host before it calls the entry point.
         #[unsafe(no_mangle)]

@@ -1,6 +1,6 @@
 //! nnunet-core: what every stage of the pipeline shares: errors, paths, image input/output,
 //! devices and precision, progress, the dynamic plugin loader, and the numpy/Python-parity code
-//! (numpy's random generator, numpy-style statistics, Python-style JSON).
+//! ([`compat`]: numpy's random generator, numpy-style statistics, Python-style JSON).
 //!
 //! The stages are crates of their own: `nnunet-dataset` (dataset format and integrity checks),
 //! `nnunet-preprocessing` (fingerprint, plans, preprocessing), `nnunet-training` (training loop
@@ -13,20 +13,18 @@
 //! alone and are loaded with [`plugin::load`].
 
 pub mod augmentation;
+pub mod compat;
 pub mod device;
 pub mod error;
 pub mod fused;
 pub mod io;
-pub mod json;
 pub mod loss;
 pub mod network;
-pub mod numpy_random;
 pub mod paths;
 pub mod planning;
 pub mod plugin;
 pub mod progress;
 pub mod registry;
-pub mod statistics;
 
 pub use augmentation::Augmentation;
 pub use error::{Error, Result};

@@ -548,7 +548,7 @@ pub fn find_best_configuration(
         },
     );
     let info_file = results_root.join("inference_information.json");
-    nnunet_core::json::write_json(&info_file, &information)?;
+    nnunet_core::compat::json::write_json(&info_file, &information)?;
     let instructions = inference_instructions(
         &settings.dataset_name_or_id,
         &selected,

@@ -23,9 +23,9 @@ use rayon::prelude::*;
 use crate::metrics::{
     LabelOrRegion, MeanMetrics, Summary, evaluate_dataset_folder, evaluation_targets,
 };
+use nnunet_core::compat::json::{JsonValue, non_finite_to_null, python_float_repr};
 use nnunet_core::error::{Error, Result};
 use nnunet_core::io::Reader;
-use nnunet_core::json::{JsonValue, non_finite_to_null, python_float_repr};
 use nnunet_dataset::DatasetJson;
 
 /// nnU-Net's name of the one postprocessing function.

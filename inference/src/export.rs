@@ -396,7 +396,7 @@ pub(crate) fn write_probabilities_and_properties(
     let json_path = with_suffix(output_truncated, ".json");
     let value = serde_json::to_value(properties)
         .map_err(|e| Error::inference_file(&json_path, format!("cannot write JSON: {e}")))?;
-    nnunet_core::json::write_json(&json_path, &value)
+    nnunet_core::compat::json::write_json(&json_path, &value)
 }
 
 /// Resamples, converts and writes a case's logits in one go

@@ -204,7 +204,7 @@ pub fn write_synthetic_dataset(raw_root: &Path, spec: &SyntheticSpec) -> Result<
     if spec.regions {
         dataset_json["regions_class_order"] = serde_json::json!([1, 2]);
     }
-    nnunet_core::json::write_json(&folder.join("dataset.json"), &dataset_json)?;
+    nnunet_core::compat::json::write_json(&folder.join("dataset.json"), &dataset_json)?;
     Ok(folder)
 }
 

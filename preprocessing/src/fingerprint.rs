@@ -9,10 +9,10 @@
 //! * Foreground voxels are those with a label > 0 in the cropped segmentation. Per case, one
 //!   numpy `RandomState(1234)` draws, channel after channel, `total_samples / n_cases` (integer
 //!   division, `1e8 / n` in nnU-Net) foreground values with replacement (masked rejection, see
-//!   [`nnunet_core::numpy_random`]).
+//!   [`nnunet_core::compat::numpy_random`]).
 //! * Per channel, the samples of all cases are concatenated in case order and summarised as
 //!   numpy does on the float32 array: mean and std with float32 pairwise sums, min, max, and the
-//!   0.5/50/99.5 linear percentiles (see [`nnunet_core::statistics`]). If some case has no foreground,
+//!   0.5/50/99.5 linear percentiles (see [`nnunet_core::compat::statistics`]). If some case has no foreground,
 //!   numpy's concatenation promotes the samples to float64 and so do we.
 //!
 //! Memory stays bounded: the up to 1e8 samples per channel are never stored. Per case only the
@@ -28,13 +28,13 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::cropping::{bbox_shape, crop_to_nonzero};
-use nnunet_core::error::{Error, Result};
-use nnunet_core::io::Reader;
-use nnunet_core::numpy_random::RandomState;
-use nnunet_core::statistics::{
+use nnunet_core::compat::numpy_random::RandomState;
+use nnunet_core::compat::statistics::{
     ValueHistogram, mean_f64_from_sum, mean_from_sum, median_f64, pairwise_sum_parallel,
     squared_deviation, std_f64_from_sum_of_squares, std_from_sum_of_squares,
 };
+use nnunet_core::error::{Error, Result};
+use nnunet_core::io::Reader;
 use nnunet_dataset::{DatasetJson, TrainingCase, training_cases};
 
 /// nnU-Net's total number of foreground samples per channel (`10e7`), spread over the cases.
@@ -132,7 +132,7 @@ impl Fingerprint {
     /// The JSON text nnU-Net writes (`json.dump(..., sort_keys=True, indent=4)`): keys sorted at
     /// every level, four-space indentation. Numbers are written in their shortest round-trip form.
     pub fn to_json_string(&self) -> String {
-        nnunet_core::json::to_indented_string(self)
+        nnunet_core::compat::json::to_indented_string(self)
             .expect("serialising a fingerprint to memory cannot fail")
     }
 
@@ -593,7 +593,7 @@ impl<'a> Cursor<'a> {
 /// nnU-Net concatenates the per-case sample arrays with `np.concatenate`; a case without
 /// foreground contributes an empty Python list, which numpy promotes to float64, so then the
 /// whole channel is summarised in float64 (pairwise float64 sums, float64 percentile
-/// differences). Otherwise everything is float32 as described in [`nnunet_core::statistics`].
+/// differences). Otherwise everything is float32 as described in [`nnunet_core::compat::statistics`].
 fn channel_statistics(streams: &[&ChannelSamples], threads: usize) -> Option<IntensityProperties> {
     let histogram = ValueHistogram::merge(streams.iter().map(|s| &s.histogram));
     let n = histogram.len() as usize;
@@ -672,7 +672,7 @@ fn channel_statistics(streams: &[&ChannelSamples], threads: usize) -> Option<Int
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nnunet_core::statistics::{
+    use nnunet_core::compat::statistics::{
         mean_f32, pairwise_sum, percentile_linear_f64, percentile_linear_sorted, std_f32,
     };
 

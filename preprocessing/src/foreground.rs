@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ndarray::ArrayView3;
 
-use nnunet_core::numpy_random::RandomState;
+use nnunet_core::compat::numpy_random::RandomState;
 
 /// Voxels drawn per class at least (or all of them if fewer).
 const MIN_SAMPLES: usize = 10_000;

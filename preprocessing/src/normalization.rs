@@ -6,8 +6,8 @@
 use ndarray::{ArrayView3, ArrayViewMut3, Zip};
 
 use crate::fingerprint::IntensityProperties;
+use nnunet_core::compat::statistics;
 use nnunet_core::error::{Error, Result};
-use nnunet_core::statistics;
 
 /// A normalisation scheme, by the class name the plans use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

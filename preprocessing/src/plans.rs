@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::fingerprint::IntensityProperties;
 use crate::resampling::ResamplingSettings;
+use nnunet_core::compat::json::write_json;
 use nnunet_core::error::{Error, Result};
-use nnunet_core::json::write_json;
 
 /// A plans file.
 #[derive(Clone, Debug)]

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use nnunet_core::compat::numpy_random::RandomState;
 use nnunet_core::error::{Error, Result};
-use nnunet_core::numpy_random::RandomState;
 
 /// One fold: training and validation case identifiers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,7 +157,7 @@ pub fn grouped_crossval_splits(
 pub fn write_splits(path: &Path, splits: &[Split]) -> Result<()> {
     let value = serde_json::to_value(splits)
         .map_err(|e| Error::training(format!("cannot encode the splits: {e}")))?;
-    nnunet_core::json::write_json(path, &value)
+    nnunet_core::compat::json::write_json(path, &value)
 }
 
 /// The fold's training and validation cases. Reads `splits_file`, writing the default 5-fold

@@ -11,10 +11,9 @@ use std::time::Instant;
 use ndarray::{Array2, Axis};
 use nnunet_dataset::DatasetJson;
 use nnunet_plugins::augmentations::geometry::configure_rotation_dummy_da_mirroring_and_initial_patch_size;
-use nnunet_plugins::augmentations::pipeline::PipelineContext;
 use nnunet_preprocessing::plans::Configuration;
 use nnunet_preprocessing::storage::stored_cases;
-use nnunet_trainers::setup::trainer_parts;
+use nnunet_trainers::setup::{pipeline_context, trainer_parts};
 use nnunet_training::data_loading::{
     Batch, DataLoader, LoaderConfig, Oversampling, PatchSampler, SamplerConfig,
     deep_supervision_scales,
@@ -127,28 +126,13 @@ fn trainer_loader(ctx: &Context, args: &Args, stored: Stored) -> anyhow::Result<
     let settings = settings_of(trainer.as_ref());
     let patch_size = configuration.patch_size()?;
     let batch_size = configuration.batch_size()?;
-    let is_2d = configuration.is_2d()?;
     let geometry = configure_rotation_dummy_da_mirroring_and_initial_patch_size(
         &patch_size,
         &settings.augmentation,
     )?;
     let labels = &stored.dataset_json.labels;
-    let to_i16 = |v: i64| i16::try_from(v).ok();
-    let pipeline_context = PipelineContext {
-        patch_size: patch_size.clone(),
-        is_2d,
-        geometry: geometry.clone(),
-        use_mask_for_norm: configuration.use_mask_for_norm()?,
-        cascade_foreground_labels: None,
-        regions: labels.is_region_based().then(|| {
-            labels
-                .regions()
-                .into_iter()
-                .map(|r| r.into_iter().filter_map(to_i16).collect())
-                .collect()
-        }),
-        ignore_label: labels.ignore_label().and_then(to_i16),
-    };
+    let pipeline_context =
+        pipeline_context(configuration, labels, &patch_size, geometry.clone(), None)?;
     let pipeline = trainer_parts(
         &ctx.registries,
         trainer.as_ref(),

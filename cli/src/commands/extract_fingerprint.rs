@@ -2,7 +2,7 @@
 //! fingerprint (shapes after cropping, spacings, foreground intensity statistics), as nnU-Net's
 //! `nnUNetv2_extract_fingerprint`, written to `nnUNet_preprocessed/<dataset>/dataset_fingerprint.json`.
 
-use nnunet_core::json::write_json;
+use nnunet_core::compat::json::write_json;
 use nnunet_dataset::DatasetJson;
 use nnunet_dataset::integrity::verify_dataset;
 use nnunet_dataset::{choose_reader, training_cases};

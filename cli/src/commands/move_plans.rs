@@ -2,7 +2,7 @@
 //! another dataset, so that a model with the same topology and preprocessing can be trained (or
 //! fine-tuned) there. As nnU-Net's `nnUNetv2_move_plans_between_datasets`.
 
-use nnunet_core::json::write_json;
+use nnunet_core::compat::json::write_json;
 use nnunet_dataset::DatasetJson;
 use nnunet_dataset::{choose_reader, training_cases};
 use nnunet_preprocessing::plans::Plans;

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use nnunet_core::compat::json::{JsonValue, parse_float, quote_numbers};
 use nnunet_core::error::{Error, Result};
-use nnunet_core::json::{JsonValue, parse_float, quote_numbers};
 
 use super::{CaseMetrics, LabelOrRegion, METRIC_NAMES, MeanMetrics, Metrics, unique};
 

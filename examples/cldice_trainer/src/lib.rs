@@ -17,7 +17,6 @@
 use nnunet_api::burn::tensor::activation::{relu, softmax};
 use nnunet_api::burn::tensor::{Int, Tensor};
 use nnunet_api::loss::Target;
-use nnunet_api::plugin::PluginRegistrar;
 use nnunet_api::training::{Batch, StepContext, scalar};
 use nnunet_api::{Error, Result, Trainer};
 
@@ -133,17 +132,12 @@ fn neighbourhood_max(x: Tensor<5>, axis: usize) -> Tensor<5> {
     x.max_pair(previous).max_pair(next)
 }
 
-/// Registers the plugin's trainer with the host; called by the entry point that
-/// [`nnunet_api::export_plugin!`] generates.
-fn register(registrar: &mut PluginRegistrar<'_>) -> Result<()> {
-    registrar.trainer(
-        "nnUNetTrainerClDice",
+// What the plugin registers with the host, and the entry point that does it.
+nnunet_api::export_plugin! {
+    trainer "nnUNetTrainerClDice",
         "nnUNetTrainer with Dice + CE + soft clDice (3 skeleton iterations) for thin tubular structures; logs train_cldice/val_cldice (example plugin)",
-        || Box::new(ClDiceTrainer),
-    )
+        || Box::new(ClDiceTrainer);
 }
-
-nnunet_api::export_plugin!(register);
 
 #[cfg(test)]
 mod tests {

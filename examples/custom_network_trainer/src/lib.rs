@@ -19,7 +19,6 @@ use nnunet_api::burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig2d};
 use nnunet_api::burn::tensor::activation::leaky_relu;
 use nnunet_api::burn::tensor::{Device, Tensor};
 use nnunet_api::network::{Network, SegmentationModule};
-use nnunet_api::plugin::PluginRegistrar;
 use nnunet_api::training::NetworkContext;
 use nnunet_api::{Error, Result, Trainer, TrainerSettings, burn};
 
@@ -183,17 +182,12 @@ impl Trainer for ResidualUNetTrainer {
     }
 }
 
-/// Registers the plugin's trainer with the host; called by the entry point that
-/// [`nnunet_api::export_plugin!`] generates.
-fn register(registrar: &mut PluginRegistrar<'_>) -> Result<()> {
-    registrar.trainer(
-        "ResidualUNetTrainer",
+// What the plugin registers with the host, and the entry point that does it.
+nnunet_api::export_plugin! {
+    trainer "ResidualUNetTrainer",
         "nnUNetTrainer with the plugin's own small residual 2D U-Net instead of the plans' network, without deep supervision (example plugin)",
-        || Box::new(ResidualUNetTrainer),
-    )
+        || Box::new(ResidualUNetTrainer);
 }
-
-nnunet_api::export_plugin!(register);
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
 use nnunet_api::io::{Image, ImageProperties, Reader, Segmentation};
 use nnunet_api::ndarray::{self, Array3, ArrayD, ArrayView3, ArrayView4, Axis, Ix2, Ix3};
-use nnunet_api::plugin::PluginRegistrar;
 use nnunet_api::{Error, Result, serde_json};
 
 /// The `.npy` reader/writer.
@@ -215,17 +214,12 @@ impl Reader for NpyIO {
     }
 }
 
-/// Registers the plugin's reader with the host; called by the entry point that
-/// [`nnunet_api::export_plugin!`] generates.
-fn register(registrar: &mut PluginRegistrar<'_>) -> Result<()> {
-    registrar.reader(
-        "NpyIO",
+// What the plugin registers with the host, and the entry point that does it.
+nnunet_api::export_plugin! {
+    reader "NpyIO",
         "NumPy .npy volumes with a case.json spacing side file (example plugin)",
-        || Box::new(NpyIO),
-    )
+        || Box::new(NpyIO);
 }
-
-nnunet_api::export_plugin!(register);
 
 #[cfg(test)]
 mod tests {

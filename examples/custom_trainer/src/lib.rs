@@ -9,8 +9,7 @@
 //! nnunet --plugin target/release/libcustom_trainer.so train 4 3d_fullres 0 -tr MyTrainer_lr3e-3_300epochs
 //! ```
 
-use nnunet_api::plugin::PluginRegistrar;
-use nnunet_api::{Result, Trainer, TrainerSettings};
+use nnunet_api::{Trainer, TrainerSettings};
 
 /// `nnUNetTrainer` with `initial_lr = 3e-3` and `num_epochs = 300`.
 struct MyTrainer;
@@ -22,14 +21,9 @@ impl Trainer for MyTrainer {
     }
 }
 
-/// Registers the plugin's trainer with the host; called by the entry point that
-/// [`nnunet_api::export_plugin!`] generates.
-fn register(registrar: &mut PluginRegistrar<'_>) -> Result<()> {
-    registrar.trainer(
-        "MyTrainer_lr3e-3_300epochs",
+// What the plugin registers with the host, and the entry point that does it.
+nnunet_api::export_plugin! {
+    trainer "MyTrainer_lr3e-3_300epochs",
         "nnUNetTrainer with initial learning rate 3e-3 and 300 epochs (example plugin)",
-        || Box::new(MyTrainer),
-    )
+        || Box::new(MyTrainer);
 }
-
-nnunet_api::export_plugin!(register);

@@ -10,7 +10,6 @@
 //!     -tr nnUNetTrainerFinetune -pretrained_weights PRETRAINED/checkpoint_final.safetensors
 //! ```
 
-use nnunet_api::plugin::PluginRegistrar;
 use nnunet_api::training::{HookContext, ParameterGroup};
 use nnunet_api::{Result, Trainer, TrainerSettings};
 
@@ -43,14 +42,9 @@ impl Trainer for FinetuneTrainer {
     }
 }
 
-/// Registers the plugin's trainer with the host; called by the entry point that
-/// [`nnunet_api::export_plugin!`] generates.
-fn register(registrar: &mut PluginRegistrar<'_>) -> Result<()> {
-    registrar.trainer(
-        "nnUNetTrainerFinetune",
+// What the plugin registers with the host, and the entry point that does it.
+nnunet_api::export_plugin! {
+    trainer "nnUNetTrainerFinetune",
         "nnUNetTrainer for fine-tuning: encoder frozen for 2 epochs, then at 0.1x the learning rate (example plugin)",
-        || Box::new(FinetuneTrainer),
-    )
+        || Box::new(FinetuneTrainer);
 }
-
-nnunet_api::export_plugin!(register);

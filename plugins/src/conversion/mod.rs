@@ -11,7 +11,7 @@ use nnunet_core::{Error, Result};
 /// Writes `value` as `dataset.json` the way nnU-Net does (4-space indentation, keys in order).
 pub fn write_dataset_json(folder: &Path, value: &serde_json::Value) -> Result<()> {
     let path = folder.join("dataset.json");
-    let text = nnunet_core::json::to_indented_string(value)
+    let text = nnunet_core::compat::json::to_indented_string(value)
         .map_err(|e| Error::dataset_file(&path, format!("cannot serialise: {e}")))?;
     std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
 }

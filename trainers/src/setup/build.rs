@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use nnunet_core::network::NamedTensor;
 use nnunet_core::{Augmentation, Error, Loss, Registries, Result};
+use nnunet_dataset::Labels;
 use nnunet_plugins::augmentations::geometry::{
     DaGeometry, configure_rotation_dummy_da_mirroring_and_initial_patch_size,
 };
 use nnunet_plugins::augmentations::pipeline::{
     PipelineContext, training_pipeline, validation_pipeline,
 };
+use nnunet_preprocessing::plans::Configuration;
 use nnunet_training::checkpoint::Checkpoint;
 use nnunet_training::data_loading::{
     DataLoader, LoaderConfig, Oversampling, PatchSampler, SamplerConfig, deep_supervision_scales,
@@ -60,21 +62,23 @@ fn resume_checkpoint(
     Ok(checkpoint)
 }
 
-/// What the augmentation pipelines of a run know about its data: the patch, its geometry, the
-/// normalisation masks, cascade labels, regions and ignore label.
-fn pipeline_context(
-    ctx: &RunContext,
+/// What the augmentation pipelines know about a configuration's data: the patch, its geometry,
+/// the normalisation masks, the previous stage's foreground labels (a cascade), regions and
+/// ignore label. Training runs and `nnunet benchmark_dataloader` build it here.
+pub fn pipeline_context(
+    configuration: &Configuration,
+    labels: &Labels,
     patch_size: &[usize],
     geometry: DaGeometry,
+    cascade_foreground_labels: Option<Vec<i16>>,
 ) -> Result<PipelineContext> {
-    let labels = &ctx.dataset_json.labels;
     let to_i16 = |v: i64| i16::try_from(v).ok();
     Ok(PipelineContext {
         patch_size: patch_size.to_vec(),
-        is_2d: ctx.spec.is_2d,
+        is_2d: configuration.is_2d()?,
         geometry,
-        use_mask_for_norm: ctx.configuration.use_mask_for_norm()?,
-        cascade_foreground_labels: ctx.cascade_labels.clone(),
+        use_mask_for_norm: configuration.use_mask_for_norm()?,
+        cascade_foreground_labels,
         regions: labels.is_region_based().then(|| {
             labels
                 .regions()
@@ -216,7 +220,13 @@ fn build_run(
         &patch_size,
         &ctx.settings.augmentation,
     )?;
-    let pipeline_context = pipeline_context(ctx, &patch_size, geometry)?;
+    let pipeline_context = pipeline_context(
+        &ctx.configuration,
+        &ctx.dataset_json.labels,
+        &patch_size,
+        geometry,
+        ctx.cascade_labels.clone(),
+    )?;
     let ds_scales = ctx
         .settings
         .enable_deep_supervision
@@ -403,7 +413,7 @@ fn copy_run_files(preprocessed: &Path, ctx: &RunContext) -> Result<()> {
         .parent()
         .ok_or_else(|| Error::training("results folder has no parent"))?;
     std::fs::create_dir_all(&ctx.output_folder).map_err(|e| Error::io(&ctx.output_folder, e))?;
-    nnunet_core::json::write_json(
+    nnunet_core::compat::json::write_json(
         &base.join("plans.json"),
         &serde_json::Value::Object(ctx.plans.json().clone()),
     )?;

@@ -5,7 +5,7 @@
 mod build;
 mod context;
 
-pub use build::{TrainerParts, load_pretrained, prepare_run, trainer_parts};
+pub use build::{TrainerParts, load_pretrained, pipeline_context, prepare_run, trainer_parts};
 pub use context::{architecture_name, output_channels, run_context};
 
 use std::path::{Path, PathBuf};

@@ -458,7 +458,10 @@ impl TrainingRun {
             "num_val_iterations_per_epoch": s.num_val_iterations_per_epoch,
             "threads": rayon::current_num_threads(),
         });
-        nnunet_core::json::write_json(&self.output_folder.join("benchmark_result.json"), &report)
+        nnunet_core::compat::json::write_json(
+            &self.output_folder.join("benchmark_result.json"),
+            &report,
+        )
     }
 
     /// Calls a hook of the trainer with a [`HookContext`] of `epoch` and writes the lines it logs.
