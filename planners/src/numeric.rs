@@ -1,39 +1,18 @@
 //! The few numpy reductions the planner needs, evaluated the way numpy evaluates them so that the
 //! results match nnU-Net to the last bit.
 
+use nnunet_core::compat::statistics::percentile_linear_f64;
+
 /// `np.percentile(values, percent)` with the default `linear` method: virtual index
 /// `(n - 1) * percent / 100`, then numpy's two-sided lerp. `values` must not be empty.
 pub(crate) fn percentile(values: &[f64], percent: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    let q = percent / 100.0;
-    let virtual_index = (n as f64 - 1.0) * q;
-    let previous = virtual_index.floor();
-    let gamma = virtual_index - previous;
-    let lo = (previous.max(0.0) as usize).min(n - 1);
-    let hi = (lo + 1).min(n - 1);
-    let (a, b) = (sorted[lo], sorted[hi]);
-    let diff = b - a;
-    if gamma >= 0.5 {
-        b - diff * (1.0 - gamma)
-    } else {
-        a + diff * gamma
-    }
+    percentile_linear_f64(sorted.len(), percent, |k| sorted[k])
 }
 
 /// `np.median(values)`: the middle value, or the mean `(a + b) / 2` of the two middle values.
-/// `values` must not be empty.
-pub(crate) fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
+pub(crate) use nnunet_core::compat::statistics::median_f64 as median;
 
 /// Applies `f` to every column (axis 0 reduction) of a list of rows of equal length.
 pub(crate) fn per_axis(rows: &[[f64; 3]], f: impl Fn(&[f64]) -> f64) -> [f64; 3] {

@@ -374,6 +374,54 @@ impl ValueHistogram {
     }
 }
 
+/// numpy's pairwise summation of float64 (`np.sum` on a contiguous array), so that means are
+/// bit-identical to nnU-Net's.
+pub fn numpy_sum(values: &[f64]) -> f64 {
+    const BLOCK: usize = 128;
+    let n = values.len();
+    if n < 8 {
+        let mut res = 0.0;
+        for v in values {
+            res += v;
+        }
+        res
+    } else if n <= BLOCK {
+        let mut r = [0.0f64; 8];
+        r.copy_from_slice(&values[..8]);
+        let mut i = 8;
+        while i < n - n % 8 {
+            for (j, rj) in r.iter_mut().enumerate() {
+                *rj += values[i + j];
+            }
+            i += 8;
+        }
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for v in &values[i..] {
+            res += v;
+        }
+        res
+    } else {
+        let mut n2 = n / 2;
+        n2 -= n2 % 8;
+        numpy_sum(&values[..n2]) + numpy_sum(&values[n2..])
+    }
+}
+
+/// `np.nanmean`: the mean of the values that are not NaN (NaN if there are none).
+pub fn nanmean(values: &[f64]) -> f64 {
+    let replaced: Vec<f64> = values
+        .iter()
+        .map(|v| if v.is_nan() { 0.0 } else { *v })
+        .collect();
+    let count = values.iter().filter(|v| !v.is_nan()).count();
+    numpy_sum(&replaced) / count as f64
+}
+
+/// `np.mean` (NaN for no values).
+pub fn np_mean(values: &[f64]) -> f64 {
+    numpy_sum(values) / values.len() as f64
+}
+
 #[cfg(test)]
 // The expected float32 values are numpy's float64 reprs of them.
 #[allow(clippy::excessive_precision)]

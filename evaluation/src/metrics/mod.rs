@@ -30,7 +30,8 @@ pub use folders::{
     FolderEvaluation, evaluate_dataset_folder, evaluate_folders, evaluate_pairs, pair_files,
     with_rois,
 };
-pub use summary::{Summary, numpy_sum};
+pub use nnunet_core::compat::statistics::numpy_sum;
+pub use summary::Summary;
 
 /// What a metric is computed on: one label, or a region (the union of several labels).
 ///

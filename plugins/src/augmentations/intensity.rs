@@ -6,6 +6,7 @@ use nnunet_core::augmentation::{AugmentationContext, Sample};
 use nnunet_core::{Augmentation, Error, Result};
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
+use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
 use super::{Prelude, RandomScalar, chance, data_axes, prelude, sync_draw};
@@ -65,16 +66,8 @@ fn add_gaussian(out: &mut [f32], sigma: f64, seed: u64) {
         .for_each(|(i, chunk)| {
             let mut r =
                 SmallRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            for pair in chunk.chunks_mut(2) {
-                // Box-Muller
-                let u1: f32 = 1.0 - r.random::<f32>();
-                let u2: f32 = r.random::<f32>();
-                let rad = (-2.0 * u1.ln()).sqrt() * sigma;
-                let (sn, cs) = (std::f32::consts::TAU * u2).sin_cos();
-                pair[0] += rad * cs;
-                if pair.len() > 1 {
-                    pair[1] += rad * sn;
-                }
+            for v in chunk {
+                *v += sigma * r.sample::<f32, _>(StandardNormal);
             }
         });
 }

@@ -21,6 +21,7 @@ use crate::{
     BenchmarkMode, EpochFlow, EpochRecord, HookContext, Optimizer, ParameterGroup, Trainer,
     TrainerSettings,
 };
+use nnunet_core::compat::statistics::{nanmean, np_mean as mean};
 use nnunet_core::error::{Error, Result};
 use nnunet_core::loss::{Loss, LossSettings};
 use nnunet_core::network::Network;
@@ -573,21 +574,6 @@ fn note_difference<T: PartialEq + std::fmt::Display>(
     if started != now {
         out.push(format!("{what} {started} vs {now}"));
     }
-}
-
-/// The mean of `values` (NaN for none).
-fn mean(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        f64::NAN
-    } else {
-        values.iter().sum::<f64>() / values.len() as f64
-    }
-}
-
-/// The mean of the values that are not NaN (NaN for none).
-fn nanmean(values: &[f64]) -> f64 {
-    let finite: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
-    mean(&finite)
 }
 
 /// Seconds since the Unix epoch.

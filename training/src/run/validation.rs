@@ -5,7 +5,8 @@ use indicatif::ProgressBar;
 use ndarray::{Array5, Axis};
 
 use super::step::Logged;
-use super::{RunStep, TrainingRun, mean};
+use super::{RunStep, TrainingRun};
+use nnunet_core::compat::statistics::np_mean as mean;
 use nnunet_core::error::Result;
 
 impl TrainingRun {

@@ -3,16 +3,15 @@
 use nnunet_core::augmentation::{AugmentationContext, Sample};
 use nnunet_core::{Augmentation, Result};
 use rand::{Rng, RngCore};
+use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
 use super::super::{prelude, uniform};
 use super::image_channels;
 
-/// One standard normal draw (Box-Muller).
+/// One standard normal draw.
 fn standard_normal(rng: &mut dyn RngCore) -> f64 {
-    let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
-    let u2: f64 = rng.random::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    rng.sample(StandardNormal)
 }
 
 /// Adds a random offset to randomly chosen channels.
