@@ -211,6 +211,15 @@ impl Error {
         }
     }
 
+    /// The message without the file's name where the error is about a file's content (see
+    /// [`Error::file_reason`]), else the whole message: for messages that name the file once.
+    pub fn reason(&self) -> String {
+        match self.file_reason() {
+            Some((_, reason)) => reason.to_string(),
+            None => self.to_string(),
+        }
+    }
+
     /// A file of no one domain whose content is wrong: [`Error::InvalidFile`].
     pub fn invalid_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::InvalidFile {
@@ -235,6 +244,8 @@ mod tests {
             e.file_reason(),
             Some((Path::new("/d/a.nii.gz"), "truncated header"))
         );
+        assert_eq!(e.reason(), "truncated header");
+        assert_eq!(Error::training("batch size 0").reason(), "batch size 0");
         assert!(matches!(
             e,
             Error::Reader(ReaderError::InvalidFile { ref path, .. }) if path.ends_with("a.nii.gz")

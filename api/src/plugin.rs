@@ -99,7 +99,7 @@ impl PluginDescriptor {
 /// `method "name", "description", factory;` each, `method` a [`PluginRegistrar`] method
 /// (`trainer`, `reader`, `planner`, `loss`, `augmentation`, `architecture`):
 ///
-/// ```ignore
+/// ```text
 /// nnunet_api::export_plugin! {
 ///     trainer "MyTrainer", "nnUNetTrainer with a lower learning rate", || Box::new(MyTrainer);
 /// }

@@ -68,13 +68,7 @@ impl DatasetJson {
             if errors.len() == 1 {
                 errors.remove(0)
             } else {
-                let reasons: Vec<String> = errors
-                    .iter()
-                    .map(|e| match e.file_reason() {
-                        Some((_, reason)) => reason.to_string(),
-                        None => e.to_string(),
-                    })
-                    .collect();
+                let reasons: Vec<String> = errors.iter().map(Error::reason).collect();
                 Error::dataset_file(path, reasons.join("; "))
             }
         })

@@ -100,10 +100,7 @@ pub fn choose_reader_for<'r>(
         .map(|(name, reader)| {
             let why = match catch(|| reader.read_images(&[file])) {
                 Ok(Ok(_)) => "it declined the file".to_string(),
-                Ok(Err(e)) => match e.file_reason() {
-                    Some((_, reason)) => reason.to_string(),
-                    None => e.to_string(),
-                },
+                Ok(Err(e)) => e.reason(),
                 Err(panic) => panic,
             };
             format!("{name}: {why}")

@@ -9,11 +9,6 @@ use rayon::prelude::*;
 use super::super::{prelude, uniform};
 use super::image_channels;
 
-/// One standard normal draw.
-fn standard_normal(rng: &mut dyn RngCore) -> f64 {
-    rng.sample(StandardNormal)
-}
-
 /// Adds a random offset to randomly chosen channels.
 #[derive(Clone, Debug)]
 pub struct BrightnessAdditiveTransform {
@@ -62,7 +57,7 @@ impl Augmentation for BrightnessAdditiveTransform {
             vec![uniform(rng, self.mu, self.sigma); c]
         } else {
             (0..c)
-                .map(|_| self.mu + self.sigma * standard_normal(rng))
+                .map(|_| self.mu + self.sigma * rng.sample::<f64, _>(StandardNormal))
                 .collect()
         };
         for (i, ch) in image_channels(&mut sample.image)?.enumerate() {
