@@ -38,19 +38,8 @@ fn main() {
         )
         .chain_update(features.join(",").as_bytes())
         .finalize();
-    let environment: String = environment.iter().map(|b| format!("{b:02x}")).collect();
-    let mut hasher = Sha256::new().chain_update(environment.as_bytes());
-    for (name, content) in fingerprint_inputs(&api_dir) {
-        hasher.update(name.as_bytes());
-        hasher.update((content.len() as u64).to_le_bytes());
-        hasher.update(&content);
-    }
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let environment = hex(&environment);
+    let hex = fingerprint_hex(&environment, &fingerprint_inputs(&api_dir));
     for file in fingerprint_files(&api_dir) {
         println!("cargo:rerun-if-changed={}", file.display());
     }

@@ -12,6 +12,24 @@
 
 use std::path::{Path, PathBuf};
 
+/// The fingerprint: the first 16 bytes, in hex, of SHA-256 over `environment` and each input's
+/// name, length and content.
+pub(crate) fn fingerprint_hex(environment: &str, inputs: &[(String, Vec<u8>)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new().chain_update(environment.as_bytes());
+    for (name, content) in inputs {
+        hasher.update(name.as_bytes());
+        hasher.update((content.len() as u64).to_le_bytes());
+        hasher.update(content);
+    }
+    hex(&hasher.finalize()[..16])
+}
+
+/// `bytes` as lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The fingerprint's inputs as `(name, content)` pairs, in a fixed order, for the crate in
 /// `api_dir` inside the workspace at `api_dir/..`. Missing files count as empty.
 pub(crate) fn fingerprint_inputs(api_dir: &Path) -> Vec<(String, Vec<u8>)> {

@@ -30,10 +30,10 @@ pub enum Error {
     /// Training: trainers, networks, losses, augmentations, data loading, checkpoints, folds.
     #[error(transparent)]
     Training(#[from] TrainingError),
-    /// Inference: trained models, prediction, export, the cascade, imported models.
+    /// Inference: trained models, prediction, export, the cascade, imported and shared models.
     #[error(transparent)]
     Inference(#[from] InferenceError),
-    /// Evaluation, postprocessing, ensembling, model selection and model sharing.
+    /// Evaluation, postprocessing, ensembling and model selection.
     #[error(transparent)]
     Evaluation(#[from] EvaluationError),
     /// A path variable (`nnUNet_raw`, …) needed but not set.
@@ -136,11 +136,12 @@ domain_error!(
     TrainingError, Training, training, training_file, "training"
 );
 domain_error!(
-    /// Errors of inference: trained models, prediction, export, the cascade, model import.
+    /// Errors of inference: trained models, prediction, export, the cascade, model import and
+    /// sharing.
     InferenceError, Inference, inference, inference_file, "inference"
 );
 domain_error!(
-    /// Errors of evaluation, postprocessing, ensembling, model selection and model sharing.
+    /// Errors of evaluation, postprocessing, ensembling and model selection.
     EvaluationError, Evaluation, evaluation, evaluation_file, "evaluation"
 );
 

@@ -248,13 +248,29 @@ impl<F: FnMut(&str, burn::module::ParamId, ErasedTensor)> ModuleVisitor for Path
     }
 }
 
-/// Maps a module's float parameters with their paths.
-struct PathMapper<'a> {
-    path: Vec<String>,
-    update: &'a mut dyn ParameterUpdate,
+/// What a [`PathMapper`] does to each float parameter, given its path.
+trait MapAtPath {
+    /// The new parameter at `path`.
+    fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>>;
 }
 
-impl ModuleMapper for PathMapper<'_> {
+/// Maps a module's float parameters with their paths through `M`.
+struct PathMapper<M: MapAtPath> {
+    path: Vec<String>,
+    map: M,
+}
+
+impl<M: MapAtPath> PathMapper<M> {
+    /// `module` with each float parameter mapped by `map`.
+    fn apply<T: Module>(module: T, map: M) -> T {
+        module.map(&mut PathMapper {
+            path: Vec::new(),
+            map,
+        })
+    }
+}
+
+impl<M: MapAtPath> ModuleMapper for PathMapper<M> {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.to_string());
     }
@@ -264,13 +280,21 @@ impl ModuleMapper for PathMapper<'_> {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let path = self.path.join(".");
+        self.map.map(&self.path.join("."), param)
+    }
+}
+
+/// Replaces parameters through a [`ParameterUpdate`], keeping their autodiff state.
+struct Updater<'a>(&'a mut dyn ParameterUpdate);
+
+impl MapAtPath for Updater<'_> {
+    fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
         let was_autodiff = tensor.is_autodiff();
         let require_grad = tensor.is_require_grad();
         let strategy = tensor.gradient_checkpointing_strategy();
         let erased = ErasedTensor::from_tensor(tensor.clone().inner());
-        match self.update.update(&path, id, &erased) {
+        match self.0.update(path, id, &erased) {
             Some(new) => {
                 let mut value = new.into_tensor::<D>();
                 if was_autodiff {
@@ -325,23 +349,12 @@ impl ModuleVisitor for GradientScaler<'_> {
     }
 }
 
-/// Sets whether each float parameter on autodiff requires a gradient, by path.
-struct Freezer<'a> {
-    path: Vec<String>,
-    frozen: &'a dyn Fn(&str) -> bool,
-}
+/// Sets whether each float parameter on autodiff requires a gradient: not where `frozen(path)`.
+struct Freezer<'a>(&'a dyn Fn(&str) -> bool);
 
-impl ModuleMapper for Freezer<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let trainable = !(self.frozen)(&self.path.join("."));
+impl MapAtPath for Freezer<'_> {
+    fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let trainable = !(self.0)(path);
         let (id, tensor, mapper) = param.consume();
         if !tensor.is_autodiff() || tensor.is_require_grad() == trainable {
             return Param::from_mapped_value(id, tensor, mapper);
@@ -363,10 +376,7 @@ pub fn visit_parameters<M: Module>(
 
 /// Replaces `module`'s parameters through `update`.
 pub fn map_parameters<M: Module>(module: M, update: &mut dyn ParameterUpdate) -> M {
-    module.map(&mut PathMapper {
-        path: Vec::new(),
-        update,
-    })
+    PathMapper::apply(module, Updater(update))
 }
 
 fn tensor_values(t: &ErasedTensor) -> Vec<f32> {
@@ -518,10 +528,7 @@ impl<M: SegmentationModule> Network for M {
     }
 
     fn set_frozen(&mut self, frozen: &dyn Fn(&str) -> bool) {
-        *self = self.clone().map(&mut Freezer {
-            path: Vec::new(),
-            frozen,
-        });
+        *self = PathMapper::apply(self.clone(), Freezer(frozen));
     }
 
     fn to_device(&mut self, device: &Device) {

@@ -167,11 +167,13 @@ impl<T: ?Sized> Registry<T> {
         self.entries.is_empty()
     }
 
-    fn add_builtins<'a>(&mut self, items: impl Iterator<Item = &'a BuiltIn<T>>) -> Result<()>
+    /// Adds every built-in of this kind linked into the binary.
+    fn add_builtins(&mut self) -> Result<()>
     where
         T: 'static,
+        BuiltIn<T>: inventory::Collect,
     {
-        for item in items {
+        for item in inventory::iter::<BuiltIn<T>> {
             self.add(
                 item.name,
                 item.description,
@@ -241,21 +243,15 @@ impl Registries {
 
     /// Registries holding every built-in extension linked into this binary. Only the crates the
     /// binary links contribute, so a program must link (`use`) `nnunet-plugins`,
-    /// `nnunet-trainers` and `nnunet-planners` to see theirs.
+    /// `nnunet-training` and `nnunet-planners` to see theirs.
     pub fn builtin() -> Result<Self> {
         let mut r = Self::empty();
-        r.readers
-            .add_builtins(inventory::iter::<BuiltIn<dyn Reader>>.into_iter())?;
-        r.planners
-            .add_builtins(inventory::iter::<BuiltIn<dyn Planner>>.into_iter())?;
-        r.trainers
-            .add_builtins(inventory::iter::<BuiltIn<dyn Trainer>>.into_iter())?;
-        r.losses
-            .add_builtins(inventory::iter::<BuiltIn<dyn Loss>>.into_iter())?;
-        r.augmentations
-            .add_builtins(inventory::iter::<BuiltIn<dyn Augmentation>>.into_iter())?;
-        r.architectures
-            .add_builtins(inventory::iter::<BuiltIn<dyn Architecture>>.into_iter())?;
+        r.readers.add_builtins()?;
+        r.planners.add_builtins()?;
+        r.trainers.add_builtins()?;
+        r.losses.add_builtins()?;
+        r.augmentations.add_builtins()?;
+        r.architectures.add_builtins()?;
         Ok(r)
     }
 }

@@ -19,7 +19,7 @@ use nnunet_core::paths::NnunetPaths;
 // Link the built-in extension crates so that their registrations are part of this binary.
 use nnunet_planners as _;
 use nnunet_plugins as _;
-use nnunet_trainers as _;
+use nnunet_training as _;
 
 /// `nnunet --version`: the version and the compute backends compiled in.
 static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {

@@ -149,6 +149,51 @@ fn folder_list(found: &[(String, PathBuf)]) -> String {
         .join(", ")
 }
 
+/// A trained model: the folder `Trainer__Plans__configuration`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrainedModel {
+    /// The trainer's name (`nnUNetTrainer`).
+    pub trainer: String,
+    /// The plans identifier (`nnUNetPlans`).
+    pub plans: String,
+    /// The configuration (`3d_fullres`, …).
+    pub configuration: String,
+}
+
+impl TrainedModel {
+    /// The model of `trainer` with `plans` and `configuration`.
+    pub fn new(trainer: &str, plans: &str, configuration: &str) -> Self {
+        TrainedModel {
+            trainer: trainer.to_string(),
+            plans: plans.to_string(),
+            configuration: configuration.to_string(),
+        }
+    }
+
+    /// The same trainer and plans with another configuration (a cascade's other stage).
+    pub fn with_configuration(&self, configuration: &str) -> Self {
+        TrainedModel::new(&self.trainer, &self.plans, configuration)
+    }
+
+    /// `Trainer__Plans__configuration`: the model's folder name.
+    pub fn identifier(&self) -> String {
+        format!("{}__{}__{}", self.trainer, self.plans, self.configuration)
+    }
+
+    /// Parses `Trainer__Plans__configuration`.
+    pub fn from_identifier(identifier: &str) -> Option<Self> {
+        let parts: Vec<&str> = identifier.split("__").collect();
+        match parts.as_slice() {
+            [t, p, c] => Some(TrainedModel {
+                trainer: t.to_string(),
+                plans: p.to_string(),
+                configuration: c.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The numeric ID of `4`, `004`, `Dataset004_Hippocampus` or `Dataset004`.
 pub fn parse_dataset_id(id_or_name: &str) -> Result<u32> {
     let digits = id_or_name

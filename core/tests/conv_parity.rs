@@ -97,79 +97,48 @@ fn transposed<const N: usize>(c: &Case) -> ConvTransposeOptions<N> {
 /// Forward, input gradient, weight gradient and bias gradient.
 fn run(c: &Case, t: &Tensors) -> Vec<(&'static str, FlexTensor)> {
     let (x, w, b, g) = (t.x.clone(), t.w.clone(), t.b.clone(), t.g.clone());
+    // The same three passes for each kind of convolution; the transposed input gradient does not
+    // take `x`.
+    macro_rules! passes {
+        ($fwd:ident, $dx:ident($($dx_arg:ident),+), $dw:ident, $options:expr) => {
+            vec![
+                ("forward", Flex::$fwd(x.clone(), w.clone(), b, $options)),
+                ("dx", Flex::$dx($($dx_arg.clone(),)+ $options)),
+                ("dw", Flex::$dw(x.clone(), w.clone(), g.clone(), $options)),
+            ]
+        };
+    }
     let mut out = match (c.x.len(), c.transposed) {
-        (4, false) => vec![
-            (
-                "forward",
-                Flex::conv2d(x.clone(), w.clone(), b, conv::<2>(c)),
-            ),
-            (
-                "dx",
-                Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), conv::<2>(c)),
-            ),
-            (
-                "dw",
-                Flex::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), conv::<2>(c)),
-            ),
-        ],
-        (5, false) => vec![
-            (
-                "forward",
-                Flex::conv3d(x.clone(), w.clone(), b, conv::<3>(c)),
-            ),
-            (
-                "dx",
-                Flex::conv3d_x_backward(x.clone(), w.clone(), g.clone(), conv::<3>(c)),
-            ),
-            (
-                "dw",
-                Flex::conv3d_weight_backward(x.clone(), w.clone(), g.clone(), conv::<3>(c)),
-            ),
-        ],
-        (4, true) => vec![
-            (
-                "forward",
-                Flex::conv_transpose2d(x.clone(), w.clone(), b, transposed::<2>(c)),
-            ),
-            (
-                "dx",
-                Flex::conv_transpose2d_x_backward(w.clone(), g.clone(), transposed::<2>(c)),
-            ),
-            (
-                "dw",
-                Flex::conv_transpose2d_weight_backward(
-                    x.clone(),
-                    w.clone(),
-                    g.clone(),
-                    transposed::<2>(c),
-                ),
-            ),
-        ],
-        _ => vec![
-            (
-                "forward",
-                Flex::conv_transpose3d(x.clone(), w.clone(), b, transposed::<3>(c)),
-            ),
-            (
-                "dx",
-                Flex::conv_transpose3d_x_backward(w.clone(), g.clone(), transposed::<3>(c)),
-            ),
-            (
-                "dw",
-                Flex::conv_transpose3d_weight_backward(
-                    x.clone(),
-                    w.clone(),
-                    g.clone(),
-                    transposed::<3>(c),
-                ),
-            ),
-        ],
+        (4, false) => passes!(
+            conv2d,
+            conv2d_x_backward(x, w, g),
+            conv2d_weight_backward,
+            conv::<2>(c)
+        ),
+        (4, true) => passes!(
+            conv_transpose2d,
+            conv_transpose2d_x_backward(w, g),
+            conv_transpose2d_weight_backward,
+            transposed::<2>(c)
+        ),
+        (5, false) => passes!(
+            conv3d,
+            conv3d_x_backward(x, w, g),
+            conv3d_weight_backward,
+            conv::<3>(c)
+        ),
+        _ => passes!(
+            conv_transpose3d,
+            conv_transpose3d_x_backward(w, g),
+            conv_transpose3d_weight_backward,
+            transposed::<3>(c)
+        ),
     };
     if let Some(b) = t.b.clone() {
         let db = match (c.x.len(), c.transposed) {
             (4, false) => Flex::conv2d_bias_backward(x, b, g),
-            (5, false) => Flex::conv3d_bias_backward(x, b, g),
             (4, true) => Flex::conv_transpose2d_bias_backward(x, b, g),
+            (5, false) => Flex::conv3d_bias_backward(x, b, g),
             _ => Flex::conv_transpose3d_bias_backward(x, b, g),
         };
         out.push(("db", db));

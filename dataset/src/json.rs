@@ -18,6 +18,15 @@ pub(crate) enum Json {
     Object(Vec<(String, Json)>),
 }
 
+/// `Visitor` methods that turn one scalar into a [`Json`] with the given constructor.
+macro_rules! scalar_visitors {
+    ($($name:ident($t:ty) => $make:expr),* $(,)?) => {$(
+        fn $name<E>(self, v: $t) -> std::result::Result<Json, E> {
+            Ok($make(v))
+        }
+    )*};
+}
+
 impl<'de> Deserialize<'de> for Json {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         struct V;
@@ -35,23 +44,13 @@ impl<'de> Deserialize<'de> for Json {
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Json, D::Error> {
                 Json::deserialize(d)
             }
-            fn visit_bool<E>(self, v: bool) -> std::result::Result<Json, E> {
-                Ok(Json::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> std::result::Result<Json, E> {
-                Ok(Json::Int(v.into()))
-            }
-            fn visit_u64<E>(self, v: u64) -> std::result::Result<Json, E> {
-                Ok(Json::Int(v.into()))
-            }
-            fn visit_f64<E>(self, v: f64) -> std::result::Result<Json, E> {
-                Ok(Json::Float(v))
-            }
-            fn visit_str<E>(self, v: &str) -> std::result::Result<Json, E> {
-                Ok(Json::String(v.to_string()))
-            }
-            fn visit_string<E>(self, v: String) -> std::result::Result<Json, E> {
-                Ok(Json::String(v))
+            scalar_visitors! {
+                visit_bool(bool) => Json::Bool,
+                visit_i64(i64) => |v: i64| Json::Int(v.into()),
+                visit_u64(u64) => |v: u64| Json::Int(v.into()),
+                visit_f64(f64) => Json::Float,
+                visit_str(&str) => |v: &str| Json::String(v.to_string()),
+                visit_string(String) => Json::String,
             }
             fn visit_seq<A: SeqAccess<'de>>(
                 self,

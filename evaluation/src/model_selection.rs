@@ -19,56 +19,11 @@ use crate::postprocessing::{
 };
 use nnunet_core::error::{Error, Result};
 use nnunet_core::io::Reader;
-use nnunet_core::paths::NnunetPaths;
+use nnunet_core::paths::{NnunetPaths, TrainedModel};
 use nnunet_core::registry::Registries;
 use nnunet_dataset::{DatasetJson, choose_reader};
 use nnunet_inference::export::LabelHandling;
 use nnunet_preprocessing::plans::Plans;
-
-/// A trained model: the folder `Trainer__Plans__configuration`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrainedModel {
-    /// The trainer's name (`nnUNetTrainer`).
-    pub trainer: String,
-    /// The plans identifier (`nnUNetPlans`).
-    pub plans: String,
-    /// The configuration (`3d_fullres`, …).
-    pub configuration: String,
-}
-
-impl TrainedModel {
-    /// The model of `trainer` with `plans` and `configuration`.
-    pub fn new(trainer: &str, plans: &str, configuration: &str) -> Self {
-        TrainedModel {
-            trainer: trainer.to_string(),
-            plans: plans.to_string(),
-            configuration: configuration.to_string(),
-        }
-    }
-
-    /// The same trainer and plans with another configuration (a cascade's other stage).
-    pub fn with_configuration(&self, configuration: &str) -> Self {
-        TrainedModel::new(&self.trainer, &self.plans, configuration)
-    }
-
-    /// `Trainer__Plans__configuration`: the model's folder name.
-    pub fn identifier(&self) -> String {
-        format!("{}__{}__{}", self.trainer, self.plans, self.configuration)
-    }
-
-    /// Parses `Trainer__Plans__configuration`.
-    pub fn from_identifier(identifier: &str) -> Option<Self> {
-        let parts: Vec<&str> = identifier.split("__").collect();
-        match parts.as_slice() {
-            [t, p, c] => Some(TrainedModel {
-                trainer: t.to_string(),
-                plans: p.to_string(),
-                configuration: c.to_string(),
-            }),
-            _ => None,
-        }
-    }
-}
 
 /// `0_1_2_3_4`, as nnU-Net's `folds_tuple_to_string`.
 pub fn folds_string(folds: &[u32]) -> String {

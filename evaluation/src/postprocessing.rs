@@ -368,9 +368,9 @@ impl<'a> Search<'a> {
             ));
         }
         let foreground_labels: Vec<LabelOrRegion> = labels
-            .all_labels()
+            .foreground_labels()
             .into_iter()
-            .filter(|&v| v != 0 && Some(v) != labels.ignore_label())
+            .filter(|&v| Some(v) != labels.ignore_label())
             .map(LabelOrRegion::Label)
             .collect();
         let ending = job.dataset_json.file_ending.as_str();

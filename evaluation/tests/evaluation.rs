@@ -8,9 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array3, ArrayView3, ArrayView4, Axis};
+use ndarray::{Array3, Axis};
 use nnunet_core::error::{Error, Result};
-use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
+use nnunet_core::io::{ImageProperties, Segmentation};
 use nnunet_dataset::DatasetJson;
 use nnunet_evaluation::metrics::{
     CaseMetrics, EvaluationCase, FolderEvaluation, LabelOrRegion, Scoring, Summary, ValueCheck,
@@ -19,58 +19,37 @@ use nnunet_evaluation::metrics::{
 };
 use serde_json::Value;
 
+mod common;
+
+use common::{LabelReader, copy_dir};
+
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/evaluation")
+    common::fixtures("evaluation")
 }
 
 /// Reads the `.npy` label maps (int16 `[z, y, x]` or `[y, x]`) the fixture script stored.
-struct NpyReader;
+const NPY_READER: LabelReader = LabelReader {
+    endings: &[".npy"],
+    read: read_npy_labels,
+    write: None,
+};
 
-impl Reader for NpyReader {
-    fn file_endings(&self) -> &[&str] {
-        &[".npy"]
-    }
-
-    fn read_images(&self, _files: &[&Path]) -> Result<Image> {
-        Err(Error::Invalid(
-            "the test reader reads label maps only".into(),
-        ))
-    }
-
-    fn read_segmentation(&self, file: &Path) -> Result<Segmentation> {
-        let array: ndarray::ArrayD<i16> = ndarray_npy::read_npy(file)
-            .map_err(|e| Error::invalid_file(file, format!("not an int16 .npy: {e}")))?;
-        let array = match array.ndim() {
-            2 => array.insert_axis(Axis(0)),
-            3 => array,
-            n => return Err(Error::invalid_file(file, format!("{n} dimensions"))),
-        };
-        let array: Array3<i16> = array
-            .into_dimensionality()
-            .map_err(|e| Error::invalid_file(file, e.to_string()))?;
-        Ok(Segmentation {
-            data: array.insert_axis(Axis(0)),
-            properties: ImageProperties::default(),
-        })
-    }
-
-    fn write_segmentation(
-        &self,
-        _segmentation: ArrayView3<'_, i16>,
-        file: &Path,
-        _properties: &ImageProperties,
-    ) -> Result<()> {
-        Err(Error::invalid_file(file, "the test reader does not write"))
-    }
-
-    fn write_probabilities(
-        &self,
-        _probabilities: ArrayView4<'_, f32>,
-        file: &Path,
-        _properties: &ImageProperties,
-    ) -> Result<()> {
-        Err(Error::invalid_file(file, "the test reader does not write"))
-    }
+/// One `.npy` label map as a segmentation, `[1, z, y, x]`.
+fn read_npy_labels(file: &Path) -> Result<Segmentation> {
+    let array: ndarray::ArrayD<i16> = ndarray_npy::read_npy(file)
+        .map_err(|e| Error::invalid_file(file, format!("not an int16 .npy: {e}")))?;
+    let array = match array.ndim() {
+        2 => array.insert_axis(Axis(0)),
+        3 => array,
+        n => return Err(Error::invalid_file(file, format!("{n} dimensions"))),
+    };
+    let array: Array3<i16> = array
+        .into_dimensionality()
+        .map_err(|e| Error::invalid_file(file, e.to_string()))?;
+    Ok(Segmentation {
+        data: array.insert_axis(Axis(0)),
+        properties: ImageProperties::default(),
+    })
 }
 
 /// Evaluates a fixture set from its `.npy` copies.
@@ -86,7 +65,7 @@ fn evaluate_set(set: &str, regions: &[LabelOrRegion], ignore: Option<i64>) -> Su
             num_processes: 2,
             chill: false,
         },
-        &NpyReader,
+        &NPY_READER,
     )
     .unwrap()
 }
@@ -262,11 +241,7 @@ fn counts_and_nan_rule_on_arrays() {
 fn scratch_copy(set: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for sub in ["gt_npy", "pred_npy"] {
-        std::fs::create_dir(dir.path().join(sub)).unwrap();
-        for entry in std::fs::read_dir(fixtures().join(set).join(sub)).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.path().join(sub).join(entry.file_name())).unwrap();
-        }
+        copy_dir(&fixtures().join(set).join(sub), &dir.path().join(sub));
     }
     dir
 }
@@ -282,7 +257,7 @@ fn evaluate_dir(dir: &Path, chill: bool) -> Result<Summary> {
             num_processes: 1,
             chill,
         },
-        &NpyReader,
+        &NPY_READER,
     )
 }
 
@@ -397,7 +372,7 @@ fn roi_visible_values_and_suffix_pairing() {
         }),
         ..Scoring::new(&[LabelOrRegion::Label(1)], None)
     };
-    let err = evaluate_case(&cases[0], &NpyReader, &scoring)
+    let err = evaluate_case(&cases[0], &NPY_READER, &scoring)
         .unwrap_err()
         .to_string();
     assert!(
@@ -407,7 +382,7 @@ fn roi_visible_values_and_suffix_pairing() {
         "{err}"
     );
     scoring.values.as_mut().unwrap().map_visible = true;
-    let metrics = evaluate_case(&cases[0], &NpyReader, &scoring)
+    let metrics = evaluate_case(&cases[0], &NPY_READER, &scoring)
         .unwrap()
         .metrics;
     // Inside the region (x < 3): 2 TP, no FP (the 255 at x = 3 is outside), 1 FN, 3 TN.
@@ -431,7 +406,7 @@ fn roi_visible_values_and_suffix_pairing() {
     };
     let m = evaluate_case(
         &case,
-        &NpyReader,
+        &NPY_READER,
         &Scoring::new(&[LabelOrRegion::Label(1)], None),
     )
     .unwrap()

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array3, Array4, ArrayView3, ArrayView4, arr3};
-use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
+use ndarray::{Array3, Array4, ArrayView3, arr3};
+use nnunet_core::io::{ImageProperties, Reader, Segmentation};
 use nnunet_core::{Error, Result};
 use nnunet_dataset::DatasetJson;
 use nnunet_evaluation::ensembling::{EnsembleCase, cases_from_folders, merge_case};
@@ -19,75 +19,49 @@ use nnunet_inference::export::read_probabilities_npz;
 use nnunet_inference::{LabelHandling, write_probabilities_npz};
 use serde_json::Value;
 
+mod common;
+
+use common::{LabelReader, copy_dir};
+
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/postprocessing")
+    common::fixtures("postprocessing")
 }
 
 /// 8-bit greyscale PNG label maps, `[1, 1, y, x]`, as nnU-Net's NaturalImage2DIO reads them.
-struct PngLabels;
+const PNG_LABELS: LabelReader = LabelReader {
+    endings: &[".png"],
+    read: read_png_labels,
+    write: Some(write_png_labels),
+};
 
-impl Reader for PngLabels {
-    fn file_endings(&self) -> &[&str] {
-        &[".png"]
-    }
-
-    fn read_images(&self, files: &[&Path]) -> Result<Image> {
-        let seg = self.read_segmentation(files[0])?;
-        Ok(Image {
-            data: seg.data.mapv(f32::from),
-            properties: seg.properties,
-        })
-    }
-
-    fn read_segmentation(&self, file: &Path) -> Result<Segmentation> {
-        let img = image::open(file)
-            .map_err(|e| Error::invalid_file(file, e.to_string()))?
-            .to_luma8();
-        let (w, h) = img.dimensions();
-        let data = Array4::from_shape_vec(
-            (1, 1, h as usize, w as usize),
-            img.into_raw().into_iter().map(i16::from).collect(),
-        )
-        .unwrap();
-        Ok(Segmentation {
-            data,
-            properties: ImageProperties {
-                spacing: [999.0, 1.0, 1.0],
-                ..Default::default()
-            },
-        })
-    }
-
-    fn write_segmentation(
-        &self,
-        segmentation: ArrayView3<'_, i16>,
-        file: &Path,
-        _properties: &ImageProperties,
-    ) -> Result<()> {
-        let (_, h, w) = segmentation.dim();
-        let bytes: Vec<u8> = segmentation.iter().map(|&v| v as u8).collect();
-        image::GrayImage::from_raw(w as u32, h as u32, bytes)
-            .unwrap()
-            .save(file)
-            .map_err(|e| Error::invalid_file(file, e.to_string()))
-    }
-
-    fn write_probabilities(
-        &self,
-        _probabilities: ArrayView4<'_, f32>,
-        file: &Path,
-        _properties: &ImageProperties,
-    ) -> Result<()> {
-        Err(Error::invalid_file(file, "not supported"))
-    }
+/// One PNG label map as a segmentation (spacing `[999, 1, 1]`).
+fn read_png_labels(file: &Path) -> Result<Segmentation> {
+    let img = image::open(file)
+        .map_err(|e| Error::invalid_file(file, e.to_string()))?
+        .to_luma8();
+    let (w, h) = img.dimensions();
+    let data = Array4::from_shape_vec(
+        (1, 1, h as usize, w as usize),
+        img.into_raw().into_iter().map(i16::from).collect(),
+    )
+    .unwrap();
+    Ok(Segmentation {
+        data,
+        properties: ImageProperties {
+            spacing: [999.0, 1.0, 1.0],
+            ..Default::default()
+        },
+    })
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
+/// Writes the one slice of `segmentation` as an 8-bit PNG.
+fn write_png_labels(segmentation: ArrayView3<'_, i16>, file: &Path) -> Result<()> {
+    let (_, h, w) = segmentation.dim();
+    let bytes: Vec<u8> = segmentation.iter().map(|&v| v as u8).collect();
+    image::GrayImage::from_raw(w as u32, h as u32, bytes)
+        .unwrap()
+        .save(file)
+        .map_err(|e| Error::invalid_file(file, e.to_string()))
 }
 
 #[test]
@@ -173,7 +147,7 @@ fn check_scenario(name: &str) {
         predictions: &pred,
         reference: &fixtures().join(name).join("gt"),
         dataset_json: &dataset_json,
-        reader: &PngLabels,
+        reader: &PNG_LABELS,
         num_processes: 2,
         keep_postprocessed_files: true,
     })
@@ -217,7 +191,7 @@ fn check_scenario(name: &str) {
     }
     // The postprocessed predictions are the reference's, pixel for pixel.
     for (case, rows) in want["postprocessed"].as_object().unwrap() {
-        let seg = PngLabels
+        let seg = PNG_LABELS
             .read_segmentation(&pred.join("postprocessed").join(case))
             .unwrap();
         let got: Vec<Vec<i64>> = seg
@@ -237,12 +211,12 @@ fn check_scenario(name: &str) {
     // Applying the file to the raw predictions gives the same pixels.
     let out = tmp.path().join("applied");
     let n =
-        apply_postprocessing_to_folder(&pred, &out, &result.postprocessing, &PngLabels, ".png", 1)
+        apply_postprocessing_to_folder(&pred, &out, &result.postprocessing, &PNG_LABELS, ".png", 1)
             .unwrap();
     assert_eq!(n, 2);
     for case in want["postprocessed"].as_object().unwrap().keys() {
-        let a = PngLabels.read_segmentation(&out.join(case)).unwrap();
-        let b = PngLabels
+        let a = PNG_LABELS.read_segmentation(&out.join(case)).unwrap();
+        let b = PNG_LABELS
             .read_segmentation(&pred.join("postprocessed").join(case))
             .unwrap();
         assert_eq!(a.data, b.data, "{case}");
@@ -335,12 +309,12 @@ fn ensembling_averages_probabilities() {
     let written = merge_case(
         case,
         &LabelHandling::Classes { num_classes: 3 },
-        &PngLabels,
+        &PNG_LABELS,
         ".png",
         true,
     )
     .unwrap();
-    let seg = PngLabels.read_segmentation(&written).unwrap();
+    let seg = PNG_LABELS.read_segmentation(&written).unwrap();
     // averages: pixel 0: [0.1, 0.55, 0.35] -> 1; pixel 1: [0.1, 0.35, 0.55] -> 2
     assert_eq!(seg.data.iter().copied().collect::<Vec<_>>(), vec![1, 2]);
     let avg = read_probabilities_npz(&out.join("c1.npz")).unwrap();

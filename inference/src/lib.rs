@@ -1,10 +1,12 @@
 //! Inference: sliding-window prediction ([`sliding_window`]), export of predictions in the
 //! input's geometry ([`export`]), the [`predictor`] for trained models, the [`cascade`]'s
-//! extra inputs and the import of models trained with nnU-Net ([`torch_import`]).
+//! extra inputs, the import of models trained with nnU-Net ([`torch_import`]) and the export and
+//! installation of trained models as ZIP files ([`model_sharing`]).
 
 pub mod cascade;
 pub mod export;
-pub mod model;
+mod model;
+pub mod model_sharing;
 pub mod predictor;
 pub mod sliding_window;
 pub mod torch_import;

@@ -18,7 +18,7 @@ mod memory_estimate;
 mod numeric;
 mod resenc;
 mod spacing;
-pub mod topology;
+mod topology;
 
 pub use experiment_planner::{
     DEFAULT_PRESET, ExperimentPlanner, NetworkFamily, PlannerPreset, plan_experiment,
@@ -30,27 +30,18 @@ use nnunet_core::register;
 /// The built-in presets, in the order nnU-Net documents them.
 pub const PRESETS: [PlannerPreset; 4] = [DEFAULT_PRESET, RESENC_M, RESENC_L, RESENC_XL];
 
-register!(
-    Planner,
-    "ExperimentPlanner",
-    "nnU-Net's default planner: PlainConvUNet for an 8 GB GPU (plans nnUNetPlans)",
-    || Box::new(ExperimentPlanner::new(DEFAULT_PRESET))
-);
-register!(
-    Planner,
-    "nnUNetPlannerResEncM",
-    "Residual encoder U-Net for a 9-11 GB GPU (plans nnUNetResEncUNetMPlans)",
-    || Box::new(ExperimentPlanner::new(RESENC_M))
-);
-register!(
-    Planner,
-    "nnUNetPlannerResEncL",
-    "Residual encoder U-Net for a 24 GB GPU (plans nnUNetResEncUNetLPlans)",
-    || Box::new(ExperimentPlanner::new(RESENC_L))
-);
-register!(
-    Planner,
-    "nnUNetPlannerResEncXL",
-    "Residual encoder U-Net for a 40 GB GPU (plans nnUNetResEncUNetXLPlans)",
-    || Box::new(ExperimentPlanner::new(RESENC_XL))
-);
+/// Registers an [`ExperimentPlanner`] for each preset, under the preset's class name.
+macro_rules! planners {
+    ($($preset:expr => $description:literal;)*) => {$(
+        register!(Planner, $preset.class_name, $description, || {
+            Box::new(ExperimentPlanner::new($preset))
+        });
+    )*};
+}
+
+planners! {
+    DEFAULT_PRESET => "nnU-Net's default planner: PlainConvUNet for an 8 GB GPU (plans nnUNetPlans)";
+    RESENC_M => "Residual encoder U-Net for a 9-11 GB GPU (plans nnUNetResEncUNetMPlans)";
+    RESENC_L => "Residual encoder U-Net for a 24 GB GPU (plans nnUNetResEncUNetLPlans)";
+    RESENC_XL => "Residual encoder U-Net for a 40 GB GPU (plans nnUNetResEncUNetXLPlans)";
+}

@@ -81,40 +81,40 @@ pub(crate) fn feature_map_elements(net: &NetworkShape<'_>, patch: &[i64]) -> i64
 mod tests {
     use super::*;
 
-    #[test]
-    fn plain_two_stage_count() {
+    /// Feature-map elements of a two-stage 32/64-feature network of `family` on an 8×8 patch.
+    fn two_stage_count(
+        family: NetworkFamily,
+        blocks_encoder: &[i64],
+        blocks_decoder: &[i64],
+        n_classes: i64,
+    ) -> i64 {
         let strides = vec![vec![1, 1], vec![2, 2]];
         let net = NetworkShape {
-            family: NetworkFamily::PlainConvUNet,
+            family,
             features: &[32, 64],
             strides: &strides,
-            blocks_encoder: &[2, 2],
-            blocks_decoder: &[2],
-            n_classes: 3,
+            blocks_encoder,
+            blocks_decoder,
+            n_classes,
         };
+        feature_map_elements(&net, &[8, 8])
+    }
+
+    #[test]
+    fn plain_two_stage_count() {
         // encoder 2*32*64 + 2*64*16, decoder 2*32*64 + 32*64, seg 3*64
         let expected = 2 * 32 * 64 + 2 * 64 * 16 + 2 * 32 * 64 + 32 * 64 + 3 * 64;
-        assert_eq!(feature_map_elements(&net, &[8, 8]), expected);
+        let count = two_stage_count(NetworkFamily::PlainConvUNet, &[2, 2], &[2], 3);
+        assert_eq!(count, expected);
     }
 
     #[test]
     fn resenc_adds_stem_and_projection() {
-        let strides = vec![vec![1, 1], vec![2, 2]];
-        let net = NetworkShape {
-            family: NetworkFamily::ResidualEncoderUNet,
-            features: &[32, 64],
-            strides: &strides,
-            blocks_encoder: &[1, 3],
-            blocks_decoder: &[1],
-            n_classes: 2,
-        };
         let stem = 32 * 64;
         let stage0 = 2 * 32 * 64;
         let stage1 = 2 * 64 * 16 + 64 * 16 + 2 * 2 * 64 * 16;
         let decoder = 32 * 64 + 32 * 64;
-        assert_eq!(
-            feature_map_elements(&net, &[8, 8]),
-            stem + stage0 + stage1 + decoder + 2 * 64
-        );
+        let count = two_stage_count(NetworkFamily::ResidualEncoderUNet, &[1, 3], &[1], 2);
+        assert_eq!(count, stem + stage0 + stage1 + decoder + 2 * 64);
     }
 }

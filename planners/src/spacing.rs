@@ -70,14 +70,14 @@ pub(crate) fn resampled_shape(shape: &[f64; 3], spacing: &[f64; 3], target: &[f6
 mod tests {
     use super::*;
 
+    /// Spacings `[z, in_plane, in_plane]`, one per `z`.
+    fn z_spacings(zs: &[f64], in_plane: f64) -> Vec<[f64; 3]> {
+        zs.iter().map(|&z| [z, in_plane, in_plane]).collect()
+    }
+
     #[test]
     fn median_spacing_for_isotropic_data() {
-        let spacings = [
-            [1.0, 1.0, 1.0],
-            [1.0, 1.0, 1.0],
-            [1.25, 1.0, 1.0],
-            [1.0, 1.0, 1.0],
-        ];
+        let spacings = z_spacings(&[1.0, 1.0, 1.25, 1.0], 1.0);
         let shapes = [[48.0, 60.0, 64.0]; 4];
         assert_eq!(fullres_target_spacing(&spacings, &shapes), [1.0, 1.0, 1.0]);
     }
@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn anisotropic_axis_takes_tenth_percentile() {
         // fixture 903: z spacings 1.5 / 5 / 5 with 46 slices of 384^2
-        let spacings = [[1.5, 0.75, 0.75], [5.0, 0.75, 0.75], [5.0, 0.75, 0.75]];
+        let spacings = z_spacings(&[1.5, 5.0, 5.0], 0.75);
         let shapes = [
             [46.0, 384.0, 384.0],
             [46.0, 400.0, 400.0],
@@ -106,13 +106,7 @@ mod tests {
     #[test]
     fn tenth_percentile_is_kept_above_other_axes() {
         // 10th percentile of [0.5, 0.5, 6, 6, 6] is 0.5, below the in-plane 1.0
-        let spacings = [
-            [0.5, 1.0, 1.0],
-            [0.5, 1.0, 1.0],
-            [6.0, 1.0, 1.0],
-            [6.0, 1.0, 1.0],
-            [6.0, 1.0, 1.0],
-        ];
+        let spacings = z_spacings(&[0.5, 0.5, 6.0, 6.0, 6.0], 1.0);
         let shapes = [[10.0, 200.0, 200.0]; 5];
         let t = fullres_target_spacing(&spacings, &shapes);
         assert_eq!(t[0], 1.0 + 1e-5);

@@ -4,7 +4,7 @@
 
 /// The topology of a U-Net for one patch size.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Topology {
+pub(crate) struct Topology {
     /// Number of poolings per axis.
     pub pools_per_axis: Vec<u32>,
     /// Stride of every stage (`pool_op_kernel_sizes`); the first stage has stride 1 everywhere.
@@ -19,7 +19,7 @@ pub struct Topology {
 
 impl Topology {
     /// Number of stages (`len(strides)`, the number of poolings plus one).
-    pub fn n_stages(&self) -> usize {
+    pub(crate) fn n_stages(&self) -> usize {
         self.strides.len()
     }
 }
@@ -32,7 +32,7 @@ impl Topology {
 /// within a factor 2 of the finest spacing, judged before that stage's pooling. The patch (which may
 /// be fractional, e.g. a clipped median of 34.5) is padded up to the next multiple of the
 /// downsampling factor.
-pub fn pool_and_conv_props(
+pub(crate) fn pool_and_conv_props(
     spacing: &[f64],
     patch_size: &[f64],
     min_feature_map_size: f64,

@@ -21,6 +21,25 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The input of a plain `nnUNetPlans` run: SimpleITKIO, DefaultPreprocessor, no target spacing.
+fn default_input<'a>(
+    dataset_name: &'a str,
+    dataset_json: &'a Value,
+    fingerprint: &'a Value,
+    gpu_memory_target_gb: Option<f64>,
+) -> PlanningInput<'a> {
+    PlanningInput {
+        dataset_name,
+        dataset_json,
+        fingerprint,
+        plans_name: "nnUNetPlans",
+        gpu_memory_target_gb,
+        overwrite_target_spacing: None,
+        reader_name: "SimpleITKIO",
+        preprocessor_name: "DefaultPreprocessor",
+    }
+}
+
 /// Differences between `mine` and `golden`, each with its JSON path.
 fn diff(mine: &Value, golden: &Value, path: &str, out: &mut Vec<String>) {
     match (mine, golden) {
@@ -144,14 +163,10 @@ fn all_golden_plans_are_reproduced() {
             let plans_name = flag(&args, "-overwrite_plans_name")
                 .map_or(planner.default_plans_name().to_string(), |v| v[0].clone());
             let input = PlanningInput {
-                dataset_name,
-                dataset_json,
-                fingerprint: &fingerprint,
                 plans_name: &plans_name,
-                gpu_memory_target_gb: gpu,
                 overwrite_target_spacing: spacing,
                 reader_name: reader,
-                preprocessor_name: "DefaultPreprocessor",
+                ..default_input(dataset_name, dataset_json, &fingerprint, gpu)
             };
             let golden_path = dir.join(format!("{plans_name}.json"));
             let golden = read_json(&golden_path);
@@ -229,16 +244,12 @@ fn direct_api_matches_registry() {
     let dir = fixtures().join("Dataset904_TwoChanMasked");
     let params = read_json(&dir.join("dataset_params.json"));
     let fingerprint = read_json(&dir.join("dataset_fingerprint.json"));
-    let input = PlanningInput {
-        dataset_name: "Dataset904_TwoChanMasked",
-        dataset_json: &params["dataset_json"],
-        fingerprint: &fingerprint,
-        plans_name: "nnUNetPlans",
-        gpu_memory_target_gb: None,
-        overwrite_target_spacing: None,
-        reader_name: "SimpleITKIO",
-        preprocessor_name: "DefaultPreprocessor",
-    };
+    let input = default_input(
+        "Dataset904_TwoChanMasked",
+        &params["dataset_json"],
+        &fingerprint,
+        None,
+    );
     let direct =
         nnunet_planners::plan_experiment(&nnunet_planners::DEFAULT_PRESET, &input).unwrap();
     assert_eq!(direct, read_json(&dir.join("nnUNetPlans.json")));
@@ -252,16 +263,7 @@ fn bad_inputs_are_errors_not_panics() {
     let fingerprint = read_json(&dir.join("dataset_fingerprint.json"));
     let planner = nnunet_planners::ExperimentPlanner::default();
     let base = |dataset_json: &Value, fingerprint: &Value, gpu: Option<f64>| {
-        let input = PlanningInput {
-            dataset_name: "Dataset902_MrIso",
-            dataset_json,
-            fingerprint,
-            plans_name: "nnUNetPlans",
-            gpu_memory_target_gb: gpu,
-            overwrite_target_spacing: None,
-            reader_name: "SimpleITKIO",
-            preprocessor_name: "DefaultPreprocessor",
-        };
+        let input = default_input("Dataset902_MrIso", dataset_json, fingerprint, gpu);
         planner.plan(&input).map_err(|e| e.to_string())
     };
 

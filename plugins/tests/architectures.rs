@@ -55,6 +55,16 @@ fn shard_configs(fx: &Value, shard: usize) -> Vec<Value> {
     mine
 }
 
+/// The entries of a fixture's list, which must not be empty, each with its `name`.
+fn named_entries(list: &Value) -> Vec<(&str, &Value)> {
+    let entries = list.as_array().unwrap();
+    assert!(!entries.is_empty());
+    entries
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e))
+        .collect()
+}
+
 #[test]
 fn every_planned_configuration_is_covered() {
     let fx = fixture("parameter_shapes.json");
@@ -204,10 +214,7 @@ fn batch_norm_uses_batch_statistics_and_updates_running_statistics_when_training
         assert!(diff < 1e-4, "training output {i} differs by {diff}");
     }
     let params = net.export_parameters();
-    let stats = fx["running_stats_after_train"].as_array().unwrap();
-    assert!(!stats.is_empty());
-    for stat in stats {
-        let name = stat["name"].as_str().unwrap();
+    for (name, stat) in named_entries(&fx["running_stats_after_train"]) {
         let ours = params
             .iter()
             .find(|p| p.name == name)
@@ -370,10 +377,7 @@ fn assert_gradient_parity(name: &str) {
     let grads = net.gradients(loss.backward());
     let mut ids = ParamIds(Vec::new());
     net.update_parameters(&mut ids);
-    let expected = fx["gradients"].as_array().unwrap();
-    assert!(!expected.is_empty());
-    for g in expected {
-        let path = g["name"].as_str().unwrap();
+    for (path, g) in named_entries(&fx["gradients"]) {
         let id = ids
             .0
             .iter()

@@ -10,7 +10,6 @@ use nnunet_plugins::readers::dicom::{convert_series, find_series, read_series};
 use nnunet_plugins::readers::simpleitk::SimpleItkIO;
 use serde_json::Value;
 
-#[allow(dead_code)]
 #[path = "common/fixtures.rs"]
 mod fixtures;
 use fixtures::{assert_close, floats};

@@ -172,6 +172,20 @@ fn tiny_dataset(root: &Path, channel_names: &[&str]) -> (std::path::PathBuf, Dat
     (folder, dataset_json)
 }
 
+/// [`tiny_dataset`] with two one-channel cases `a` and `b` of shape `[4, 5, 6]` whose label maps
+/// hold `label_value`.
+fn two_case_dataset(
+    root: &Path,
+    channel_names: &[&str],
+    label_value: u8,
+) -> (std::path::PathBuf, DatasetJson) {
+    let (folder, dj) = tiny_dataset(root, channel_names);
+    for id in ["a", "b"] {
+        tiny(&folder, id, label_value, 1, [4, 5, 6]);
+    }
+    (folder, dj)
+}
+
 fn run(folder: &Path, dataset_json: &DatasetJson) -> Result<Fingerprint, Error> {
     let cases = training_cases(folder, dataset_json).unwrap();
     let events = std::sync::Mutex::new(Vec::new());
@@ -197,9 +211,7 @@ fn run(folder: &Path, dataset_json: &DatasetJson) -> Result<Fingerprint, Error> 
 #[test]
 fn small_dataset_with_custom_sample_count() {
     let tmp = tempfile::tempdir().unwrap();
-    let (folder, dj) = tiny_dataset(tmp.path(), &["CT"]);
-    tiny(&folder, "a", 1, 1, [4, 5, 6]);
-    tiny(&folder, "b", 1, 1, [4, 5, 6]);
+    let (folder, dj) = two_case_dataset(tmp.path(), &["CT"], 1);
     let fp = run(&folder, &dj).unwrap();
     assert_eq!(fp.shapes_after_crop, [[4, 5, 6], [4, 5, 6]]);
     assert_eq!(fp.spacings, [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]);
@@ -212,9 +224,7 @@ fn small_dataset_with_custom_sample_count() {
 fn errors_name_the_case_and_the_reason() {
     let tmp = tempfile::tempdir().unwrap();
     // No foreground in any case.
-    let (folder, dj) = tiny_dataset(tmp.path(), &["CT"]);
-    tiny(&folder, "a", 0, 1, [4, 5, 6]);
-    tiny(&folder, "b", 0, 1, [4, 5, 6]);
+    let (folder, dj) = two_case_dataset(tmp.path(), &["CT"], 0);
     let e = run(&folder, &dj).unwrap_err().to_string();
     assert!(e.contains("channel 0 has no foreground"), "{e}");
 
@@ -237,9 +247,7 @@ fn errors_name_the_case_and_the_reason() {
 
     // More channels declared than the cases have.
     let tmp2 = tempfile::tempdir().unwrap();
-    let (folder, dj) = tiny_dataset(tmp2.path(), &["CT", "T2"]);
-    tiny(&folder, "a", 1, 1, [4, 5, 6]);
-    tiny(&folder, "b", 1, 1, [4, 5, 6]);
+    let (folder, dj) = two_case_dataset(tmp2.path(), &["CT", "T2"], 1);
     let e = run(&folder, &dj).unwrap_err().to_string();
     assert!(
         e.contains("1 image channel(s)") && e.contains("declares 2"),

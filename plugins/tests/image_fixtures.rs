@@ -13,7 +13,6 @@ use nnunet_plugins::readers::natural_image::NaturalImage2DIO;
 use nnunet_plugins::readers::tiff3d::Tiff3DIO;
 use serde_json::Value;
 
-#[allow(dead_code)]
 #[path = "common/fixtures.rs"]
 mod fixtures;
 use fixtures::floats;

@@ -11,10 +11,11 @@ use nnunet_plugins::readers::nifti::{NibabelIO, NibabelIOWithReorient};
 use nnunet_plugins::readers::simpleitk::{SimpleItkIO, SimpleItkIOWithReorient};
 use serde_json::Value;
 
-#[allow(dead_code)]
 #[path = "common/fixtures.rs"]
 mod fixtures;
-use fixtures::{assert_close, assert_geometry, assert_values, floats, matrix, usizes};
+use fixtures::{
+    assert_close, assert_geometry, assert_shape_and_spacing, assert_values, floats, matrix, usizes,
+};
 
 /// The folder of the ITK-format fixtures.
 fn fixtures() -> PathBuf {
@@ -57,14 +58,8 @@ fn simpleitkio_reads_every_format_as_simpleitk() {
         assert_values(name, image.data.iter().copied(), &sitk["values"]);
         if sitk["components"] == 1 {
             // scalar images: exactly nnU-Net's SimpleITKIO (it misplaces vector components)
-            let nnunet = &case["nnunet"];
-            assert_eq!(image.data.shape(), usizes(&nnunet["shape"]), "{name}");
-            assert_close(
-                &format!("{name} nnU-Net spacing"),
-                &p.spacing,
-                &floats(&nnunet["spacing"]),
-                1e-6,
-            );
+            let what = format!("{name} nnU-Net");
+            assert_shape_and_spacing(&what, image.data.shape(), &p.spacing, &case["nnunet"], 1e-6);
         }
         assert!(SimpleItkIO.can_read(&file), "{name}");
     }
@@ -104,13 +99,7 @@ fn nibabelio_with_reorient_matches_nnunet() {
         let file = fixtures().join(name);
         let image = NibabelIOWithReorient.read_images(&[&file]).unwrap();
         let p = &image.properties;
-        assert_eq!(image.data.shape(), usizes(&case["shape"]), "{name}");
-        assert_close(
-            &format!("{name} spacing"),
-            &p.spacing,
-            &floats(&case["spacing"]),
-            1e-6,
-        );
+        assert_shape_and_spacing(name, image.data.shape(), &p.spacing, case, 1e-6);
         let affine = matrix(&case["reoriented_affine"]);
         let got = matrix(&p.extra["reoriented_affine"]);
         assert_close(&format!("{name} affine"), &got, &affine, 1e-5);

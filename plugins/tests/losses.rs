@@ -9,6 +9,10 @@ use serde_json::Value;
 
 use nnunet_plugins::losses::{NAMES as LOSSES, create};
 
+#[path = "common/fixtures.rs"]
+mod fixtures;
+use fixtures::{floats, usizes};
+
 /// The loss from the registry (built-ins are linked through the direct constructor).
 fn loss(name: &str) -> Box<dyn Loss> {
     assert!(create(name).is_some(), "{name} is defined");
@@ -65,13 +69,7 @@ fn loss_value(
 }
 
 fn shape5(v: &Value) -> [usize; 5] {
-    let s: Vec<usize> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    s.try_into().unwrap()
+    usizes(v).try_into().unwrap()
 }
 
 fn settings_of(v: &Value) -> LossSettings {
@@ -110,12 +108,7 @@ fn values_and_gradients_match_nnunet() {
         let name = case["name"].as_str().unwrap();
         let settings = settings_of(&case["settings"]);
         let shape = shape5(&case["logits_shape"]);
-        let logits: Vec<f32> = case["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
+        let logits: Vec<f32> = floats(&case["logits"]).iter().map(|&v| v as f32).collect();
         let tshape = shape5(&case["target_shape"]);
         let tvalues = case["target"].as_array().unwrap();
         let target = match case["target_kind"].as_str().unwrap() {
@@ -137,12 +130,7 @@ fn values_and_gradients_match_nnunet() {
             (value - expected).abs() <= 1e-5 * expected.abs().max(1e-3),
             "{name}: loss {value} != reference {expected}"
         );
-        let expected_grad: Vec<f64> = case["grad"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let expected_grad = floats(&case["grad"]);
         assert_eq!(grad.len(), expected_grad.len(), "{name}");
         let scale = expected_grad.iter().fold(0f64, |m, g| m.max(g.abs()));
         let worst = grad
@@ -260,51 +248,34 @@ fn perfect_prediction_is_the_minimum() {
     let region_shape = [2, 2, 2, 4, 4];
     let region_random = pseudo_random(2 * voxels, 5);
     let s = LossSettings::default();
-    for (name, minimum) in [
-        ("DC_and_CE_loss", -1.0),
-        ("RobustCrossEntropyLoss", 0.0),
-        ("MemoryEfficientSoftDiceLoss", -1.0),
-        ("TopKLoss", 0.0),
-        ("DC_and_topk_loss", -1.0),
+    // (perfect logits, random logits, their shape, the target, what the messages add)
+    let on_labels = (&perfect, &random, shape, &labels_target, "");
+    let on_regions = (
+        &region_perfect,
+        &region_random,
+        region_shape,
+        &regions_target,
+        " (regions)",
+    );
+    for (name, minimum, (best_x, other_x, shape, target, kind)) in [
+        ("DC_and_CE_loss", -1.0, on_labels),
+        ("RobustCrossEntropyLoss", 0.0, on_labels),
+        ("MemoryEfficientSoftDiceLoss", -1.0, on_labels),
+        ("TopKLoss", 0.0, on_labels),
+        ("DC_and_topk_loss", -1.0, on_labels),
+        ("DC_and_BCE_loss", -1.0, on_regions),
+        ("MemoryEfficientSoftDiceLoss", -1.0, on_regions),
     ] {
         let l = loss(name);
-        let best = loss_value(l.as_ref(), &perfect, shape, &labels_target, &s);
-        let other = loss_value(l.as_ref(), &random, shape, &labels_target, &s);
+        let best = loss_value(l.as_ref(), best_x, shape, target, &s);
+        let other = loss_value(l.as_ref(), other_x, shape, target, &s);
         assert!(
             (best - minimum).abs() < 1e-4,
-            "{name}: perfect prediction gives {best}"
+            "{name}{kind}: perfect prediction gives {best}"
         );
         assert!(
             other > best + 0.05,
-            "{name}: random {other} vs perfect {best}"
-        );
-    }
-    for (name, minimum) in [
-        ("DC_and_BCE_loss", -1.0),
-        ("MemoryEfficientSoftDiceLoss", -1.0),
-    ] {
-        let l = loss(name);
-        let best = loss_value(
-            l.as_ref(),
-            &region_perfect,
-            region_shape,
-            &regions_target,
-            &s,
-        );
-        let other = loss_value(
-            l.as_ref(),
-            &region_random,
-            region_shape,
-            &regions_target,
-            &s,
-        );
-        assert!(
-            (best - minimum).abs() < 1e-4,
-            "{name} (regions): perfect gives {best}"
-        );
-        assert!(
-            other > best + 0.05,
-            "{name} (regions): random {other} vs perfect {best}"
+            "{name}{kind}: random {other} vs perfect {best}"
         );
     }
 }
@@ -440,21 +411,15 @@ fn bad_input_is_an_error() {
         topk_percent: 1.0,
         ..LossSettings::default()
     };
-    assert!(
-        loss("TopKLoss")
-            .forward(logits(), &labels(0), &tiny)
-            .is_err()
-    );
     let nothing = LossSettings {
         weight_ce: 0.0,
         weight_dice: 0.0,
         ..LossSettings::default()
     };
-    assert!(
-        loss("DC_and_CE_loss")
-            .forward(logits(), &labels(0), &nothing)
-            .is_err()
-    );
+    for (name, bad) in [("TopKLoss", tiny), ("DC_and_CE_loss", nothing)] {
+        let result = loss(name).forward(logits(), &labels(0), &bad);
+        assert!(result.is_err(), "{name}");
+    }
     // The Dice without background needs a foreground class.
     let one_class = float5(vec![0.5; 16], [2, 1, 1, 2, 4], &device);
     assert!(
@@ -475,33 +440,17 @@ fn weights_combine_the_terms() {
         [1, 1, 2, 3, 3],
         &device,
     ));
+    let value =
+        |name: &str, s: &LossSettings| loss_value(loss(name).as_ref(), &x, shape, &target, s);
     let s = LossSettings::default();
-    let ce = loss_value(
-        loss("RobustCrossEntropyLoss").as_ref(),
-        &x,
-        shape,
-        &target,
-        &s,
-    );
-    let dice = loss_value(
-        loss("MemoryEfficientSoftDiceLoss").as_ref(),
-        &x,
-        shape,
-        &target,
-        &s,
-    );
+    let ce = value("RobustCrossEntropyLoss", &s);
+    let dice = value("MemoryEfficientSoftDiceLoss", &s);
     let weighted = LossSettings {
         weight_ce: 0.3,
         weight_dice: 2.0,
         ..LossSettings::default()
     };
-    let both = loss_value(
-        loss("DC_and_CE_loss").as_ref(),
-        &x,
-        shape,
-        &target,
-        &weighted,
-    );
+    let both = value("DC_and_CE_loss", &weighted);
     assert!(
         (both - (0.3 * ce + 2.0 * dice)).abs() < 1e-5,
         "{both} vs {ce}, {dice}"

@@ -7,10 +7,11 @@ use nnunet_core::io::Reader;
 use nnunet_plugins::readers::nifti::{NibabelIO, SimpleItkIO};
 use serde_json::Value;
 
-#[allow(dead_code)]
 #[path = "common/fixtures.rs"]
 mod fixtures;
-use fixtures::{assert_close, assert_geometry, assert_values, floats, matrix, usizes};
+use fixtures::{
+    assert_close, assert_geometry, assert_shape_and_spacing, assert_values, floats, matrix,
+};
 
 /// The folder of the NIfTI fixtures.
 fn fixtures() -> PathBuf {
@@ -27,17 +28,8 @@ fn check(reader: &dyn Reader, file: &Path, expected: &Value, label: &str) {
     let image = reader
         .read_images(&[file])
         .unwrap_or_else(|e| panic!("{label}: {e}"));
-    assert_eq!(
-        image.data.shape(),
-        &usizes(&expected["shape"])[..],
-        "{label}"
-    );
-    assert_close(
-        &format!("{label} spacing"),
-        &image.properties.spacing,
-        &floats(&expected["spacing"]),
-        1e-5,
-    );
+    let spacing = &image.properties.spacing;
+    assert_shape_and_spacing(label, image.data.shape(), spacing, expected, 1e-5);
     assert_values(label, image.data.iter().copied(), &expected["values"]);
 }
 

@@ -23,6 +23,8 @@ use nnunet_preprocessing::{CaseSettings, preprocess_case};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use common::fixtures::usizes;
+
 /// Largest accepted absolute difference of an intensity where nothing is resampled. Measured: 0
 /// (float32 values equal; the JSON round trip adds below 1e-15).
 const TOL_NOT_RESAMPLED: f64 = 1e-6;
@@ -57,14 +59,6 @@ fn sha256_zyx(locations: &[[u32; 3]]) -> String {
         }
     }
     format!("{:x}", h.finalize())
-}
-
-fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
 }
 
 fn check_dataset(name: &str) {
@@ -102,26 +96,18 @@ fn check_dataset(name: &str) {
             let p = &out.properties;
             let what = format!("{name} {config_name} {}", case.id);
 
-            assert_eq!(
-                out.data.shape(),
-                usizes(&g["data_shape"]),
-                "{what}: data shape"
-            );
-            assert_eq!(
-                out.seg.shape(),
-                usizes(&g["seg_shape"]),
-                "{what}: seg shape"
-            );
-            assert_eq!(
-                p.shape_before_cropping.to_vec(),
-                usizes(&g["shape_before_cropping"]),
-                "{what}"
-            );
-            assert_eq!(
-                p.shape_after_cropping_and_before_resampling.to_vec(),
-                usizes(&g["shape_after_cropping_and_before_resampling"]),
-                "{what}"
-            );
+            let shapes: [(&str, &[usize]); 4] = [
+                ("data_shape", out.data.shape()),
+                ("seg_shape", out.seg.shape()),
+                ("shape_before_cropping", &p.shape_before_cropping),
+                (
+                    "shape_after_cropping_and_before_resampling",
+                    &p.shape_after_cropping_and_before_resampling,
+                ),
+            ];
+            for (key, shape) in shapes {
+                assert_eq!(shape, usizes(&g[key]), "{what}: {key}");
+            }
             let bbox: Vec<Vec<usize>> = g["bbox_used_for_cropping"]
                 .as_array()
                 .unwrap()

@@ -18,7 +18,7 @@ const SEED: u32 = 1234;
 
 /// What to collect locations for: a single label, or a region (a set of labels sampled together).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClassSet {
+pub(crate) enum ClassSet {
     /// The voxels of one label.
     Label(i64),
     /// The voxels of any of these labels.
@@ -28,7 +28,7 @@ pub enum ClassSet {
 impl ClassSet {
     /// The key in the properties JSON: the label (`"1"`), or the region's labels joined by commas
     /// (`"1,2"`).
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self {
             ClassSet::Label(l) => l.to_string(),
             ClassSet::Region(r) => r.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
@@ -46,14 +46,13 @@ impl ClassSet {
 /// The classes nnU-Net collects locations for: every foreground label (or region), and with an
 /// ignore label additionally the region of every annotated voxel (`-1` outside the nonzero mask
 /// plus all labels), so that training can sample annotated areas.
-pub fn classes_to_sample(labels: &nnunet_dataset::Labels) -> Vec<ClassSet> {
+pub(crate) fn classes_to_sample(labels: &nnunet_dataset::Labels) -> Vec<ClassSet> {
     let mut out: Vec<ClassSet> = if labels.is_region_based() {
         labels.regions().into_iter().map(ClassSet::Region).collect()
     } else {
         labels
-            .all_labels()
+            .foreground_labels()
             .into_iter()
-            .filter(|l| *l != 0)
             .map(ClassSet::Label)
             .collect()
     };
@@ -67,7 +66,7 @@ pub fn classes_to_sample(labels: &nnunet_dataset::Labels) -> Vec<ClassSet> {
 
 /// Samples voxel locations `[z, y, x]` per class from `seg`. Classes absent from `seg` get an
 /// empty list. The result is keyed by [`ClassSet::key`], in the order of `classes`.
-pub fn sample_class_locations(
+pub(crate) fn sample_class_locations(
     seg: ArrayView3<'_, i16>,
     classes: &[ClassSet],
 ) -> Vec<(String, Vec<[u32; 3]>)> {

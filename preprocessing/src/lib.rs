@@ -10,7 +10,7 @@
 
 pub mod cropping;
 pub mod fingerprint;
-pub mod foreground;
+mod foreground;
 pub mod normalization;
 pub mod plans;
 pub mod resampling;

@@ -70,14 +70,28 @@ fn parse(case: &Value) -> Case {
     }
 }
 
-#[test]
-fn data_matches_reference() {
+/// Runs `check` on every case of `kind` (`data` or `seg`) with its input and the reference's
+/// output; `check` names what failed, if anything. There must be ten cases at least, none failing.
+fn check_cases<T: ndarray_npy::ReadableElement>(
+    kind: &str,
+    mut check: impl FnMut(&Case, Array4<T>, Array4<T>) -> Option<String>,
+) {
     let mut failures = Vec::new();
     let mut n = 0;
-    for case in cases().iter().filter(|c| c["kind"] == "data") {
+    for case in cases().iter().filter(|c| c["kind"] == kind) {
         let c = parse(case);
-        let input = read::<f32>(&format!("{}_in.npy", c.name));
-        let expected = read::<f32>(&format!("{}_out.npy", c.name));
+        let input = read::<T>(&format!("{}_in.npy", c.name));
+        let expected = read::<T>(&format!("{}_out.npy", c.name));
+        failures.extend(check(&c, input, expected));
+        n += 1;
+    }
+    assert!(n >= 10, "only {n} {kind} cases");
+    assert!(failures.is_empty(), "{failures:?}");
+}
+
+#[test]
+fn data_matches_reference() {
+    check_cases::<f32>("data", |c, input, expected| {
         let shape = input.shape();
         assert_eq!(
             compute_new_shape([shape[1], shape[2], shape[3]], c.current, c.target),
@@ -114,23 +128,13 @@ fn data_matches_reference() {
             range,
             mean_abs
         );
-        if max_abs / range > DATA_TOLERANCE {
-            failures.push(format!("{}: max |d| {max_abs:.3e}", c.name));
-        }
-        n += 1;
-    }
-    assert!(n >= 10, "only {n} data cases");
-    assert!(failures.is_empty(), "{failures:?}");
+        (max_abs / range > DATA_TOLERANCE).then(|| format!("{}: max |d| {max_abs:.3e}", c.name))
+    });
 }
 
 #[test]
 fn segmentations_match_reference() {
-    let mut failures = Vec::new();
-    let mut n = 0;
-    for case in cases().iter().filter(|c| c["kind"] == "seg") {
-        let c = parse(case);
-        let input = read::<i16>(&format!("{}_in.npy", c.name));
-        let expected = read::<i16>(&format!("{}_out.npy", c.name));
+    check_cases::<i16>("seg", |c, input, expected| {
         let ours =
             resample_segmentation(input.view(), c.new_shape, c.current, c.target, &c.settings)
                 .unwrap_or_else(|e| panic!("{}: {e}", c.name));
@@ -147,13 +151,8 @@ fn segmentations_match_reference() {
             c.settings.order_z,
             expected.len()
         );
-        if differing > 0 {
-            failures.push(format!("{}: {differing} voxels", c.name));
-        }
-        n += 1;
-    }
-    assert!(n >= 10, "only {n} seg cases");
-    assert!(failures.is_empty(), "{failures:?}");
+        (differing > 0).then(|| format!("{}: {differing} voxels", c.name))
+    });
 }
 
 /// Timing of typical volumes (not a parity test): `cargo test --release -p nnunet-core --test
@@ -171,34 +170,18 @@ fn timing() {
     });
     let image = ResamplingSettings::default();
     let labels = ResamplingSettings { order: 1, ..image };
-    type Run = (&'static str, [f64; 3], [f64; 3], Option<bool>);
-    let runs: [Run; 4] = [
-        (
-            "z 46->105, separate z",
-            [3.0, 0.7, 0.7],
-            [1.3143, 0.7, 0.7],
-            None,
-        ),
-        (
-            "z 46->105, 3-D order 3",
-            [3.0, 0.7, 0.7],
-            [1.3143, 0.7, 0.7],
-            Some(false),
-        ),
-        (
-            "plane 384->269, separate z",
-            [3.0, 0.7, 0.7],
-            [3.0, 1.0, 1.0],
-            None,
-        ),
-        (
-            "plane 384->269, 3-D order 3",
-            [3.0, 0.7, 0.7],
-            [3.0, 1.0, 1.0],
-            Some(false),
-        ),
+    // Each target spacing, resampled along z separately and in 3-D.
+    let current = [3.0, 0.7, 0.7];
+    let targets = [
+        ("z 46->105", [1.3143, 0.7, 0.7]),
+        ("plane 384->269", [3.0, 1.0, 1.0]),
     ];
-    for (what, current, target, force) in runs {
+    let modes = [("separate z", None), ("3-D order 3", Some(false))];
+    let runs = targets
+        .into_iter()
+        .flat_map(|target| modes.map(|mode| (target, mode)));
+    for ((geometry, target), (mode, force)) in runs {
+        let what = format!("{geometry}, {mode}");
         let new_shape = compute_new_shape([46, 384, 384], current, target);
         let d = ResamplingSettings {
             force_separate_z: force,

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use nifti::writer::WriterOptions;
+
 /// The profile folder of the running test binary (`target/debug` or `target/release`).
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -113,13 +115,18 @@ impl Folders {
         }
     }
 
+    /// A command running `nnunet` with the tree's variables.
+    pub fn command(&self) -> Command {
+        let mut cmd = nnunet();
+        cmd.env("nnUNet_raw", &self.raw)
+            .env("nnUNet_preprocessed", &self.pre)
+            .env("nnUNet_results", &self.results);
+        cmd
+    }
+
     /// Runs `nnunet args` with the tree's variables: whether it succeeded, and stdout + stderr.
     pub fn exec(&self, args: &[&str]) -> (bool, String) {
-        let (out, stdout, stderr) = run(nnunet()
-            .env("nnUNet_raw", &self.raw)
-            .env("nnUNet_preprocessed", &self.pre)
-            .env("nnUNet_results", &self.results)
-            .args(args));
+        let (out, stdout, stderr) = run(self.command().args(args));
         (out.status.success(), format!("{stdout}\n{stderr}"))
     }
 
@@ -136,6 +143,156 @@ impl Folders {
         assert!(!ok, "nnunet {args:?} should fail:\n{text}");
         text
     }
+
+    /// Plans and preprocesses `configuration` of dataset `id` with two processes; returns the
+    /// output.
+    pub fn plan_and_preprocess(&self, id: &str, configuration: &str) -> String {
+        self.nnunet(&[
+            "plan-and-preprocess",
+            "-d",
+            id,
+            "-c",
+            configuration,
+            "-np",
+            "2",
+        ])
+    }
+
+    /// Makes the example dataset `id` (`make-example-dataset -d ID [--3d] OPTIONS… --shape
+    /// SHAPE…`, `--3d` where `shape` has three values), then plans and preprocesses its
+    /// `configuration`.
+    pub fn example_dataset(&self, id: &str, options: &[&str], shape: &[&str], configuration: &str) {
+        let mut args = vec!["make-example-dataset", "-d", id];
+        if shape.len() == 3 {
+            args.push("--3d");
+        }
+        args.extend_from_slice(options);
+        args.push("--shape");
+        args.extend_from_slice(shape);
+        self.nnunet(&args);
+        self.plan_and_preprocess(id, configuration);
+    }
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let (out, stdout, stderr) = run(cmd);
+    assert!(out.status.success(), "{cmd:?} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+/// Runs a command that must fail; returns its stderr.
+pub fn run_fails(cmd: &mut Command) -> String {
+    let (out, stdout, stderr) = run(cmd);
+    assert!(
+        !out.status.success(),
+        "{cmd:?} should fail:\n{stdout}\n{stderr}"
+    );
+    stderr
+}
+
+/// Asserts that `text` contains each of `parts`.
+pub fn assert_contains(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "no `{part}` in:\n{text}");
+    }
+}
+
+/// The arguments `COMMAND -i INPUT -o OUTPUT OPTIONS…` of the commands that read one folder or
+/// file and write another.
+pub fn io_args<'a>(
+    command: &'a str,
+    input: &'a Path,
+    output: &'a Path,
+    options: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        command,
+        "-i",
+        input.to_str().expect("UTF-8 path"),
+        "-o",
+        output.to_str().expect("UTF-8 path"),
+    ];
+    args.extend_from_slice(options);
+    args
+}
+
+/// The arguments of a short `nnunet train`: `train ID CONFIGURATION FOLD` (`run`), `options` (a
+/// trainer, a number of epochs, …), then `--iterations-per-epoch N --val-iterations-per-epoch M`
+/// (`iterations` = `[N, M]`).
+pub fn train_args<'a>(
+    run: [&'a str; 3],
+    options: &[&'a str],
+    iterations: [&'a str; 2],
+) -> Vec<&'a str> {
+    let mut args = vec!["train"];
+    args.extend(run);
+    args.extend_from_slice(options);
+    args.extend([
+        "--iterations-per-epoch",
+        iterations[0],
+        "--val-iterations-per-epoch",
+        iterations[1],
+    ]);
+    args
+}
+
+/// Dice of label `label` between two label maps of the same size (1 where neither has it).
+pub fn dice(a: &[u8], b: &[u8], label: u8) -> f64 {
+    let (mut both, mut na, mut nb) = (0u64, 0u64, 0u64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x == label, y == label);
+        both += u64::from(x && y);
+        na += u64::from(x);
+        nb += u64::from(y);
+    }
+    if na + nb == 0 {
+        1.0
+    } else {
+        2.0 * both as f64 / (na + nb) as f64
+    }
+}
+
+/// Writes `value` to `path` as pretty-printed JSON.
+pub fn write_json(path: &Path, value: &serde_json::Value) {
+    let text = serde_json::to_string_pretty(value).expect("JSON text");
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// An empty MSD task folder `root/name` with its `imagesTr`, `labelsTr` and `imagesTs`.
+pub fn msd_task(root: &Path, name: &str) -> PathBuf {
+    let task = root.join(name);
+    for sub in ["imagesTr", "labelsTr", "imagesTs"] {
+        std::fs::create_dir_all(task.join(sub)).expect("create folder");
+    }
+    task
+}
+
+/// A command running `nnunet convert-msd -i TASK` with `nnUNet_raw` set to `raw`.
+pub fn convert_msd(raw: &Path, task: &Path) -> Command {
+    let mut cmd = nnunet();
+    cmd.env("nnUNet_raw", raw)
+        .args(["convert-msd", "-i"])
+        .arg(task);
+    cmd
+}
+
+/// A NIfTI header with voxel `spacing` and the axis-aligned sform that puts voxel 0 at `origin`.
+pub fn nifti_header(spacing: [f32; 3], origin: [f32; 3]) -> nifti::NiftiHeader {
+    let [x, y, z] = spacing;
+    nifti::NiftiHeader {
+        pixdim: [1.0, x, y, z, 1.0, 0.0, 0.0, 0.0],
+        sform_code: 1,
+        srow_x: [x, 0.0, 0.0, origin[0]],
+        srow_y: [0.0, y, 0.0, origin[1]],
+        srow_z: [0.0, 0.0, z, origin[2]],
+        ..Default::default()
+    }
+}
+
+/// A NIfTI writer of `path` with `header`'s geometry.
+pub fn nifti_writer<'a>(path: &Path, header: &'a nifti::NiftiHeader) -> WriterOptions<'a> {
+    WriterOptions::new(path).reference_header(header)
 }
 
 /// A JSON file (nnU-Net writes `NaN`, read as null).

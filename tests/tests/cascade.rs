@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nnunet_tests::{Folders, read_json};
+use nnunet_tests::{Folders, io_args, read_json, train_args, write_json};
 use serde_json::json;
 
 const DATASET: &str = "Dataset303_Synthetic3D";
@@ -51,7 +51,7 @@ fn add_cascade_to_plans(plans_file: &Path) {
         "3d_cascade_fullres".into(),
         json!({"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}),
     );
-    std::fs::write(plans_file, serde_json::to_string_pretty(&plans).unwrap()).unwrap();
+    write_json(plans_file, &plans);
 }
 
 /// Runs `nnunet predict` of `images` into `out` with the fold-`all` model of `config` (and the
@@ -65,10 +65,8 @@ fn predict(
     previous: Option<&Path>,
     fails: bool,
 ) -> String {
-    let (images, out) = (images.to_str().unwrap(), out.to_str().unwrap());
-    let mut args = vec![
-        "predict", "-i", images, "-o", out, "-d", "303", "-c", config, "-tr", TRAINER, "-f", "all",
-    ];
+    let options = ["-d", "303", "-c", config, "-tr", TRAINER, "-f", "all"];
+    let mut args = io_args("predict", images, out, &options);
     if let Some(previous) = previous {
         args.extend(["-prev_stage_predictions", previous.to_str().unwrap()]);
     }
@@ -80,46 +78,15 @@ fn predict(
 }
 
 fn train(f: &Folders, config: &str) -> String {
-    f.nnunet(&[
-        "train",
-        "303",
-        config,
-        "all",
-        "-tr",
-        TRAINER,
-        "--iterations-per-epoch",
-        "8",
-        "--val-iterations-per-epoch",
-        "2",
-    ])
+    let args = train_args(["303", config, "all"], &["-tr", TRAINER], ["8", "2"]);
+    f.nnunet(&args)
 }
 
 #[test]
 fn lowres_predictions_feed_the_cascade_in_training_and_prediction() {
     let f = Folders::new();
-    f.nnunet(&[
-        "make-example-dataset",
-        "-d",
-        "303",
-        "--3d",
-        "--cases",
-        "6",
-        "--test-cases",
-        "2",
-        "--shape",
-        "16",
-        "24",
-        "24",
-    ]);
-    f.nnunet(&[
-        "plan-and-preprocess",
-        "-d",
-        "303",
-        "-c",
-        "3d_fullres",
-        "-np",
-        "2",
-    ]);
+    let cases = ["--cases", "6", "--test-cases", "2"];
+    f.example_dataset("303", &cases, &["16", "24", "24"], "3d_fullres");
     let pre = f.pre.join(DATASET);
     add_cascade_to_plans(&pre.join("nnUNetPlans.json"));
     f.nnunet(&["preprocess", "-d", "303", "-c", "3d_lowres", "-np", "2"]);

@@ -1,12 +1,11 @@
 //! The `nnunet` command line: listings, unknown names, nnU-Net's flag spellings, the nnU-Net
 //! command names, and the nnU-Net folder variables.
 
-use nnunet_tests::{nnunet, run};
+use nnunet_tests::{assert_contains, nnunet, run, run_fails, run_ok};
 
 #[test]
 fn list_trainers_shows_nnunet_names_with_descriptions() {
-    let (out, stdout, stderr) = run(nnunet().args(["list", "trainers"]));
-    assert!(out.status.success(), "{stderr}");
+    let stdout = run_ok(nnunet().args(["list", "trainers"]));
     for name in [
         "nnUNetTrainer",
         "nnUNetTrainer_50epochs",
@@ -28,28 +27,25 @@ fn list_trainers_shows_nnunet_names_with_descriptions() {
 
 #[test]
 fn unknown_names_suggest_the_nearest() {
-    let (out, _, stderr) = run(nnunet().args(["describe", "-tr", "nnUNetTrainer_50epoch"]));
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("unknown trainer 'nnUNetTrainer_50epoch'"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("did you mean nnUNetTrainer_50epochs"),
-        "{stderr}"
-    );
-    let (out, _, stderr) = run(nnunet().args(["describe", "--trainer", "nnunettrainernoda"]));
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("did you mean nnUNetTrainerNoDA"),
-        "{stderr}"
-    );
-    let (out, _, stderr) = run(nnunet().args(["describe", "-pl", "ExperimentPlaner"]));
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("unknown planner 'ExperimentPlaner'"),
-        "{stderr}"
-    );
+    for (args, expected) in [
+        (
+            ["describe", "-tr", "nnUNetTrainer_50epoch"],
+            &[
+                "unknown trainer 'nnUNetTrainer_50epoch'",
+                "did you mean nnUNetTrainer_50epochs",
+            ][..],
+        ),
+        (
+            ["describe", "--trainer", "nnunettrainernoda"],
+            &["did you mean nnUNetTrainerNoDA"],
+        ),
+        (
+            ["describe", "-pl", "ExperimentPlaner"],
+            &["unknown planner 'ExperimentPlaner'"],
+        ),
+    ] {
+        assert_contains(&run_fails(nnunet().args(args)), expected);
+    }
 }
 
 #[test]
@@ -69,12 +65,12 @@ fn nnunet_command_names_run_their_subcommand() {
     let mut cmd = std::process::Command::new(&link);
     // Called as nnUNetv2_train, the binary is `nnunet train`: without the folder variables it
     // says which one to set.
-    let (out, _, stderr) = run(cmd
-        .args(["4", "3d_fullres", "0"])
-        .env_remove("nnUNet_raw")
-        .env_remove("nnUNet_preprocessed")
-        .env_remove("nnUNet_results"));
-    assert!(!out.status.success());
+    let stderr = run_fails(
+        cmd.args(["4", "3d_fullres", "0"])
+            .env_remove("nnUNet_raw")
+            .env_remove("nnUNet_preprocessed")
+            .env_remove("nnUNet_results"),
+    );
     assert!(stderr.contains("nnUNet_"), "{stderr}");
     assert!(!stderr.contains("does not have yet"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -82,10 +78,8 @@ fn nnunet_command_names_run_their_subcommand() {
 
 #[test]
 fn unset_folder_variables_are_named_with_how_to_set_them() {
-    let (out, _, stderr) = run(nnunet().args(["paths", "-d", "4"]));
-    assert!(!out.status.success());
-    assert!(stderr.contains("nnUNet_raw is not set"), "{stderr}");
-    assert!(stderr.contains("export nnUNet_raw="), "{stderr}");
+    let stderr = run_fails(nnunet().args(["paths", "-d", "4"]));
+    assert_contains(&stderr, &["nnUNet_raw is not set", "export nnUNet_raw="]);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -94,21 +88,22 @@ fn datasets_are_found_by_id_or_name_and_duplicates_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("raw");
     std::fs::create_dir_all(raw.join("Dataset004_Hippocampus")).unwrap();
-    let (out, stdout, stderr) = run(nnunet().env("nnUNet_raw", &raw).args(["paths", "-d", "4"]));
-    assert!(out.status.success(), "{stderr}");
+    let paths_4 = || {
+        let mut cmd = nnunet();
+        cmd.env("nnUNet_raw", &raw).args(["paths", "-d", "4"]);
+        cmd
+    };
+    let stdout = run_ok(&mut paths_4());
     assert!(stdout.starts_with("Dataset004_Hippocampus\n"), "{stdout}");
-    let (out, stdout, _) = run(nnunet()
-        .args(["paths", "-d", "Dataset004_Hippocampus", "--nnunet-raw"])
-        .arg(&raw));
-    assert!(out.status.success());
+    let stdout = run_ok(
+        nnunet()
+            .args(["paths", "-d", "Dataset004_Hippocampus", "--nnunet-raw"])
+            .arg(&raw),
+    );
     assert!(stdout.starts_with("Dataset004_Hippocampus\n"), "{stdout}");
     std::fs::create_dir_all(raw.join("Dataset004_Other")).unwrap();
-    let (out, _, stderr) = run(nnunet().env("nnUNet_raw", &raw).args(["paths", "-d", "4"]));
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("more than one dataset has ID 004"),
-        "{stderr}"
-    );
+    let stderr = run_fails(&mut paths_4());
+    assert_contains(&stderr, &["more than one dataset has ID 004"]);
 }
 
 #[test]
@@ -135,24 +130,21 @@ fn info_shows_what_nnunet_sees_in_an_image() {
     image::RgbImage::from_fn(5, 3, |x, _| image::Rgb([x as u8, 10, 200]))
         .save(&png)
         .unwrap();
-    let (out, stdout, stderr) = run(nnunet().arg("info").arg(&png));
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stdout.contains("reader:    NaturalImage2DIO [built-in]"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("shape:     [3, 1, 3, 5]"), "{stdout}");
-    assert!(stdout.contains("spacing:   [999.0, 1.0, 1.0]"), "{stdout}");
-    assert!(stdout.contains("channel 0: min 0, max 4"), "{stdout}");
+    let stdout = run_ok(nnunet().arg("info").arg(&png));
+    let expected = [
+        "reader:    NaturalImage2DIO [built-in]",
+        "shape:     [3, 1, 3, 5]",
+        "spacing:   [999.0, 1.0, 1.0]",
+        "channel 0: min 0, max 4",
+    ];
+    assert_contains(&stdout, &expected);
 
-    let (out, stdout, stderr) = run(nnunet().arg("info").arg("--segmentation").arg(&png));
-    assert!(!out.status.success(), "{stdout}");
+    let stderr = run_fails(nnunet().arg("info").arg("--segmentation").arg(&png));
     assert!(stderr.contains("photo.png"), "{stderr}");
 
     let broken = tmp.path().join("broken.nii.gz");
     std::fs::write(&broken, b"\x1f\x8b\x08\x00 not really gzip").unwrap();
-    let (out, _, stderr) = run(nnunet().arg("info").arg(&broken));
-    assert!(!out.status.success());
+    let stderr = run_fails(nnunet().arg("info").arg(&broken));
     assert!(stderr.contains("broken.nii.gz"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -161,8 +153,7 @@ fn info_shows_what_nnunet_sees_in_an_image() {
 fn link_commands_makes_links_for_existing_subcommands_only() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = tmp.path().join("bin");
-    let (out, stdout, stderr) = run(nnunet().arg("link-commands").arg(&bin));
-    assert!(out.status.success(), "{stderr}");
+    let stdout = run_ok(nnunet().arg("link-commands").arg(&bin));
     let msd = bin.join("nnUNetv2_convert_MSD_dataset");
     assert!(msd.symlink_metadata().is_ok(), "{stdout}");
     assert_eq!(
@@ -179,26 +170,21 @@ fn link_commands_makes_links_for_existing_subcommands_only() {
         "{stdout}"
     );
     // Through the link, the binary is the subcommand: its help names the MSD input flag.
-    let (out, stdout, _) = run(std::process::Command::new(&msd).arg("--help"));
-    assert!(out.status.success());
+    let stdout = run_ok(std::process::Command::new(&msd).arg("--help"));
     assert!(stdout.contains("--overwrite-id"), "{stdout}");
     // Existing files are kept unless --force.
-    let (out, _, stderr) = run(nnunet().arg("link-commands").arg(&bin));
-    assert!(!out.status.success());
+    let stderr = run_fails(nnunet().arg("link-commands").arg(&bin));
     assert!(stderr.contains("exists; pass --force"), "{stderr}");
-    let (out, _, stderr) = run(nnunet().arg("link-commands").arg(&bin).arg("--force"));
-    assert!(out.status.success(), "{stderr}");
+    run_ok(nnunet().arg("link-commands").arg(&bin).arg("--force"));
 }
 
 #[test]
 fn version_lists_backends_and_devices_explain_themselves() {
-    let (out, stdout, stderr) = run(nnunet().arg("--version"));
-    assert!(out.status.success(), "{stderr}");
+    let stdout = run_ok(nnunet().arg("--version"));
     assert!(stdout.contains("backends: cpu (flex)"), "{stdout}");
     let with_wgpu = stdout.contains("wgpu");
     // A Mac user's -device mps is pointed at wgpu (Metal); a missing backend names its feature.
-    let (out, _, stderr) = run(nnunet().args(["train", "1", "2d", "0", "-device", "mps"]));
-    assert!(!out.status.success());
+    let stderr = run_fails(nnunet().args(["train", "1", "2d", "0", "-device", "mps"]));
     assert!(stderr.contains("-device wgpu"), "{stderr}");
     if !with_wgpu {
         let (_, _, stderr) = run(nnunet().args(["train", "1", "2d", "0", "-device", "wgpu"]));
@@ -211,11 +197,12 @@ fn version_lists_backends_and_devices_explain_themselves() {
 #[test]
 fn a_negative_checkpoint_interval_is_an_error_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
-    let (out, _, stderr) = run(nnunet()
-        .env("nnUNet_preprocessed", tmp.path())
-        .env("nnUNet_results", tmp.path())
-        .args(["train", "1", "2d", "0", "--checkpoint-minutes=-1"]));
-    assert!(!out.status.success());
+    let stderr = run_fails(
+        nnunet()
+            .env("nnUNet_preprocessed", tmp.path())
+            .env("nnUNet_results", tmp.path())
+            .args(["train", "1", "2d", "0", "--checkpoint-minutes=-1"]),
+    );
     assert!(
         stderr.contains("--checkpoint-minutes must be a number of minutes, 0 or more (got -1)"),
         "{stderr}"

@@ -1,25 +1,22 @@
 //! Conversion end to end: an MSD task and folders of images and masks become nnU-Net v2 datasets
 //! that `nnunet verify` accepts; called through nnU-Net's command name too.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::ShapeBuilder;
-use nnunet_tests::{nnunet, nnunet_bin, run};
+use nnunet_tests::{
+    convert_msd, msd_task, nifti_header, nifti_writer, nnunet, nnunet_bin, run, run_fails, run_ok,
+};
+
+/// Runs `nnunet verify -d ID` on `raw`, which must accept the converted dataset.
+fn verify(raw: &Path, id: &str) {
+    run_ok(nnunet().env("nnUNet_raw", raw).args(["verify", "-d", id]));
+}
 
 /// A tiny MSD task: two 4D two-channel cases, labels 0..2, one test image.
-fn make_msd_task(root: &Path) -> std::path::PathBuf {
-    let task = root.join("Task05_Prostate");
-    for sub in ["imagesTr", "labelsTr", "imagesTs"] {
-        std::fs::create_dir_all(task.join(sub)).unwrap();
-    }
-    let header = nifti::NiftiHeader {
-        pixdim: [1.0, 0.6, 0.6, 3.6, 1.0, 0.0, 0.0, 0.0],
-        sform_code: 1,
-        srow_x: [0.6, 0.0, 0.0, 5.0],
-        srow_y: [0.0, 0.6, 0.0, -3.0],
-        srow_z: [0.0, 0.0, 3.6, 1.0],
-        ..Default::default()
-    };
+fn make_msd_task(root: &Path) -> PathBuf {
+    let task = msd_task(root, "Task05_Prostate");
+    let header = nifti_header([0.6, 0.6, 3.6], [5.0, -3.0, 1.0]);
     for (dir, case) in [
         ("imagesTr", "prostate_00"),
         ("imagesTr", "prostate_01"),
@@ -28,16 +25,12 @@ fn make_msd_task(root: &Path) -> std::path::PathBuf {
         let image = ndarray::Array4::from_shape_fn((8, 7, 5, 2).f(), |(x, y, z, c)| {
             (x + y + z + 50 * c) as f32
         });
-        nifti::writer::WriterOptions::new(task.join(dir).join(format!("{case}.nii.gz")))
-            .reference_header(&header)
-            .write_nifti(&image)
-            .unwrap();
+        let path = task.join(dir).join(format!("{case}.nii.gz"));
+        nifti_writer(&path, &header).write_nifti(&image).unwrap();
         if dir == "imagesTr" {
             let label = ndarray::Array3::from_shape_fn((8, 7, 5).f(), |(x, _, _)| (x / 3) as u8);
-            nifti::writer::WriterOptions::new(task.join("labelsTr").join(format!("{case}.nii.gz")))
-                .reference_header(&header)
-                .write_nifti(&label)
-                .unwrap();
+            let path = task.join("labelsTr").join(format!("{case}.nii.gz"));
+            nifti_writer(&path, &header).write_nifti(&label).unwrap();
         }
     }
     std::fs::write(
@@ -59,12 +52,7 @@ fn msd_task_converts_to_a_verified_dataset() {
     let tmp = tempfile::tempdir().unwrap();
     let task = make_msd_task(tmp.path());
     let raw = tmp.path().join("raw");
-    let (out, stdout, stderr) = run(nnunet()
-        .env("nnUNet_raw", &raw)
-        .arg("convert-msd")
-        .arg("-i")
-        .arg(&task));
-    assert!(out.status.success(), "{stderr}");
+    let stdout = run_ok(&mut convert_msd(&raw, &task));
     assert!(stdout.contains("Dataset005_Prostate"), "{stdout}");
     let ds = raw.join("Dataset005_Prostate");
     for f in [
@@ -85,19 +73,10 @@ fn msd_task_converts_to_a_verified_dataset() {
     assert_eq!(json["labels"]["TZ"], 2);
     assert_eq!(json["file_ending"], ".nii.gz");
 
-    let (out, stdout, stderr) = run(nnunet().env("nnUNet_raw", &raw).args(["verify", "-d", "5"]));
-    assert!(
-        out.status.success(),
-        "verify refused the converted dataset:\n{stdout}\n{stderr}"
-    );
+    verify(&raw, "5");
 
     // A second conversion to the same ID is refused and leaves the first intact.
-    let (out, _, stderr) = run(nnunet()
-        .env("nnUNet_raw", &raw)
-        .arg("convert-msd")
-        .arg("-i")
-        .arg(&task));
-    assert!(!out.status.success());
+    let stderr = run_fails(&mut convert_msd(&raw, &task));
     assert!(
         stderr.contains("already taken by Dataset005_Prostate"),
         "{stderr}"
@@ -153,11 +132,5 @@ fn folders_of_pngs_convert_to_a_verified_dataset() {
         stdout.contains("3 training case(s), 1 test case(s)"),
         "{stdout}"
     );
-    let (out, stdout, stderr) = run(nnunet()
-        .env("nnUNet_raw", &raw)
-        .args(["verify", "-d", "501"]));
-    assert!(
-        out.status.success(),
-        "verify refused the converted dataset:\n{stdout}\n{stderr}"
-    );
+    verify(&raw, "501");
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nnunet_tests::{nnunet, nnunet_bin, run};
+use nnunet_tests::{copy_dir, nnunet, nnunet_bin, run};
 
 /// The evaluation fixtures: one folder per set.
 fn fixtures() -> PathBuf {
@@ -98,11 +98,7 @@ fn fails_in(dir: &Path, args: &[&str]) -> String {
 fn scratch_copy(set: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for sub in ["gt", "pred"] {
-        std::fs::create_dir(dir.path().join(sub)).unwrap();
-        for entry in std::fs::read_dir(fixtures().join(set).join(sub)).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.path().join(sub).join(entry.file_name())).unwrap();
-        }
+        copy_dir(&fixtures().join(set).join(sub), &dir.path().join(sub));
     }
     dir
 }

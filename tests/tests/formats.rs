@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use nnunet_core::io::{ImageProperties, Reader};
 use nnunet_plugins::readers::dicom::{find_series, read_series};
 use nnunet_plugins::readers::simpleitk::SimpleItkIO;
-use nnunet_tests::{Folders, copy_dir, read_json};
+use nnunet_tests::{Folders, assert_contains, copy_dir, io_args, read_json, train_args};
 use serde_json::Value;
 
 const DATASET: &str = "Dataset906_MhaCt";
@@ -51,12 +51,14 @@ fn info_reads_every_format_and_lists_dicom_series() {
     ]);
     assert!(out.contains("shape:     [1, 6, 5, 7]"), "{out}");
     let out = f.nnunet(&["info", s(&dicom_fixture("series"))]);
-    assert!(out.contains("2 DICOM image series"), "{out}");
-    assert!(
-        out.contains("PAT1_7_oblique_test_series: CT 'oblique test series', 6 file(s)"),
-        "{out}"
+    assert_contains(
+        &out,
+        &[
+            "2 DICOM image series",
+            "PAT1_7_oblique_test_series: CT 'oblique test series', 6 file(s)",
+            "skipped 2 file(s)",
+        ],
     );
-    assert!(out.contains("skipped 2 file(s)"), "{out}");
 }
 
 #[test]
@@ -70,13 +72,8 @@ fn dicom_folders_are_verified_and_converted() {
         "{err}"
     );
     let converted = f.root.join("converted");
-    let out = f.nnunet(&[
-        "convert-dicom",
-        "-i",
-        s(&dicom_fixture("series")),
-        "-o",
-        s(&converted),
-    ]);
+    let series = dicom_fixture("series");
+    let out = f.nnunet(&io_args("convert-dicom", &series, &converted, &[]));
     assert!(out.contains("converted 2/2 series"), "{out}");
     let json = read_json(&converted.join("PAT1_7_oblique_test_series.json"));
     assert_eq!(
@@ -131,32 +128,14 @@ fn mha_dataset_plans_as_nnunet_trains_and_predicts_in_mha() {
     copy_dir(&fixtures.join(DATASET), &f.raw.join(DATASET));
     let out = f.nnunet(&["verify", "-d", "906"]);
     assert!(out.contains("read with SimpleITKIO"), "{out}");
-    f.nnunet(&[
-        "plan-and-preprocess",
-        "-d",
-        "906",
-        "-c",
-        "3d_fullres",
-        "-np",
-        "2",
-    ]);
+    f.plan_and_preprocess("906", "3d_fullres");
     for name in ["dataset_fingerprint.json", "nnUNetPlans.json"] {
         let ours = read_json(&f.pre.join(DATASET).join(name));
         let golden = read_json(&fixtures.join("golden").join(name));
         assert_eq!(rounded(&ours, 9), rounded(&golden, 9), "{name}");
     }
-    f.nnunet(&[
-        "train",
-        "906",
-        "3d_fullres",
-        "all",
-        "--epochs",
-        "1",
-        "--iterations-per-epoch",
-        "2",
-        "--val-iterations-per-epoch",
-        "1",
-    ]);
+    let run = ["906", "3d_fullres", "all"];
+    f.nnunet(&train_args(run, &["--epochs", "1"], ["2", "1"]));
     let images_ts = f.raw.join(DATASET).join("imagesTs");
     let out = f.root.join("out");
     let common = [
@@ -168,9 +147,7 @@ fn mha_dataset_plans_as_nnunet_trains_and_predicts_in_mha() {
         "all",
         "--disable_tta",
     ];
-    let mut args = vec!["predict", "-i", s(&images_ts), "-o", s(&out)];
-    args.extend(common);
-    f.nnunet(&args);
+    f.nnunet(&io_args("predict", &images_ts, &out, &common));
     let input = SimpleItkIO
         .read_images(&[&images_ts.join("ct_004_0000.mha")])
         .unwrap();
@@ -186,16 +163,8 @@ fn mha_dataset_plans_as_nnunet_trains_and_predicts_in_mha() {
     // DICOM series in, NIfTI named by series out, in each series' geometry
     let dicom_out = f.root.join("dicom_out");
     let series_dir = dicom_fixture("series");
-    let mut args = vec![
-        "predict",
-        "-i",
-        s(&series_dir),
-        "-o",
-        s(&dicom_out),
-        "--dicom",
-    ];
-    args.extend(common);
-    f.nnunet(&args);
+    let dicom = [&["--dicom"][..], &common].concat();
+    f.nnunet(&io_args("predict", &series_dir, &dicom_out, &dicom));
     for series in find_series(&series_dir).unwrap().series {
         let written = dicom_out.join(format!("{}.nii.gz", series.name));
         let seg = SimpleItkIO.read_segmentation(&written).unwrap();

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nnunet_tests::{Folders, copy_dir, read_json};
+use nnunet_tests::{Folders, copy_dir, io_args, read_json, train_args};
 
 fn files_ending(folder: &Path, ending: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(folder)
@@ -19,41 +19,27 @@ fn files_ending(folder: &Path, ending: &str) -> Vec<String> {
     names
 }
 
+/// `ensemble -i A B -o OUTPUT`.
+fn ensemble_args<'a>(a: &'a Path, b: &'a Path, output: &'a Path) -> Vec<&'a str> {
+    let s = |p: &'a Path| p.to_str().unwrap();
+    vec!["ensemble", "-i", s(a), s(b), "-o", s(output)]
+}
+
 const A: &str = "nnUNetTrainer_1epoch__nnUNetPlans__2d";
 const B: &str = "nnUNetTrainerCELoss_5epochs__nnUNetPlans__2d";
 
 #[test]
 fn find_best_config_ensemble_postprocessing_and_overlays() {
     let f = Folders::new();
-    f.nnunet(&[
-        "make-example-dataset",
-        "-d",
-        "7",
-        "--cases",
-        "6",
-        "--shape",
-        "40",
-        "40",
-    ]);
-    f.nnunet(&["plan-and-preprocess", "-d", "7", "-c", "2d", "-np", "2"]);
+    f.example_dataset("7", &["--cases", "6"], &["40", "40"], "2d");
     for (trainer, iterations) in [
         ("nnUNetTrainer_1epoch", "8"),
         ("nnUNetTrainerCELoss_5epochs", "2"),
     ] {
         for fold in ["0", "1"] {
-            f.nnunet(&[
-                "train",
-                "7",
-                "2d",
-                fold,
-                "-tr",
-                trainer,
-                "--iterations-per-epoch",
-                iterations,
-                "--val-iterations-per-epoch",
-                "1",
-                "--npz",
-            ]);
+            let mut args = train_args(["7", "2d", fold], &["-tr", trainer], [iterations, "1"]);
+            args.push("--npz");
+            f.nnunet(&args);
         }
     }
     let results = f.root.join("results").join("Dataset007_Synthetic2D");
@@ -190,17 +176,9 @@ fn find_best_config_ensemble_postprocessing_and_overlays() {
         std::fs::copy(results.join(A).join(file), ea.join(file)).unwrap();
     }
     let out = f.root.join("ens_out");
-    f.nnunet(&[
-        "ensemble",
-        "-i",
-        ea.to_str().unwrap(),
-        eb.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-np",
-        "2",
-        "--save_npz",
-    ]);
+    let mut args = ensemble_args(&ea, &eb, &out);
+    args.extend(["-np", "2", "--save_npz"]);
+    f.nnunet(&args);
     let cases = files_ending(&ea, ".png");
     assert_eq!(files_ending(&out, ".png"), cases);
     assert_eq!(files_ending(&out, ".npz").len(), cases.len());
@@ -214,14 +192,8 @@ fn find_best_config_ensemble_postprocessing_and_overlays() {
     // A case missing in one folder: the error names the folder and the case.
     let missing = files_ending(&eb, ".npz")[0].clone();
     std::fs::remove_file(eb.join(&missing)).unwrap();
-    let err = f.nnunet_fails(&[
-        "ensemble",
-        "-i",
-        ea.to_str().unwrap(),
-        eb.to_str().unwrap(),
-        "-o",
-        f.root.join("ens_bad").to_str().unwrap(),
-    ]);
+    let bad = f.root.join("ens_bad");
+    let err = f.nnunet_fails(&ensemble_args(&ea, &eb, &bad));
     assert!(err.contains(&missing) && err.contains("ens_b"), "{err}");
 
     // determine-postprocessing / apply-postprocessing with nnU-Net's flags.
@@ -231,12 +203,13 @@ fn find_best_config_ensemble_postprocessing_and_overlays() {
         .join("pre")
         .join("Dataset007_Synthetic2D")
         .join("gt_segmentations");
+    let (merged_str, gt_str) = (merged.to_str().unwrap(), gt.to_str().unwrap());
     f.nnunet(&[
         "determine-postprocessing",
         "-i",
-        merged.to_str().unwrap(),
+        merged_str,
         "-ref",
-        gt.to_str().unwrap(),
+        gt_str,
         "-np",
         "2",
     ]);
@@ -254,27 +227,28 @@ fn find_best_config_ensemble_postprocessing_and_overlays() {
         fold_cases
     );
     let pp_out = f.root.join("pp_out");
-    f.nnunet(&[
-        "apply-postprocessing",
-        "-i",
-        out.to_str().unwrap(),
-        "-o",
-        pp_out.to_str().unwrap(),
-        "-pp_pkl_file",
-        merged.join("postprocessing.json").to_str().unwrap(),
-        "-plans_json",
-        results.join(A).join("plans.json").to_str().unwrap(),
-    ]);
+    let apply = |pp_file: &str, extra: &[&str]| {
+        let mut args = io_args(
+            "apply-postprocessing",
+            &out,
+            &pp_out,
+            &["-pp_pkl_file", pp_file],
+        );
+        args.extend_from_slice(extra);
+        f.exec(&args)
+    };
+    let (pp_file, plans) = (
+        merged.join("postprocessing.json"),
+        results.join(A).join("plans.json"),
+    );
+    let (ok, text) = apply(
+        pp_file.to_str().unwrap(),
+        &["-plans_json", plans.to_str().unwrap()],
+    );
+    assert!(ok, "{text}");
     assert_eq!(files_ending(&pp_out, ".png"), cases);
-    let err = f.nnunet_fails(&[
-        "apply-postprocessing",
-        "-i",
-        out.to_str().unwrap(),
-        "-o",
-        pp_out.to_str().unwrap(),
-        "-pp_pkl_file",
-        "/nonexistent/postprocessing.json",
-    ]);
+    let (ok, err) = apply("/nonexistent/postprocessing.json", &[]);
+    assert!(!ok, "{err}");
     assert!(err.contains("/nonexistent/postprocessing.json"), "{err}");
 
     // plot-overlay: one decodable PNG per case of the raw dataset, and one for a single file.

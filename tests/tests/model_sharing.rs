@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use nnunet_tests::{copy_dir, nnunet, run};
+use nnunet_tests::{copy_dir, dice, io_args, nnunet, run_fails, run_ok, write_json};
 
 const MODEL: &str = "nnUNetTrainer__nnUNetPlansTiny__2d";
 const DATASET: &str = "Dataset001_Shapes";
@@ -24,22 +24,12 @@ fn fixture() -> PathBuf {
 
 /// Runs `nnunet args` with `nnUNet_results` set to `results`, which must succeed; returns stdout.
 fn nnunet_ok(results: &Path, args: &[&str]) -> String {
-    let (out, stdout, stderr) = run(nnunet().env("nnUNet_results", results).args(args));
-    assert!(
-        out.status.success(),
-        "nnunet {args:?} failed:\n{stdout}\n{stderr}"
-    );
-    stdout
+    run_ok(nnunet().env("nnUNet_results", results).args(args))
 }
 
 /// Runs `nnunet args` with `nnUNet_results` set to `results`, which must fail; returns stderr.
 fn nnunet_fails(results: &Path, args: &[&str]) -> String {
-    let (out, stdout, stderr) = run(nnunet().env("nnUNet_results", results).args(args));
-    assert!(
-        !out.status.success(),
-        "nnunet {args:?} should fail:\n{stdout}"
-    );
-    stderr
+    run_fails(nnunet().env("nnUNet_results", results).args(args))
 }
 
 /// Imports the fixture into `results/Dataset001_Shapes/<MODEL>`; returns the model folder.
@@ -51,14 +41,19 @@ fn import_fixture(results: &Path) -> PathBuf {
 }
 
 /// The arguments of `nnunet import-torch-checkpoint` from `source` into `target`.
-fn import_args<'a>(source: &'a Path, target: &'a Path) -> [&'a str; 5] {
-    [
-        "import-torch-checkpoint",
-        "-i",
-        source.to_str().unwrap(),
-        "-o",
-        target.to_str().unwrap(),
-    ]
+fn import_args<'a>(source: &'a Path, target: &'a Path) -> Vec<&'a str> {
+    io_args("import-torch-checkpoint", source, target, &[])
+}
+
+/// Predicts the fixture's test images into `output` with fold 0 of `model` (and `extra`), in
+/// fp32, with `nnUNet_results` set to `results`.
+fn predict_fixture(results: &Path, model: &Path, output: &Path, extra: &[&str]) {
+    let images = fixture().join("imagesTs");
+    let model = ["-m", model.to_str().unwrap(), "-f", "0"];
+    let mut args = io_args("predict", &images, output, &model);
+    args.extend_from_slice(extra);
+    args.extend(["--disable-progress-bar", "-precision", "fp32"]);
+    nnunet_ok(results, &args);
 }
 
 /// Every file below `root`, by relative path, with its bytes.
@@ -124,20 +119,6 @@ fn read_labels(path: &Path) -> (u32, u32, Vec<u8>) {
     (image.width(), image.height(), image.into_raw())
 }
 
-fn dice(a: &[u8], b: &[u8], label: u8) -> f64 {
-    let (mut both, mut na, mut nb) = (0usize, 0usize, 0usize);
-    for (&x, &y) in a.iter().zip(b) {
-        na += (x == label) as usize;
-        nb += (y == label) as usize;
-        both += (x == label && y == label) as usize;
-    }
-    if na + nb == 0 {
-        1.0
-    } else {
-        2.0 * both as f64 / (na + nb) as f64
-    }
-}
-
 #[test]
 fn imported_torch_model_predicts_as_the_reference() {
     let tmp = tempfile::tempdir().unwrap();
@@ -153,24 +134,7 @@ fn imported_torch_model_predicts_as_the_reference() {
     assert!(model.join("fold_0/checkpoint_final.safetensors").is_file());
 
     let output = tmp.path().join("prediction");
-    nnunet_ok(
-        &results,
-        &[
-            "predict",
-            "-i",
-            fixture().join("imagesTs").to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-            "-m",
-            model.to_str().unwrap(),
-            "-f",
-            "0",
-            "--save_probabilities",
-            "--disable-progress-bar",
-            "-precision",
-            "fp32",
-        ],
-    );
+    predict_fixture(&results, &model, &output, &["--save_probabilities"]);
     let mut worst = 0.0f32;
     for case in CASES {
         let (w, h, ours) = read_labels(&output.join(format!("{case}.png")));
@@ -203,23 +167,7 @@ fn imported_torch_model_predicts_as_the_reference() {
     eprintln!("largest probability difference to the reference: {worst:e}");
     // `predict -m` on the nnunetv2 folder itself converts it on the fly: same segmentations.
     let direct = tmp.path().join("prediction_direct");
-    nnunet_ok(
-        &results,
-        &[
-            "predict",
-            "-i",
-            fixture().join("imagesTs").to_str().unwrap(),
-            "-o",
-            direct.to_str().unwrap(),
-            "-m",
-            fixture().join(MODEL).to_str().unwrap(),
-            "-f",
-            "0",
-            "--disable-progress-bar",
-            "-precision",
-            "fp32",
-        ],
-    );
+    predict_fixture(&results, &fixture().join(MODEL), &direct, &[]);
     for case in CASES {
         assert_eq!(
             read_labels(&direct.join(format!("{case}.png"))),
@@ -273,7 +221,7 @@ fn weights_that_do_not_fit_the_plans_are_refused() {
         .map(|f| 2 * f.as_u64().unwrap())
         .collect();
     *features = serde_json::json!(doubled);
-    std::fs::write(&plans_path, serde_json::to_vec_pretty(&plans).unwrap()).unwrap();
+    write_json(&plans_path, &plans);
     let target = tmp.path().join("imported");
     let stderr = nnunet_fails(tmp.path(), &import_args(&source, &target));
     assert!(
@@ -349,19 +297,11 @@ fn export_then_install_reproduces_the_model() {
     assert!(tree(&fresh) == expected);
 }
 
+/// The CRC-32 of `data`, as ZIP stores it.
 fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in data {
-        crc ^= byte as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    crc.sum()
 }
 
 /// A ZIP file of stored entries `(name, data, unix mode)`, written by hand so that any name can

@@ -5,11 +5,11 @@
 //! its output is not a terminal, and a run killed with SIGKILL continues with `--c`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
-use nnunet_tests::{Folders, nnunet, read_json, run};
+use nnunet_tests::{Folders, io_args, nnunet, read_json, run};
 
 const SIZE: u32 = 40;
 
@@ -133,21 +133,21 @@ fn predict<'a>(
     configuration: &'a str,
     extra: &[&'a str],
 ) -> Vec<&'a str> {
-    let mut args = vec![
-        "predict",
-        "-i",
-        s(input),
-        "-o",
-        s(output),
-        "-d",
-        id,
-        "-c",
-        configuration,
-        "-f",
-        "0",
-    ];
+    let options = ["-d", id, "-c", configuration, "-f", "0"];
+    let mut args = io_args("predict", input, output, &options);
     args.extend_from_slice(extra);
     args
+}
+
+/// Runs `convert-folder OPTIONS… -d ID -n NAME`, which must report `counts` ("N training case(s),
+/// M test case(s)"); returns the dataset's folder in `nnUNet_raw`.
+fn convert_folder(f: &Folders, options: &[&str], id: &str, name: &str, counts: &str) -> PathBuf {
+    let mut args = vec!["convert-folder"];
+    args.extend_from_slice(options);
+    args.extend(["-d", id, "-n", name]);
+    let out = f.nnunet(&args);
+    assert!(out.contains(counts), "{out}");
+    f.raw.join(format!("Dataset{id}_{name}"))
 }
 
 /// `evaluate LABELS PRED -djfile PRED/dataset.json -pfile PRED/plans.json` and `extra` (the
@@ -236,8 +236,7 @@ fn case_folders_with_rois_and_a_separate_test_folder() {
             }
         }
     }
-    let out = f.nnunet(&[
-        "convert-folder",
+    let options = [
         "-i",
         s(&train),
         "--test-input",
@@ -247,13 +246,9 @@ fn case_folders_with_rois_and_a_separate_test_folder() {
         "--roi-as-ignore",
         "--label-names",
         "background,cell",
-        "-d",
-        "601",
-        "-n",
-        "Cells",
-    ]);
-    assert!(out.contains("6 training case(s), 3 test case(s)"), "{out}");
-    let dataset = f.raw.join("Dataset601_Cells");
+    ];
+    let counts = "6 training case(s), 3 test case(s)";
+    let dataset = convert_folder(&f, &options, "601", "Cells", counts);
     let json = read_json(&dataset.join("dataset.json"));
     assert_eq!(json["labels"]["ignore"], 2, "{json}");
     assert_eq!(files(&dataset.join("roisTs")).len(), 3);
@@ -360,10 +355,8 @@ fn killed_run_continues(f: &Folders) {
         .results
         .join("Dataset601_Cells/nnUNetTrainer__nnUNetPlans__2d/fold_1");
     let latest = fold.join("checkpoint_latest.safetensors");
-    let mut child = Command::new(nnunet_tests::nnunet_bin())
-        .env("nnUNet_raw", &f.raw)
-        .env("nnUNet_preprocessed", &f.pre)
-        .env("nnUNet_results", &f.results)
+    let mut child = f
+        .command()
         .args([
             "train",
             "601",
@@ -439,8 +432,7 @@ fn image_and_mask_folders_with_a_second_annotator() {
         }
     }
     let group = r"^(Image_\d+)";
-    let out = f.nnunet(&[
-        "convert-folder",
+    let options = [
         "--images",
         s(&images),
         "--labels",
@@ -455,13 +447,9 @@ fn image_and_mask_folders_with_a_second_annotator() {
         "0.25",
         "--group-by",
         group,
-        "-d",
-        "602",
-        "-n",
-        "Retina",
-    ]);
-    assert!(out.contains("12 training case(s), 4 test case(s)"), "{out}");
-    let dataset = f.raw.join("Dataset602_Retina");
+    ];
+    let counts = "12 training case(s), 4 test case(s)";
+    let dataset = convert_folder(&f, &options, "602", "Retina", counts);
     let test_cases = files(&dataset.join("imagesTs"));
     for name in &test_cases {
         let other = if name.contains("L_0000") {
@@ -568,21 +556,10 @@ fn colour_jpeg_images() {
     colour_image(&draw(60))
         .save(new.join("Patient A.jpeg"))
         .unwrap();
-    let out = f.nnunet(&[
-        "convert-folder",
-        "--images",
-        s(&images),
-        "--labels",
-        s(&masks),
-        "--test-cases",
-        "photo6,photo7",
-        "-d",
-        "603",
-        "-n",
-        "Photos",
-    ]);
-    assert!(out.contains("6 training case(s), 2 test case(s)"), "{out}");
-    let dataset = f.raw.join("Dataset603_Photos");
+    let options = ["--images", s(&images), "--labels", s(&masks)];
+    let options = [&options[..], &["--test-cases", "photo6,photo7"]].concat();
+    let counts = "6 training case(s), 2 test case(s)";
+    let dataset = convert_folder(&f, &options, "603", "Photos", counts);
     assert_eq!(
         read_json(&dataset.join("dataset.json"))["channel_names"]["2"],
         "B"
@@ -598,25 +575,23 @@ fn colour_jpeg_images() {
 
     // An OS error is said once.
     let missing = f.root.join("no_such_folder");
-    let err = f.nnunet_fails(&["convert-images", "-i", s(&missing), "-o", s(&new)]);
+    let err = f.nnunet_fails(&io_args("convert-images", &missing, &new, &[]));
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 
     // New photos, any name, into a prediction input; gray ones are refused with the way out.
     let input: PathBuf = f.root.join("new_input");
-    f.nnunet(&["convert-images", "-i", s(&new), "-o", s(&input)]);
+    f.nnunet(&io_args("convert-images", &new, &input, &[]));
     assert!(input.join("Patient A_0000.png").is_file());
     let new_pred = f.root.join("new_pred");
     let out = f.nnunet(&predict(&input, &new_pred, "603", "2d", &[]));
     assert!(out.contains("predicted 1 case(s)"), "{out}");
     let gray_input = f.root.join("gray_input");
-    f.nnunet(&[
+    f.nnunet(&io_args(
         "convert-images",
-        "-i",
-        s(&new),
-        "-o",
-        s(&gray_input),
-        "--grayscale",
-    ]);
+        &new,
+        &gray_input,
+        &["--grayscale"],
+    ));
     let gray_pred = f.root.join("gray_pred");
     let err = f.nnunet_fails(&predict(&gray_input, &gray_pred, "603", "2d", &[]));
     assert!(

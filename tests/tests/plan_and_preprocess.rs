@@ -3,10 +3,12 @@
 //! keeps finished cases, an interrupted run finishes on the next run, a broken case stops with its
 //! name, and `move-plans` carries plans to another dataset.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::ShapeBuilder;
-use nnunet_tests::{copy_dir, nnunet, run};
+use nnunet_tests::{
+    Folders, convert_msd, copy_dir, msd_task, nifti_header, nifti_writer, run, run_fails, run_ok,
+};
 use serde_json::Value;
 
 fn read_json(path: &Path) -> Value {
@@ -15,8 +17,8 @@ fn read_json(path: &Path) -> Value {
 }
 
 /// Four cells images (RGB PNG, 64x48) with 0/255 masks, converted with `convert-folder`.
-fn png_dataset(root: &Path) -> PathBuf {
-    let cases = root.join("cases");
+fn png_dataset(f: &Folders) {
+    let cases = f.root.join("cases");
     for i in 0..4u32 {
         let dir = cases.join(i.to_string());
         std::fs::create_dir_all(&dir).unwrap();
@@ -36,30 +38,19 @@ fn png_dataset(root: &Path) -> PathBuf {
         .save(dir.join("label.png"))
         .unwrap();
     }
-    let raw = root.join("raw");
-    let (out, _, stderr) = run(nnunet()
-        .env("nnUNet_raw", &raw)
-        .args(["convert-folder", "-i"])
-        .arg(&cases)
-        .args(["-d", "601", "-n", "Cells"]));
-    assert!(out.status.success(), "{stderr}");
-    raw
+    let convert = ["-d", "601", "-n", "Cells"];
+    run_ok(
+        f.command()
+            .args(["convert-folder", "-i"])
+            .arg(&cases)
+            .args(convert),
+    );
 }
 
 /// A two-channel MSD task (4D NIfTI, 3 cases of 24x20x10), converted with `convert-msd`.
-fn msd_dataset(root: &Path) -> PathBuf {
-    let task = root.join("Task07_Organ");
-    for sub in ["imagesTr", "labelsTr", "imagesTs"] {
-        std::fs::create_dir_all(task.join(sub)).unwrap();
-    }
-    let header = nifti::NiftiHeader {
-        pixdim: [1.0, 0.8, 0.8, 2.5, 1.0, 0.0, 0.0, 0.0],
-        sform_code: 1,
-        srow_x: [0.8, 0.0, 0.0, 0.0],
-        srow_y: [0.0, 0.8, 0.0, 0.0],
-        srow_z: [0.0, 0.0, 2.5, 0.0],
-        ..Default::default()
-    };
+fn msd_dataset(f: &Folders) {
+    let task = msd_task(&f.root, "Task07_Organ");
+    let header = nifti_header([0.8, 0.8, 2.5], [0.0; 3]);
     let mut training = Vec::new();
     for case in 0..3usize {
         let name = format!("organ_{case:02}");
@@ -71,17 +62,13 @@ fn msd_dataset(root: &Path) -> PathBuf {
                 0.0
             }
         });
-        nifti::writer::WriterOptions::new(task.join(format!("imagesTr/{name}.nii.gz")))
-            .reference_header(&header)
-            .write_nifti(&image)
-            .unwrap();
+        let path = task.join(format!("imagesTr/{name}.nii.gz"));
+        nifti_writer(&path, &header).write_nifti(&image).unwrap();
         let label = ndarray::Array3::from_shape_fn((24, 20, 10).f(), |(x, y, z)| {
             u8::from((x as i32 - 12).pow(2) + (y as i32 - 9).pow(2) < 10 && (2..8).contains(&z))
         });
-        nifti::writer::WriterOptions::new(task.join(format!("labelsTr/{name}.nii.gz")))
-            .reference_header(&header)
-            .write_nifti(&label)
-            .unwrap();
+        let path = task.join(format!("labelsTr/{name}.nii.gz"));
+        nifti_writer(&path, &header).write_nifti(&label).unwrap();
         training.push(format!(
             r#"{{"image": "./imagesTr/{name}.nii.gz", "label": "./labelsTr/{name}.nii.gz"}}"#
         ));
@@ -96,35 +83,24 @@ fn msd_dataset(root: &Path) -> PathBuf {
         ),
     )
     .unwrap();
-    let raw = root.join("raw");
-    let (out, _, stderr) = run(nnunet()
-        .env("nnUNet_raw", &raw)
-        .arg("convert-msd")
-        .arg("-i")
-        .arg(&task));
-    assert!(out.status.success(), "{stderr}");
-    raw
+    run_ok(&mut convert_msd(&f.raw, &task));
 }
 
-fn plan_and_preprocess(
-    raw: &Path,
-    pre: &Path,
-    dataset: &str,
-    extra: &[&str],
-) -> (bool, String, String) {
-    let (out, stdout, stderr) = run(nnunet()
-        .env("nnUNet_raw", raw)
-        .env("nnUNet_preprocessed", pre)
-        .args([
-            "plan-and-preprocess",
-            "-d",
-            dataset,
-            "--verify_dataset_integrity",
-            "-np",
-            "2",
-        ])
-        .args(extra));
-    (out.status.success(), stdout, stderr)
+/// Runs `nnunet plan-and-preprocess -d DATASET --verify_dataset_integrity -np 2` and `extra` on
+/// `f`'s tree, which must succeed; returns stdout.
+fn plan_and_preprocess(f: &Folders, dataset: &str, extra: &[&str]) -> String {
+    run_ok(
+        f.command()
+            .args([
+                "plan-and-preprocess",
+                "-d",
+                dataset,
+                "--verify_dataset_integrity",
+                "-np",
+                "2",
+            ])
+            .args(extra),
+    )
 }
 
 /// The cases stored in a preprocessed configuration folder, checked to be complete.
@@ -151,12 +127,10 @@ fn stored_cases(folder: &Path) -> Vec<String> {
 
 #[test]
 fn png_folder_dataset_is_planned_and_preprocessed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let raw = png_dataset(tmp.path());
-    let pre = tmp.path().join("preprocessed");
-    let (ok, stdout, stderr) = plan_and_preprocess(&raw, &pre, "601", &[]);
-    assert!(ok, "{stdout}\n{stderr}");
-    let ds = pre.join("Dataset601_Cells");
+    let f = Folders::new();
+    png_dataset(&f);
+    let stdout = plan_and_preprocess(&f, "601", &[]);
+    let ds = f.pre.join("Dataset601_Cells");
     let fingerprint = read_json(&ds.join("dataset_fingerprint.json"));
     assert_eq!(fingerprint["spacings"].as_array().unwrap().len(), 4);
     assert_eq!(
@@ -180,25 +154,23 @@ fn png_folder_dataset_is_planned_and_preprocessed() {
     assert!(stdout.contains("no configuration '3d_fullres'"), "{stdout}");
 
     // A second run keeps everything.
-    let (ok, stdout, stderr) = plan_and_preprocess(&raw, &pre, "601", &[]);
-    assert!(ok, "{stderr}");
+    let stdout = plan_and_preprocess(&f, "601", &[]);
     assert!(stdout.contains("fingerprint exists, kept"), "{stdout}");
     assert!(stdout.contains("0 cases preprocessed, 4 kept"), "{stdout}");
 
     // An interrupted run (a case without its properties) is finished by the next one.
     std::fs::remove_file(ds.join("nnUNetPlans_2d/2.json")).unwrap();
     std::fs::write(ds.join("nnUNetPlans_2d/3.npy.partial"), b"half").unwrap();
-    let (ok, stdout, stderr) = plan_and_preprocess(&raw, &pre, "601", &[]);
-    assert!(ok, "{stderr}");
+    let stdout = plan_and_preprocess(&f, "601", &[]);
     assert!(stdout.contains("1 cases preprocessed, 3 kept"), "{stdout}");
     assert!(!ds.join("nnUNetPlans_2d/3.npy.partial").exists());
     stored_cases(&ds.join("nnUNetPlans_2d"));
 
     // The training data pipeline runs on the preprocessed cases and reports its speed; the
     // augmented samples can be looked at.
-    let pngs = tmp.path().join("augmented");
-    let (out, stdout, stderr) = run(nnunet()
-        .env("nnUNet_preprocessed", &pre)
+    let pngs = f.root.join("augmented");
+    let (out, stdout, stderr) = run(f
+        .command()
         .args([
             "benchmark-dataloader",
             "-d",
@@ -220,25 +192,17 @@ fn png_folder_dataset_is_planned_and_preprocessed() {
     );
     let written = std::fs::read_dir(&pngs).unwrap().count();
     assert!(written >= 4, "{written} debug images");
-    let (out, _, stderr) = run(nnunet().env("nnUNet_preprocessed", &pre).args([
-        "benchmark-dataloader",
-        "-d",
-        "601",
-        "-c",
-        "3d_fullres",
-    ]));
-    assert!(!out.status.success());
+    let args = ["benchmark-dataloader", "-d", "601", "-c", "3d_fullres"];
+    let stderr = run_fails(f.command().args(args));
     assert!(stderr.contains("no configuration '3d_fullres'"), "{stderr}");
 }
 
 #[test]
 fn msd_dataset_is_planned_and_preprocessed_and_plans_move() {
-    let tmp = tempfile::tempdir().unwrap();
-    let raw = msd_dataset(tmp.path());
-    let pre = tmp.path().join("preprocessed");
-    let (ok, stdout, stderr) =
-        plan_and_preprocess(&raw, &pre, "7", &["-pl", "nnUNetPlannerResEncM"]);
-    assert!(ok, "{stdout}\n{stderr}");
+    let f = Folders::new();
+    msd_dataset(&f);
+    plan_and_preprocess(&f, "7", &["-pl", "nnUNetPlannerResEncM"]);
+    let (raw, pre) = (&f.raw, &f.pre);
     let ds = pre.join("Dataset007_Organ");
     let plans = read_json(&ds.join("nnUNetResEncUNetMPlans.json"));
     assert_eq!(plans["plans_name"], "nnUNetResEncUNetMPlans");
@@ -256,20 +220,17 @@ fn msd_dataset_is_planned_and_preprocessed_and_plans_move() {
     // Plans move to another dataset with the same channels, under a new name.
     std::fs::create_dir_all(raw.join("Dataset008_Other")).unwrap();
     copy_dir(&raw.join("Dataset007_Organ"), &raw.join("Dataset008_Other"));
-    let (out, stdout, stderr) = run(nnunet()
-        .env("nnUNet_raw", &raw)
-        .env("nnUNet_preprocessed", &pre)
-        .args([
-            "move-plans",
-            "-s",
-            "7",
-            "-t",
-            "8",
-            "-sp",
-            "nnUNetResEncUNetMPlans",
-            "-tp",
-            "FromOrgan",
-        ]));
+    let (out, stdout, stderr) = run(f.command().args([
+        "move-plans",
+        "-s",
+        "7",
+        "-t",
+        "8",
+        "-sp",
+        "nnUNetResEncUNetMPlans",
+        "-tp",
+        "FromOrgan",
+    ]));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let moved = read_json(&pre.join("Dataset008_Other/FromOrgan.json"));
     assert_eq!(moved["dataset_name"], "Dataset008_Other");
@@ -286,20 +247,15 @@ fn msd_dataset_is_planned_and_preprocessed_and_plans_move() {
 
 #[test]
 fn a_broken_case_stops_preprocessing_with_its_name() {
-    let tmp = tempfile::tempdir().unwrap();
-    let raw = png_dataset(tmp.path());
-    let pre = tmp.path().join("preprocessed");
-    let (ok, _, stderr) = plan_and_preprocess(&raw, &pre, "601", &["--no_pp"]);
-    assert!(ok, "{stderr}");
+    let f = Folders::new();
+    png_dataset(&f);
+    plan_and_preprocess(&f, "601", &["--no_pp"]);
     std::fs::write(
-        raw.join("Dataset601_Cells/imagesTr/1_0000.png"),
+        f.raw.join("Dataset601_Cells/imagesTr/1_0000.png"),
         b"not a png",
     )
     .unwrap();
-    let (out, _, stderr) = run(nnunet()
-        .env("nnUNet_raw", &raw)
-        .env("nnUNet_preprocessed", &pre)
-        .args(["preprocess", "-d", "601", "-c", "2d"]));
+    let (out, _, stderr) = run(f.command().args(["preprocess", "-d", "601", "-c", "2d"]));
     assert!(!out.status.success());
     assert!(stderr.contains("1_0000.png"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");

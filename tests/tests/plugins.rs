@@ -2,15 +2,20 @@
 //! and show with their origin; a mismatched plugin is refused with a message saying what to
 //! rebuild; a name registered twice names both origins.
 
-use nnunet_tests::{nnunet, plugin, run};
+use std::path::Path;
+use std::process::Output;
+
+use nnunet_tests::{assert_contains, nnunet, plugin, run, run_ok};
+
+/// Runs `nnunet --plugin LIB args…`: its output, stdout and stderr.
+fn with_plugin(lib: &Path, args: &[&str]) -> (Output, String, String) {
+    run(nnunet().arg("--plugin").arg(lib).args(args))
+}
 
 #[test]
 fn example_trainer_plugin_lists_with_its_origin() {
     let lib = plugin("custom_trainer");
-    let (out, stdout, stderr) = run(nnunet()
-        .arg("--plugin")
-        .arg(&lib)
-        .args(["list", "trainers"]));
+    let (out, stdout, stderr) = with_plugin(&lib, &["list", "trainers"]);
     assert!(out.status.success(), "{stderr}");
     let line = stdout
         .lines()
@@ -32,14 +37,15 @@ fn example_trainer_plugin_lists_with_its_origin() {
 
 #[test]
 fn plugin_trainer_settings_are_its_own() {
-    let (out, stdout, stderr) = run(nnunet()
-        .arg("--plugin")
-        .arg(plugin("custom_trainer"))
-        .args(["describe", "-tr", "MyTrainer_lr3e-3_300epochs"]));
+    let args = ["describe", "-tr", "MyTrainer_lr3e-3_300epochs"];
+    let (out, stdout, stderr) = with_plugin(&plugin("custom_trainer"), &args);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("\"initial_lr\": 0.003"), "{stdout}");
-    assert!(stdout.contains("\"num_epochs\": 300"), "{stdout}");
-    assert!(stdout.contains("\"weight_decay\": 0.00003"), "{stdout}");
+    let settings = [
+        "\"initial_lr\": 0.003",
+        "\"num_epochs\": 300",
+        "\"weight_decay\": 0.00003",
+    ];
+    assert_contains(&stdout, &settings);
 }
 
 #[test]
@@ -60,18 +66,18 @@ fn reader_plugin_loads_from_environment_variable() {
 #[test]
 fn mismatched_plugin_is_refused_with_what_to_rebuild() {
     let lib = plugin("mismatched_plugin");
-    let (out, stdout, stderr) = run(nnunet()
-        .arg("--plugin")
-        .arg(&lib)
-        .args(["list", "trainers"]));
+    let (out, stdout, stderr) = with_plugin(&lib, &["list", "trainers"]);
     assert!(
         !out.status.success(),
         "loaded a mismatched plugin:\n{stdout}"
     );
-    assert!(stderr.contains("mismatched_plugin"), "{stderr}");
-    assert!(stderr.contains("refused plugin"), "{stderr}");
-    assert!(stderr.contains("rustc 1.70.0"), "{stderr}");
-    assert!(stderr.contains("rebuild the plugin"), "{stderr}");
+    let what = [
+        "mismatched_plugin",
+        "refused plugin",
+        "rustc 1.70.0",
+        "rebuild the plugin",
+    ];
+    assert_contains(&stderr, &what);
     // The process was not aborted by the plugin's entry point: a normal error exit.
     assert_eq!(out.status.code(), Some(1), "{stderr}");
 
@@ -86,13 +92,11 @@ fn mismatched_plugin_is_refused_with_what_to_rebuild() {
 
 #[test]
 fn matching_plugin_info_is_compatible() {
-    let (out, stdout, stderr) = run(nnunet().arg("plugin-info").arg(plugin("custom_reader")));
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stdout.contains("plugin:            custom_reader"),
-        "{stdout}"
+    let stdout = run_ok(nnunet().arg("plugin-info").arg(plugin("custom_reader")));
+    assert_contains(
+        &stdout,
+        &["plugin:            custom_reader", "compatible: yes"],
     );
-    assert!(stdout.contains("compatible: yes"), "{stdout}");
 }
 
 #[test]
@@ -116,14 +120,11 @@ fn files_that_are_not_plugins_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("libnotaplugin.so");
     std::fs::write(&fake, b"\x7fELF but not really").unwrap();
-    let (out, _, stderr) = run(nnunet().arg("--plugin").arg(&fake).args(["list", "losses"]));
+    let (out, _, stderr) = with_plugin(&fake, &["list", "losses"]);
     assert!(!out.status.success());
     assert!(stderr.contains("libnotaplugin.so"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let (out, _, stderr) = run(nnunet()
-        .arg("--plugin")
-        .arg(dir.path().join("missing.so"))
-        .args(["list", "losses"]));
+    let (out, _, stderr) = with_plugin(&dir.path().join("missing.so"), &["list", "losses"]);
     assert!(!out.status.success());
     assert!(stderr.contains("missing.so: no such file"), "{stderr}");
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use nnunet_tests::Folders;
+use nnunet_tests::{Folders, dice, io_args, train_args};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -30,50 +30,26 @@ fn gray(path: &Path) -> image::GrayImage {
         .to_luma8()
 }
 
-/// Dice of label `label` between two label images.
-fn dice(a: &image::GrayImage, b: &image::GrayImage, label: u8) -> f64 {
-    let (mut both, mut na, mut nb) = (0u64, 0u64, 0u64);
-    for (pa, pb) in a.pixels().zip(b.pixels()) {
-        let (x, y) = (pa.0[0] == label, pb.0[0] == label);
-        both += u64::from(x && y);
-        na += u64::from(x);
-        nb += u64::from(y);
-    }
-    if na + nb == 0 {
-        1.0
-    } else {
-        2.0 * both as f64 / (na + nb) as f64
-    }
-}
+/// The trained 2D model of `predicts_2d_cases_like_nnunet`, by dataset, configuration, trainer
+/// and fold.
+const MODEL_2D: [&str; 8] = [
+    "-d",
+    "401",
+    "-c",
+    "2d",
+    "-tr",
+    "nnUNetTrainer_5epochs",
+    "-f",
+    "0",
+];
 
 #[test]
 fn predicts_2d_cases_like_nnunet() {
     let f = Folders::new();
-    f.nnunet(&[
-        "make-example-dataset",
-        "-d",
-        "401",
-        "--cases",
-        "6",
-        "--test-cases",
-        "4",
-        "--shape",
-        "48",
-        "48",
-    ]);
-    f.nnunet(&["plan-and-preprocess", "-d", "401", "-c", "2d", "-np", "2"]);
-    f.nnunet(&[
-        "train",
-        "401",
-        "2d",
-        "0",
-        "-tr",
-        "nnUNetTrainer_5epochs",
-        "--iterations-per-epoch",
-        "12",
-        "--val-iterations-per-epoch",
-        "2",
-    ]);
+    let cases = ["--cases", "6", "--test-cases", "4"];
+    f.example_dataset("401", &cases, &["48", "48"], "2d");
+    let trainer = ["-tr", "nnUNetTrainer_5epochs"];
+    f.nnunet(&train_args(["401", "2d", "0"], &trainer, ["12", "2"]));
     let dataset = f.raw.join("Dataset401_Synthetic2D");
     let images_ts = dataset.join("imagesTs");
     let labels_ts = dataset.join("labelsTs");
@@ -81,6 +57,7 @@ fn predicts_2d_cases_like_nnunet() {
         .results
         .join("Dataset401_Synthetic2D")
         .join("nnUNetTrainer_5epochs__nnUNetPlans__2d");
+    let m = s(&model);
     let inputs = files(&images_ts, ".png");
     assert_eq!(inputs.len(), 4);
     let cases: Vec<String> = inputs
@@ -90,21 +67,7 @@ fn predicts_2d_cases_like_nnunet() {
 
     // -d/-c/-tr/-f: every case, in the input's size, scored against labelsTs.
     let out1 = f.root.join("out1");
-    f.nnunet(&[
-        "predict",
-        "-i",
-        s(&images_ts),
-        "-o",
-        s(&out1),
-        "-d",
-        "401",
-        "-c",
-        "2d",
-        "-tr",
-        "nnUNetTrainer_5epochs",
-        "-f",
-        "0",
-    ]);
+    f.nnunet(&io_args("predict", &images_ts, &out1, &MODEL_2D));
     assert!(out1.join("dataset.json").is_file() && out1.join("plans.json").is_file());
     let mut dices = Vec::new();
     for case in &cases {
@@ -113,27 +76,17 @@ fn predicts_2d_cases_like_nnunet() {
         let reference = gray(&labels_ts.join(format!("{case}.png")));
         assert_eq!(prediction.dimensions(), input.dimensions(), "{case}");
         assert!(prediction.pixels().all(|p| p.0[0] <= 2), "{case}");
-        dices.push((dice(&prediction, &reference, 1) + dice(&prediction, &reference, 2)) / 2.0);
+        let (prediction, reference) = (prediction.as_raw(), reference.as_raw());
+        dices.push((dice(prediction, reference, 1) + dice(prediction, reference, 2)) / 2.0);
     }
     let mean = dices.iter().sum::<f64>() / dices.len() as f64;
     assert!(mean > 0.7, "mean foreground Dice {mean} ({dices:?})");
 
     // -m with --save_probabilities: the same segmentations, plus probabilities and properties.
     let out2 = f.root.join("out2");
-    f.nnunet(&[
-        "predict",
-        "-i",
-        s(&images_ts),
-        "-o",
-        s(&out2),
-        "-m",
-        s(&model),
-        "-f",
-        "0",
-        "-chk",
-        "checkpoint_final.pth",
-        "--save_probabilities",
-    ]);
+    let options = ["-m", m, "-f", "0", "-chk", "checkpoint_final.pth"];
+    let options = [&options[..], &["--save_probabilities"]].concat();
+    f.nnunet(&io_args("predict", &images_ts, &out2, &options));
     for case in &cases {
         assert_eq!(
             gray(&out1.join(format!("{case}.png"))),
@@ -155,18 +108,8 @@ fn predicts_2d_cases_like_nnunet() {
 
     // --visible-labels: labels 0, 1, 2 become 0, 128, 255.
     let out3 = f.root.join("out3");
-    f.nnunet(&[
-        "predict",
-        "-i",
-        s(&images_ts),
-        "-o",
-        s(&out3),
-        "-m",
-        s(&model),
-        "-f",
-        "0",
-        "--visible-labels",
-    ]);
+    let options = ["-m", m, "-f", "0", "--visible-labels"];
+    f.nnunet(&io_args("predict", &images_ts, &out3, &options));
     for case in &cases {
         let labels = gray(&out1.join(format!("{case}.png")));
         let visible = gray(&out3.join(format!("{case}.png")));
@@ -178,22 +121,8 @@ fn predicts_2d_cases_like_nnunet() {
     // -num_parts 2 -part_id 1: every second case from the second, as nnU-Net's [1::2].
     let out4 = f.root.join("out4");
     let predict4 = |extra: &[&str]| {
-        let mut args = vec![
-            "predict",
-            "-i",
-            s(&images_ts),
-            "-o",
-            s(&out4),
-            "-d",
-            "401",
-            "-c",
-            "2d",
-            "-tr",
-            "nnUNetTrainer_5epochs",
-            "-f",
-            "0",
-            "--disable_tta",
-        ];
+        let mut args = io_args("predict", &images_ts, &out4, &MODEL_2D);
+        args.push("--disable_tta");
         args.extend_from_slice(extra);
         f.nnunet(&args)
     };
@@ -217,18 +146,9 @@ fn predicts_2d_cases_like_nnunet() {
     assert!(log.contains("to predict: 0"), "{log}");
 
     // A fold that was not trained: the error names it and the folds there are.
-    let err = f.nnunet_fails(&[
-        "predict",
-        "-i",
-        s(&images_ts),
-        "-o",
-        s(&f.root.join("out5")),
-        "-m",
-        s(&model),
-        "-f",
-        "0",
-        "1",
-    ]);
+    let out5 = f.root.join("out5");
+    let options = ["-m", m, "-f", "0", "1"];
+    let err = f.nnunet_fails(&io_args("predict", &images_ts, &out5, &options));
     assert!(
         err.contains("fold(s) 1 have no checkpoint_final.safetensors")
             && err.contains("folds with checkpoint_final.safetensors: 0"),
@@ -238,17 +158,8 @@ fn predicts_2d_cases_like_nnunet() {
     let bad = f.root.join("bad_input");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::copy(images_ts.join(&inputs[0]), bad.join("lonely_0001.png")).unwrap();
-    let err = f.nnunet_fails(&[
-        "predict",
-        "-i",
-        s(&bad),
-        "-o",
-        s(&f.root.join("out6")),
-        "-m",
-        s(&model),
-        "-f",
-        "0",
-    ]);
+    let out6 = f.root.join("out6");
+    let err = f.nnunet_fails(&io_args("predict", &bad, &out6, &["-m", m, "-f", "0"]));
     assert!(
         err.contains("lonely_0000.png") && err.contains("missing"),
         "{err}"
@@ -260,17 +171,8 @@ fn predicts_2d_cases_like_nnunet() {
         ("3d_fullres", "'3d_fullres' is not in the plans nnUNetPlans"),
         ("2d", "no trained model there"),
     ] {
-        let err = f.nnunet_fails(&[
-            "predict",
-            "-i",
-            s(&images_ts),
-            "-o",
-            s(&out7),
-            "-d",
-            "401",
-            "-c",
-            configuration,
-        ]);
+        let options = ["-d", "401", "-c", configuration];
+        let err = f.nnunet_fails(&io_args("predict", &images_ts, &out7, &options));
         assert!(
             err.contains(expected) && err.contains("nnUNetTrainer_5epochs__nnUNetPlans__2d"),
             "{err}"
@@ -290,57 +192,14 @@ fn nifti_header(path: &Path) -> nifti::NiftiHeader {
 #[test]
 fn predicts_3d_nifti_in_the_input_geometry() {
     let f = Folders::new();
-    f.nnunet(&[
-        "make-example-dataset",
-        "-d",
-        "402",
-        "--3d",
-        "--cases",
-        "5",
-        "--test-cases",
-        "1",
-        "--shape",
-        "16",
-        "24",
-        "24",
-    ]);
-    f.nnunet(&[
-        "plan-and-preprocess",
-        "-d",
-        "402",
-        "-c",
-        "3d_fullres",
-        "-np",
-        "2",
-    ]);
-    f.nnunet(&[
-        "train",
-        "402",
-        "3d_fullres",
-        "0",
-        "--epochs",
-        "1",
-        "--iterations-per-epoch",
-        "2",
-        "--val-iterations-per-epoch",
-        "1",
-    ]);
+    let cases = ["--cases", "5", "--test-cases", "1"];
+    f.example_dataset("402", &cases, &["16", "24", "24"], "3d_fullres");
+    let run = ["402", "3d_fullres", "0"];
+    f.nnunet(&train_args(run, &["--epochs", "1"], ["2", "1"]));
     let images_ts = f.raw.join("Dataset402_Synthetic3D").join("imagesTs");
     let out = f.root.join("out");
-    f.nnunet(&[
-        "predict",
-        "-i",
-        s(&images_ts),
-        "-o",
-        s(&out),
-        "-d",
-        "402",
-        "-c",
-        "3d_fullres",
-        "-f",
-        "0",
-        "--disable_tta",
-    ]);
+    let options = ["-d", "402", "-c", "3d_fullres", "-f", "0", "--disable_tta"];
+    f.nnunet(&io_args("predict", &images_ts, &out, &options));
     let inputs = files(&images_ts, ".nii.gz");
     assert_eq!(inputs.len(), 1);
     let case = inputs[0].trim_end_matches("_0000.nii.gz");

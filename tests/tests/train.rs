@@ -5,20 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use nnunet_tests::{Folders, checkpoint_tensors, nnunet, read_json, run};
+use nnunet_tests::{Folders, checkpoint_tensors, io_args, read_json, train_args};
 
 fn fold_dir(f: &Folders, dataset: &str, trainer: &str, config: &str, fold: &str) -> PathBuf {
     f.results
         .join(dataset)
         .join(format!("{trainer}__nnUNetPlans__{config}"))
         .join(format!("fold_{fold}"))
-}
-
-fn prepare(f: &Folders, id: &str, extra: &[&str], config: &str) {
-    let mut args = vec!["make-example-dataset", "-d", id, "--cases", "6"];
-    args.extend_from_slice(extra);
-    f.nnunet(&args);
-    f.nnunet(&["plan-and-preprocess", "-d", id, "-c", config, "-np", "2"]);
 }
 
 fn check_run_files(fold: &Path) {
@@ -63,35 +56,33 @@ fn validation_dice(fold: &Path) -> f64 {
         .expect("foreground Dice")
 }
 
-/// The training of `trains_2d_to_high_dice`: five short epochs of fold 0 of dataset 301.
-const TRAIN_2D: [&str; 10] = [
-    "train",
-    "301",
-    "2d",
-    "0",
-    "-tr",
-    "nnUNetTrainer_5epochs",
-    "--iterations-per-epoch",
-    "12",
-    "--val-iterations-per-epoch",
-    "3",
-];
+/// Trains fold 0 of `configuration` of example dataset `id` (planned, 6 cases of `shape`) with
+/// five epochs of `iterations` = `[training, validation]` iterations; checks the run's files and
+/// that the validation Dice is above `min_dice`. Returns the fold's folder.
+fn train_5_epochs(
+    f: &Folders,
+    id: &str,
+    shape: &[&str],
+    configuration: &str,
+    iterations: [&str; 2],
+    min_dice: f64,
+) -> PathBuf {
+    f.example_dataset(id, &["--cases", "6"], shape, configuration);
+    let trainer = "nnUNetTrainer_5epochs";
+    let args = train_args([id, configuration, "0"], &["-tr", trainer], iterations);
+    f.nnunet(&args);
+    let dataset = format!("Dataset{id}_Synthetic{}D", shape.len());
+    let fold = fold_dir(f, &dataset, trainer, configuration, "0");
+    check_run_files(&fold);
+    let dice = validation_dice(&fold);
+    assert!(dice > min_dice, "validation Dice {dice}");
+    fold
+}
 
 #[test]
 fn trains_2d_to_high_dice() {
     let f = Folders::new();
-    prepare(&f, "301", &["--shape", "48", "48"], "2d");
-    f.nnunet(&TRAIN_2D);
-    let fold = fold_dir(
-        &f,
-        "Dataset301_Synthetic2D",
-        "nnUNetTrainer_5epochs",
-        "2d",
-        "0",
-    );
-    check_run_files(&fold);
-    let dice = validation_dice(&fold);
-    assert!(dice > 0.8, "validation Dice {dice}");
+    let fold = train_5_epochs(&f, "301", &["48", "48"], "2d", ["12", "3"], 0.8);
     // The fold's split was written on first use, 5 folds over the 6 cases.
     let splits_path = f
         .pre
@@ -100,33 +91,19 @@ fn trains_2d_to_high_dice() {
     let splits = read_json(&splits_path);
     assert_eq!(splits.as_array().unwrap().len(), 5);
     // --val alone re-validates the trained fold.
-    let out = f.nnunet(&[&TRAIN_2D[..], &["--val"]].concat());
+    let run = ["301", "2d", "0"];
+    let mut args = train_args(run, &["-tr", "nnUNetTrainer_5epochs"], ["12", "3"]);
+    args.push("--val");
+    let out = f.nnunet(&args);
     assert!(out.contains("validation of"), "{out}");
     // The example trainer plugin trains too, fine-tuning from the fold-0 model.
     let weights = fold.join("checkpoint_final.safetensors");
-    let (out, _, stderr) = run(nnunet()
-        .env("nnUNet_raw", &f.raw)
-        .env("nnUNet_preprocessed", &f.pre)
-        .env("nnUNet_results", &f.results)
-        .arg("--plugin")
-        .arg(nnunet_tests::plugin("custom_trainer"))
-        .args([
-            "train",
-            "301",
-            "2d",
-            "1",
-            "-tr",
-            "MyTrainer_lr3e-3_300epochs",
-            "--epochs",
-            "1",
-            "--iterations-per-epoch",
-            "2",
-            "--val-iterations-per-epoch",
-            "1",
-            "-pretrained_weights",
-        ])
-        .arg(&weights));
-    assert!(out.status.success(), "{stderr}");
+    let plugin = nnunet_tests::plugin("custom_trainer");
+    let options = ["-tr", "MyTrainer_lr3e-3_300epochs", "--epochs", "1"];
+    let mut args = vec!["--plugin", plugin.to_str().unwrap()];
+    args.extend(train_args(["301", "2d", "1"], &options, ["2", "1"]));
+    args.extend(["-pretrained_weights", weights.to_str().unwrap()]);
+    f.nnunet(&args);
     let plugin_fold = fold_dir(
         &f,
         "Dataset301_Synthetic2D",
@@ -157,55 +134,17 @@ fn trains_2d_to_high_dice() {
 #[test]
 fn trains_3d_to_high_dice() {
     let f = Folders::new();
-    prepare(
-        &f,
-        "302",
-        &["--3d", "--shape", "16", "24", "24"],
-        "3d_fullres",
-    );
-    f.nnunet(&[
-        "train",
-        "302",
-        "3d_fullres",
-        "0",
-        "-tr",
-        "nnUNetTrainer_5epochs",
-        "--iterations-per-epoch",
-        "8",
-        "--val-iterations-per-epoch",
-        "2",
-    ]);
-    let fold = fold_dir(
-        &f,
-        "Dataset302_Synthetic3D",
-        "nnUNetTrainer_5epochs",
-        "3d_fullres",
-        "0",
-    );
-    check_run_files(&fold);
-    let dice = validation_dice(&fold);
-    assert!(dice > 0.7, "validation Dice {dice}");
+    let shape = ["16", "24", "24"];
+    train_5_epochs(&f, "302", &shape, "3d_fullres", ["8", "2"], 0.7);
 }
 
 #[test]
 fn continued_run_equals_uninterrupted_run() {
     let f = Folders::new();
-    prepare(&f, "303", &["--shape", "32", "32"], "2d");
+    f.example_dataset("303", &["--cases", "6"], &["32", "32"], "2d");
     let train = |fold: &str, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "303",
-            "2d",
-            fold,
-            "--epochs",
-            "4",
-            "--iterations-per-epoch",
-            "3",
-            "--val-iterations-per-epoch",
-            "1",
-            "--threads",
-            "2",
-        ];
+        let mut args = train_args(["303", "2d", fold], &["--epochs", "4"], ["3", "1"]);
+        args.extend(["--threads", "2"]);
         args.extend_from_slice(extra);
         f.nnunet(&args)
     };
@@ -220,19 +159,9 @@ fn continued_run_equals_uninterrupted_run() {
     assert!(full.join("checkpoint_latest.safetensors").is_file());
     assert!(!full.join("checkpoint_final.safetensors").exists());
     // A changed schedule is refused on --c.
-    let err = f.nnunet_fails(&[
-        "train",
-        "303",
-        "2d",
-        "1",
-        "--epochs",
-        "6",
-        "--iterations-per-epoch",
-        "3",
-        "--val-iterations-per-epoch",
-        "1",
-        "--c",
-    ]);
+    let mut args = train_args(["303", "2d", "1"], &["--epochs", "6"], ["3", "1"]);
+    args.push("--c");
+    let err = f.nnunet_fails(&args);
     assert!(err.contains("epochs 4 vs 6"), "{err}");
     train("1", &["--c"]);
     let continued = checkpoint_tensors(&full.join("checkpoint_final.safetensors"), "network.");
@@ -249,19 +178,9 @@ fn continued_run_equals_uninterrupted_run() {
 #[test]
 fn trains_regions_with_sigmoid_outputs() {
     let f = Folders::new();
-    prepare(&f, "304", &["--shape", "32", "32", "--regions"], "2d");
-    f.nnunet(&[
-        "train",
-        "304",
-        "2d",
-        "0",
-        "--epochs",
-        "4",
-        "--iterations-per-epoch",
-        "10",
-        "--val-iterations-per-epoch",
-        "2",
-    ]);
+    f.example_dataset("304", &["--cases", "6", "--regions"], &["32", "32"], "2d");
+    let args = train_args(["304", "2d", "0"], &["--epochs", "4"], ["10", "2"]);
+    f.nnunet(&args);
     let fold = fold_dir(&f, "Dataset304_Synthetic2D", "nnUNetTrainer", "2d", "0");
     let summary = read_json(&fold.join("validation").join("summary.json"));
     let mean = summary["mean"].as_object().unwrap();
@@ -300,22 +219,11 @@ fn checkpoint_dtypes(path: &Path) -> Vec<String> {
 #[test]
 fn precision_is_printed_logged_and_checkpoints_stay_fp32() {
     let f = Folders::new();
-    prepare(&f, "305", &["--shape", "32", "32"], "2d");
+    f.example_dataset("305", &["--cases", "6"], &["32", "32"], "2d");
     let train = |fold: &str, precision: &str| {
-        f.nnunet(&[
-            "train",
-            "305",
-            "2d",
-            fold,
-            "--epochs",
-            "2",
-            "--iterations-per-epoch",
-            "4",
-            "--val-iterations-per-epoch",
-            "1",
-            "-precision",
-            precision,
-        ])
+        let mut args = train_args(["305", "2d", fold], &["--epochs", "2"], ["4", "1"]);
+        args.extend(["-precision", precision]);
+        f.nnunet(&args)
     };
     // The same fold twice (same cases, seed and batches), the fp32 run moved aside first.
     let fold = fold_dir(&f, "Dataset305_Synthetic2D", "nnUNetTrainer", "2d", "0");
@@ -352,25 +260,11 @@ fn precision_is_printed_logged_and_checkpoints_stay_fp32() {
     }
     // The bf16-trained checkpoint predicts in fp32 (checkpoints are interchangeable).
     let output = f.root.join("pred");
-    let (ok, text) = f.exec(&[
-        "predict",
-        "-i",
-        f.raw
-            .join("Dataset305_Synthetic2D/imagesTr")
-            .to_str()
-            .unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "-d",
-        "305",
-        "-c",
-        "2d",
-        "-f",
-        "0",
-        "-precision",
-        "fp32",
-        "--disable-progress-bar",
-    ]);
+    let images = f.raw.join("Dataset305_Synthetic2D/imagesTr");
+    let options = ["-d", "305", "-c", "2d", "-f", "0", "-precision", "fp32"];
+    let mut args = io_args("predict", &images, &output, &options);
+    args.push("--disable-progress-bar");
+    let (ok, text) = f.exec(&args);
     assert!(ok, "{text}");
     assert!(text.contains("computing in fp32 ("), "{text}");
 }

@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use nnunet_tests::{Folders, checkpoint_tensors, plugin, read_json};
+use nnunet_tests::{
+    Folders, checkpoint_tensors, io_args, plugin, read_json, train_args, write_json,
+};
 
 fn fold_dir(f: &Folders, dataset: &str, trainer: &str) -> PathBuf {
     f.results
@@ -40,6 +42,11 @@ fn logged(log: &str, name: &str) -> Vec<f64> {
     log.lines()
         .filter_map(|l| l.split_once(&key).map(|(_, v)| v.trim().parse().unwrap()))
         .collect()
+}
+
+/// `--plugin LIB` followed by `args`.
+fn with_plugin<'a>(lib: &'a str, args: Vec<&'a str>) -> Vec<&'a str> {
+    [vec!["--plugin", lib], args].concat()
 }
 
 /// A small pseudo-random generator, so that the generated images are the same on every run.
@@ -97,38 +104,21 @@ fn vessel_dataset(raw: &Path, id: &str, cases: usize) {
         "file_ending": ".png",
         "name": "Vessels"
     });
-    std::fs::write(
-        dataset.join("dataset.json"),
-        serde_json::to_string_pretty(&json).unwrap(),
-    )
-    .unwrap();
+    write_json(&dataset.join("dataset.json"), &json);
 }
 
 #[test]
 fn cldice_trainer_trains_on_vessels_and_logs_the_cldice_term() {
     let f = Folders::new();
     vessel_dataset(&f.raw, "310", 8);
-    f.nnunet(&["plan-and-preprocess", "-d", "310", "-c", "2d", "-np", "2"]);
+    f.plan_and_preprocess("310", "2d");
     let lib = plugin("cldice_trainer");
     let lib = lib.to_str().unwrap();
     let (_, listed) = f.exec(&["--plugin", lib, "list", "trainers"]);
     assert!(listed.contains("nnUNetTrainerClDice "), "{listed}");
-    let out = f.nnunet(&[
-        "--plugin",
-        lib,
-        "train",
-        "310",
-        "2d",
-        "0",
-        "-tr",
-        "nnUNetTrainerClDice",
-        "--epochs",
-        "6",
-        "--iterations-per-epoch",
-        "10",
-        "--val-iterations-per-epoch",
-        "2",
-    ]);
+    let options = ["-tr", "nnUNetTrainerClDice", "--epochs", "6"];
+    let args = train_args(["310", "2d", "0"], &options, ["10", "2"]);
+    let out = f.nnunet(&with_plugin(lib, args));
     assert!(out.contains("train cldice"), "{out}");
     let fold = fold_dir(&f, "Dataset310_Vessels", "nnUNetTrainerClDice");
     assert!(fold.join("checkpoint_final.safetensors").is_file());
@@ -151,36 +141,13 @@ fn cldice_trainer_trains_on_vessels_and_logs_the_cldice_term() {
 #[test]
 fn custom_network_trainer_trains_validates_and_predicts_with_its_own_network() {
     let f = Folders::new();
-    f.nnunet(&[
-        "make-example-dataset",
-        "-d",
-        "311",
-        "--cases",
-        "6",
-        "--shape",
-        "48",
-        "48",
-    ]);
-    f.nnunet(&["plan-and-preprocess", "-d", "311", "-c", "2d", "-np", "2"]);
+    f.example_dataset("311", &["--cases", "6"], &["48", "48"], "2d");
     let lib = plugin("custom_network_trainer");
     let lib = lib.to_str().unwrap();
     let trainer = "ResidualUNetTrainer";
-    f.nnunet(&[
-        "--plugin",
-        lib,
-        "train",
-        "311",
-        "2d",
-        "0",
-        "-tr",
-        trainer,
-        "--epochs",
-        "5",
-        "--iterations-per-epoch",
-        "12",
-        "--val-iterations-per-epoch",
-        "3",
-    ]);
+    let options = ["-tr", trainer, "--epochs", "5"];
+    let args = train_args(["311", "2d", "0"], &options, ["12", "3"]);
+    f.nnunet(&with_plugin(lib, args));
     let fold = fold_dir(&f, "Dataset311_Synthetic2D", trainer);
     let shortcut = checkpoint_tensors(
         &fold.join("checkpoint_final.safetensors"),
@@ -197,30 +164,9 @@ fn custom_network_trainer_trains_validates_and_predicts_with_its_own_network() {
 
     let images = f.raw.join("Dataset311_Synthetic2D").join("imagesTs");
     let out = f.root.join("predicted");
-    let args = |with_plugin: bool| {
-        let mut a: Vec<&str> = if with_plugin {
-            vec!["--plugin", lib]
-        } else {
-            Vec::new()
-        };
-        a.extend([
-            "predict",
-            "-i",
-            images.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "-d",
-            "311",
-            "-c",
-            "2d",
-            "-tr",
-            trainer,
-            "-f",
-            "0",
-        ]);
-        a
-    };
-    f.nnunet(&args(true));
+    let options = ["-d", "311", "-c", "2d", "-tr", trainer, "-f", "0"];
+    let predict = io_args("predict", &images, &out, &options);
+    f.nnunet(&with_plugin(lib, predict.clone()));
     let pngs = |dir: &Path| {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -234,52 +180,24 @@ fn custom_network_trainer_trains_validates_and_predicts_with_its_own_network() {
     assert!(!pngs(&images).is_empty());
     assert_eq!(pngs(&out), pngs(&images), "one prediction per test image");
     // Without the plugin, the network cannot be rebuilt, and the error says why.
-    let err = f.nnunet_fails(&args(false));
+    let err = f.nnunet_fails(&predict);
     assert!(err.contains("--plugin"), "{err}");
 }
 
 #[test]
 fn finetune_trainer_keeps_the_frozen_encoder_bit_identical() {
     let f = Folders::new();
-    f.nnunet(&[
-        "make-example-dataset",
-        "-d",
-        "312",
-        "--cases",
-        "6",
-        "--shape",
-        "32",
-        "32",
-    ]);
-    f.nnunet(&["plan-and-preprocess", "-d", "312", "-c", "2d", "-np", "2"]);
-    let schedule = [
-        "--iterations-per-epoch",
-        "3",
-        "--val-iterations-per-epoch",
-        "1",
-    ];
-    let mut pretrain = vec!["train", "312", "2d", "0", "--epochs", "1"];
-    pretrain.extend(schedule);
+    f.example_dataset("312", &["--cases", "6"], &["32", "32"], "2d");
+    let pretrain = train_args(["312", "2d", "0"], &["--epochs", "1"], ["3", "1"]);
     f.nnunet(&pretrain);
     let pretrained = fold_dir(&f, "Dataset312_Synthetic2D", "nnUNetTrainer")
         .join("checkpoint_final.safetensors");
     let lib = plugin("finetune_trainer");
     let finetune = |extra: &[&str]| {
-        let mut args = vec![
-            "--plugin",
-            lib.to_str().unwrap(),
-            "train",
-            "312",
-            "2d",
-            "1",
-            "-tr",
-            "nnUNetTrainerFinetune",
-            "--epochs",
-            "3",
-        ];
-        args.extend(schedule);
+        let options = ["-tr", "nnUNetTrainerFinetune", "--epochs", "3"];
+        let mut args = train_args(["312", "2d", "1"], &options, ["3", "1"]);
         args.extend(extra);
-        f.nnunet(&args);
+        f.nnunet(&with_plugin(lib.to_str().unwrap(), args));
     };
     finetune(&[
         "-pretrained_weights",

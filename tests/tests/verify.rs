@@ -71,6 +71,14 @@ impl Dataset {
         assert!(stderr.contains("Dataset042_Tiny has"), "{stderr}");
         stdout
     }
+
+    /// Runs `nnunet verify`, expects it to fail with the line `<file>: <message…>`, and returns
+    /// its standard output.
+    fn fails_with(&self, file: &Path, message: &str) -> String {
+        let stdout = self.fails();
+        assert_line(&stdout, file, message);
+        stdout
+    }
 }
 
 fn serde_json_text(num_training: usize) -> String {
@@ -113,12 +121,7 @@ fn good_dataset_passes() {
 fn missing_channel() {
     let d = Dataset::new(3);
     std::fs::remove_file(d.image(1, 1)).unwrap();
-    let stdout = d.fails();
-    assert_line(
-        &stdout,
-        &d.image(1, 1),
-        "missing: channel 1 of case 'case001'",
-    );
+    let stdout = d.fails_with(&d.image(1, 1), "missing: channel 1 of case 'case001'");
     assert!(stdout.contains("1 problem,"), "{stdout}");
 }
 
@@ -126,21 +129,14 @@ fn missing_channel() {
 fn missing_label() {
     let d = Dataset::new(3);
     std::fs::remove_file(d.label(2)).unwrap();
-    let stdout = d.fails();
-    assert_line(
-        &stdout,
-        &d.label(2),
-        "missing: the label map of case 'case002'",
-    );
+    d.fails_with(&d.label(2), "missing: the label map of case 'case002'");
 }
 
 #[test]
 fn num_training_mismatch() {
     let d = Dataset::new(3);
     d.write_json(&serde_json_text(4));
-    let stdout = d.fails();
-    assert_line(
-        &stdout,
+    d.fails_with(
         &d.json(),
         "numTraining is 4 but 3 training cases were found",
     );
@@ -155,21 +151,15 @@ fn undeclared_label_value() {
         H,
         |x, y| if x == 2 && y == 1 { 5 } else { 1 },
     );
-    let stdout = d.fails();
-    assert_line(
-        &stdout,
-        &d.label(0),
-        "contains label values not declared in dataset.json: [5] (declared: [0, 1, 2])",
-    );
+    let message = "contains label values not declared in dataset.json: [5] (declared: [0, 1, 2])";
+    d.fails_with(&d.label(0), message);
 }
 
 #[test]
 fn shape_mismatch_between_image_and_label() {
     let d = Dataset::new(3);
     write_png(&d.label(1), W + 1, H, |_, _| 1);
-    let stdout = d.fails();
-    assert_line(
-        &stdout,
+    d.fails_with(
         &d.label(1),
         "shape [1, 4, 7] differs from the image's [1, 4, 6]",
     );
@@ -191,22 +181,12 @@ fn truncated_and_corrupt_files() {
 fn bad_dataset_json_field() {
     let d = Dataset::new(3);
     d.write_json(&serde_json_text(3).replace("\"numTraining\": 3", "\"numTraining\": \"three\""));
-    let stdout = d.fails();
-    assert_line(
-        &stdout,
-        &d.json(),
-        "field 'numTraining' must be a non-negative integer, not the string \"three\"",
-    );
+    let message = "field 'numTraining' must be a non-negative integer, not the string \"three\"";
+    d.fails_with(&d.json(), message);
     d.write_json(&serde_json_text(3).replace("\"background\": 0", "\"background\": 1"));
-    let stdout = d.fails();
-    assert_line(
-        &stdout,
-        &d.json(),
-        "field 'labels': the background label must be 0",
-    );
+    d.fails_with(&d.json(), "field 'labels': the background label must be 0");
     d.write_json("{\"channel_names\": ");
-    let stdout = d.fails();
-    assert_line(&stdout, &d.json(), "not valid JSON");
+    d.fails_with(&d.json(), "not valid JSON");
 }
 
 #[test]

@@ -1,12 +1,15 @@
-//! Training: the [`Trainer`] extension trait and its settings (from `nnunet-api`), and the
-//! pipeline's training loop, optimisers, checkpoints, folds and progress plot, and the loading
-//! of training batches ([`data_loading`]).
+//! Training: the [`Trainer`] extension trait and its settings (from `nnunet-api`), `nnUNetTrainer`
+//! and its variants ([`presets`]), and the pipeline's training loop, optimisers, checkpoints,
+//! folds and progress plot, and the loading of training batches ([`data_loading`]).
 
 pub mod checkpoint;
 pub mod data_loading;
-pub mod loss_scale;
+mod loss_scale;
 pub mod optimizer;
-pub mod plot;
+mod plot;
+mod presets;
+
+pub use loss_scale::LossScaler;
 pub mod run;
 pub mod splits;
 

@@ -9,13 +9,13 @@
 use serde::{Deserialize, Serialize};
 
 /// The scale a run starts with (2^16).
-pub const INITIAL_SCALE: f64 = 65536.0;
+pub(crate) const INITIAL_SCALE: f64 = 65536.0;
 /// Factor of the scale after [`GROWTH_INTERVAL`] finite steps in a row.
-pub const GROWTH_FACTOR: f64 = 2.0;
+pub(crate) const GROWTH_FACTOR: f64 = 2.0;
 /// Factor of the scale after a step with inf or NaN gradients.
-pub const BACKOFF_FACTOR: f64 = 0.5;
+pub(crate) const BACKOFF_FACTOR: f64 = 0.5;
 /// Finite steps in a row before the scale grows.
-pub const GROWTH_INTERVAL: u32 = 2000;
+pub(crate) const GROWTH_INTERVAL: u32 = 2000;
 
 /// The loss scaler's state (saved in checkpoints, so a continued run scales as the original).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

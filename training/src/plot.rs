@@ -20,7 +20,7 @@ use crate::EpochRecord;
 use nnunet_core::{Error, Result};
 
 /// Width and height of `progress.png` in pixels (nnU-Net's 30 x 54 inch figure at half scale).
-pub const PROGRESS_SIZE: (u32, u32) = (1500, 2700);
+pub(crate) const PROGRESS_SIZE: (u32, u32) = (1500, 2700);
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
 
@@ -51,7 +51,7 @@ fn register_font() -> Result<()> {
 /// Draws nnU-Net's `progress.png` for `records` (one per finished epoch, in order) to `path`,
 /// written atomically (a temporary file in the same folder, then renamed). Non-finite values
 /// (a `NaN` pseudo Dice) leave gaps in their curve.
-pub fn draw_progress(records: &[EpochRecord], path: &Path) -> Result<()> {
+pub(crate) fn draw_progress(records: &[EpochRecord], path: &Path) -> Result<()> {
     if records.is_empty() {
         return Err(Error::training(
             "progress.png: no epoch has been recorded yet",

@@ -104,6 +104,28 @@ fn config(
     }
 }
 
+/// One test case to write: its name, shape and foreground box (see [`write_test_case`]).
+type TestCase<'a> = (&'a str, [usize; 3], Option<[[usize; 2]; 3]>);
+
+/// A temporary folder holding `cases`, written by [`write_test_case`].
+fn folder_with(cases: &[TestCase<'_>]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for &(case, shape, fg) in cases {
+        write_test_case(dir.path(), case, shape, fg);
+    }
+    dir
+}
+
+/// A sampler over `cases` of `folder` (as [`config`] sets it up), to share with a loader.
+fn shared_sampler(
+    folder: &Path,
+    cases: &[&str],
+    patch: &[usize],
+    oversampling: Oversampling,
+) -> Arc<PatchSampler> {
+    Arc::new(PatchSampler::new(config(folder, cases, patch, oversampling)).unwrap())
+}
+
 fn loader_config(batch_size: usize, workers: usize, seed: u64) -> LoaderConfig {
     LoaderConfig {
         batch_size,
@@ -141,8 +163,7 @@ fn no_oversampling() -> Oversampling {
 
 #[test]
 fn patches_equal_slices_of_the_full_arrays_with_padding() {
-    let dir = tempfile::tempdir().unwrap();
-    write_test_case(dir.path(), "a", [6, 10, 12], Some([[2, 4], [3, 6], [4, 8]]));
+    let dir = folder_with(&[("a", [6, 10, 12], Some([[2, 4], [3, 6], [4, 8]]))]);
     let mut cfg = config(dir.path(), &["a"], &[8, 8, 8], no_oversampling());
     cfg.final_patch_size = vec![4, 6, 8];
     let sampler = PatchSampler::new(cfg).unwrap();
@@ -200,19 +221,10 @@ fn patches_equal_slices_of_the_full_arrays_with_padding() {
 
 #[test]
 fn forced_foreground_fraction_matches_the_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    write_test_case(
-        dir.path(),
-        "a",
-        [20, 20, 20],
-        Some([[0, 2], [0, 2], [0, 2]]),
-    );
-    write_test_case(
-        dir.path(),
-        "b",
-        [20, 20, 20],
-        Some([[17, 20], [17, 20], [17, 20]]),
-    );
+    let dir = folder_with(&[
+        ("a", [20, 20, 20], Some([[0, 2], [0, 2], [0, 2]])),
+        ("b", [20, 20, 20], Some([[17, 20], [17, 20], [17, 20]])),
+    ]);
     let cases = ["a", "b"];
     let count = |loader: &mut DataLoader, batches: usize| -> (usize, usize, usize) {
         let (mut forced, mut total, mut fg_when_forced) = (0, 0, 0);
@@ -238,8 +250,7 @@ fn forced_foreground_fraction_matches_the_rules() {
     let settings = TrainerSettings::default();
     let rule = Oversampling::from_settings(&settings, 5);
     assert_eq!(rule, Oversampling::Fixed { fraction: 0.33 });
-    let sampler =
-        Arc::new(PatchSampler::new(config(dir.path(), &cases, &[6, 6, 6], rule)).unwrap());
+    let sampler = shared_sampler(dir.path(), &cases, &[6, 6, 6], rule);
     let mut loader = DataLoader::new(Arc::clone(&sampler), loader_config(5, 2, 1)).unwrap();
     for _ in 0..20 {
         let batch = loader.next_batch().unwrap();
@@ -256,8 +267,7 @@ fn forced_foreground_fraction_matches_the_rules() {
     };
     let rule = Oversampling::from_settings(&settings, 5);
     assert_eq!(rule, Oversampling::Probabilistic { probability: 0.33 });
-    let sampler =
-        Arc::new(PatchSampler::new(config(dir.path(), &cases, &[6, 6, 6], rule)).unwrap());
+    let sampler = shared_sampler(dir.path(), &cases, &[6, 6, 6], rule);
     let mut loader = DataLoader::new(sampler, loader_config(5, 2, 7)).unwrap();
     let (forced, total, fg) = count(&mut loader, 800);
     let fraction = forced as f64 / total as f64;
@@ -308,23 +318,17 @@ impl Augmentation for Jitter {
 
 #[test]
 fn same_seed_same_batches_whatever_the_worker_count() {
-    let dir = tempfile::tempdir().unwrap();
-    for (i, case) in ["a", "b", "c"].iter().enumerate() {
-        write_test_case(
-            dir.path(),
-            case,
-            [10 + i, 12, 9],
-            Some([[1, 3], [2, 5], [3, 4]]),
-        );
-    }
-    let sampler = Arc::new(
-        PatchSampler::new(config(
-            dir.path(),
-            &["a", "b", "c"],
-            &[6, 8, 8],
-            Oversampling::Probabilistic { probability: 0.5 },
-        ))
-        .unwrap(),
+    let fg = Some([[1, 3], [2, 5], [3, 4]]);
+    let dir = folder_with(&[
+        ("a", [10, 12, 9], fg),
+        ("b", [11, 12, 9], fg),
+        ("c", [12, 12, 9], fg),
+    ]);
+    let sampler = shared_sampler(
+        dir.path(),
+        &["a", "b", "c"],
+        &[6, 8, 8],
+        Oversampling::Probabilistic { probability: 0.5 },
     );
     let with_jitter = |workers: usize, seed: u64| {
         let mut cfg = loader_config(3, workers, seed);
@@ -372,8 +376,7 @@ fn same_seed_same_batches_whatever_the_worker_count() {
 
 #[test]
 fn two_d_patches_are_slices_of_the_3d_case() {
-    let dir = tempfile::tempdir().unwrap();
-    write_test_case(dir.path(), "a", [7, 10, 12], Some([[5, 6], [3, 6], [4, 8]]));
+    let dir = folder_with(&[("a", [7, 10, 12], Some([[5, 6], [3, 6], [4, 8]]))]);
     let sampler = PatchSampler::new(config(
         dir.path(),
         &["a"],
@@ -415,21 +418,12 @@ fn two_d_patches_are_slices_of_the_3d_case() {
 
 #[test]
 fn deep_supervision_targets_are_nearest_downsampled() {
-    let dir = tempfile::tempdir().unwrap();
-    write_test_case(
+    let dir = folder_with(&[("a", [12, 12, 12], Some([[2, 9], [3, 7], [1, 11]]))]);
+    let sampler = shared_sampler(
         dir.path(),
-        "a",
-        [12, 12, 12],
-        Some([[2, 9], [3, 7], [1, 11]]),
-    );
-    let sampler = Arc::new(
-        PatchSampler::new(config(
-            dir.path(),
-            &["a"],
-            &[8, 8, 8],
-            Oversampling::Fixed { fraction: 1.0 },
-        ))
-        .unwrap(),
+        &["a"],
+        &[8, 8, 8],
+        Oversampling::Fixed { fraction: 1.0 },
     );
     let mut cfg = loader_config(2, 2, 5);
     let scales = deep_supervision_scales_from_strides(&[
@@ -499,19 +493,9 @@ fn cascade_and_ignore_label() {
 
 #[test]
 fn errors_name_the_case() {
-    let dir = tempfile::tempdir().unwrap();
-    write_test_case(dir.path(), "good", [6, 6, 6], None);
-    write_test_case(dir.path(), "broken_case", [6, 6, 6], None);
+    let dir = folder_with(&[("good", [6, 6, 6], None), ("broken_case", [6, 6, 6], None)]);
     std::fs::write(dir.path().join("broken_case.npy"), b"not an npy file").unwrap();
-    let sampler = Arc::new(
-        PatchSampler::new(config(
-            dir.path(),
-            &["broken_case"],
-            &[4, 4, 4],
-            no_oversampling(),
-        ))
-        .unwrap(),
-    );
+    let sampler = shared_sampler(dir.path(), &["broken_case"], &[4, 4, 4], no_oversampling());
     let mut rng = StdRng::seed_from_u64(0);
     let err = sampler.draw(0, false, &mut rng).unwrap_err().to_string();
     assert!(err.contains("broken_case"), "{err}");
@@ -524,14 +508,11 @@ fn errors_name_the_case() {
         }
     }
     // A missing case too, while the good one loads.
-    let sampler = Arc::new(
-        PatchSampler::new(config(
-            dir.path(),
-            &["good", "missing_case"],
-            &[4, 4, 4],
-            no_oversampling(),
-        ))
-        .unwrap(),
+    let sampler = shared_sampler(
+        dir.path(),
+        &["good", "missing_case"],
+        &[4, 4, 4],
+        no_oversampling(),
     );
     let mut loader = DataLoader::new(sampler, loader_config(4, 2, 0)).unwrap();
     let mut failures = 0;

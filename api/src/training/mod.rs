@@ -15,8 +15,8 @@
 //! assert_eq!(nnunet_api::training::settings_of(&Epochs50).num_epochs, 50);
 //! ```
 
-pub mod context;
-pub mod log;
+mod context;
+mod log;
 pub mod optimizer;
 
 pub use context::{

@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use ndarray::{Array2, Axis};
 use nnunet_dataset::DatasetJson;
+use nnunet_pipeline::setup::{pipeline_context, trainer_parts};
 use nnunet_plugins::augmentations::geometry::configure_rotation_dummy_da_mirroring_and_initial_patch_size;
 use nnunet_preprocessing::plans::Configuration;
 use nnunet_preprocessing::storage::stored_cases;
-use nnunet_trainers::setup::{pipeline_context, trainer_parts};
 use nnunet_training::data_loading::{
     Batch, DataLoader, LoaderConfig, Oversampling, PatchSampler, SamplerConfig,
     deep_supervision_scales,

@@ -21,9 +21,9 @@ use nnunet_evaluation::metrics::{FolderEvaluation, Summary, evaluate_folders, ev
 use nnunet_inference::predictor::{
     FileOutputOptions, FolderSelection, Predictor, PredictorSettings,
 };
+use nnunet_pipeline::setup::{RunRequest, ScheduleOverrides, prepare_run};
+use nnunet_pipeline::validation::{ValidationResult, validate_fold};
 use nnunet_plugins::synthetic::{SyntheticSpec, write_synthetic_dataset};
-use nnunet_trainers::setup::{RunRequest, ScheduleOverrides, prepare_run};
-use nnunet_trainers::validation::{ValidationResult, validate_fold};
 use nnunet_training::run::checkpoint_path;
 use nnunet_training::splits::Fold;
 

@@ -1,10 +1,10 @@
 //! `nnunet export-model -d DATASET -o FILE.zip [-c CONFIGURATION…] [-tr TRAINER] [-p PLANS]
 //! [-f FOLD…] [-chk CHECKPOINT…] [--not_strict]`: packs trained models into a ZIP file to share,
-//! as nnU-Net's `nnUNetv2_export_model_to_zip` (see `nnunet_evaluation::model_sharing`).
+//! as nnU-Net's `nnUNetv2_export_model_to_zip` (see `nnunet_inference::model_sharing`).
 
 use std::path::PathBuf;
 
-use nnunet_evaluation::model_sharing::{ExportRequest, export_model};
+use nnunet_inference::model_sharing::{ExportRequest, export_model};
 
 use crate::Context;
 

@@ -4,7 +4,8 @@
 //! writes `inference_information.json` and `inference_instructions.txt` into the dataset's
 //! results folder.
 
-use nnunet_evaluation::model_selection::{FindBestSettings, TrainedModel, find_best_configuration};
+use nnunet_core::paths::TrainedModel;
+use nnunet_evaluation::model_selection::{FindBestSettings, find_best_configuration};
 
 use crate::Context;
 

@@ -1,11 +1,11 @@
 //! `nnunet install-model FILE.zip [--force]`: installs a model ZIP file (from `nnunet
 //! export-model` or nnU-Net's `nnUNetv2_export_model_to_zip`) into nnUNet_results, as nnU-Net's
 //! `nnUNetv2_install_pretrained_model_from_zip`, but checking every entry first (see
-//! `nnunet_evaluation::model_sharing::install_model`).
+//! `nnunet_inference::model_sharing::install_model`).
 
 use std::path::PathBuf;
 
-use nnunet_evaluation::model_sharing::install_model;
+use nnunet_inference::model_sharing::install_model;
 
 use crate::Context;
 

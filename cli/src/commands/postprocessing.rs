@@ -23,12 +23,8 @@ pub(crate) struct DetermineArgs {
     /// Folder with the reference segmentations.
     #[arg(long = "ref", value_name = "GT_FOLDER")]
     reference: PathBuf,
-    /// Plans file (default: PRED_FOLDER/plans.json; selects the reader).
-    #[arg(long = "plans-json", value_name = "FILE")]
-    plans_json: Option<PathBuf>,
-    /// dataset.json (default: PRED_FOLDER/dataset.json).
-    #[arg(long = "dataset-json", value_name = "FILE")]
-    dataset_json: Option<PathBuf>,
+    #[command(flatten)]
+    files: FolderFiles,
     /// Worker threads (default: the number of CPU cores).
     #[arg(long = "num-processes", value_name = "N")]
     num_processes: Option<usize>,
@@ -51,10 +47,17 @@ pub(crate) struct ApplyArgs {
     /// Worker threads (default: the number of CPU cores).
     #[arg(long = "num-processes", value_name = "N")]
     num_processes: Option<usize>,
-    /// Plans file (default: IN_FOLDER/plans.json if present; selects the reader).
+    #[command(flatten)]
+    files: FolderFiles,
+}
+
+/// The files describing a folder of segmentations, if not the folder's own.
+#[derive(clap::Args, Debug)]
+struct FolderFiles {
+    /// Plans file (default: plans.json in the input folder, if present; selects the reader).
     #[arg(long = "plans-json", value_name = "FILE")]
     plans_json: Option<PathBuf>,
-    /// dataset.json (default: IN_FOLDER/dataset.json).
+    /// dataset.json (default: dataset.json in the input folder).
     #[arg(long = "dataset-json", value_name = "FILE")]
     dataset_json: Option<PathBuf>,
 }
@@ -73,9 +76,9 @@ pub(crate) fn threads(n: Option<usize>) -> anyhow::Result<usize> {
 fn dataset_and_reader(
     ctx: &Context,
     folder: &Path,
-    dataset_json: Option<&Path>,
-    plans_json: Option<&Path>,
+    files: &FolderFiles,
 ) -> anyhow::Result<(DatasetJson, Box<dyn Reader>)> {
+    let (dataset_json, plans_json) = (files.dataset_json.as_deref(), files.plans_json.as_deref());
     let dj_path = dataset_json
         .map(Path::to_path_buf)
         .unwrap_or_else(|| folder.join("dataset.json"));
@@ -99,12 +102,7 @@ fn dataset_and_reader(
 
 /// `nnunet determine-postprocessing`.
 pub(crate) fn run_determine(ctx: &Context, args: DetermineArgs) -> anyhow::Result<()> {
-    let (dataset_json, reader) = dataset_and_reader(
-        ctx,
-        &args.input,
-        args.dataset_json.as_deref(),
-        args.plans_json.as_deref(),
-    )?;
+    let (dataset_json, reader) = dataset_and_reader(ctx, &args.input, &args.files)?;
     let result = determine_postprocessing(&DeterminePostprocessing {
         predictions: &args.input,
         reference: &args.reference,
@@ -132,12 +130,7 @@ pub(crate) fn run_determine(ctx: &Context, args: DetermineArgs) -> anyhow::Resul
 /// `nnunet apply-postprocessing`.
 pub(crate) fn run_apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
     let postprocessing = Postprocessing::read(&args.pp_file)?;
-    let (dataset_json, reader) = dataset_and_reader(
-        ctx,
-        &args.input,
-        args.dataset_json.as_deref(),
-        args.plans_json.as_deref(),
-    )?;
+    let (dataset_json, reader) = dataset_and_reader(ctx, &args.input, &args.files)?;
     let n = apply_postprocessing_to_folder(
         &args.input,
         &args.output,

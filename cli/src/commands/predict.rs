@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nnunet_core::device::{device_from_name, set_cpu_threads, set_precision};
-use nnunet_evaluation::model_selection::TrainedModel;
+use nnunet_core::paths::TrainedModel;
 use nnunet_inference::predictor::{
     FileOutputOptions, FolderCases, FolderSelection, Predictor, PredictorSettings,
 };

@@ -18,8 +18,8 @@ use std::path::Path;
 
 use nnunet_core::burn::tensor::Device;
 use nnunet_core::device::{device_from_name, set_cpu_threads, set_precision};
-use nnunet_trainers::setup::{RunRequest, ScheduleOverrides, prepare_run};
-use nnunet_trainers::validation::validate_fold;
+use nnunet_pipeline::setup::{RunRequest, ScheduleOverrides, prepare_run};
+use nnunet_pipeline::validation::validate_fold;
 use nnunet_training::run::{RunState, TrainingRun, checkpoint_path};
 use nnunet_training::splits::{Fold, read_splits};
 

@@ -218,17 +218,7 @@ pub fn percentile_linear(n: usize, p: f64, order_statistic: impl Fn(usize) -> f3
     if n == 0 {
         return f64::NAN;
     }
-    let q = p / 100.0;
-    let h = (n - 1) as f64 * q;
-    let (lo, hi) = if h >= (n - 1) as f64 {
-        (n - 1, n - 1)
-    } else if h < 0.0 {
-        (0, 0)
-    } else {
-        let lo = h.floor() as usize;
-        (lo, lo + 1)
-    };
-    let g = h - lo as f64;
+    let (lo, hi, g) = virtual_index(n, p);
     let a = order_statistic(lo);
     let b = order_statistic(hi);
     let d = (b - a) as f64;
@@ -239,12 +229,9 @@ pub fn percentile_linear(n: usize, p: f64, order_statistic: impl Fn(usize) -> f3
     }
 }
 
-/// [`percentile_linear`] for float64 data: the same interpolation with the difference of the two
-/// order statistics taken in float64 (`np.percentile` of a float64 array).
-pub fn percentile_linear_f64(n: usize, p: f64, order_statistic: impl Fn(usize) -> f64) -> f64 {
-    if n == 0 {
-        return f64::NAN;
-    }
+/// The `linear` method's neighbours of the virtual index `(n - 1) * p / 100` (`n > 0`, `p` in
+/// percent): the order statistics below and above it, and its fractional part.
+fn virtual_index(n: usize, p: f64) -> (usize, usize, f64) {
     let h = (n - 1) as f64 * (p / 100.0);
     let (lo, hi) = if h >= (n - 1) as f64 {
         (n - 1, n - 1)
@@ -254,7 +241,16 @@ pub fn percentile_linear_f64(n: usize, p: f64, order_statistic: impl Fn(usize) -
         let lo = h.floor() as usize;
         (lo, lo + 1)
     };
-    let g = h - lo as f64;
+    (lo, hi, h - lo as f64)
+}
+
+/// [`percentile_linear`] for float64 data: the same interpolation with the difference of the two
+/// order statistics taken in float64 (`np.percentile` of a float64 array).
+pub fn percentile_linear_f64(n: usize, p: f64, order_statistic: impl Fn(usize) -> f64) -> f64 {
+    if n == 0 {
+        return f64::NAN;
+    }
+    let (lo, hi, g) = virtual_index(n, p);
     let (a, b) = (order_statistic(lo), order_statistic(hi));
     let d = b - a;
     if g >= 0.5 {
@@ -423,8 +419,6 @@ pub fn np_mean(values: &[f64]) -> f64 {
 }
 
 #[cfg(test)]
-// The expected float32 values are numpy's float64 reprs of them.
-#[allow(clippy::excessive_precision)]
 mod tests {
     use super::*;
 
@@ -436,24 +430,33 @@ mod tests {
             .collect()
     }
 
-    // (n, np.sum(v, dtype=float32), np.mean(v), np.std(v)) from numpy 2.4.
-    const SUMS: [(usize, f32, f32, f32); 10] = [
-        (1, -100.0, -100.0, 0.0),
-        (5, 17.513504028320312, 3.5027008056640625, 76.56906127929688),
-        (8, 324.4864807128906, 40.56081008911133, 82.15386199951172),
-        (13, 518.8378295898438, 39.91060256958008, 79.44564056396484),
-        (100, 3567.053955078125, 35.67053985595703, 78.1490707397461),
-        (128, 4525.837890625, 35.35810852050781, 78.22805786132812),
-        (129, 4504.89208984375, 34.9216423034668, 78.08056640625),
-        (1000, 35325.97265625, 35.32597351074219, 78.11017608642578),
-        (12345, 434839.75, 35.22395706176758, 78.07577514648438),
-        (1000003, 35216528.0, 35.21642303466797, 78.07495880126953),
-    ];
+    /// numpy 2.4's golden values for [`xs`], written one row per line by
+    /// `core/tests/fixtures/make_statistics.py`, each row's numbers flattened: `float32` rows
+    /// `n, np.sum(v, dtype=float32), np.mean(v), np.std(v)`, `percentiles` rows
+    /// `n, np.percentile(v, (0.5, 50, 99.5))` and `float64` rows `n, sum, mean, std,
+    /// percentiles` of `v.astype(float64)`. Numbers go through `str::parse` (correctly rounded).
+    fn golden(table: &str) -> Vec<Vec<f64>> {
+        let text = include_str!("../../tests/fixtures/statistics.json");
+        let start = text.find(&format!("\"{table}\"")).unwrap();
+        text[start..]
+            .lines()
+            .skip(1)
+            .take_while(|line| line.trim_start().starts_with('['))
+            .map(|line| {
+                line.split(|c: char| "[], ".contains(c))
+                    .filter(|t| !t.is_empty())
+                    .map(|t| t.parse().unwrap())
+                    .collect()
+            })
+            .collect()
+    }
 
     #[test]
     fn pairwise_sum_mean_std_match_numpy() {
         assert_eq!(pairwise_sum_f32(&[]), 0.0);
-        for &(n, sum, mean, std) in &SUMS {
+        for row in golden("float32") {
+            let n = row[0] as usize;
+            let [sum, mean, std] = [1, 2, 3].map(|k| row[k] as f32);
             let v = xs(n);
             assert_eq!(pairwise_sum_f32(&v), sum, "sum n={n}");
             assert_eq!(mean_f32(&v), mean, "mean n={n}");
@@ -461,27 +464,25 @@ mod tests {
         }
     }
 
+    /// A reader of `v` from `start` on, filling each slice it is given with the next values.
+    fn reader_from<T: Copy>(v: &[T], start: usize) -> impl FnMut(&mut [T]) + '_ {
+        let mut pos = start;
+        move |out: &mut [T]| {
+            out.copy_from_slice(&v[pos..pos + out.len()]);
+            pos += out.len();
+        }
+    }
+
     #[test]
     fn streamed_and_parallel_sums_equal_the_plain_sum() {
-        for &(n, sum, _, _) in &SUMS {
+        for row in golden("float32") {
+            let (n, sum) = (row[0] as usize, row[1] as f32);
             let v = xs(n);
-            let mut pos = 0;
-            let streamed = pairwise_sum_f32_stream(n, &mut |out: &mut [f32]| {
-                out.copy_from_slice(&v[pos..pos + out.len()]);
-                pos += out.len();
-            });
+            let streamed = pairwise_sum_f32_stream(n, &mut reader_from(&v, 0));
             assert_eq!(streamed, sum, "stream n={n}");
             for grain in [1, 200, 4096] {
-                let open = |start: usize| {
-                    let v = &v;
-                    let mut pos = start;
-                    move |out: &mut [f32]| {
-                        out.copy_from_slice(&v[pos..pos + out.len()]);
-                        pos += out.len();
-                    }
-                };
                 assert_eq!(
-                    pairwise_sum_f32_parallel(n, &open, grain),
+                    pairwise_sum_f32_parallel(n, &|start| reader_from(&v, start), grain),
                     sum,
                     "parallel n={n} grain={grain}"
                 );
@@ -491,31 +492,8 @@ mod tests {
 
     #[test]
     fn percentiles_match_numpy() {
-        // np.percentile(v, np.array((0.5, 50.0, 99.5))) from numpy 2.4.
-        let expected: [(usize, [f64; 3]); 6] = [
-            (1, [-100.0, -100.0, -100.0]),
-            (
-                2,
-                [-98.92986488342285, 7.013511657714844, 112.95688819885254],
-            ),
-            (
-                3,
-                [-98.42405410766601, 57.5945930480957, 113.46269901275635],
-            ),
-            (
-                10,
-                [-98.51378395080566, 23.527027130126953, 156.74392150878907],
-            ),
-            (
-                201,
-                [-98.70270538330078, 35.486488342285156, 168.3783721923828],
-            ),
-            (
-                1000,
-                [-98.70405673980713, 35.35135269165039, 168.89310768127442],
-            ),
-        ];
-        for (n, want) in expected {
+        for row in golden("percentiles") {
+            let (n, want) = (row[0] as usize, [row[1], row[2], row[3]]);
             let mut v = xs(n);
             let hist = ValueHistogram::from_counts(v.iter().map(|&x| (x, 1)).collect());
             v.sort_by(f32::total_cmp);
@@ -529,45 +507,10 @@ mod tests {
 
     #[test]
     fn float64_statistics_match_numpy() {
-        // v = xs(n).astype(np.float64): np.sum, np.mean, np.std, np.percentile from numpy 2.4.
-        let expected: [(usize, f64, f64, f64, [f64; 3]); 5] = [
-            (
-                5,
-                17.51350724697113,
-                3.502701449394226,
-                76.56906440331484,
-                [-99.10540542602538, 1.162162184715271, 112.898374710083],
-            ),
-            (
-                129,
-                4504.891869366169,
-                34.92164239818736,
-                78.08056451098402,
-                [-99.1697314453125, 35.486488342285156, 167.0464874267578],
-            ),
-            (
-                1000,
-                35325.97296575457,
-                35.325972965754566,
-                78.11017556138026,
-                [-98.70405673980713, 35.35135269165039, 168.89310768127442],
-            ),
-            (
-                12345,
-                434839.7567174658,
-                35.223957611783376,
-                78.07577302635399,
-                [-98.68324310302734, 35.216217041015625, 169.1081085205078],
-            ),
-            (
-                1000003,
-                35216529.51185995,
-                35.216423862588364,
-                78.07495782053384,
-                [-98.64865112304688, 35.216217041015625, 169.08108520507812],
-            ),
-        ];
-        for (n, sum, mean, std, pct) in expected {
+        for row in golden("float64") {
+            let n = row[0] as usize;
+            let [sum, mean, std] = [row[1], row[2], row[3]];
+            let pct = [row[4], row[5], row[6]];
             let v: Vec<f64> = xs(n).into_iter().map(f64::from).collect();
             let s = pairwise_sum(&v);
             assert_eq!(s, sum, "sum n={n}");
@@ -583,14 +526,7 @@ mod tests {
             for (p, w) in [0.5, 50.0, 99.5].into_iter().zip(pct) {
                 assert_eq!(hist.percentile_f64(p), w, "n={n} p={p}");
             }
-            let open = |start: usize| {
-                let v = &v;
-                let mut pos = start;
-                move |out: &mut [f64]| {
-                    out.copy_from_slice(&v[pos..pos + out.len()]);
-                    pos += out.len();
-                }
-            };
+            let open = |start| reader_from(&v, start);
             assert_eq!(pairwise_sum_parallel(n, &open, 1000), sum, "parallel n={n}");
         }
     }

@@ -120,9 +120,8 @@ pub fn evaluation_targets(labels: &Labels) -> Vec<LabelOrRegion> {
             .collect()
     } else {
         labels
-            .all_labels()
+            .foreground_labels()
             .into_iter()
-            .filter(|v| *v != 0)
             .map(LabelOrRegion::Label)
             .collect()
     }

@@ -229,12 +229,12 @@ fn fp32_direct_kernel(isa: Isa) -> (usize, usize, DirectKernel<f32, f32>) {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => {
             use microkernel::avx512 as k;
-            (k::DIRECT_MR, 16 * k::DIRECT_NV, k::direct)
+            (k::DIRECT_MR, k::LANES * k::DIRECT_NV, k::direct)
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
             use microkernel::avx2 as k;
-            (k::DIRECT_MR, 8 * k::DIRECT_NV, k::direct)
+            (k::DIRECT_MR, k::LANES * k::DIRECT_NV, k::direct)
         }
         _ => {
             use microkernel::portable as k;
@@ -264,7 +264,7 @@ fn direct_pairs(job: &DirectJob, dest: &mut [f32]) {
     let koff = channel_offsets(grid, job.taps, grid.c);
     let channels = job.src.channels;
     let w = |r: usize, c: usize, t: usize| if c < channels { job.w.at(r, c, t) } else { 0.0 };
-    let (mr, nr) = (m::DIRECT_MR, 16 * m::DIRECT_NV);
+    let (mr, nr) = (m::DIRECT_MR, m::LANES * m::DIRECT_NV);
     let packed = direct::pack(job.rows, koff.len(), mr, |r, kk| {
         let (cp, t) = (kk / nt, kk % nt);
         pair(w(r, 2 * cp, t), w(r, 2 * cp + 1, t))

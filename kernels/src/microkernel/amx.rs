@@ -61,6 +61,26 @@ const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
+/// An `asm!` block (`$template`s, then `options($option…)`) over accumulator tiles 0–3 as the four
+/// 16 × 16 quadrants of the 32 × 32 fp32 block at `$c`, rows `$ld` bytes apart: the templates
+/// name quadrant `i` `{ci}` and the row stride `{l}`. Expanded in the caller's `unsafe` block: the
+/// block's memory must be valid for the instructions.
+macro_rules! quadrants {
+    ($c:expr, $ld:expr; $($option:ident),+; $($template:literal),+) => {{
+        let (c, ld): (*mut f32, usize) = ($c, $ld);
+        let row = ld / 4;
+        asm!(
+            $($template,)+
+            c0 = in(reg) c,
+            c1 = in(reg) c.add(16),
+            c2 = in(reg) c.add(16 * row),
+            c3 = in(reg) c.add(16 * row + 16),
+            l = in(reg) ld,
+            options($($option),+),
+        );
+    }};
+}
+
 /// Rows (output channels) of the direct tile: two tiles of 16.
 pub(crate) const DIRECT_MR: usize = 32;
 /// Positions of the direct tile: two tiles of 16.
@@ -95,23 +115,8 @@ pub(crate) unsafe fn direct(
         for s in 0..steps {
             let at = a.add(s * STEP_A);
             let b = src.offset(*soff.add(s));
-            asm!(
-                "tileloadd tmm4, [{a0} + {s64}*1]",
-                "tileloadd tmm5, [{a1} + {s64}*1]",
-                "tileloadd tmm6, [{b0} + {bs}*1]",
-                "tileloadd tmm7, [{b1} + {bs}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) at,
-                a1 = in(reg) at.add(STEP_A / 2),
-                s64 = in(reg) 64usize,
-                b0 = in(reg) b,
-                b1 = in(reg) b.add(16),
-                bs = in(reg) b_stride,
-                options(nostack, readonly),
-            );
+            let a_tiles = [at.cast(), at.add(STEP_A / 2).cast()];
+            step(a_tiles, 64, [b.cast(), b.add(16).cast()], b_stride);
         }
         store_c(c, ldc * 4);
     }
@@ -135,59 +140,57 @@ pub(crate) unsafe fn weight_grad(
     unsafe {
         asm!("ldtilecfg [{0}]", in(reg) &CONFIG, options(nostack, readonly));
         let l = ldacc * 4;
-        asm!(
-            "tileloadd tmm0, [{c0} + {l}*1]",
-            "tileloadd tmm1, [{c1} + {l}*1]",
-            "tileloadd tmm2, [{c2} + {l}*1]",
-            "tileloadd tmm3, [{c3} + {l}*1]",
-            c0 = in(reg) acc,
-            c1 = in(reg) acc.add(16),
-            c2 = in(reg) acc.add(16 * ldacc),
-            c3 = in(reg) acc.add(16 * ldacc + 16),
-            l = in(reg) l,
-            options(nostack, readonly),
-        );
+        quadrants!(acc, l; nostack, readonly;
+            "tileloadd tmm0, [{c0} + {l}*1]", "tileloadd tmm1, [{c1} + {l}*1]",
+            "tileloadd tmm2, [{c2} + {l}*1]", "tileloadd tmm3, [{c3} + {l}*1]");
         for s in 0..steps {
-            let a0 = a.add(32 * s);
+            let a0 = a.add(32 * s).cast::<u8>();
             let b0 = bt.cast::<u8>().add(16 * s * b_stride);
-            asm!(
-                "tileloadd tmm4, [{a0} + {as_}*1]",
-                "tileloadd tmm5, [{a1} + {as_}*1]",
-                "tileloadd tmm6, [{b0} + {bs}*1]",
-                "tileloadd tmm7, [{b1} + {bs}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) a0,
-                a1 = in(reg) a0.cast::<u8>().add(16 * a_stride),
-                as_ = in(reg) a_stride,
-                b0 = in(reg) b0,
-                b1 = in(reg) b0.add(64),
-                bs = in(reg) b_stride,
-                options(nostack, readonly),
+            step(
+                [a0, a0.add(16 * a_stride)],
+                a_stride,
+                [b0, b0.add(64)],
+                b_stride,
             );
         }
         store_c(acc, l);
     }
 }
 
-/// Stores tiles 0–3 as a 32 × 32 fp32 block (`ld` bytes per row) and releases the tile state.
-unsafe fn store_c(c: *mut f32, ld: usize) {
-    let row = ld / 4;
+/// One step of a 32 × 32 product: loads the A tiles at `a` (rows `a_stride` bytes apart) into
+/// tmm4–5 and the B tiles at `b` (rows `b_stride` bytes apart) into tmm6–7, and adds `A_i · B_j`
+/// to tile `2i + j` (tmm0–3).
+///
+/// # Safety
+/// AMX available, the tile configuration loaded; the 16 rows of every A and B tile readable.
+#[inline(always)]
+unsafe fn step(a: [*const u8; 2], a_stride: usize, b: [*const u8; 2], b_stride: usize) {
     unsafe {
         asm!(
-            "tilestored [{c0} + {l}*1], tmm0",
-            "tilestored [{c1} + {l}*1], tmm1",
-            "tilestored [{c2} + {l}*1], tmm2",
-            "tilestored [{c3} + {l}*1], tmm3",
-            "tilerelease",
-            c0 = in(reg) c,
-            c1 = in(reg) c.add(16),
-            c2 = in(reg) c.add(16 * row),
-            c3 = in(reg) c.add(16 * row + 16),
-            l = in(reg) ld,
-            options(nostack),
+            "tileloadd tmm4, [{a0} + {as_}*1]",
+            "tileloadd tmm5, [{a1} + {as_}*1]",
+            "tileloadd tmm6, [{b0} + {bs}*1]",
+            "tileloadd tmm7, [{b1} + {bs}*1]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            a0 = in(reg) a[0],
+            a1 = in(reg) a[1],
+            as_ = in(reg) a_stride,
+            b0 = in(reg) b[0],
+            b1 = in(reg) b[1],
+            bs = in(reg) b_stride,
+            options(nostack, readonly),
         );
+    }
+}
+
+/// Stores tiles 0–3 as a 32 × 32 fp32 block (`ld` bytes per row) and releases the tile state.
+unsafe fn store_c(c: *mut f32, ld: usize) {
+    unsafe {
+        quadrants!(c, ld; nostack;
+            "tilestored [{c0} + {l}*1], tmm0", "tilestored [{c1} + {l}*1], tmm1",
+            "tilestored [{c2} + {l}*1], tmm2", "tilestored [{c3} + {l}*1], tmm3", "tilerelease");
     }
 }

@@ -12,10 +12,10 @@
 //! convolutions; it segments every z slice independently (z is folded into the batch), so the
 //! usual 2D input has `z = 1`.
 
-pub mod blocks;
-pub mod kwargs;
-pub mod plain_conv_unet;
-pub mod residual_encoder_unet;
+mod blocks;
+mod kwargs;
+mod plain_conv_unet;
+mod residual_encoder_unet;
 
 pub use kwargs::{Activation, NormKind, NormSpec, UNetFamily, UNetKwargs};
 pub use plain_conv_unet::PlainConvUNet;
@@ -27,7 +27,7 @@ use nnunet_core::burn;
 use nnunet_core::network::{Architecture, NamedTensor, Network, NetworkSpec};
 use nnunet_core::{Error, Result};
 
-use blocks::{LayerSettings, UNetDecoder};
+use blocks::{LayerSettings, StackShape, UNetDecoder};
 
 /// Whether a torch `state_dict` key is an alias of another key (or a counter we do not keep).
 pub fn is_state_dict_alias(key: &str) -> bool {
@@ -111,20 +111,20 @@ impl UNetSetup {
 fn encoder_stages<T>(
     kw: &UNetKwargs,
     input_channels: usize,
-    mut make: impl FnMut(usize, usize, usize, &[usize], &[usize]) -> T,
+    mut make: impl FnMut(StackShape) -> T,
 ) -> Vec<T> {
     let mut channels_in = input_channels;
     (0..kw.n_stages)
         .map(|s| {
-            let cout = kw.features_per_stage[s];
-            let stage = make(
-                kw.n_per_stage[s],
+            let channels_out = kw.features_per_stage[s];
+            let stage = make(StackShape {
+                n: kw.n_per_stage[s],
                 channels_in,
-                cout,
-                &kw.kernel_sizes[s],
-                &kw.strides[s],
-            );
-            channels_in = cout;
+                channels_out,
+                kernel: &kw.kernel_sizes[s],
+                first_stride: &kw.strides[s],
+            });
+            channels_in = channels_out;
             stage
         })
         .collect()

@@ -8,8 +8,8 @@ use nnunet_core::Result;
 use nnunet_core::burn;
 use nnunet_core::network::{NetworkSpec, SegmentationModule};
 
-use super::blocks::{LayerSettings, StackedConvBlocks, UNetDecoder};
-use super::kwargs::{UNetFamily, UNetKwargs};
+use super::blocks::{StackedConvBlocks, UNetDecoder};
+use super::kwargs::UNetFamily;
 use super::{InputLayout, UNetSetup, encoder_stages, unet_segmentation_module};
 
 /// `PlainConvEncoder`. Each stage is torch's `nn.Sequential` holding one `StackedConvBlocks`,
@@ -21,17 +21,11 @@ pub struct PlainConvEncoder {
 }
 
 impl PlainConvEncoder {
-    /// An encoder for `kw` taking `input_channels` channels.
-    fn new(
-        kw: &UNetKwargs,
-        input_channels: usize,
-        settings: &LayerSettings,
-        device: &Device,
-    ) -> Self {
-        let stages = encoder_stages(kw, input_channels, |n, cin, cout, kernel, stride| {
-            vec![StackedConvBlocks::new(
-                n, cin, cout, kernel, stride, settings, device,
-            )]
+    /// An encoder for `setup`'s topology taking `input_channels` channels.
+    fn new(setup: &UNetSetup, input_channels: usize, device: &Device) -> Self {
+        let (kw, settings) = (&setup.kw, &setup.settings);
+        let stages = encoder_stages(kw, input_channels, |shape| {
+            vec![StackedConvBlocks::new(shape, settings, device)]
         });
         PlainConvEncoder { stages }
     }
@@ -68,8 +62,7 @@ impl PlainConvUNet {
     /// biases, unit norm weights).
     pub fn new(spec: &NetworkSpec, device: &Device) -> Result<Self> {
         let setup = UNetSetup::new(spec, UNetFamily::Plain)?;
-        let encoder =
-            PlainConvEncoder::new(&setup.kw, spec.input_channels, &setup.settings, device);
+        let encoder = PlainConvEncoder::new(&setup, spec.input_channels, device);
         let decoder = setup.decoder(spec, device);
         Ok(PlainConvUNet {
             encoder,

@@ -8,8 +8,8 @@ use nnunet_core::Result;
 use nnunet_core::burn;
 use nnunet_core::network::{NetworkSpec, SegmentationModule};
 
-use super::blocks::{LayerSettings, StackedConvBlocks, StackedResidualBlocks, UNetDecoder};
-use super::kwargs::{UNetFamily, UNetKwargs};
+use super::blocks::{StackShape, StackedConvBlocks, StackedResidualBlocks, UNetDecoder};
+use super::kwargs::UNetFamily;
 use super::{InputLayout, UNetSetup, encoder_stages, unet_segmentation_module};
 
 /// `ResidualEncoder`: `stem.convs.0`, then `stages.S.blocks.B`.
@@ -22,26 +22,21 @@ pub struct ResidualEncoder {
 }
 
 impl ResidualEncoder {
-    /// An encoder for `kw` taking `input_channels` channels.
-    fn new(
-        kw: &UNetKwargs,
-        input_channels: usize,
-        settings: &LayerSettings,
-        device: &Device,
-    ) -> Self {
+    /// An encoder for `setup`'s topology taking `input_channels` channels.
+    fn new(setup: &UNetSetup, input_channels: usize, device: &Device) -> Self {
+        let (kw, settings) = (&setup.kw, &setup.settings);
         let stem_channels = kw.stem_channels.unwrap_or(kw.features_per_stage[0]);
         let ones = vec![1; kw.dims];
-        let stem = StackedConvBlocks::new(
-            1,
-            input_channels,
-            stem_channels,
-            &kw.kernel_sizes[0],
-            &ones,
-            settings,
-            device,
-        );
-        let stages = encoder_stages(kw, stem_channels, |n, cin, cout, kernel, stride| {
-            StackedResidualBlocks::new(n, cin, cout, kernel, stride, settings, device)
+        let stem = StackShape {
+            n: 1,
+            channels_in: input_channels,
+            channels_out: stem_channels,
+            kernel: &kw.kernel_sizes[0],
+            first_stride: &ones,
+        };
+        let stem = StackedConvBlocks::new(stem, settings, device);
+        let stages = encoder_stages(kw, stem_channels, |shape| {
+            StackedResidualBlocks::new(shape, settings, device)
         });
         ResidualEncoder { stem, stages }
     }
@@ -78,7 +73,7 @@ impl ResidualEncoderUNet {
     /// `init_last_bn_before_add_to_0` (each block's `conv2.norm` weight and bias are zero).
     pub fn new(spec: &NetworkSpec, device: &Device) -> Result<Self> {
         let setup = UNetSetup::new(spec, UNetFamily::ResidualEncoder)?;
-        let encoder = ResidualEncoder::new(&setup.kw, spec.input_channels, &setup.settings, device);
+        let encoder = ResidualEncoder::new(&setup, spec.input_channels, device);
         let decoder = setup.decoder(spec, device);
         Ok(ResidualEncoderUNet {
             encoder,

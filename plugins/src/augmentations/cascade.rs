@@ -2,12 +2,13 @@
 //! random morphological operators and removal of a random connected component.
 
 use ndarray::Axis;
-use nnunet_core::augmentation::{AugmentationContext, Sample};
-use nnunet_core::{Augmentation, Error, Result};
-use rand::{Rng, RngCore};
+use nnunet_core::augmentation::Sample;
+use nnunet_core::{Error, Result};
+use rand::Rng;
 use rayon::prelude::*;
 
-use super::{RandomScalar, chance, prelude, shuffle};
+use super::apply::{RandomTransform, Run};
+use super::{RandomScalar, chance, shuffle};
 
 /// Which image channels hold the one-hot encoding.
 #[derive(Clone, Debug, PartialEq)]
@@ -189,42 +190,23 @@ const OPERATORS: [BinaryOperator; 4] = [
     BinaryOperator::Opening,
 ];
 
-/// What a cascade transform's `apply` starts from once it has been drawn to run.
-struct LabelRun {
-    /// Spatial shape `[z, y, x]` of the image.
-    shape: [usize; 3],
-    /// The one-hot channels, in random order.
-    all: Vec<usize>,
-    /// Those drawn to be changed.
-    apply: Vec<usize>,
-}
-
-/// The start both cascade transforms' `apply` share: the [`prelude`] (probability `p`), then
-/// the one-hot channels of `selection` shuffled, and those drawn with probability
-/// `p_per_label` each; `what` names the transform in errors.
-fn label_prelude(
-    sample: &Sample,
-    p: f64,
-    p_per_label: f64,
+/// The one-hot channels both cascade transforms start from, once drawn to run: those of
+/// `selection` shuffled, and those drawn with probability `p_per_label` each to be changed;
+/// `what` names the transform in errors.
+fn one_hot_channels(
+    run: &mut Run<'_>,
     selection: &ChannelSelection,
+    p_per_label: f64,
     what: &str,
-    rng: &mut dyn RngCore,
-) -> Result<Option<LabelRun>> {
-    let Some(run) = prelude(sample, p, rng) else {
-        return Ok(None);
-    };
+) -> Result<(Vec<usize>, Vec<usize>)> {
     let mut all = selection.resolve(run.channels, what)?;
-    shuffle(&mut all, rng);
+    shuffle(&mut all, run.rng);
     let apply = all
         .iter()
         .copied()
-        .filter(|_| chance(rng, p_per_label))
+        .filter(|_| chance(run.rng, p_per_label))
         .collect();
-    Ok(Some(LabelRun {
-        shape: run.shape,
-        all,
-        apply,
-    }))
+    Ok((all, apply))
 }
 
 /// Image channel `c` as a mask (nonzero voxels).
@@ -237,41 +219,49 @@ fn channel_mask(sample: &Sample, c: usize) -> Vec<bool> {
         .collect()
 }
 
-impl Augmentation for ApplyRandomBinaryOperatorTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        _: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
+impl RandomTransform for ApplyRandomBinaryOperatorTransform {
+    fn transform(&self, mut run: Run<'_>) -> Result<()> {
         let what = "ApplyRandomBinaryOperatorTransform";
-        let Some(LabelRun { shape, all, apply }) =
-            label_prelude(sample, self.p, self.p_per_label, &self.channels, what, rng)?
-        else {
-            return Ok(());
-        };
+        let (all, apply) = one_hot_channels(&mut run, &self.channels, self.p_per_label, what)?;
         let ops: Vec<BinaryOperator> = apply
             .iter()
-            .map(|_| OPERATORS[rng.random_range(0..4)])
+            .map(|_| OPERATORS[run.rng.random_range(0..4)])
             .collect();
-        let radii: Vec<f64> = apply.iter().map(|_| self.strel_size.sample(rng)).collect();
+        let radii: Vec<f64> = apply
+            .iter()
+            .map(|_| self.strel_size.sample(run.rng))
+            .collect();
         for ((&a, &op), &r) in apply.iter().zip(&ops).zip(&radii) {
-            let mask = channel_mask(sample, a);
-            let result = apply_operator(op, &mask, shape, r);
+            let mask = channel_mask(run.sample, a);
+            let result = apply_operator(op, &mask, run.shape, r);
             for &oc in all.iter().filter(|&&c| c != a) {
-                let mut ch = sample.image.index_axis_mut(Axis(0), oc);
+                let mut ch = run.sample.image.index_axis_mut(Axis(0), oc);
                 for ((v, &res), &m) in ch.iter_mut().zip(&result).zip(&mask) {
                     if res && !m {
                         *v = 0.0;
                     }
                 }
             }
-            let mut ch = sample.image.index_axis_mut(Axis(0), a);
+            let mut ch = run.sample.image.index_axis_mut(Axis(0), a);
             for (v, &res) in ch.iter_mut().zip(&result) {
                 *v = if res { 1.0 } else { 0.0 };
             }
         }
         Ok(())
+    }
+}
+
+/// Sets the voxels of image channel `c` whose component in `labels` is `chosen` to `value`.
+fn set_component(sample: &mut Sample, c: usize, labels: &[u32], chosen: u32, value: f32) {
+    for (v, &l) in sample
+        .image
+        .index_axis_mut(Axis(0), c)
+        .iter_mut()
+        .zip(labels)
+    {
+        if l == chosen {
+            *v = value;
+        }
     }
 }
 
@@ -345,26 +335,17 @@ impl RemoveRandomConnectedComponentTransform {
     }
 }
 
-impl Augmentation for RemoveRandomConnectedComponentTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        _: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
+impl RandomTransform for RemoveRandomConnectedComponentTransform {
+    fn transform(&self, mut run: Run<'_>) -> Result<()> {
         let what = "RemoveRandomConnectedComponentFromOneHotEncodingTransform";
-        let Some(LabelRun { shape, all, apply }) =
-            label_prelude(sample, self.p, self.p_per_label, &self.channels, what, rng)?
-        else {
-            return Ok(());
-        };
-        let total = (shape[0] * shape[1] * shape[2]) as f64;
+        let (all, apply) = one_hot_channels(&mut run, &self.channels, self.p_per_label, what)?;
+        let total = (run.shape[0] * run.shape[1] * run.shape[2]) as f64;
         for &a in &apply {
-            let mask = channel_mask(sample, a);
+            let mask = channel_mask(run.sample, a);
             if !mask.iter().any(|&m| m) {
                 continue;
             }
-            let (lab, sizes) = label_components(&mask, shape);
+            let (lab, sizes) = label_components(&mask, run.shape);
             let valid: Vec<u32> = (1..sizes.len())
                 .filter(|&i| (sizes[i] as f64) < total * self.dont_do_if_covers_more_than_x_percent)
                 .map(|i| i as u32)
@@ -372,26 +353,13 @@ impl Augmentation for RemoveRandomConnectedComponentTransform {
             if valid.is_empty() {
                 continue;
             }
-            let chosen = valid[rng.random_range(0..valid.len())];
-            for (v, &l) in sample.image.index_axis_mut(Axis(0), a).iter_mut().zip(&lab) {
-                if l == chosen {
-                    *v = 0.0;
-                }
-            }
-            if chance(rng, self.fill_with_other_class_p) {
+            let chosen = valid[run.rng.random_range(0..valid.len())];
+            set_component(run.sample, a, &lab, chosen, 0.0);
+            if chance(run.rng, self.fill_with_other_class_p) {
                 let others: Vec<usize> = all.iter().copied().filter(|&c| c != a).collect();
                 if !others.is_empty() {
-                    let oc = others[rng.random_range(0..others.len())];
-                    for (v, &l) in sample
-                        .image
-                        .index_axis_mut(Axis(0), oc)
-                        .iter_mut()
-                        .zip(&lab)
-                    {
-                        if l == chosen {
-                            *v = 1.0;
-                        }
-                    }
+                    let oc = others[run.rng.random_range(0..others.len())];
+                    set_component(run.sample, oc, &lab, chosen, 1.0);
                 }
             }
         }

@@ -2,14 +2,14 @@
 //! simulated low resolution and gamma, with nnU-Net's default parameters.
 
 use ndarray::{Array4, ArrayViewMut3, Axis};
-use nnunet_core::augmentation::{AugmentationContext, Sample};
-use nnunet_core::{Augmentation, Error, Result};
+use nnunet_core::{Error, Result};
 use rand::rngs::SmallRng;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
-use super::{Prelude, RandomScalar, chance, data_axes, prelude, sync_draw};
+use super::apply::{ChannelTransform, RandomTransform, Run};
+use super::{RandomScalar, chance, sync_draw};
 
 /// The contiguous data of one image channel.
 fn channel_mut(image: &mut Array4<f32>, c: usize) -> Result<ArrayViewMut3<'_, f32>> {
@@ -72,30 +72,18 @@ fn add_gaussian(out: &mut [f32], sigma: f64, seed: u64) {
         });
 }
 
-impl Augmentation for GaussianNoiseTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        _: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some(run) = prelude(sample, self.p, rng) else {
-            return Ok(());
-        };
-        let channels = run.pick_channels(rng, self.p_per_channel);
-        if channels.is_empty() {
-            return Ok(());
-        }
+impl ChannelTransform for GaussianNoiseTransform {
+    fn transform(&self, run: Run<'_>, channels: Vec<usize>) -> Result<()> {
         // drawn even when every channel draws its own, as in the reference
-        let shared = self.noise_variance.sample(rng);
+        let shared = self.noise_variance.sample(run.rng);
         for &c in &channels {
             let sigma = if self.synchronize_channels {
                 shared
             } else {
-                self.noise_variance.sample(rng)
+                self.noise_variance.sample(run.rng)
             };
-            let seed = rng.next_u64();
-            let mut ch = channel_mut(&mut sample.image, c)?;
+            let seed = run.rng.next_u64();
+            let mut ch = channel_mut(&mut run.sample.image, c)?;
             add_gaussian(slice_of(&mut ch)?, sigma, seed);
         }
         Ok(())
@@ -181,33 +169,35 @@ pub(crate) fn convolve_axis(data: &mut [f32], shape: [usize; 3], axis: usize, ke
         });
 }
 
-/// How a transform draws one value per axis for each channel it changes.
-struct PerAxis<'a> {
-    /// The value's distribution.
-    scalar: &'a RandomScalar,
-    /// Probability that a channel is changed.
-    p_per_channel: f64,
-    /// One set of values for all channels.
-    synchronize_channels: bool,
-    /// One value for all axes of a channel.
-    synchronize_axes: bool,
+/// A transform that changes randomly chosen channels with one drawn value per data axis each
+/// (blur sigmas, low-resolution scales); [`per_axis`] opens its `apply`.
+pub(crate) trait AxisTransform {
+    /// Changes one channel's `data` (spatial `shape`) with `values`, one per axis in `axes`.
+    fn change(&self, data: &mut [f32], shape: [usize; 3], axes: &[usize], values: &[f64]);
 }
 
-impl PerAxis<'_> {
-    /// The channels drawn to change and, for each, one value per axis (`axes` axes).
-    fn draw(
-        &self,
-        run: &Prelude,
-        axes: usize,
-        rng: &mut dyn RngCore,
-    ) -> (Vec<usize>, Vec<Vec<f64>>) {
-        let channels = run.pick_channels(rng, self.p_per_channel);
-        let values = sync_draw(channels.len(), self.synchronize_channels, rng, |rng| {
-            self.scalar
-                .sample_per_axis(rng, axes, self.synchronize_axes)
-        });
-        (channels, values)
+/// The opening of an [`AxisTransform`]: draws the channels (`p_per_channel` each) and, for
+/// each, one value of `scalar` per data axis (one set for all channels when
+/// `synchronize_channels`, one value for all axes of a channel when `synchronize_axes`), then
+/// changes the drawn channels.
+pub(crate) fn per_axis<T: AxisTransform>(
+    t: &T,
+    scalar: RandomScalar,
+    p_per_channel: f64,
+    synchronize_channels: bool,
+    synchronize_axes: bool,
+    mut run: Run<'_>,
+) -> Result<()> {
+    let axes = run.axes();
+    let channels = run.pick_channels(p_per_channel);
+    let values = sync_draw(channels.len(), synchronize_channels, run.rng, |rng| {
+        scalar.sample_per_axis(rng, axes.len(), synchronize_axes)
+    });
+    for (&c, v) in channels.iter().zip(&values) {
+        let mut ch = channel_mut(&mut run.sample.image, c)?;
+        t.change(slice_of(&mut ch)?, run.shape, &axes, v);
     }
+    Ok(())
 }
 
 /// Separable Gaussian blur with sigma drawn per channel and axis.
@@ -238,35 +228,13 @@ impl GaussianBlurTransform {
     }
 }
 
-impl Augmentation for GaussianBlurTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some(run) = prelude(sample, self.p, rng) else {
-            return Ok(());
-        };
-        let shape = run.shape;
-        let axes = data_axes(context);
-        let (channels, all) = PerAxis {
-            scalar: &self.blur_sigma,
-            p_per_channel: self.p_per_channel,
-            synchronize_channels: self.synchronize_channels,
-            synchronize_axes: self.synchronize_axes,
-        }
-        .draw(&run, axes.len(), rng);
-        for (&c, sigmas) in channels.iter().zip(&all) {
-            let mut ch = channel_mut(&mut sample.image, c)?;
-            let data = slice_of(&mut ch)?;
-            for (&axis, &sigma) in axes.iter().zip(sigmas) {
-                if sigma > 0.0 && shape[axis] > 1 {
-                    convolve_axis(data, shape, axis, &gaussian_kernel(sigma));
-                }
+impl AxisTransform for GaussianBlurTransform {
+    fn change(&self, data: &mut [f32], shape: [usize; 3], axes: &[usize], sigmas: &[f64]) {
+        for (&axis, &sigma) in axes.iter().zip(sigmas) {
+            if sigma > 0.0 && shape[axis] > 1 {
+                convolve_axis(data, shape, axis, &gaussian_kernel(sigma));
             }
         }
-        Ok(())
     }
 }
 
@@ -295,23 +263,15 @@ impl MultiplicativeBrightnessTransform {
     }
 }
 
-impl Augmentation for MultiplicativeBrightnessTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        _: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some(run) = prelude(sample, self.p, rng) else {
-            return Ok(());
-        };
-        let channels = run.pick_channels(rng, self.p_per_channel);
-        let factors = sync_draw(channels.len(), self.synchronize_channels, rng, |rng| {
+impl RandomTransform for MultiplicativeBrightnessTransform {
+    fn transform(&self, mut run: Run<'_>) -> Result<()> {
+        let channels = run.pick_channels(self.p_per_channel);
+        let factors = sync_draw(channels.len(), self.synchronize_channels, run.rng, |rng| {
             self.multiplier_range.sample(rng)
         });
         for (&c, &m) in channels.iter().zip(&factors) {
             let m = m as f32;
-            let mut ch = channel_mut(&mut sample.image, c)?;
+            let mut ch = channel_mut(&mut run.sample.image, c)?;
             slice_of(&mut ch)?.par_iter_mut().for_each(|v| *v *= m);
         }
         Ok(())
@@ -361,25 +321,13 @@ impl ContrastTransform {
     }
 }
 
-impl Augmentation for ContrastTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        _: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some(run) = prelude(sample, self.p, rng) else {
-            return Ok(());
-        };
-        let channels = run.pick_channels(rng, self.p_per_channel);
-        if channels.is_empty() {
-            return Ok(());
-        }
-        let factors = sync_draw(channels.len(), self.synchronize_channels, rng, |rng| {
+impl ChannelTransform for ContrastTransform {
+    fn transform(&self, run: Run<'_>, channels: Vec<usize>) -> Result<()> {
+        let factors = sync_draw(channels.len(), self.synchronize_channels, run.rng, |rng| {
             self.contrast_range.sample(rng)
         });
         for (&c, &m) in channels.iter().zip(&factors) {
-            let mut ch = channel_mut(&mut sample.image, c)?;
+            let mut ch = channel_mut(&mut run.sample.image, c)?;
             let data = slice_of(&mut ch)?;
             let (mean, mn, mx) = mean_min_max(data);
             let preserve = self.preserve_range;
@@ -476,39 +424,17 @@ impl SimulateLowResolutionTransform {
     }
 }
 
-impl Augmentation for SimulateLowResolutionTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some(run) = prelude(sample, self.p, rng) else {
-            return Ok(());
-        };
-        let shape = run.shape;
-        let axes = data_axes(context);
-        let (channels, all) = PerAxis {
-            scalar: &self.scale,
-            p_per_channel: self.p_per_channel,
-            synchronize_channels: self.synchronize_channels,
-            synchronize_axes: self.synchronize_axes,
-        }
-        .draw(&run, axes.len(), rng);
-        for (&c, scales) in channels.iter().zip(&all) {
-            let mut ch = channel_mut(&mut sample.image, c)?;
-            let mut new_shape = shape;
-            for (&axis, &s) in axes.iter().zip(scales) {
-                if !self.ignore_axes.contains(&axis) {
-                    new_shape[axis] = ((shape[axis] as f64 * s).round_ties_even() as usize).max(1);
-                }
+impl AxisTransform for SimulateLowResolutionTransform {
+    fn change(&self, data: &mut [f32], shape: [usize; 3], axes: &[usize], scales: &[f64]) {
+        let mut new_shape = shape;
+        for (&axis, &s) in axes.iter().zip(scales) {
+            if !self.ignore_axes.contains(&axis) {
+                new_shape[axis] = ((shape[axis] as f64 * s).round_ties_even() as usize).max(1);
             }
-            if new_shape == shape {
-                continue;
-            }
-            down_and_up(slice_of(&mut ch)?, shape, new_shape);
         }
-        Ok(())
+        if new_shape != shape {
+            down_and_up(data, shape, new_shape);
+        }
     }
 }
 
@@ -580,33 +506,21 @@ fn mean_std(data: &[f32]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-impl Augmentation for GammaTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        _: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some(run) = prelude(sample, self.p, rng) else {
-            return Ok(());
-        };
-        let channels = run.pick_channels(rng, self.p_per_channel);
-        if channels.is_empty() {
-            return Ok(());
-        }
+impl ChannelTransform for GammaTransform {
+    fn transform(&self, run: Run<'_>, channels: Vec<usize>) -> Result<()> {
         let retain: Vec<bool> = channels
             .iter()
-            .map(|_| chance(rng, self.p_retain_stats))
+            .map(|_| chance(run.rng, self.p_retain_stats))
             .collect();
         let invert: Vec<bool> = channels
             .iter()
-            .map(|_| chance(rng, self.p_invert_image))
+            .map(|_| chance(run.rng, self.p_invert_image))
             .collect();
-        let gammas = sync_draw(channels.len(), self.synchronize_channels, rng, |rng| {
+        let gammas = sync_draw(channels.len(), self.synchronize_channels, run.rng, |rng| {
             self.gamma.sample(rng)
         });
         for (k, &c) in channels.iter().enumerate() {
-            let mut ch = channel_mut(&mut sample.image, c)?;
+            let mut ch = channel_mut(&mut run.sample.image, c)?;
             gamma_channel(slice_of(&mut ch)?, gammas[k], invert[k], retain[k]);
         }
         Ok(())

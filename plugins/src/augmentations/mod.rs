@@ -6,13 +6,14 @@
 //! probability `p` (nnU-Net's `RandomTransform` wrapper) and draws all randomness from the `rng`
 //! it is given, so a seeded run is reproducible.
 
+mod apply;
 pub mod cascade;
 pub mod da5;
 pub mod geometry;
-pub mod intensity;
+mod intensity;
 pub mod pipeline;
-pub mod spatial;
-pub mod utility;
+mod spatial;
+mod utility;
 
 pub use cascade::{ApplyRandomBinaryOperatorTransform, RemoveRandomConnectedComponentTransform};
 pub use da5::{
@@ -33,8 +34,42 @@ pub use utility::{
 };
 
 use ndarray::Array4;
-use nnunet_core::augmentation::{AugmentationContext, Sample};
+use nnunet_core::augmentation::AugmentationContext;
 use rand::{Rng, RngCore};
+
+// How each transform's `apply` opens: what it draws before the transform proper.
+apply::augmentation!(p => apply::transform() for
+    MultiplicativeBrightnessTransform,
+    Rot90Transform,
+    TransposeAxesTransform,
+    MedianFilterTransform,
+    SharpeningTransform,
+    BlankRectangleTransform,
+    OneOfTransform,
+    ApplyRandomBinaryOperatorTransform,
+    RemoveRandomConnectedComponentTransform,
+);
+apply::augmentation!(p => apply::channels(p_per_channel) for
+    GaussianNoiseTransform,
+    ContrastTransform,
+    GammaTransform,
+    BrightnessAdditiveTransform,
+    BrightnessGradientAdditiveTransform,
+    LocalGammaTransform,
+);
+apply::augmentation!(p => intensity::per_axis(
+    blur_sigma, p_per_channel, synchronize_channels, synchronize_axes
+) for GaussianBlurTransform);
+apply::augmentation!(p => intensity::per_axis(
+    scale, p_per_channel, synchronize_channels, synchronize_axes
+) for SimulateLowResolutionTransform);
+apply::augmentation!(apply::transform() for SpatialTransform, MirrorTransform);
+apply::augmentation!(apply::sample_only() for
+    MaskImageTransform,
+    RemoveLabelTransform,
+    MoveSegAsOneHotToDataTransform,
+    ConvertSegmentationToRegionsTransform,
+);
 
 /// A random scalar: a fixed value, a uniform range, or nnU-Net's `BGContrast` sampling.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -106,43 +141,6 @@ pub(crate) fn data_axes(context: &AugmentationContext) -> Vec<usize> {
         vec![1, 2]
     } else {
         vec![0, 1, 2]
-    }
-}
-
-/// What a random transform's `apply` knows once it has been drawn to run.
-pub(crate) struct Prelude {
-    /// Number of image channels.
-    pub(crate) channels: usize,
-    /// Spatial shape `[z, y, x]` of the image.
-    pub(crate) shape: [usize; 3],
-}
-
-/// The start every random transform's `apply` shares: draws whether the transform runs at all
-/// (probability `p`, nnU-Net's `RandomTransform`) and, if it does, reads the image's channel
-/// count and spatial shape. `None` means the sample stays as it is.
-pub(crate) fn prelude(sample: &Sample, p: f64, rng: &mut dyn RngCore) -> Option<Prelude> {
-    if !chance(rng, p) {
-        return None;
-    }
-    Some(Prelude {
-        channels: sample.image.shape()[0],
-        shape: spatial_shape(&sample.image),
-    })
-}
-
-impl Prelude {
-    /// Draws for every image channel, in order, whether it is transformed (`p_per_channel`).
-    pub(crate) fn channel_mask(&self, rng: &mut dyn RngCore, p_per_channel: f64) -> Vec<bool> {
-        (0..self.channels)
-            .map(|_| chance(rng, p_per_channel))
-            .collect()
-    }
-
-    /// The channels selected with probability `p_per_channel` each (`torch.rand(c) < p`).
-    pub(crate) fn pick_channels(&self, rng: &mut dyn RngCore, p_per_channel: f64) -> Vec<usize> {
-        (0..self.channels)
-            .filter(|_| chance(rng, p_per_channel))
-            .collect()
     }
 }
 

@@ -3,11 +3,12 @@
 //! `SpatialTransform` with nnU-Net's parameters (no elastic deformation, no random crop).
 
 use ndarray::{Array4, ArrayView3, Axis};
-use nnunet_core::augmentation::{AugmentationContext, Sample};
-use nnunet_core::{Augmentation, Error, Result};
+use nnunet_core::augmentation::Sample;
+use nnunet_core::{Error, Result};
 use rand::{Rng, RngCore};
 use rayon::prelude::*;
 
+use super::apply::{RandomTransform, Run};
 use super::{RandomScalar, chance, spatial_shape};
 
 /// Rotation and scaling with centre crop to `patch_size`.
@@ -215,16 +216,12 @@ impl SpatialTransform {
     }
 }
 
-impl Augmentation for SpatialTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
+impl RandomTransform for SpatialTransform {
+    fn transform(&self, run: Run<'_>) -> Result<()> {
+        let sample = run.sample;
         let (in_shape, out_shape) = self.shapes(sample)?;
-        let in_plane = self.pseudo_2d || context.is_2d;
-        let drawn = self.draw(rng, if in_plane { 2 } else { 3 });
+        let in_plane = self.pseudo_2d || run.context.is_2d;
+        let drawn = self.draw(run.rng, if in_plane { 2 } else { 3 });
 
         // crop offset of the centre crop: centre floor(S/2), start centre - P//2
         let crop_start: [isize; 3] =
@@ -242,12 +239,18 @@ impl Augmentation for SpatialTransform {
 
         let image = transform_channels(&sample.image, out_shape, |src, out| match mapping {
             None => crop_channel(src, out, out_shape, crop_start, 0.0),
-            Some(map) => resample_image(src, out, out_shape, &map, self.image_nearest),
+            Some(map) => {
+                let voxel = image_voxel(map.in_plane, self.image_nearest);
+                resample(src, out, out_shape, &map, voxel)
+            }
         })?;
         let pad = self.padding_value_seg;
         let seg = transform_channels(&sample.segmentation, out_shape, |src, out| match mapping {
             None => crop_channel(src, out, out_shape, crop_start, pad),
-            Some(map) => resample_seg(src, out, out_shape, &map, pad, self.segmentation_nearest),
+            Some(map) => {
+                let voxel = seg_voxel(map.in_plane, pad, self.segmentation_nearest);
+                resample(src, out, out_shape, &map, voxel)
+            }
         })?;
         sample.image = image;
         sample.segmentation = seg;
@@ -405,19 +408,14 @@ fn resample<T: Copy + Send + Sync>(
         });
 }
 
-/// Resamples an image channel: (bi/tri)linear, or nearest with `nearest_mode`; 0 outside.
-fn resample_image(
-    src: ArrayView3<f32>,
-    out: &mut [f32],
-    out_shape: [usize; 3],
-    map: &Mapping,
-    nearest_mode: bool,
-) {
-    resample(src, out, out_shape, map, |data, shape, p| {
+/// An image channel's value at input coordinates `p` (the `voxel` of [`resample`]):
+/// (bi/tri)linear (only in-plane when `in_plane`), or nearest with `nearest_mode`; 0 outside.
+fn image_voxel(in_plane: bool, nearest_mode: bool) -> impl Fn(&[f32], [isize; 3], [f64; 3]) -> f32 {
+    move |data, shape, p| {
         if nearest_mode {
             return nearest(p, shape).map_or(0.0, |i| data[i]);
         }
-        if let Some((b, f)) = interior(p, shape, map.in_plane) {
+        if let Some((b, f)) = interior(p, shape, in_plane) {
             let sx = shape[2] as usize;
             let sy = sx * shape[1] as usize;
             let lerp2 = |b: usize| {
@@ -425,14 +423,14 @@ fn resample_image(
                 let r1 = data[b + sx] as f64 * (1.0 - f[2]) + data[b + sx + 1] as f64 * f[2];
                 r0 * (1.0 - f[1]) + r1 * f[1]
             };
-            return if map.in_plane {
+            return if in_plane {
                 lerp2(b) as f32
             } else {
                 (lerp2(b) * (1.0 - f[0]) + lerp2(b + sy) * f[0]) as f32
             };
         }
         let mut cs = [(None, 0.0); 8];
-        let n = corners(p, shape, map.in_plane, &mut cs);
+        let n = corners(p, shape, in_plane, &mut cs);
         let mut acc = 0.0f64;
         for &(idx, w) in &cs[..n] {
             if let Some(i) = idx {
@@ -440,7 +438,7 @@ fn resample_image(
             }
         }
         acc as f32
-    });
+    }
 }
 
 /// Rounds to the nearest float16 value (ties to even), for the reference's float16 label scores.
@@ -454,36 +452,34 @@ fn f16_round(v: f32) -> f32 {
 /// Label-wise linear interpolation: per output voxel the label with the largest interpolated
 /// indicator (scores scaled by 1000 and rounded to float16 as in the reference), ties settled
 /// by the nearest neighbour when its label is among the tied ones, else the lowest label.
-/// Outside the input counts as the padding label.
-fn resample_seg(
-    src: ArrayView3<i16>,
-    out: &mut [i16],
-    out_shape: [usize; 3],
-    map: &Mapping,
+/// Outside the input counts as the padding label. Only in-plane when `in_plane`; nearest
+/// neighbour with `nearest_mode`. The `voxel` of [`resample`] for a label map.
+fn seg_voxel(
+    in_plane: bool,
     pad: i16,
     nearest_mode: bool,
-) {
-    resample(src, out, out_shape, map, |data, shape, p| {
+) -> impl Fn(&[i16], [isize; 3], [f64; 3]) -> i16 {
+    move |data, shape, p| {
         let nn = || nearest(p, shape).map_or(pad, |i| data[i]);
         if nearest_mode {
             return nn();
         }
         let mut lw = [(0i16, 0f64); 8];
-        let n = if let Some((b, f)) = interior(p, shape, map.in_plane) {
-            match interior_labels(data, shape, b, f, map.in_plane, &mut lw) {
+        let n = if let Some((b, f)) = interior(p, shape, in_plane) {
+            match interior_labels(data, shape, b, f, in_plane, &mut lw) {
                 Some(n) => n,
                 None => return data[b],
             }
         } else {
             let mut cs = [(None, 0.0); 8];
-            let n = corners(p, shape, map.in_plane, &mut cs);
+            let n = corners(p, shape, in_plane, &mut cs);
             for (o, &(idx, w)) in lw.iter_mut().zip(&cs[..n]) {
                 *o = (idx.map_or(pad, |i| data[i]), w);
             }
             n
         };
         vote(&lw[..n], pad, nn)
-    });
+    }
 }
 
 /// The labels and weights of the interpolation corners from `b` (the lowest corner) with

@@ -1,10 +1,10 @@
 //! Mirroring and the label bookkeeping transforms of nnU-Net's pipelines.
 
 use ndarray::{Array4, ArrayView3, Axis, Zip, s};
-use nnunet_core::augmentation::{AugmentationContext, Sample};
-use nnunet_core::{Augmentation, Error, Result};
-use rand::RngCore;
+use nnunet_core::augmentation::Sample;
+use nnunet_core::{Error, Result};
 
+use super::apply::{RandomTransform, Run, SampleTransform};
 use super::chance;
 
 /// Errors unless image and segmentation have the same spatial shape (`name` starts the
@@ -16,6 +16,16 @@ fn check_same_shape(name: &str, sample: &Sample) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Segmentation channel `c` of `seg`; errors (`name` starts the message) when there is none.
+fn seg_channel<'a>(name: &str, seg: &'a Array4<i16>, c: usize) -> Result<ArrayView3<'a, i16>> {
+    if c >= seg.shape()[0] {
+        return Err(Error::training(format!(
+            "{name}: segmentation has no channel {c}"
+        )));
+    }
+    Ok(seg.index_axis(Axis(0), c))
 }
 
 /// The positive labels present in `seg`, ascending.
@@ -58,20 +68,18 @@ impl MirrorTransform {
     }
 }
 
-impl Augmentation for MirrorTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let allowed = self.allowed_axes.as_ref().unwrap_or(&context.mirror_axes);
+impl RandomTransform for MirrorTransform {
+    fn transform(&self, run: Run<'_>) -> Result<()> {
+        let allowed = self
+            .allowed_axes
+            .as_ref()
+            .unwrap_or(&run.context.mirror_axes);
         let axes: Vec<usize> = allowed
             .iter()
             .copied()
-            .filter(|_| chance(rng, 0.5))
+            .filter(|_| chance(run.rng, 0.5))
             .collect();
-        Self::flip(sample, &axes)
+        Self::flip(run.sample, &axes)
     }
 }
 
@@ -102,13 +110,8 @@ impl MaskImageTransform {
     }
 }
 
-impl Augmentation for MaskImageTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        _: &AugmentationContext,
-        _: &mut dyn RngCore,
-    ) -> Result<()> {
+impl SampleTransform for MaskImageTransform {
+    fn transform(&self, sample: &mut Sample) -> Result<()> {
         let nc = sample.image.shape()[0];
         let channels: Vec<usize> = match &self.apply_to_channels {
             Some(c) => c.clone(),
@@ -117,16 +120,9 @@ impl Augmentation for MaskImageTransform {
         if channels.is_empty() {
             return Ok(());
         }
-        if self.channel_idx_in_seg >= sample.segmentation.shape()[0] {
-            return Err(Error::training(format!(
-                "MaskImageTransform: segmentation has no channel {}",
-                self.channel_idx_in_seg
-            )));
-        }
-        check_same_shape("MaskImageTransform", sample)?;
-        let seg = sample
-            .segmentation
-            .index_axis(Axis(0), self.channel_idx_in_seg);
+        let name = "MaskImageTransform";
+        let seg = seg_channel(name, &sample.segmentation, self.channel_idx_in_seg)?;
+        check_same_shape(name, sample)?;
         for c in channels {
             if c >= nc {
                 return Err(Error::training(format!(
@@ -165,13 +161,8 @@ impl RemoveLabelTransform {
     }
 }
 
-impl Augmentation for RemoveLabelTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        _: &AugmentationContext,
-        _: &mut dyn RngCore,
-    ) -> Result<()> {
+impl SampleTransform for RemoveLabelTransform {
+    fn transform(&self, sample: &mut Sample) -> Result<()> {
         let (from, to) = (self.label_value, self.set_to);
         sample
             .segmentation
@@ -208,13 +199,8 @@ impl MoveSegAsOneHotToDataTransform {
     }
 }
 
-impl Augmentation for MoveSegAsOneHotToDataTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        _: &AugmentationContext,
-        _: &mut dyn RngCore,
-    ) -> Result<()> {
+impl SampleTransform for MoveSegAsOneHotToDataTransform {
+    fn transform(&self, sample: &mut Sample) -> Result<()> {
         let ns = sample.segmentation.shape()[0];
         if self.source_channel_idx >= ns {
             return Err(Error::training(format!(
@@ -273,21 +259,10 @@ impl ConvertSegmentationToRegionsTransform {
     }
 }
 
-impl Augmentation for ConvertSegmentationToRegionsTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        _: &AugmentationContext,
-        _: &mut dyn RngCore,
-    ) -> Result<()> {
-        let ns = sample.segmentation.shape()[0];
-        if self.channel_in_seg >= ns {
-            return Err(Error::training(format!(
-                "ConvertSegmentationToRegionsTransform: segmentation has no channel {}",
-                self.channel_in_seg
-            )));
-        }
-        let src = sample.segmentation.index_axis(Axis(0), self.channel_in_seg);
+impl SampleTransform for ConvertSegmentationToRegionsTransform {
+    fn transform(&self, sample: &mut Sample) -> Result<()> {
+        let name = "ConvertSegmentationToRegionsTransform";
+        let src = seg_channel(name, &sample.segmentation, self.channel_in_seg)?;
         let regions = if self.regions.is_empty() {
             positive_labels(&src).into_iter().map(|v| vec![v]).collect()
         } else {

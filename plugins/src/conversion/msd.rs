@@ -152,6 +152,7 @@ fn split_4d_nifti(file: &Path, dest: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::readers::test_support::assert_error;
     use ndarray::ShapeBuilder;
     use nifti::{NiftiObject, NiftiType, ReaderOptions};
 
@@ -200,10 +201,10 @@ mod tests {
             v2["channel_names"],
             serde_json::json!({"0": "T2", "1": "ADC"})
         );
-        let err = translate_dataset_json(&serde_json::json!({"labels": {}}), Path::new("x.json"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("x.json") && err.contains("modality"), "{err}");
+        assert_error(
+            translate_dataset_json(&serde_json::json!({"labels": {}}), Path::new("x.json")),
+            &["x.json", "modality"],
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! them); a spacing of 0 or not a number is taken as 1; a header announcing more voxels than the
 //! file holds is an error (ITK reads garbage).
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use flate2::Compression;
@@ -24,7 +24,7 @@ use nnunet_core::{Error, Result};
 use serde_json::{Map, Value};
 
 use super::itk::{
-    ItkGeometry, ItkImage, PixelType, Pixels, byte_count, encode_value, open_regular,
+    ItkGeometry, ItkImage, PixelType, Pixels, byte_count, compressed, encode_value, open_regular,
     read_exact_or_eof, read_voxel_bytes,
 };
 
@@ -214,9 +214,8 @@ pub(crate) fn write_itk(path: &Path, image: &ItkImage, _extra: &Map<String, Valu
     let mut bytes = h;
     bytes.extend(big_endian_bytes(&image.pixels));
     if path.to_string_lossy().to_lowercase().ends_with(".gz") {
-        let mut e = GzEncoder::new(Vec::new(), Compression::default());
-        e.write_all(&bytes).map_err(|e| Error::io(path, e))?;
-        bytes = e.finish().map_err(|e| Error::io(path, e))?;
+        let encoder = GzEncoder::new(Vec::new(), Compression::default());
+        bytes = compressed(path, &bytes, encoder, GzEncoder::finish)?;
     }
     std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }
@@ -224,21 +223,13 @@ pub(crate) fn write_itk(path: &Path, image: &ItkImage, _extra: &Map<String, Valu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::readers::test_support::assert_read_error;
+    use crate::readers::test_support::{assert_read_error, geometry3, i16_image};
 
     #[test]
     fn round_trip_and_bad_files() {
         let dir = tempfile::tempdir().unwrap();
-        let mut g = ItkGeometry::identity(3);
-        g.spacing = vec![0.5, 0.75, 2.0];
-        g.origin = vec![1.0, -2.0, 3.5];
-        let bytes: Vec<u8> = (0..6i16).flat_map(|v| (v - 2).to_le_bytes()).collect();
-        let img = ItkImage {
-            size: vec![3, 2, 1],
-            components: 1,
-            geometry: g.clone(),
-            pixels: Pixels::new(PixelType::I16, bytes),
-        };
+        let g = geometry3([0.5, 0.75, 2.0], [1.0, -2.0, 3.5]);
+        let img = i16_image(vec![3, 2, 1], g.clone(), -2..4);
         for name in ["a.gipl", "a.gipl.gz"] {
             let path = dir.path().join(name);
             write_itk(&path, &img, &Map::new()).unwrap();

@@ -23,7 +23,7 @@
 //! Written files are compressed, little-endian, with the full geometry; `.mhd` gets its data in
 //! `<name>.zraw` next to it.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::Compression;
@@ -32,9 +32,9 @@ use nnunet_core::{Error, Result};
 use serde_json::{Map, Value, json};
 
 use super::itk::{
-    HeaderLines, ItkGeometry, ItkImage, PixelType, Pixels, TypeNames, byte_count, data_reader,
-    find_field, name_of_type, number, open_regular, parse_text_values, pattern_files,
-    read_split_data, read_voxel_bytes, type_by_name,
+    HeaderLines, ItkGeometry, ItkImage, PixelType, Pixels, TypeNames, byte_count, compressed,
+    data_reader, find_field, name_of_type, number, open_regular, parse_text_values, pattern_files,
+    read_split_data, read_voxel_bytes, type_by_name, write_header_and_data,
 };
 use super::orientation::itk_orientation_code;
 
@@ -397,51 +397,26 @@ fn header_text(image: &ItkImage, data_file: &str, compressed_size: usize) -> Str
 
 /// Writes `image` as `.mha` (data in the file) or `.mhd` + `.zraw`, zlib-compressed.
 pub(crate) fn write_itk(path: &Path, image: &ItkImage, _extra: &Map<String, Value>) -> Result<()> {
-    let mut encoder = ZlibEncoder::new(Vec::new(), Compression::default());
-    encoder
-        .write_all(&image.pixels.bytes)
-        .map_err(|e| Error::io(path, e))?;
-    let data = encoder.finish().map_err(|e| Error::io(path, e))?;
+    let encoder = ZlibEncoder::new(Vec::new(), Compression::default());
+    let data = compressed(path, &image.pixels.bytes, encoder, ZlibEncoder::finish)?;
     let detached = path.to_string_lossy().to_lowercase().ends_with(".mhd");
-    if detached {
-        let data_path = path.with_extension("zraw");
-        let name = data_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        std::fs::write(&data_path, &data).map_err(|e| Error::io(&data_path, e))?;
-        std::fs::write(path, header_text(image, &name, data.len())).map_err(|e| Error::io(path, e))
-    } else {
-        let mut bytes = header_text(image, "LOCAL", data.len()).into_bytes();
-        bytes.extend_from_slice(&data);
-        std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
-    }
+    let data_path = detached.then(|| path.with_extension("zraw"));
+    write_header_and_data(path, &data, data_path, |name| {
+        header_text(image, name.unwrap_or("LOCAL"), data.len())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::readers::test_support::assert_read_error;
-
-    fn image(size: Vec<usize>, g: ItkGeometry) -> ItkImage {
-        let n: usize = size.iter().product();
-        let bytes = (0..n as i16).flat_map(|v| v.to_le_bytes()).collect();
-        ItkImage {
-            size,
-            components: 1,
-            geometry: g,
-            pixels: Pixels::new(PixelType::I16, bytes),
-        }
-    }
+    use crate::readers::test_support::{assert_read_errors, geometry3, i16_image};
 
     #[test]
     fn round_trip_mha_and_mhd() {
         let dir = tempfile::tempdir().unwrap();
-        let mut g = ItkGeometry::identity(3);
-        g.spacing = vec![0.5, 0.7, 2.0];
-        g.origin = vec![1.0, -2.5, 3.0];
+        let mut g = geometry3([0.5, 0.7, 2.0], [1.0, -2.5, 3.0]);
         g.direction = vec![0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
-        let img = image(vec![4, 3, 2], g.clone());
+        let img = i16_image(vec![4, 3, 2], g.clone(), 0..24);
         for name in ["a.mha", "b.mhd"] {
             let path = dir.path().join(name);
             write_itk(&path, &img, &Map::new()).unwrap();
@@ -499,37 +474,17 @@ mod tests {
     #[test]
     fn bad_headers_are_errors_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let check = |name: &str, text: &[u8], want: &str| {
-            assert_read_error(dir.path(), name, text, want, read_itk)
-        };
-        check("empty.mha", b"", "ElementDataFile");
-        check("garbage.mha", b"\x00\x01binary", "Key = Value");
-        check(
-            "nodims.mha",
-            b"DimSize = 2 2\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n",
-            "NDims",
-        );
-        check(
-            "type.mha",
-            b"NDims = 1\nDimSize = 2\nElementType = MET_STRING\nElementDataFile = LOCAL\n",
-            "ElementType",
-        );
-        check(
-            "short.mha",
-            b"NDims = 2\nDimSize = 2\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n",
-            "DimSize",
-        );
-        check(
-            "trunc.mha",
-            b"NDims = 1\nDimSize = 4\nElementType = MET_UCHAR\nElementDataFile = LOCAL\nab",
-            "truncated",
-        );
-        check("huge.mha", b"NDims = 3\nDimSize = 100000 100000 100000\nElementType = MET_DOUBLE\nElementDataFile = LOCAL\n", "");
-        check("zip.mha", b"NDims = 1\nDimSize = 4\nElementType = MET_UCHAR\nCompressedData = True\nElementDataFile = LOCAL\nnot zlib", "");
-        check(
-            "nofile.mhd",
-            b"NDims = 1\nDimSize = 4\nElementType = MET_UCHAR\nElementDataFile = missing.raw\n",
-            "",
-        );
+        let cases: [(&str, &[u8], &str); 9] = [
+            ("empty.mha", b"", "ElementDataFile"),
+            ("garbage.mha", b"\x00\x01binary", "Key = Value"),
+            ("nodims.mha", b"DimSize = 2 2\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n", "NDims"),
+            ("type.mha", b"NDims = 1\nDimSize = 2\nElementType = MET_STRING\nElementDataFile = LOCAL\n", "ElementType"),
+            ("short.mha", b"NDims = 2\nDimSize = 2\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n", "DimSize"),
+            ("trunc.mha", b"NDims = 1\nDimSize = 4\nElementType = MET_UCHAR\nElementDataFile = LOCAL\nab", "truncated"),
+            ("huge.mha", b"NDims = 3\nDimSize = 100000 100000 100000\nElementType = MET_DOUBLE\nElementDataFile = LOCAL\n", ""),
+            ("zip.mha", b"NDims = 1\nDimSize = 4\nElementType = MET_UCHAR\nCompressedData = True\nElementDataFile = LOCAL\nnot zlib", ""),
+            ("nofile.mhd", b"NDims = 1\nDimSize = 4\nElementType = MET_UCHAR\nElementDataFile = missing.raw\n", ""),
+        ];
+        assert_read_errors(dir.path(), read_itk, &cases);
     }
 }

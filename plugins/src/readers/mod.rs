@@ -2,14 +2,14 @@
 //! `overwrite_image_reader_writer` in `dataset.json` selects them as in nnU-Net.
 
 pub mod dicom;
-pub mod gipl;
+mod gipl;
 pub(crate) mod itk;
-pub mod metaimage;
+mod metaimage;
 pub mod natural_image;
 pub mod nifti;
-pub mod nrrd;
+mod nrrd;
 pub(crate) mod orientation;
 pub mod simpleitk;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod tiff3d;

@@ -35,7 +35,10 @@ use ndarray::{Array4, ArrayView3, ArrayView4};
 use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
 use nnunet_core::{Error, Result};
 
-use super::tiff3d::{guard_decoder, is_tiff_magic, read_tiff_stack, to_labels, write_tiff};
+use super::tiff3d::{
+    guard_decoder, is_tiff_magic, read_tiff_stack, to_labels, with_spacing, write_probability_tiff,
+    write_tiff,
+};
 
 /// The 2D natural image reader/writer.
 pub struct NaturalImage2DIO;
@@ -280,10 +283,7 @@ fn read_planes(file: &Path) -> Result<Planes> {
 
 /// The properties of every natural image: the fixed spacing, default origin and direction.
 fn properties() -> ImageProperties {
-    ImageProperties {
-        spacing: SPACING,
-        ..Default::default()
-    }
+    with_spacing(SPACING)
 }
 
 /// Lower-case ending of `file` without the dot (`png`), or empty.
@@ -445,14 +445,16 @@ impl Reader for NaturalImage2DIO {
         file: &Path,
         _properties: &ImageProperties,
     ) -> Result<()> {
-        let data: Vec<f32> = probabilities.iter().copied().collect();
-        write_tiff(file, probabilities.shape(), &data)
+        write_probability_tiff(probabilities, file)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::readers::test_support::{
+        Unreadable, assert_error, assert_files_refused, assert_images_error,
+    };
     use crate::readers::tiff3d::read_probabilities;
     use ndarray::{Array3, Axis, s};
 
@@ -518,11 +520,7 @@ mod tests {
         // An RGB image and a gray image in one case have different shapes.
         let gray = dir.path().join("gray.png");
         save(&gray, gray8(4, 2, |_, _| 0), ImageFormat::Png);
-        let err = NaturalImage2DIO
-            .read_images(&[&rgb, &gray])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("gray.png") && err.contains("rgb.png"), "{err}");
+        assert_images_error(&NaturalImage2DIO, &[&rgb, &gray], &["gray.png", "rgb.png"]);
     }
 
     #[test]
@@ -545,23 +543,18 @@ mod tests {
             assert_eq!(back.data.index_axis(Axis(0), 0), seg, "{name}");
             assert_eq!(back.properties.spacing, SPACING);
         }
+        // Label maps that cannot be written: a label over 255 as BMP, JPEG, a 3D array.
         let seg = Array3::from_elem((1, 2, 2), 256i16);
-        let err = NaturalImage2DIO
-            .write_segmentation(seg.view(), &dir.path().join("x.bmp"), &properties())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("x.bmp") && err.contains("255"), "{err}");
-        let err = NaturalImage2DIO
-            .write_segmentation(seg.view(), &dir.path().join("x.jpg"), &properties())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("x.jpg") && err.contains("lossy"), "{err}");
         let seg3d = Array3::from_elem((2, 2, 2), 1i16);
-        let err = NaturalImage2DIO
-            .write_segmentation(seg3d.view(), &dir.path().join("x.png"), &properties())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("2D"), "{err}");
+        for (seg, name, wanted) in [
+            (&seg, "x.bmp", &["x.bmp", "255"][..]),
+            (&seg, "x.jpg", &["x.jpg", "lossy"]),
+            (&seg3d, "x.png", &["2D"]),
+        ] {
+            let file = dir.path().join(name);
+            let written = NaturalImage2DIO.write_segmentation(seg.view(), &file, &properties());
+            assert_error(written, wanted);
+        }
     }
 
     #[test]
@@ -577,11 +570,10 @@ mod tests {
         let colour = dir.path().join("colour.png");
         let image = image::RgbImage::from_fn(3, 2, |x, _| image::Rgb([x as u8, 0, 0]));
         save(&colour, DynamicImage::ImageRgb8(image), ImageFormat::Png);
-        let err = NaturalImage2DIO
-            .read_segmentation(&colour)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("colour.png") && err.contains("RGB"), "{err}");
+        assert_error(
+            NaturalImage2DIO.read_segmentation(&colour),
+            &["colour.png", "RGB"],
+        );
     }
 
     #[test]
@@ -609,14 +601,7 @@ mod tests {
         );
         let stack = dir.path().join("stack.tif");
         write_tiff(&stack, &[2, 2, 5], &[0u8; 20]).unwrap();
-        let err = NaturalImage2DIO
-            .read_images(&[&stack])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("stack.tif") && err.contains("Tiff3DIO"),
-            "{err}"
-        );
+        assert_images_error(&NaturalImage2DIO, &[&stack], &["stack.tif", "Tiff3DIO"]);
         // Three pages become three channels, as scikit-image makes them.
         let three: Vec<u8> = (0..30).collect();
         write_tiff(&stack, &[3, 2, 5], &three).unwrap();
@@ -637,26 +622,12 @@ mod tests {
     #[test]
     fn bad_files_are_named_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("missing.png");
-        let err = NaturalImage2DIO
-            .read_images(&[&missing])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("missing.png"), "{err}");
-        let empty = dir.path().join("empty.png");
-        std::fs::write(&empty, b"").unwrap();
-        let err = NaturalImage2DIO
-            .read_images(&[&empty])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("empty.png") && err.contains("empty"), "{err}");
-        let text = dir.path().join("text.png");
-        std::fs::write(&text, b"hello, this is text").unwrap();
-        let err = NaturalImage2DIO
-            .read_images(&[&text])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("text.png"), "{err}");
+        let unreadable: [Unreadable; 3] = [
+            ("missing.png", None, &["missing.png"]),
+            ("empty.png", Some(b""), &["empty.png", "empty"]),
+            ("text.png", Some(b"hello, this is text"), &["text.png"]),
+        ];
+        assert_files_refused(&NaturalImage2DIO, dir.path(), &unreadable);
 
         let mut sources = Vec::new();
         for (name, format) in [
@@ -694,10 +665,6 @@ mod tests {
         let png = &sources[0].1;
         let file = dir.path().join("trunc.png");
         std::fs::write(&file, &png[..png.len() / 2]).unwrap();
-        let err = NaturalImage2DIO
-            .read_images(&[&file])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("trunc.png"), "{err}");
+        assert_images_error(&NaturalImage2DIO, &[&file], &["trunc.png"]);
     }
 }

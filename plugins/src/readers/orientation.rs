@@ -7,7 +7,8 @@
 //! Axes are numbered in ITK/NIfTI order (0 = `x`, the fastest); in nnU-Net's `[c, z, y, x]`
 //! arrays axis `i` is array axis `3 - i`.
 
-use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis, CowArray, Ix3, Ix4};
+use ndarray::{Array, ArrayView, Axis, CowArray, Dimension};
+use nnunet_core::io::ImageProperties;
 use serde::{Deserialize, Serialize};
 
 use super::itk::ItkGeometry;
@@ -80,25 +81,21 @@ impl AxisTransform {
         out
     }
 
-    /// `[c, z, y, x]` transformed (channels untouched).
-    pub(crate) fn array4<T: Clone>(&self, a: ArrayView4<'_, T>) -> Array4<T> {
-        let s = self.source;
-        let mut v = a.permuted_axes([0, 3 - s[2], 3 - s[1], 3 - s[0]]);
-        for k in 0..3 {
-            if self.flip[k] {
-                v.invert_axis(Axis(3 - k));
-            }
+    /// `a` transformed: its last three axes (`[.., z, y, x]`) permuted and flipped, the leading
+    /// ones (channels) untouched.
+    pub(crate) fn array<T: Clone, D: Dimension>(&self, a: ArrayView<'_, T, D>) -> Array<T, D> {
+        let (n, s) = (a.ndim(), self.source);
+        let mut axes = D::zeros(n);
+        for (i, axis) in axes.slice_mut().iter_mut().enumerate() {
+            *axis = i;
         }
-        v.as_standard_layout().into_owned()
-    }
-
-    /// `[z, y, x]` transformed.
-    pub(crate) fn array3<T: Clone>(&self, a: ArrayView3<'_, T>) -> Array3<T> {
-        let s = self.source;
-        let mut v = a.permuted_axes([2 - s[2], 2 - s[1], 2 - s[0]]);
+        for k in 0..3 {
+            axes[n - 1 - k] = n - 1 - s[k];
+        }
+        let mut v = a.permuted_axes(axes);
         for k in 0..3 {
             if self.flip[k] {
-                v.invert_axis(Axis(2 - k));
+                v.invert_axis(Axis(n - 1 - k));
             }
         }
         v.as_standard_layout().into_owned()
@@ -122,27 +119,93 @@ impl AxisTransform {
     }
 }
 
-/// `a` (`[z, y, x]`) with `undo` applied, or `a` itself without one.
-pub(crate) fn undone3<'a, T: Clone>(
+/// `a` (`[z, y, x]` or `[c, z, y, x]`) with `undo` applied, or `a` itself without one.
+pub(crate) fn undone<'a, T: Clone, D: Dimension>(
     undo: Option<&AxisTransform>,
-    a: ArrayView3<'a, T>,
-) -> CowArray<'a, T, Ix3> {
+    a: ArrayView<'a, T, D>,
+) -> CowArray<'a, T, D> {
     match undo {
-        Some(t) => CowArray::from(t.array3(a)),
+        Some(t) => CowArray::from(t.array(a)),
         None => CowArray::from(a),
     }
 }
 
-/// `a` (`[c, z, y, x]`) with `undo` applied, or `a` itself without one.
-pub(crate) fn undone4<'a, T: Clone>(
-    undo: Option<&AxisTransform>,
-    a: ArrayView4<'a, T>,
-) -> CowArray<'a, T, Ix4> {
-    match undo {
-        Some(t) => CowArray::from(t.array4(a)),
-        None => CowArray::from(a),
-    }
+/// The transform a reorienting reader recorded in `properties` (under `reorientation`).
+pub(crate) fn recorded_transform(properties: &ImageProperties) -> Option<AxisTransform> {
+    properties
+        .extra
+        .get("reorientation")
+        .and_then(AxisTransform::from_json)
 }
+
+/// Implements [`Reader`](nnunet_core::io::Reader) for a reader (`$plain`) and its twin that
+/// reorients images on reading and undoes it on writing (`$reoriented`), both handling
+/// `$endings`, with the calling module's functions: `read_images(files, reorient)`,
+/// `read_segmentation(file, reorient)`, `write_geometry(properties, reorient)` (the properties to
+/// write with and the transform undoing the reorientation), and `write_segmentation` /
+/// `write_probabilities`, which write the un-reoriented arrays. `data_files` names the function
+/// listing a file's data files, if the readers have any. The implementations sit in an anonymous
+/// `const` block with their own imports, so they do not depend on the caller's.
+macro_rules! reorienting_readers {
+    ($plain:ty, $reoriented:ty, $endings:expr $(, data_files: $data_files:path)?) => {
+        reorienting_readers!(@impl $plain, false, $endings $(, $data_files)?);
+        reorienting_readers!(@impl $reoriented, true, $endings $(, $data_files)?);
+    };
+    (@impl $reader:ty, $reorient:literal, $endings:expr $(, $data_files:path)?) => {
+        const _: () = {
+            use std::path::Path;
+
+            use ndarray::{ArrayView3, ArrayView4};
+            use nnunet_core::Result;
+            use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
+
+            use $crate::readers::orientation::undone;
+
+            impl Reader for $reader {
+                fn file_endings(&self) -> &[&str] {
+                    $endings
+                }
+
+                $(
+                    fn data_files(&self, file: &Path) -> Result<Vec<std::path::PathBuf>> {
+                        $data_files(file)
+                    }
+                )?
+
+                fn read_images(&self, files: &[&Path]) -> Result<Image> {
+                    read_images(files, $reorient)
+                }
+
+                fn read_segmentation(&self, file: &Path) -> Result<Segmentation> {
+                    read_segmentation(file, $reorient)
+                }
+
+                fn write_segmentation(
+                    &self,
+                    segmentation: ArrayView3<'_, i16>,
+                    file: &Path,
+                    properties: &ImageProperties,
+                ) -> Result<()> {
+                    let (properties, undo) = write_geometry(properties, $reorient);
+                    let segmentation = undone(undo.as_ref(), segmentation);
+                    write_segmentation(segmentation.view(), file, &properties)
+                }
+
+                fn write_probabilities(
+                    &self,
+                    probabilities: ArrayView4<'_, f32>,
+                    file: &Path,
+                    properties: &ImageProperties,
+                ) -> Result<()> {
+                    let (properties, undo) = write_geometry(properties, $reorient);
+                    let probabilities = undone(undo.as_ref(), probabilities);
+                    write_probabilities(probabilities.view(), file, &properties)
+                }
+            }
+        };
+    };
+}
+pub(crate) use reorienting_readers;
 
 /// For each axis (direction column), the world axis it runs along and whether it runs in the
 /// positive direction, chosen as ITK's `DICOMOrientation` chooses: greedily by the largest
@@ -289,6 +352,7 @@ pub(crate) fn nibabel_to_ras(affine: &[[f64; 4]; 4]) -> Option<AxisTransform> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::Array4;
 
     fn geometry(direction: [f64; 9]) -> ItkGeometry {
         ItkGeometry {
@@ -328,13 +392,13 @@ mod tests {
             flip: [true, false, true],
         };
         let a = Array4::from_shape_fn((2, 2, 3, 4), |(c, z, y, x)| c * 1000 + z * 100 + y * 10 + x);
-        let b = t.array4(a.view());
+        let b = t.array(a.view());
         // output axis 0 (x) is input z: size 2
         assert_eq!(b.shape(), [2, 3, 4, 2]);
-        assert_eq!(t.inverse().array4(b.view()), a);
+        assert_eq!(t.inverse().array(b.view()), a);
         let s = a.index_axis(Axis(0), 1).to_owned();
-        assert_eq!(t.inverse().array3(t.array3(s.view()).view()), s);
-        assert_eq!(t.array3(s.view()), b.index_axis(Axis(0), 1));
+        assert_eq!(t.inverse().array(t.array(s.view()).view()), s);
+        assert_eq!(t.array(s.view()), b.index_axis(Axis(0), 1));
         assert_eq!(AxisTransform::from_json(&t.to_json()), Some(t));
     }
 

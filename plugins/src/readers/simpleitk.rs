@@ -19,10 +19,11 @@
 //! `uint8`/`uint16`/`int16` rule as `SimpleITKIO` (nnU-Net's always casts to `uint8`); 2D and 4D
 //! images are an error naming the file (SimpleITK's `DICOMOrient` refuses them too).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayView3, ArrayView4};
-use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
+use nnunet_core::io::{Image, ImageProperties, Segmentation};
 use nnunet_core::{Error, Result};
 use serde_json::{Map, Value, json};
 
@@ -30,7 +31,9 @@ use super::itk::{
     ItkGeometry, ItkImage, SitkFile, check_channels, probability_image, segmentation_image,
     sitk_file, sitk_labels, sitk_properties, stack,
 };
-use super::orientation::{AxisTransform, itk_orientation_code, itk_to_ras, undone3, undone4};
+use super::orientation::{
+    AxisTransform, itk_orientation_code, itk_to_ras, recorded_transform, reorienting_readers,
+};
 use super::{gipl, metaimage, nifti, nrrd};
 
 /// nnU-Net's default reader/writer for `.nii.gz`, `.nrrd`, `.mha`, `.gipl` (and `.nhdr`, `.mhd`).
@@ -124,15 +127,18 @@ fn itk_writer(format: Format) -> Option<ItkWriter> {
     }
 }
 
-/// Reads every channel file of a case with `read`, applies SimpleITKIO's checks and stacks the
+/// Reads every channel file of a case as `SimpleITKIO` does (reoriented to RAS as
+/// `SimpleITKIOWithReorient` does when `reorient`), applies SimpleITKIO's checks and stacks the
 /// channels, with the properties of the first.
-fn read_case(
-    files: &[&Path],
-    read: impl Fn(&Path) -> Result<(SitkFile, Map<String, Value>)>,
-) -> Result<Image> {
+fn read_images(files: &[&Path], reorient: bool) -> Result<Image> {
     if files.is_empty() {
         return Err(Error::reader("no image files given"));
     }
+    let read = if reorient {
+        read_reoriented
+    } else {
+        read_plain
+    };
     let mut channels = Vec::with_capacity(files.len());
     let mut extra = Map::new();
     for (i, &path) in files.iter().enumerate() {
@@ -154,71 +160,35 @@ fn read_plain(path: &Path) -> Result<(SitkFile, Map<String, Value>)> {
     Ok((sitk_file(image, path)?, extra))
 }
 
-/// Writes a label map in the format of `file`'s ending with the geometry of `properties`.
-fn write_seg(seg: ArrayView3<'_, i16>, file: &Path, properties: &ImageProperties) -> Result<()> {
-    match itk_writer(format_of(file)?) {
-        None => nifti::write_segmentation(seg, file, properties),
-        Some(write) => write(
-            file,
-            &segmentation_image(seg, properties),
-            &properties.extra,
-        ),
-    }
-}
-
-/// Writes probabilities in the format of `file`'s ending with the geometry of `properties`.
-fn write_probs(
-    probs: ArrayView4<'_, f32>,
+/// Writes `data` in the format of `file`'s ending with the geometry of `properties`: NIfTI with
+/// `nifti`, the other formats as the ITK image `itk_image` makes of it.
+fn write_in_format<A>(
+    data: A,
     file: &Path,
     properties: &ImageProperties,
+    nifti: impl FnOnce(A, &Path, &ImageProperties) -> Result<()>,
+    itk_image: impl FnOnce(A, &ImageProperties) -> ItkImage,
 ) -> Result<()> {
     match itk_writer(format_of(file)?) {
-        None => nifti::write_probabilities(probs, file, properties),
-        Some(write) => write(
-            file,
-            &probability_image(probs, properties),
-            &properties.extra,
-        ),
+        None => nifti(data, file, properties),
+        Some(write) => write(file, &itk_image(data, properties), &properties.extra),
     }
 }
 
-impl Reader for SimpleItkIO {
-    fn file_endings(&self) -> &[&str] {
-        &ENDINGS
-    }
+/// Writes a label map in the format of `file`'s ending with the geometry of `p`.
+fn write_segmentation(seg: ArrayView3<'_, i16>, file: &Path, p: &ImageProperties) -> Result<()> {
+    write_in_format(seg, file, p, nifti::write_segmentation, segmentation_image)
+}
 
-    fn data_files(&self, file: &Path) -> Result<Vec<PathBuf>> {
-        data_files(file)
-    }
-
-    fn read_images(&self, files: &[&Path]) -> Result<Image> {
-        read_case(files, read_plain)
-    }
-
-    fn read_segmentation(&self, file: &Path) -> Result<Segmentation> {
-        let (image, extra) = read_itk(file)?;
-        let (data, spacing) = sitk_labels(&image, file)?;
-        let properties = sitk_properties(&image.geometry, spacing, extra);
-        Ok(Segmentation { data, properties })
-    }
-
-    fn write_segmentation(
-        &self,
-        segmentation: ArrayView3<'_, i16>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        write_seg(segmentation, file, properties)
-    }
-
-    fn write_probabilities(
-        &self,
-        probabilities: ArrayView4<'_, f32>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        write_probs(probabilities, file, properties)
-    }
+/// Writes probabilities in the format of `file`'s ending with the geometry of `p`.
+fn write_probabilities(probs: ArrayView4<'_, f32>, file: &Path, p: &ImageProperties) -> Result<()> {
+    write_in_format(
+        probs,
+        file,
+        p,
+        nifti::write_probabilities,
+        probability_image,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -265,19 +235,44 @@ fn read_reoriented(path: &Path) -> Result<(SitkFile, Map<String, Value>)> {
     let size = [image.size[0], image.size[1], image.size[2]];
     let original = image.geometry.clone();
     let mut file = sitk_file(image, path)?;
-    file.data = t.array4(file.data.view());
+    file.data = t.array(file.data.view());
     file.geometry = t.geometry(&original, size);
     file.spacing = super::itk::nnunet_spacing(&file.geometry);
     Ok((file, reorient_extra(extra, &t, &original)))
 }
 
-/// The properties to write an un-reoriented prediction with, and the transform that undoes the
-/// reorientation; properties not from this reader are used as they are.
-fn original_properties(p: &ImageProperties) -> (ImageProperties, Option<AxisTransform>) {
-    let t = p
-        .extra
-        .get("reorientation")
-        .and_then(AxisTransform::from_json);
+/// A label map as `SimpleITKIO` reads it, or reoriented to RAS as `SimpleITKIOWithReorient`
+/// reads it (with what the writer needs to undo the reorientation) when `reorient`.
+fn read_segmentation(file: &Path, reorient: bool) -> Result<Segmentation> {
+    let (image, extra) = read_itk(file)?;
+    if !reorient {
+        let (data, spacing) = sitk_labels(&image, file)?;
+        let properties = sitk_properties(&image.geometry, spacing, extra);
+        return Ok(Segmentation { data, properties });
+    }
+    let t = ras_transform(&image, file)?;
+    let size = [image.size[0], image.size[1], image.size[2]];
+    let (data, _) = sitk_labels(&image, file)?;
+    let geometry = t.geometry(&image.geometry, size);
+    let spacing = super::itk::nnunet_spacing(&geometry);
+    let extra = reorient_extra(extra, &t, &image.geometry);
+    Ok(Segmentation {
+        data: t.array(data.view()),
+        properties: sitk_properties(&geometry, spacing, extra),
+    })
+}
+
+/// The properties to write a prediction with, and the transform that undoes the reorientation:
+/// for `SimpleITKIOWithReorient` (`reorient`) the original geometry it recorded; properties not
+/// from that reader, and all of `SimpleITKIO`'s, are used as they are.
+fn write_geometry(
+    p: &ImageProperties,
+    reorient: bool,
+) -> (Cow<'_, ImageProperties>, Option<AxisTransform>) {
+    if !reorient {
+        return (Cow::Borrowed(p), None);
+    }
+    let t = recorded_transform(p);
     let g = p.extra.get("original_geometry");
     let floats = |key: &str| -> Option<Vec<f64>> {
         let a = g?.get(key)?.as_array()?;
@@ -293,56 +288,15 @@ fn original_properties(p: &ImageProperties) -> (ImageProperties, Option<AxisTran
                 direction,
                 extra,
             };
-            (props, Some(t.inverse()))
+            (Cow::Owned(props), Some(t.inverse()))
         }
-        _ => (p.clone(), None),
+        _ => (Cow::Borrowed(p), None),
     }
 }
 
-impl Reader for SimpleItkIOWithReorient {
-    fn file_endings(&self) -> &[&str] {
-        &ENDINGS
-    }
-
-    fn data_files(&self, file: &Path) -> Result<Vec<PathBuf>> {
-        data_files(file)
-    }
-
-    fn read_images(&self, files: &[&Path]) -> Result<Image> {
-        read_case(files, read_reoriented)
-    }
-
-    fn read_segmentation(&self, file: &Path) -> Result<Segmentation> {
-        let (image, extra) = read_itk(file)?;
-        let t = ras_transform(&image, file)?;
-        let size = [image.size[0], image.size[1], image.size[2]];
-        let (data, _) = sitk_labels(&image, file)?;
-        let geometry = t.geometry(&image.geometry, size);
-        let spacing = super::itk::nnunet_spacing(&geometry);
-        let extra = reorient_extra(extra, &t, &image.geometry);
-        Ok(Segmentation {
-            data: t.array4(data.view()),
-            properties: sitk_properties(&geometry, spacing, extra),
-        })
-    }
-
-    fn write_segmentation(
-        &self,
-        segmentation: ArrayView3<'_, i16>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        let (props, undo) = original_properties(properties);
-        write_seg(undone3(undo.as_ref(), segmentation).view(), file, &props)
-    }
-
-    fn write_probabilities(
-        &self,
-        probabilities: ArrayView4<'_, f32>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        let (props, undo) = original_properties(properties);
-        write_probs(undone4(undo.as_ref(), probabilities).view(), file, &props)
-    }
-}
+reorienting_readers!(
+    SimpleItkIO,
+    SimpleItkIOWithReorient,
+    &ENDINGS,
+    data_files: data_files
+);

@@ -1,5 +1,9 @@
 //! Reading the expected values of fixture files (JSON written by the scripts next to the
-//! fixtures) and comparing with them; included by the fixture tests with `#[path]`.
+//! fixtures) and comparing with them; included by the fixture tests with `#[path]`, by the others
+//! through `common`.
+
+// Each test target uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +56,20 @@ pub(crate) fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
             "{what}: {got:?} vs {want:?}"
         );
     }
+}
+
+/// `shape` equals `want`'s `shape`, and `spacing` its `spacing` within `tol` (as [`assert_close`]
+/// compares); `what` names the case in the messages.
+pub(crate) fn assert_shape_and_spacing(
+    what: &str,
+    shape: &[usize],
+    spacing: &[f64],
+    want: &Value,
+    tol: f64,
+) {
+    assert_eq!(shape, usizes(&want["shape"]), "{what}");
+    let spacing_want = floats(&want["spacing"]);
+    assert_close(&format!("{what} spacing"), spacing, &spacing_want, tol);
 }
 
 /// `spacing` and the origin and direction of `p` equal `want`'s `spacing`, `origin` and

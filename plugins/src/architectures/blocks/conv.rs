@@ -18,7 +18,7 @@ fn he_normal<const D: usize>(shape: [usize; D], fan_in: usize, device: &Device) 
 
 /// Stride and padding of a convolution, one entry per spatial axis of the layer.
 #[derive(Clone, Debug)]
-pub struct ConvGeometry {
+pub(crate) struct ConvGeometry {
     stride: Vec<usize>,
     padding: Vec<usize>,
     transposed: bool,

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use nnunet_core::burn;
 
-use super::{ConvLayer, LayerSettings, StackedConvBlocks};
+use super::{ConvLayer, LayerSettings, StackShape, StackedConvBlocks};
 
 /// `UNetDecoder`: per stage (lowest resolution first) a transposed convolution up to the skip's
 /// resolution, concatenation with the skip, a stack of units, and a 1x1 segmentation head.
@@ -45,15 +45,14 @@ impl UNetDecoder {
                 settings.conv_bias,
                 device,
             ));
-            stages.push(StackedConvBlocks::new(
-                n_conv_per_stage[s - 1],
-                2 * skip,
-                skip,
-                &kernels[n - s - 1],
-                &ones,
-                settings,
-                device,
-            ));
+            let shape = StackShape {
+                n: n_conv_per_stage[s - 1],
+                channels_in: 2 * skip,
+                channels_out: skip,
+                kernel: &kernels[n - s - 1],
+                first_stride: &ones,
+            };
+            stages.push(StackedConvBlocks::new(shape, settings, device));
             seg_layers.push(ConvLayer::conv(
                 skip,
                 num_classes,

@@ -15,12 +15,12 @@ mod params;
 mod residual;
 mod units;
 
-pub use conv::{ConvGeometry, ConvLayer};
-pub use decoder::UNetDecoder;
-pub use norm::Norm;
-pub use params::{KernelParam, RunningStat};
-pub use residual::{BasicBlockD, StackedResidualBlocks, avg_pool};
-pub use units::{ConvNormAct, StackedConvBlocks};
+pub(super) use conv::ConvLayer;
+pub(super) use decoder::UNetDecoder;
+pub(super) use norm::Norm;
+pub(super) use params::{KernelParam, RunningStat};
+pub(super) use residual::StackedResidualBlocks;
+pub(super) use units::{ConvNormAct, StackedConvBlocks};
 
 // burn, as nnunet-core re-exports it (the plugins crate has no direct burn dependency).
 use burn::tensor::{Tensor, activation};
@@ -29,7 +29,7 @@ use nnunet_core::burn;
 use super::kwargs::{Activation, NormSpec};
 
 /// Applies the non-linearity, if any.
-pub fn activate(nonlin: Option<Activation>, x: Tensor<5>) -> Tensor<5> {
+pub(super) fn activate(nonlin: Option<Activation>, x: Tensor<5>) -> Tensor<5> {
     match nonlin {
         None => x,
         Some(Activation::LeakyRelu(slope)) => activation::leaky_relu(x, slope),
@@ -51,31 +51,41 @@ pub struct LayerSettings {
 }
 
 /// Strides of a 2D (`[y, x]`) or 3D layer as `[z, y, x]`.
-pub fn as_zyx(v: &[usize]) -> [usize; 3] {
+pub(super) fn as_zyx(v: &[usize]) -> [usize; 3] {
     match v.len() {
         2 => [1, v[0], v[1]],
         _ => [v[0], v[1], v[2]],
     }
 }
 
-/// `n.max(1)` layers built by `make(channels_in, stride)`: the first from `channels_in` with
-/// `first_stride`, the others from `channels_out` with stride 1 (`kernel_dims` spatial axes).
-fn stacked<T>(
-    n: usize,
-    channels_in: usize,
-    channels_out: usize,
-    kernel_dims: usize,
-    first_stride: &[usize],
-    mut make: impl FnMut(usize, &[usize]) -> T,
-) -> Vec<T> {
-    let ones = vec![1; kernel_dims];
-    (0..n.max(1))
-        .map(|i| {
-            if i == 0 {
-                make(channels_in, first_stride)
-            } else {
-                make(channels_out, &ones)
-            }
-        })
-        .collect()
+/// The shape of a stack of layers: `n` (at least 1) layers from `channels_in` to `channels_out`
+/// channels with `kernel`, the first with stride `first_stride`, the others with stride 1.
+#[derive(Clone, Copy, Debug)]
+pub struct StackShape<'a> {
+    /// How many layers (0 is taken as 1).
+    pub n: usize,
+    /// The first layer's input channels.
+    pub channels_in: usize,
+    /// Every layer's output channels (and the input channels of all but the first).
+    pub channels_out: usize,
+    /// The kernel size per spatial axis.
+    pub kernel: &'a [usize],
+    /// The first layer's stride.
+    pub first_stride: &'a [usize],
+}
+
+impl StackShape<'_> {
+    /// The layers built by `make(channels_in, stride)`, first to last.
+    fn layers<T>(&self, mut make: impl FnMut(usize, &[usize]) -> T) -> Vec<T> {
+        let ones = vec![1; self.kernel.len()];
+        (0..self.n.max(1))
+            .map(|i| {
+                if i == 0 {
+                    make(self.channels_in, self.first_stride)
+                } else {
+                    make(self.channels_out, &ones)
+                }
+            })
+            .collect()
+    }
 }

@@ -6,10 +6,10 @@ use burn::tensor::{Device, Tensor};
 use nnunet_core::burn;
 
 use super::super::kwargs::Activation;
-use super::{ConvNormAct, LayerSettings, activate, as_zyx, stacked};
+use super::{ConvNormAct, LayerSettings, StackShape, activate, as_zyx};
 
 /// Average pooling with kernel = stride (floor), `factors` per axis `[z, y, x]`.
-pub fn avg_pool(x: Tensor<5>, factors: [usize; 3]) -> Tensor<5> {
+pub(crate) fn avg_pool(x: Tensor<5>, factors: [usize; 3]) -> Tensor<5> {
     let mut x = x;
     for (axis, &f) in factors.iter().enumerate() {
         if f == 1 {
@@ -133,25 +133,18 @@ pub struct StackedResidualBlocks {
 }
 
 impl StackedResidualBlocks {
-    /// `n` (at least 1) blocks from `channels_in` to `channels_out` channels with `kernel`; the
-    /// first has stride `first_stride`.
-    pub fn new(
-        n: usize,
-        channels_in: usize,
-        channels_out: usize,
-        kernel: &[usize],
-        first_stride: &[usize],
-        settings: &LayerSettings,
-        device: &Device,
-    ) -> Self {
-        let blocks = stacked(
-            n,
-            channels_in,
-            channels_out,
-            kernel.len(),
-            first_stride,
-            |cin, stride| BasicBlockD::new(cin, channels_out, kernel, stride, settings, device),
-        );
+    /// The blocks of `shape`.
+    pub fn new(shape: StackShape, settings: &LayerSettings, device: &Device) -> Self {
+        let blocks = shape.layers(|cin, stride| {
+            BasicBlockD::new(
+                cin,
+                shape.channels_out,
+                shape.kernel,
+                stride,
+                settings,
+                device,
+            )
+        });
         StackedResidualBlocks { blocks }
     }
 

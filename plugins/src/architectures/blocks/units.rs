@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor};
 use nnunet_core::burn;
 
 use super::super::kwargs::Activation;
-use super::{ConvLayer, LayerSettings, Norm, activate, stacked};
+use super::{ConvLayer, LayerSettings, Norm, StackShape, activate};
 
 /// `ConvDropoutNormReLU`: conv, then norm and non-linearity (swapped with `nonlin_first`).
 #[derive(Module, Debug)]
@@ -65,36 +65,20 @@ pub struct StackedConvBlocks {
 }
 
 impl StackedConvBlocks {
-    /// `n` (at least 1) units from `channels_in` to `channels_out` channels with `kernel`; the
-    /// first has stride `first_stride`.
-    pub fn new(
-        n: usize,
-        channels_in: usize,
-        channels_out: usize,
-        kernel: &[usize],
-        first_stride: &[usize],
-        settings: &LayerSettings,
-        device: &Device,
-    ) -> Self {
-        let convs = stacked(
-            n,
-            channels_in,
-            channels_out,
-            kernel.len(),
-            first_stride,
-            |cin, stride| {
-                ConvNormAct::new(
-                    cin,
-                    channels_out,
-                    kernel,
-                    stride,
-                    settings.conv_bias,
-                    settings,
-                    true,
-                    device,
-                )
-            },
-        );
+    /// The units of `shape`.
+    pub fn new(shape: StackShape, settings: &LayerSettings, device: &Device) -> Self {
+        let convs = shape.layers(|cin, stride| {
+            ConvNormAct::new(
+                cin,
+                shape.channels_out,
+                shape.kernel,
+                stride,
+                settings.conv_bias,
+                settings,
+                true,
+                device,
+            )
+        });
         StackedConvBlocks { convs }
     }
 

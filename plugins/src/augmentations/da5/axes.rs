@@ -2,11 +2,12 @@
 //! spatial axes, applied to image and segmentation alike.
 
 use ndarray::{Array4, Axis};
-use nnunet_core::augmentation::{AugmentationContext, Sample};
-use nnunet_core::{Augmentation, Error, Result};
-use rand::{Rng, RngCore};
+use nnunet_core::augmentation::Sample;
+use nnunet_core::{Error, Result};
+use rand::Rng;
 
-use super::super::{RandomScalar, data_axes, prelude, shuffle, spatial_shape};
+use super::super::apply::{RandomTransform, Run};
+use super::super::{RandomScalar, shuffle, spatial_shape};
 
 /// Axes of `shape` (restricted to `axes`) whose length is shared by the most axes; the DA5 rule
 /// for the axes Rot90 and Transpose may act on. Empty when no two axes have equal length.
@@ -46,6 +47,19 @@ fn check_same_shape(name: &str, sample: &Sample) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The axes a transform named `name` acts on: `allowed`, or those of the sample with the most
+/// frequent common length; errors unless image and segmentation have the same spatial shape
+/// and every axis is a spatial axis.
+fn transform_axes(name: &str, allowed: Option<&[usize]>, run: &Run<'_>) -> Result<Vec<usize>> {
+    check_same_shape(name, run.sample)?;
+    let axes = match allowed {
+        Some(a) => a.to_vec(),
+        None => equal_length_axes(&run.shape, &run.axes()),
+    };
+    check_axes(name, &axes)?;
+    Ok(axes)
 }
 
 /// Random multiples of 90° rotations in random planes spanned by two of the allowed axes,
@@ -110,22 +124,10 @@ impl Rot90Transform {
     }
 }
 
-impl Augmentation for Rot90Transform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some(run) = prelude(sample, self.p, rng) else {
-            return Ok(());
-        };
-        check_same_shape("Rot90Transform", sample)?;
-        let axes = match &self.allowed_axes {
-            Some(a) => a.clone(),
-            None => equal_length_axes(&run.shape, &data_axes(context)),
-        };
-        check_axes("Rot90Transform", &axes)?;
+impl RandomTransform for Rot90Transform {
+    fn transform(&self, run: Run<'_>) -> Result<()> {
+        let axes = transform_axes("Rot90Transform", self.allowed_axes.as_deref(), &run)?;
+        let (sample, rng) = (run.sample, run.rng);
         let n = self
             .num_axis_combinations
             .sample(rng)
@@ -203,23 +205,11 @@ impl TransposeAxesTransform {
     }
 }
 
-impl Augmentation for TransposeAxesTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some(run) = prelude(sample, self.p, rng) else {
-            return Ok(());
-        };
-        check_same_shape("TransposeAxesTransform", sample)?;
+impl RandomTransform for TransposeAxesTransform {
+    fn transform(&self, run: Run<'_>) -> Result<()> {
+        let name = "TransposeAxesTransform";
+        let mut axes = transform_axes(name, self.allowed_axes.as_deref(), &run)?;
         let shape = run.shape;
-        let mut axes = match &self.allowed_axes {
-            Some(a) => a.clone(),
-            None => equal_length_axes(&shape, &data_axes(context)),
-        };
-        check_axes("TransposeAxesTransform", &axes)?;
         axes.sort_unstable();
         axes.dedup();
         if axes.len() < 2 {
@@ -231,7 +221,7 @@ impl Augmentation for TransposeAxesTransform {
             )));
         }
         let mut order = axes.clone();
-        shuffle(&mut order, rng);
-        Self::permute(sample, &axes, &order)
+        shuffle(&mut order, run.rng);
+        Self::permute(run.sample, &axes, &order)
     }
 }

@@ -1,12 +1,12 @@
 //! Additive brightness: a random offset added to randomly chosen channels.
 
-use nnunet_core::augmentation::{AugmentationContext, Sample};
-use nnunet_core::{Augmentation, Result};
-use rand::{Rng, RngCore};
+use nnunet_core::Result;
+use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
-use super::super::{prelude, uniform};
+use super::super::apply::{ChannelTransform, Run};
+use super::super::uniform;
 use super::image_channels;
 
 /// Adds a random offset to randomly chosen channels.
@@ -38,30 +38,18 @@ impl BrightnessAdditiveTransform {
     }
 }
 
-impl Augmentation for BrightnessAdditiveTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        _: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some(run) = prelude(sample, self.p, rng) else {
-            return Ok(());
-        };
+impl ChannelTransform for BrightnessAdditiveTransform {
+    fn transform(&self, run: Run<'_>, channels: Vec<usize>) -> Result<()> {
         let c = run.channels;
-        let apply = run.channel_mask(rng, self.p_per_channel);
-        if !apply.iter().any(|&a| a) {
-            return Ok(());
-        }
         let shifts: Vec<f64> = if self.synchronize_channels {
-            vec![uniform(rng, self.mu, self.sigma); c]
+            vec![uniform(run.rng, self.mu, self.sigma); c]
         } else {
             (0..c)
-                .map(|_| self.mu + self.sigma * rng.sample::<f64, _>(StandardNormal))
+                .map(|_| self.mu + self.sigma * run.rng.sample::<f64, _>(StandardNormal))
                 .collect()
         };
-        for (i, ch) in image_channels(&mut sample.image)?.enumerate() {
-            if apply[i] {
+        for (i, ch) in image_channels(&mut run.sample.image)?.enumerate() {
+            if channels.contains(&i) {
                 let s = shifts[i] as f32;
                 ch.par_iter_mut().for_each(|v| *v += s);
             }

@@ -1,11 +1,10 @@
 //! Filters of DA5: a median filter with a random window and Laplacian sharpening.
 
-use nnunet_core::augmentation::{AugmentationContext, Sample};
-use nnunet_core::{Augmentation, Result};
-use rand::RngCore;
+use nnunet_core::Result;
 use rayon::prelude::*;
 
-use super::super::{RandomScalar, chance, data_axes, prelude, sync_draw};
+use super::super::apply::{RandomTransform, Run};
+use super::super::{RandomScalar, chance, sync_draw};
 use super::{image_channels, randint};
 
 /// `scipy.ndimage` `reflect` boundary (edge value repeated: `d c b a | a b c d | d c b a`).
@@ -82,22 +81,14 @@ impl MedianFilterTransform {
     }
 }
 
-impl Augmentation for MedianFilterTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some(run) = prelude(sample, self.p, rng) else {
-            return Ok(());
-        };
+impl RandomTransform for MedianFilterTransform {
+    fn transform(&self, mut run: Run<'_>) -> Result<()> {
         let (lo, hi) = self.filter_size;
-        let same = chance(rng, self.p_same_for_each_channel);
-        let sizes = sync_draw(run.channels, same, rng, |rng| randint(rng, lo, hi));
-        let apply = run.channel_mask(rng, self.p_per_channel);
-        let axes = data_axes(context);
-        for (i, ch) in image_channels(&mut sample.image)?.enumerate() {
+        let same = chance(run.rng, self.p_same_for_each_channel);
+        let sizes = sync_draw(run.channels, same, run.rng, |rng| randint(rng, lo, hi));
+        let apply = run.channel_mask(self.p_per_channel);
+        let axes = run.axes();
+        for (i, ch) in image_channels(&mut run.sample.image)?.enumerate() {
             if apply[i] {
                 median_filter(ch, run.shape, sizes[i], &axes);
             }
@@ -172,24 +163,18 @@ fn sharpen(data: &mut [f32], shape: [usize; 3], axes: &[usize], strength: f32, c
         });
 }
 
-impl Augmentation for SharpeningTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some(run) = prelude(sample, self.p, rng) else {
-            return Ok(());
-        };
+impl RandomTransform for SharpeningTransform {
+    fn transform(&self, mut run: Run<'_>) -> Result<()> {
         let c = run.channels;
-        let same = chance(rng, self.p_same_for_each_channel);
+        let same = chance(run.rng, self.p_same_for_each_channel);
         // all strengths, then all clamping choices
-        let strengths = sync_draw(c, same, rng, |rng| self.strength.sample(rng));
-        let clamps = sync_draw(c, same, rng, |rng| chance(rng, self.p_clamp_intensities));
-        let apply = run.channel_mask(rng, self.p_per_channel);
-        let axes = data_axes(context);
-        for (i, ch) in image_channels(&mut sample.image)?.enumerate() {
+        let strengths = sync_draw(c, same, run.rng, |rng| self.strength.sample(rng));
+        let clamps = sync_draw(c, same, run.rng, |rng| {
+            chance(rng, self.p_clamp_intensities)
+        });
+        let apply = run.channel_mask(self.p_per_channel);
+        let axes = run.axes();
+        for (i, ch) in image_channels(&mut run.sample.image)?.enumerate() {
             if apply[i] {
                 sharpen(ch, run.shape, &axes, strengths[i] as f32, clamps[i]);
             }

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use nnunet_core::augmentation::{AugmentationContext, Sample};
-use nnunet_core::{Augmentation, Result};
+use nnunet_core::Result;
 use rand::{Rng, RngCore};
 use rayon::prelude::*;
 
-use super::super::{Prelude, RandomScalar, data_axes, prelude, sync_draw, uniform};
+use super::super::apply::{ChannelTransform, Run};
+use super::super::{RandomScalar, sync_draw, uniform};
 use super::image_channels;
 
 /// A scalar drawn as [`RandomScalar`] or, with probability 0.5 each, from one of two uniform
@@ -202,53 +202,31 @@ impl BrightnessGradientAdditiveTransform {
     }
 }
 
-/// The start of a local transform's `apply`: the [`prelude`] and the channels drawn
-/// (`p_per_channel`); `None` when the transform does not run or no channel is drawn.
-fn local_prelude(
-    sample: &Sample,
-    p: f64,
-    p_per_channel: f64,
-    rng: &mut dyn RngCore,
-) -> Option<(Prelude, Vec<bool>)> {
-    let run = prelude(sample, p, rng)?;
-    let apply = run.channel_mask(rng, p_per_channel);
-    apply.iter().any(|&a| a).then_some((run, apply))
-}
-
-/// Per-channel parameters for the channels marked in `apply` (others `None`): one draw shared by
-/// all of them when `shared`, else one draw per marked channel, in channel order.
+/// Per-channel parameters of `run`'s image for `channels` (ascending; others `None`): one draw
+/// shared by all of them when `shared`, else one draw per channel, in channel order.
 fn per_channel<T: Clone>(
-    apply: &[bool],
+    run: &mut Run<'_>,
+    channels: &[usize],
     shared: bool,
-    rng: &mut dyn RngCore,
     draw: impl FnMut(&mut dyn RngCore) -> T,
 ) -> Vec<Option<T>> {
-    let n = apply.iter().filter(|&&a| a).count();
-    let mut values = sync_draw(n, shared, rng, draw).into_iter();
-    apply
-        .iter()
-        .map(|&a| if a { values.next() } else { None })
+    let mut values = sync_draw(channels.len(), shared, run.rng, draw).into_iter();
+    (0..run.channels)
+        .map(|c| channels.contains(&c).then(|| values.next()).flatten())
         .collect()
 }
 
-impl Augmentation for BrightnessGradientAdditiveTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some((run, apply)) = local_prelude(sample, self.p, self.p_per_channel, rng) else {
-            return Ok(());
-        };
-        let axes = data_axes(context);
+impl ChannelTransform for BrightnessGradientAdditiveTransform {
+    fn transform(&self, mut run: Run<'_>, channels: Vec<usize>) -> Result<()> {
+        let (axes, shape) = (run.axes(), run.shape);
         let kernels: Vec<Option<Arc<Vec<f32>>>> =
-            per_channel(&apply, self.same_for_all_channels, rng, |rng| {
-                self.kernel(rng, run.shape, &axes).map(Arc::new)
+            per_channel(&mut run, &channels, self.same_for_all_channels, |rng| {
+                self.kernel(rng, shape, &axes).map(Arc::new)
             })
             .into_iter()
             .map(Option::flatten)
             .collect();
+        let sample = run.sample;
         let range = if self.clip_intensities {
             let mn = sample.image.iter().copied().fold(f32::INFINITY, f32::min);
             let mx = sample
@@ -307,23 +285,15 @@ impl LocalGammaTransform {
     }
 }
 
-impl Augmentation for LocalGammaTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some((run, apply)) = local_prelude(sample, self.p, self.p_per_channel, rng) else {
-            return Ok(());
-        };
-        let axes = data_axes(context);
+impl ChannelTransform for LocalGammaTransform {
+    fn transform(&self, mut run: Run<'_>, channels: Vec<usize>) -> Result<()> {
+        let (axes, shape) = (run.axes(), run.shape);
         let params: Vec<Option<(Arc<Vec<f32>>, f64)>> =
-            per_channel(&apply, self.same_for_all_channels, rng, |rng| {
-                let k = local_kernel(rng, run.shape, &axes, &self.loc, &self.scale);
+            per_channel(&mut run, &channels, self.same_for_all_channels, |rng| {
+                let k = local_kernel(rng, shape, &axes, &self.loc, &self.scale);
                 (Arc::new(k), self.gamma.sample(rng))
             });
-        for (i, ch) in image_channels(&mut sample.image)?.enumerate() {
+        for (i, ch) in image_channels(&mut run.sample.image)?.enumerate() {
             let Some((k, gamma)) = &params[i] else {
                 continue;
             };

@@ -7,12 +7,12 @@
 //! Samples are `[c, z, y, x]`; 2D data (`context.is_2d`) is treated as `[c, y, x]`, so nothing
 //! is drawn or filtered along its singleton z axis.
 
-pub mod axes;
-pub mod brightness;
-pub mod filters;
-pub mod local;
-pub mod one_of;
-pub mod rectangles;
+mod axes;
+mod brightness;
+mod filters;
+mod local;
+mod one_of;
+mod rectangles;
 
 pub use axes::{Rot90Transform, TransposeAxesTransform, equal_length_axes};
 pub use brightness::BrightnessAdditiveTransform;

@@ -2,12 +2,12 @@
 
 use std::fmt;
 
-use nnunet_core::augmentation::{AugmentationContext, Sample};
 use nnunet_core::{Augmentation, Result};
-use rand::{Rng, RngCore};
+use rand::Rng;
 
+use super::super::RandomScalar;
+use super::super::apply::{RandomTransform, Run};
 use super::super::intensity::{ContrastTransform, GaussianBlurTransform};
-use super::super::{RandomScalar, prelude};
 use super::MedianFilterTransform;
 
 /// Applies one of `transforms`, chosen uniformly (`OneOfTransform`); each keeps its own `p`.
@@ -61,17 +61,12 @@ impl OneOfTransform {
     }
 }
 
-impl Augmentation for OneOfTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        if prelude(sample, self.p, rng).is_none() || self.transforms.is_empty() {
+impl RandomTransform for OneOfTransform {
+    fn transform(&self, run: Run<'_>) -> Result<()> {
+        if self.transforms.is_empty() {
             return Ok(());
         }
-        let i = rng.random_range(0..self.transforms.len());
-        self.transforms[i].apply(sample, context, rng)
+        let i = run.rng.random_range(0..self.transforms.len());
+        self.transforms[i].apply(run.sample, run.context, run.rng)
     }
 }

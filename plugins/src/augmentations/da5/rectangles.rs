@@ -1,10 +1,10 @@
 //! Blank rectangles: random axis-aligned boxes of randomly chosen channels filled with a value.
 
-use nnunet_core::augmentation::{AugmentationContext, Sample};
-use nnunet_core::{Augmentation, Error, Result};
+use nnunet_core::{Error, Result};
 use rand::RngCore;
 
-use super::super::{Prelude, data_axes, prelude, uniform};
+use super::super::apply::{RandomTransform, Run};
+use super::super::uniform;
 use super::{image_channels, randint};
 
 /// A box as its `[lo, hi)` bounds per sample axis (z, y, x).
@@ -82,14 +82,14 @@ impl BlankRectangleTransform {
     /// Draws the boxes of every channel (none for the channels not drawn).
     fn draw_boxes(
         &self,
-        rng: &mut dyn RngCore,
-        run: &Prelude,
+        run: &mut Run<'_>,
         ranges: &[(usize, usize)],
         axes: &[usize],
     ) -> Vec<Vec<Bounds>> {
         let c = run.channels;
         let shape = run.shape;
-        let apply = run.channel_mask(rng, self.p_per_channel);
+        let apply = run.channel_mask(self.p_per_channel);
+        let rng = &mut *run.rng;
         let counts: Vec<usize> = (0..c)
             .map(|_| randint(rng, self.num_rectangles.0, self.num_rectangles.1))
             .collect();
@@ -154,22 +154,14 @@ fn fill_box(
     }
 }
 
-impl Augmentation for BlankRectangleTransform {
-    fn apply(
-        &self,
-        sample: &mut Sample,
-        context: &AugmentationContext,
-        rng: &mut dyn RngCore,
-    ) -> Result<()> {
-        let Some(run) = prelude(sample, self.p, rng) else {
-            return Ok(());
-        };
-        let axes = data_axes(context);
+impl RandomTransform for BlankRectangleTransform {
+    fn transform(&self, mut run: Run<'_>) -> Result<()> {
+        let axes = run.axes();
         let ranges = self.ranges(run.shape, &axes)?;
-        let boxes = self.draw_boxes(rng, &run, &ranges, &axes);
-        for (ch, data) in image_channels(&mut sample.image)?.enumerate() {
+        let boxes = self.draw_boxes(&mut run, &ranges, &axes);
+        for (ch, data) in image_channels(&mut run.sample.image)?.enumerate() {
             for &b in &boxes[ch] {
-                fill_box(data, run.shape, b, self.rectangle_value, rng);
+                fill_box(data, run.shape, b, self.rectangle_value, run.rng);
             }
         }
         Ok(())

@@ -1,13 +1,13 @@
 //! Reading what a header describes: byte counts, regular files, exact reads, voxel data split
 //! over files or named by a `printf` pattern, compressed streams, text values and header lines.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
 
 use flate2::read::{MultiGzDecoder, ZlibDecoder};
 use nnunet_core::{Error, Result};
 
-use super::PixelType;
+use super::{PixelType, for_pixel_type};
 
 /// `size` multiplied out with `components` and the value size; an overflow or a product over
 /// what a buffer can hold is an error naming `path`.
@@ -168,6 +168,40 @@ pub(crate) fn data_reader<'a>(
     }
 }
 
+/// `bytes` compressed with `encoder` (a gzip or zlib writer into a `Vec`) and its `finish`; an
+/// I/O error names `path`.
+pub(crate) fn compressed<E: Write>(
+    path: &Path,
+    bytes: &[u8],
+    mut encoder: E,
+    finish: impl FnOnce(E) -> std::io::Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    encoder.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    finish(encoder).map_err(|e| Error::io(path, e))
+}
+
+/// Writes a text header (`header(data file name)`) and its voxel bytes `data`: with a
+/// `data_path`, the data into that file and the header naming it into `path`; without one, the
+/// header (given no name) followed by the data into `path`.
+pub(crate) fn write_header_and_data(
+    path: &Path,
+    data: &[u8],
+    data_path: Option<PathBuf>,
+    header: impl FnOnce(Option<&str>) -> String,
+) -> Result<()> {
+    let Some(data_path) = data_path else {
+        let mut bytes = header(None).into_bytes();
+        bytes.extend_from_slice(data);
+        return std::fs::write(path, bytes).map_err(|e| Error::io(path, e));
+    };
+    let name = data_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::fs::write(&data_path, data).map_err(|e| Error::io(&data_path, e))?;
+    std::fs::write(path, header(Some(&name))).map_err(|e| Error::io(path, e))
+}
+
 /// Appends `v` stored as `kind` in the given byte order (cast as Rust's `as` casts).
 pub(crate) fn encode_value(kind: PixelType, v: f64, big_endian: bool, out: &mut Vec<u8>) {
     macro_rules! put {
@@ -180,18 +214,7 @@ pub(crate) fn encode_value(kind: PixelType, v: f64, big_endian: bool, out: &mut 
             })
         }};
     }
-    match kind {
-        PixelType::U8 => out.push(v as u8),
-        PixelType::I8 => out.push(v as i8 as u8),
-        PixelType::U16 => put!(u16),
-        PixelType::I16 => put!(i16),
-        PixelType::U32 => put!(u32),
-        PixelType::I32 => put!(i32),
-        PixelType::U64 => put!(u64),
-        PixelType::I64 => put!(i64),
-        PixelType::F32 => put!(f32),
-        PixelType::F64 => put!(f64),
-    }
+    for_pixel_type!(kind, put)
 }
 
 /// Text voxel data: the first `count` numbers of `text` (separated by white space or commas),

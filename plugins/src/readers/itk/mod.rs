@@ -22,8 +22,9 @@ use ndarray::ArrayView3;
 use nnunet_core::{Error, Result};
 
 pub(crate) use files::{
-    HeaderLines, byte_count, data_reader, encode_value, find_field, open_regular,
+    HeaderLines, byte_count, compressed, data_reader, encode_value, find_field, open_regular,
     parse_text_values, pattern_files, read_exact_or_eof, read_split_data, read_voxel_bytes,
+    write_header_and_data,
 };
 pub(crate) use output::{is_two_d, number, output_geometry, probability_image, segmentation_image};
 pub(crate) use sitk::{
@@ -67,6 +68,26 @@ impl PixelType {
         }
     }
 }
+
+/// Expands to `$then!(T)` with `T` the Rust type of the pixel type `$kind` (`u8` for
+/// [`PixelType::U8`], ...): the one `match` over the pixel types for code written for any of them.
+macro_rules! for_pixel_type {
+    ($kind:expr, $then:ident) => {
+        match $kind {
+            $crate::readers::itk::PixelType::U8 => $then!(u8),
+            $crate::readers::itk::PixelType::I8 => $then!(i8),
+            $crate::readers::itk::PixelType::I16 => $then!(i16),
+            $crate::readers::itk::PixelType::U16 => $then!(u16),
+            $crate::readers::itk::PixelType::I32 => $then!(i32),
+            $crate::readers::itk::PixelType::U32 => $then!(u32),
+            $crate::readers::itk::PixelType::I64 => $then!(i64),
+            $crate::readers::itk::PixelType::U64 => $then!(u64),
+            $crate::readers::itk::PixelType::F32 => $then!(f32),
+            $crate::readers::itk::PixelType::F64 => $then!(f64),
+        }
+    };
+}
+pub(crate) use for_pixel_type;
 
 /// A format's names of the pixel types: each type with its names, the first one the name written.
 pub(crate) type TypeNames = [(PixelType, &'static [&'static str]); 10];
@@ -136,18 +157,7 @@ impl Pixels {
                     .collect()
             };
         }
-        match self.kind {
-            PixelType::U8 => self.bytes.iter().map(|&v| g(v as f64)).collect(),
-            PixelType::I8 => self.bytes.iter().map(|&v| g(v as i8 as f64)).collect(),
-            PixelType::I16 => conv!(i16),
-            PixelType::U16 => conv!(u16),
-            PixelType::I32 => conv!(i32),
-            PixelType::U32 => conv!(u32),
-            PixelType::I64 => conv!(i64),
-            PixelType::U64 => conv!(u64),
-            PixelType::F32 => conv!(f32),
-            PixelType::F64 => conv!(f64),
-        }
+        for_pixel_type!(self.kind, conv)
     }
 
     /// The values as labels; a value that is not an integer in the `int16` range is an error

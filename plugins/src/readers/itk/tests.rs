@@ -3,6 +3,7 @@ use nnunet_core::io::ImageProperties;
 use serde_json::{Map, json};
 
 use super::*;
+use crate::readers::test_support::assert_error;
 
 #[test]
 fn components_become_channels() {
@@ -48,8 +49,7 @@ fn output_geometry_prefers_itk_spacing_and_keeps_direction() {
 #[test]
 fn labels_must_be_int16_integers() {
     let mut px = Pixels::new(PixelType::F32, 2.5f32.to_le_bytes().to_vec());
-    let err = px.labels(Path::new("x.nrrd")).unwrap_err().to_string();
-    assert!(err.contains("x.nrrd") && err.contains("2.5"), "{err}");
+    assert_error(px.labels(Path::new("x.nrrd")), &["x.nrrd", "2.5"]);
     px.scale = Some((2.0, 1.0));
     assert_eq!(px.labels(Path::new("x")).unwrap(), [6]);
 }

@@ -1,10 +1,11 @@
 //! `NibabelIO` and `NibabelIOWithReorient`: NIfTI files read with nibabel's conventions, the
 //! latter reoriented to RAS+.
 
+use std::borrow::Cow;
 use std::path::Path;
 
-use ndarray::{Array4, ArrayView3, ArrayView4};
-use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
+use ndarray::Array4;
+use nnunet_core::io::{Image, ImageProperties, Segmentation};
 use nnunet_core::{Error, Result};
 use serde_json::{Value, json};
 
@@ -14,7 +15,9 @@ use super::read::{RawVolume, load, nifti_extra};
 use super::write::{write_probabilities, write_segmentation};
 use super::{NibabelIO, NibabelIOWithReorient};
 use crate::readers::itk::{Pixels, allclose, mismatch, shaped, stack};
-use crate::readers::orientation::{AxisTransform, nibabel_to_ras, undone3, undone4};
+use crate::readers::orientation::{
+    AxisTransform, nibabel_to_ras, recorded_transform, reorienting_readers,
+};
 
 /// The `[1, z, y, x]` shape of a NibabelIO image; files that are not 3D are an error.
 fn nibabel_check(raw: &RawVolume, path: &Path) -> Result<[usize; 4]> {
@@ -75,15 +78,6 @@ fn nibabel_load<T, P>(
 /// The voxel values as `f32`.
 fn f32_values(pixels: &Pixels) -> Result<Vec<f32>> {
     Ok(pixels.decode(|v| v as f32))
-}
-
-/// One file read with nibabel's conventions: the `[1, z, y, x]` array and its properties.
-fn nibabel_file(path: &Path) -> Result<(Array4<f32>, ImageProperties)> {
-    nibabel_load(
-        path,
-        |raw| nibabel_properties(&raw.header, path),
-        f32_values,
-    )
 }
 
 /// NibabelIO's checks across channels: shape (error), affine (warning), spacing (error).
@@ -199,105 +193,50 @@ fn reoriented_properties(raw: &RawVolume, path: &Path) -> Result<(ImagePropertie
     Ok((p, t))
 }
 
-/// One file read as NibabelIOWithReorient reads it: reoriented to RAS+.
-fn reoriented_file(path: &Path) -> Result<(Array4<f32>, ImageProperties)> {
+/// Loads the 3D file at `path` as [`nibabel_load`] does, with NibabelIO's properties, or
+/// reoriented to RAS+ with NibabelIOWithReorient's when `reorient`.
+fn nibabel_read<T: Clone>(
+    path: &Path,
+    reorient: bool,
+    values: impl FnOnce(&Pixels) -> Result<Vec<T>>,
+) -> Result<(Array4<T>, ImageProperties)> {
+    if !reorient {
+        return nibabel_load(path, |raw| nibabel_properties(&raw.header, path), values);
+    }
     let (data, (properties, t)) =
-        nibabel_load(path, |raw| reoriented_properties(raw, path), f32_values)?;
-    Ok((t.array4(data.view()), properties))
+        nibabel_load(path, |raw| reoriented_properties(raw, path), values)?;
+    Ok((t.array(data.view()), properties))
 }
 
-/// The transform that undoes a NibabelIOWithReorient reorientation recorded in `properties`.
-fn undo_reorientation(properties: &ImageProperties) -> Option<AxisTransform> {
-    properties
-        .extra
-        .get("reorientation")
-        .and_then(AxisTransform::from_json)
-        .map(|t| t.inverse())
+/// Reads the channel files of a case as NibabelIO does, or NibabelIOWithReorient when
+/// `reorient`.
+fn read_images(files: &[&Path], reorient: bool) -> Result<Image> {
+    let affine_key = if reorient {
+        "reoriented_affine"
+    } else {
+        "original_affine"
+    };
+    nibabel_read_all(files, |f| nibabel_read(f, reorient, f32_values), affine_key)
 }
 
-impl Reader for NibabelIOWithReorient {
-    fn file_endings(&self) -> &[&str] {
-        &[".nii", ".nii.gz"]
-    }
-
-    fn read_images(&self, files: &[&Path]) -> Result<Image> {
-        nibabel_read_all(files, reoriented_file, "reoriented_affine")
-    }
-
-    fn read_segmentation(&self, file: &Path) -> Result<Segmentation> {
-        let (data, (properties, t)) = nibabel_load(
-            file,
-            |raw| reoriented_properties(raw, file),
-            |pixels| pixels.labels(file),
-        )?;
-        Ok(Segmentation {
-            data: t.array4(data.view()),
-            properties,
-        })
-    }
-
-    fn write_segmentation(
-        &self,
-        segmentation: ArrayView3<'_, i16>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        let undo = undo_reorientation(properties);
-        write_segmentation(
-            undone3(undo.as_ref(), segmentation).view(),
-            file,
-            properties,
-        )
-    }
-
-    fn write_probabilities(
-        &self,
-        probabilities: ArrayView4<'_, f32>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        let undo = undo_reorientation(properties);
-        write_probabilities(
-            undone4(undo.as_ref(), probabilities).view(),
-            file,
-            properties,
-        )
-    }
+/// Reads a label map as NibabelIO does, or NibabelIOWithReorient when `reorient`.
+fn read_segmentation(file: &Path, reorient: bool) -> Result<Segmentation> {
+    let (data, properties) = nibabel_read(file, reorient, |pixels| pixels.labels(file))?;
+    Ok(Segmentation { data, properties })
 }
 
-impl Reader for NibabelIO {
-    fn file_endings(&self) -> &[&str] {
-        &[".nii", ".nii.gz"]
-    }
-
-    fn read_images(&self, files: &[&Path]) -> Result<Image> {
-        nibabel_read_all(files, nibabel_file, "original_affine")
-    }
-
-    fn read_segmentation(&self, file: &Path) -> Result<Segmentation> {
-        let (data, properties) = nibabel_load(
-            file,
-            |raw| nibabel_properties(&raw.header, file),
-            |pixels| pixels.labels(file),
-        )?;
-        Ok(Segmentation { data, properties })
-    }
-
-    fn write_segmentation(
-        &self,
-        segmentation: ArrayView3<'_, i16>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        write_segmentation(segmentation, file, properties)
-    }
-
-    fn write_probabilities(
-        &self,
-        probabilities: ArrayView4<'_, f32>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        write_probabilities(probabilities, file, properties)
-    }
+/// The properties to write with (those given: the input's header) and, for
+/// NibabelIOWithReorient (`reorient`), the transform that undoes its reorientation.
+fn write_geometry(
+    properties: &ImageProperties,
+    reorient: bool,
+) -> (Cow<'_, ImageProperties>, Option<AxisTransform>) {
+    let undo = if reorient {
+        recorded_transform(properties).map(|t| t.inverse())
+    } else {
+        None
+    };
+    (Cow::Borrowed(properties), undo)
 }
+
+reorienting_readers!(NibabelIO, NibabelIOWithReorient, &[".nii", ".nii.gz"]);

@@ -1,5 +1,5 @@
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -13,22 +13,37 @@ use super::write::write_file;
 use super::*;
 use crate::readers::itk::encode_value;
 use crate::readers::simpleitk::SimpleItkIO;
+use crate::readers::test_support::{assert_error, assert_images_error};
 
 fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
 }
 
+/// A temporary folder (removed when dropped) and the path `name` in it.
+fn temp_file(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
+/// A 3D header of `dims` voxels of type `dtype`, with no geometry.
+fn plain_header(dims: [i64; 3], dtype: DataType) -> Header {
+    Header {
+        dim: [3, dims[0], dims[1], dims[2], 1, 1, 1, 1],
+        datatype: dtype.code(),
+        ..Header::default()
+    }
+}
+
 /// A 3D header with an oblique qform (code 1) and the same transform as sform (code 1).
 fn oblique_header(dims: [i64; 3], dtype: DataType) -> Header {
     let mut h = Header {
-        dim: [3, dims[0], dims[1], dims[2], 1, 1, 1, 1],
-        datatype: dtype.code(),
         pixdim: [1.0, 0.7, 0.8, 2.5, 1.0, 1.0, 1.0, 1.0],
         qform_code: 1,
         sform_code: 1,
         quatern: [0.1, 0.2, 0.3],
         qoffset: [-90.5, 12.25, 33.0],
-        ..Header::default()
+        ..plain_header(dims, dtype)
     };
     let q = qform_matrix(&h);
     h.srow.copy_from_slice(&q[..3]);
@@ -60,8 +75,7 @@ fn same_geometry(a: &Header, b: &Header) {
 
 #[test]
 fn segmentation_round_trip_keeps_data_and_header_geometry() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("case.nii.gz");
+    let (dir, input) = temp_file("case.nii.gz");
     let h = oblique_header([5, 6, 7], DataType::I16);
     let labels: Vec<i16> = (0..210).map(|v| (v % 5) as i16).collect();
     write_file(&input, &h, &le_bytes_i16(&labels)).unwrap();
@@ -173,8 +187,7 @@ fn itk_chooses_between_sform_and_qform() {
 
 #[test]
 fn scaling_is_applied_unless_slope_is_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("scaled.nii.gz");
+    let (_dir, path) = temp_file("scaled.nii.gz");
     let mut h = oblique_header([2, 2, 1], DataType::I16);
     h.scl_slope = 2.0;
     h.scl_inter = 10.0;
@@ -200,20 +213,15 @@ fn scaling_is_applied_unless_slope_is_zero() {
     // a scaled label map with fractional values is an error naming the file
     bytes[112..116].copy_from_slice(&0.5f32.to_le_bytes());
     std::fs::write(&path, enc(&bytes)).unwrap();
-    let err = SimpleItkIO
-        .read_segmentation(&path)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("scaled.nii.gz") && err.contains("not an integer"),
-        "{err}"
+    assert_error(
+        SimpleItkIO.read_segmentation(&path),
+        &["scaled.nii.gz", "not an integer"],
     );
 }
 
 #[test]
 fn all_data_types_and_big_endian() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.nii");
+    let (_dir, path) = temp_file("t.nii");
     let values = [0.0f64, 1.0, 2.0, 100.0];
     let types = [
         DataType::U8,
@@ -235,11 +243,7 @@ fn all_data_types_and_big_endian() {
         (dtype, data)
     });
     for (dtype, data) in cases {
-        let h = Header {
-            dim: [3, 4, 1, 1, 1, 1, 1, 1],
-            datatype: dtype.code(),
-            ..Header::default()
-        };
+        let h = plain_header([4, 1, 1], dtype);
         // big-endian header: swap every multi-byte field by re-encoding by hand
         let mut bytes = header_bytes(&h);
         let le = bytes.clone();
@@ -269,8 +273,7 @@ fn all_data_types_and_big_endian() {
 
 #[test]
 fn two_d_images_follow_simpleitkio() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("slice.nii.gz");
+    let (dir, path) = temp_file("slice.nii.gz");
     let h = Header {
         dim: [2, 3, 2, 1, 1, 1, 1, 1],
         datatype: DataType::I16.code(),
@@ -286,8 +289,7 @@ fn two_d_images_follow_simpleitkio() {
     assert_eq!(img.properties.spacing, [1998.0, 2.0, 0.5]);
     assert_eq!(img.properties.origin, [-3.0, -4.0]);
     assert_eq!(img.properties.direction, [-1.0, 0.0, 0.0, -1.0]);
-    let err = NibabelIO.read_images(&[&path]).unwrap_err().to_string();
-    assert!(err.contains("only 3d images"), "{err}");
+    assert_images_error(&NibabelIO, &[&path], &["only 3d images"]);
 
     let out = dir.path().join("pred.nii.gz");
     let seg = Array3::from_shape_fn((1, 2, 3), |(_, y, x)| (y * 3 + x) as i16);
@@ -308,8 +310,7 @@ fn two_d_images_follow_simpleitkio() {
 
 #[test]
 fn four_d_files_give_channels_and_probabilities_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("multi.nii.gz");
+    let (dir, path) = temp_file("multi.nii.gz");
     let mut h = oblique_header([3, 2, 2], DataType::I16);
     h.dim = [4, 3, 2, 2, 2, 1, 1, 1];
     let values: Vec<i16> = (0..24).collect();
@@ -357,8 +358,7 @@ fn four_d_files_give_channels_and_probabilities_round_trip() {
 
 #[test]
 fn channels_must_agree() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = dir.path().join("case_0000.nii.gz");
+    let (dir, a) = temp_file("case_0000.nii.gz");
     let b = dir.path().join("case_0001.nii.gz");
     let c = dir.path().join("case_0002.nii.gz");
     let h = oblique_header([2, 2, 2], DataType::U8);
@@ -374,22 +374,14 @@ fn channels_must_agree() {
     other.dim = [3, 2, 2, 1, 1, 1, 1, 1];
     write_file(&c, &other, &[3u8; 4]).unwrap();
     for reader in [&SimpleItkIO as &dyn Reader, &NibabelIO] {
-        let err = reader.read_images(&[&a, &c]).unwrap_err().to_string();
-        assert!(
-            err.contains("case_0000.nii.gz") && err.contains("case_0002.nii.gz"),
-            "{err}"
-        );
+        let err = assert_images_error(reader, &[&a, &c], &["case_0000.nii.gz", "case_0002.nii.gz"]);
         assert!(err.contains("shape"), "{err}");
     }
     let mut other = h.clone();
     other.pixdim[2] = 0.9;
     write_file(&c, &other, &[3u8; 8]).unwrap();
     for reader in [&SimpleItkIO as &dyn Reader, &NibabelIO] {
-        let err = reader.read_images(&[&a, &c]).unwrap_err().to_string();
-        assert!(
-            err.contains("spacing") && err.contains("case_0000.nii.gz"),
-            "{err}"
-        );
+        assert_images_error(reader, &[&a, &c], &["spacing", "case_0000.nii.gz"]);
     }
     // a different origin is only a warning
     let mut other = h.clone();
@@ -402,8 +394,7 @@ fn channels_must_agree() {
 
 #[test]
 fn nifti2_is_read_by_nibabelio_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v2.nii.gz");
+    let (dir, path) = temp_file("v2.nii.gz");
     let mut h = oblique_header([2, 3, 1], DataType::F64);
     h.version = 2;
     let data: Vec<u8> = (0..6)
@@ -416,8 +407,7 @@ fn nifti2_is_read_by_nibabelio_only() {
         img.data.as_slice().unwrap(),
         &[0.0, 1.5, 3.0, 4.5, 6.0, 7.5]
     );
-    let err = SimpleItkIO.read_images(&[&path]).unwrap_err().to_string();
-    assert!(err.contains("NIfTI-2"), "{err}");
+    assert_images_error(&SimpleItkIO, &[&path], &["NIfTI-2"]);
     assert!(!SimpleItkIO.can_read(&path));
     assert!(NibabelIO.can_read(&path));
     // written back as NIfTI-2
@@ -436,8 +426,7 @@ fn nifti2_is_read_by_nibabelio_only() {
 
 #[test]
 fn properties_without_nifti_header_are_written_from_spacing_origin_direction() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("in.nii.gz");
+    let (dir, path) = temp_file("in.nii.gz");
     let h = oblique_header([3, 2, 2], DataType::U8);
     write_file(&path, &h, &[0u8; 12]).unwrap();
     let mut props = SimpleItkIO.read_segmentation(&path).unwrap().properties;
@@ -552,19 +541,13 @@ fn bad_header_fields_are_errors_naming_the_file() {
 
 #[test]
 fn labels_outside_int16_are_errors_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let big = dir.path().join("big_labels.nii");
-    let h = Header {
-        dim: [3, 2, 1, 1, 1, 1, 1, 1],
-        datatype: DataType::I32.code(),
-        ..Header::default()
-    };
+    let (_dir, big) = temp_file("big_labels.nii");
+    let h = plain_header([2, 1, 1], DataType::I32);
     let data: Vec<u8> = [1i32, 40000].iter().flat_map(|v| v.to_le_bytes()).collect();
     write_file(&big, &h, &data).unwrap();
-    let err = NibabelIO.read_segmentation(&big).unwrap_err().to_string();
-    assert!(
-        err.contains("big_labels.nii") && err.contains("40000"),
-        "{err}"
+    assert_error(
+        NibabelIO.read_segmentation(&big),
+        &["big_labels.nii", "40000"],
     );
 }
 

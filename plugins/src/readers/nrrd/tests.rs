@@ -5,7 +5,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::*;
-use crate::readers::test_support::assert_read_error;
+use crate::readers::test_support::assert_read_errors;
 
 fn write(dir: &Path, name: &str, header: &str, data: &[u8]) -> PathBuf {
     let path = dir.join(name);
@@ -78,45 +78,17 @@ fn detached_gzip_big_endian_with_skips() {
 #[test]
 fn bad_headers_are_errors_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let check = |name: &str, text: &[u8], want: &str| {
-        assert_read_error(dir.path(), name, text, want, read_itk)
-    };
-    check("magic.nrrd", b"P5 2 2\n", "magic");
-    check(
-        "nosizes.nrrd",
-        b"NRRD0004\ntype: uchar\ndimension: 2\nencoding: raw\n\n",
-        "sizes",
-    );
-    check(
-        "dim.nrrd",
-        b"NRRD0004\ntype: uchar\ndimension: 2\nsizes: 2\nencoding: raw\n\n",
-        "one per axis",
-    );
-    check(
-        "type.nrrd",
-        b"NRRD0004\ntype: block\ndimension: 1\nsizes: 2\nencoding: raw\n\n",
-        "block",
-    );
-    check(
-        "bz.nrrd",
-        b"NRRD0004\ntype: uchar\ndimension: 1\nsizes: 2\nencoding: bzip2\n\n",
-        "bzip2",
-    );
-    check(
-        "trunc.nrrd",
-        b"NRRD0004\ntype: uchar\ndimension: 1\nsizes: 4\nencoding: raw\n\nab",
-        "truncated",
-    );
-    check(
-        "huge.nrrd",
-        b"NRRD0004\ntype: double\ndimension: 3\nsizes: 100000 100000 100000\nencoding: gzip\n\n",
-        "",
-    );
-    check("space.nrrd", b"NRRD0004\ntype: uchar\ndimension: 2\nsizes: 2 2\nspace: right-anterior-superior\nspace directions: (1,0,0) (0,1,0)\nencoding: raw\n\n\0\0\0\0", "dimension of its space");
-    check("vec.nrrd", b"NRRD0004\ntype: uchar\ndimension: 1\nsizes: 2\nspace dimension: 1\nspace directions: (1,0\nencoding: raw\n\n\0\0", "vector");
-    check(
-        "nodata.nhdr",
-        b"NRRD0004\ntype: uchar\ndimension: 1\nsizes: 2\nencoding: raw\n",
-        "data file",
-    );
+    let cases: [(&str, &[u8], &str); 10] = [
+        ("magic.nrrd", b"P5 2 2\n", "magic"),
+        ("nosizes.nrrd", b"NRRD0004\ntype: uchar\ndimension: 2\nencoding: raw\n\n", "sizes"),
+        ("dim.nrrd", b"NRRD0004\ntype: uchar\ndimension: 2\nsizes: 2\nencoding: raw\n\n", "one per axis"),
+        ("type.nrrd", b"NRRD0004\ntype: block\ndimension: 1\nsizes: 2\nencoding: raw\n\n", "block"),
+        ("bz.nrrd", b"NRRD0004\ntype: uchar\ndimension: 1\nsizes: 2\nencoding: bzip2\n\n", "bzip2"),
+        ("trunc.nrrd", b"NRRD0004\ntype: uchar\ndimension: 1\nsizes: 4\nencoding: raw\n\nab", "truncated"),
+        ("huge.nrrd", b"NRRD0004\ntype: double\ndimension: 3\nsizes: 100000 100000 100000\nencoding: gzip\n\n", ""),
+        ("space.nrrd", b"NRRD0004\ntype: uchar\ndimension: 2\nsizes: 2 2\nspace: right-anterior-superior\nspace directions: (1,0,0) (0,1,0)\nencoding: raw\n\n\0\0\0\0", "dimension of its space"),
+        ("vec.nrrd", b"NRRD0004\ntype: uchar\ndimension: 1\nsizes: 2\nspace dimension: 1\nspace directions: (1,0\nencoding: raw\n\n\0\0", "vector"),
+        ("nodata.nhdr", b"NRRD0004\ntype: uchar\ndimension: 1\nsizes: 2\nencoding: raw\n", "data file"),
+    ];
+    assert_read_errors(dir.path(), read_itk, &cases);
 }

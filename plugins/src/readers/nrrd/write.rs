@@ -1,16 +1,15 @@
 //! Writing NRRD files as ITK writes them, in the input's `space`.
 
-use std::io::Write;
 use std::path::Path;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use nnunet_core::{Error, Result};
+use nnunet_core::Result;
 use serde_json::{Map, Value};
 
 use super::geometry::{space_dimension, to_lps};
 use super::header::TYPES;
-use crate::readers::itk::{ItkImage, name_of_type, number};
+use crate::readers::itk::{ItkImage, compressed, name_of_type, number, write_header_and_data};
 
 /// The header text of `image` in `space`, with a `data file` line for a detached header.
 pub(super) fn header_text(
@@ -88,24 +87,22 @@ pub(crate) fn write_itk(path: &Path, image: &ItkImage, extra: &Map<String, Value
         (3, _) => Some("left-posterior-superior"),
         _ => None,
     };
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-    encoder
-        .write_all(&image.pixels.bytes)
-        .map_err(|e| Error::io(path, e))?;
-    let data = encoder.finish().map_err(|e| Error::io(path, e))?;
-    if path.to_string_lossy().to_lowercase().ends_with(".nhdr") {
+    let encoder = GzEncoder::new(Vec::new(), Compression::default());
+    let data = compressed(path, &image.pixels.bytes, encoder, GzEncoder::finish)?;
+    let detached = path.to_string_lossy().to_lowercase().ends_with(".nhdr");
+    let data_path = detached.then(|| {
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let name = format!("{stem}.raw.gz");
-        let data_path = path.with_file_name(&name);
-        std::fs::write(&data_path, &data).map_err(|e| Error::io(&data_path, e))?;
-        std::fs::write(path, header_text(image, space, Some(&name))).map_err(|e| Error::io(path, e))
-    } else {
-        let mut bytes = header_text(image, space, None).into_bytes();
-        bytes.push(b'\n');
-        bytes.extend_from_slice(&data);
-        std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
-    }
+        path.with_file_name(format!("{stem}.raw.gz"))
+    });
+    write_header_and_data(path, &data, data_path, |name| {
+        let mut text = header_text(image, space, name);
+        if name.is_none() {
+            // the blank line that ends an attached header
+            text.push('\n');
+        }
+        text
+    })
 }

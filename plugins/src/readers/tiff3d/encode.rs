@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
 use std::path::Path;
 
-use ndarray::ArrayView3;
+use ndarray::{ArrayView3, ArrayView4};
 use nnunet_core::{Error, Result};
 use tiff::TiffError;
 use tiff::encoder::{Compression, DeflateLevel, TiffEncoder, TiffKind, colortype};
@@ -118,4 +118,14 @@ pub(crate) fn write_label_tiff(segmentation: ArrayView3<'_, i16>, file: &Path) -
         let data: Vec<u16> = segmentation.iter().map(|v| *v as u16).collect();
         write_tiff(file, &shape, &data)
     }
+}
+
+/// Writes probabilities `[classes, z, y, x]` losslessly as a float32 TIFF (pages in class-major
+/// order), read back by [`super::read_probabilities`].
+pub(crate) fn write_probability_tiff(
+    probabilities: ArrayView4<'_, f32>,
+    file: &Path,
+) -> Result<()> {
+    let data: Vec<f32> = probabilities.iter().copied().collect();
+    write_tiff(file, probabilities.shape(), &data)
 }

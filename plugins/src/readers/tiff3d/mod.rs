@@ -42,7 +42,7 @@ use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
 use nnunet_core::{Error, Result};
 
 pub(crate) use decode::{guard_decoder, is_tiff_magic, read_tiff_stack, to_labels};
-pub(crate) use encode::{write_label_tiff, write_tiff};
+pub(crate) use encode::{write_label_tiff, write_probability_tiff, write_tiff};
 
 /// The 3D TIFF reader/writer.
 pub struct Tiff3DIO;
@@ -159,6 +159,15 @@ fn write_spacing(file: &Path, properties: &ImageProperties) -> Result<()> {
     std::fs::write(&json, text).map_err(|e| Error::io(&json, e))
 }
 
+/// Properties holding only `spacing` (no origin, direction or header data), as the TIFF and
+/// natural image readers give them.
+pub(crate) fn with_spacing(spacing: [f64; 3]) -> ImageProperties {
+    ImageProperties {
+        spacing,
+        ..Default::default()
+    }
+}
+
 /// Reads a probability file written by `write_probabilities` (of this reader or of
 /// `NaturalImage2DIO`): a float32 TIFF whose description gives the shape `[classes, z, y, x]`.
 pub fn read_probabilities(file: &Path) -> Result<Array4<f32>> {
@@ -209,10 +218,7 @@ impl Reader for Tiff3DIO {
             .expect("the sizes were checked");
         Ok(Image {
             data,
-            properties: ImageProperties {
-                spacing,
-                ..Default::default()
-            },
+            properties: with_spacing(spacing),
         })
     }
 
@@ -222,10 +228,7 @@ impl Reader for Tiff3DIO {
         let spacing = read_spacing(file, false)?;
         Ok(Segmentation {
             data: Array4::from_shape_vec([1, z, y, x], labels).expect("the size was checked"),
-            properties: ImageProperties {
-                spacing,
-                ..Default::default()
-            },
+            properties: with_spacing(spacing),
         })
     }
 
@@ -245,8 +248,7 @@ impl Reader for Tiff3DIO {
         file: &Path,
         properties: &ImageProperties,
     ) -> Result<()> {
-        let data: Vec<f32> = probabilities.iter().copied().collect();
-        write_tiff(file, probabilities.shape(), &data)?;
+        write_probability_tiff(probabilities, file)?;
         write_spacing(file, properties)
     }
 }

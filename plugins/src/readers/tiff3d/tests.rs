@@ -4,13 +4,9 @@ use ndarray::{Array3, Axis};
 use tiff::encoder::{TiffEncoder, colortype};
 
 use super::*;
-
-fn props(spacing: [f64; 3]) -> ImageProperties {
-    ImageProperties {
-        spacing,
-        ..Default::default()
-    }
-}
+use crate::readers::test_support::{
+    Unreadable, assert_error, assert_files_refused, assert_images_error,
+};
 
 fn write_json(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
@@ -98,14 +94,7 @@ fn float_and_signed_stacks_and_channels() {
     // Shapes must agree, naming both files.
     let other = dir.path().join("c_0002.tif");
     write_tiff(&other, &[3, 3, 4], &[0u8; 36]).unwrap();
-    let err = Tiff3DIO
-        .read_images(&[&f_file, &other])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("c_0002.tif") && err.contains("c_0000.tif"),
-        "{err}"
-    );
+    assert_images_error(&Tiff3DIO, &[&f_file, &other], &["c_0002.tif", "c_0000.tif"]);
 }
 
 #[test]
@@ -114,7 +103,7 @@ fn single_slice_needs_3d_metadata() {
     let seg = Array3::from_shape_fn((1, 2, 3), |(_, y, x)| (y + x) as i16);
     let file = dir.path().join("one.tif");
     Tiff3DIO
-        .write_segmentation(seg.view(), &file, &props([2.0, 1.0, 1.0]))
+        .write_segmentation(seg.view(), &file, &with_spacing([2.0, 1.0, 1.0]))
         .unwrap();
     let back = Tiff3DIO.read_segmentation(&file).unwrap();
     assert_eq!(back.data.shape(), [1, 1, 2, 3]);
@@ -124,8 +113,7 @@ fn single_slice_needs_3d_metadata() {
         .unwrap()
         .write_image::<colortype::Gray8>(3, 2, &[0u8; 6])
         .unwrap();
-    let err = Tiff3DIO.read_images(&[&flat]).unwrap_err().to_string();
-    assert!(err.contains("flat.tif") && err.contains("only 3D"), "{err}");
+    assert_images_error(&Tiff3DIO, &[&flat], &["flat.tif", "only 3D"]);
     // An RGB stack is refused.
     let rgb = dir.path().join("rgb.tif");
     {
@@ -135,8 +123,7 @@ fn single_slice_needs_3d_metadata() {
         enc.write_image::<colortype::RGB8>(2, 2, &[0u8; 12])
             .unwrap();
     }
-    let err = Tiff3DIO.read_images(&[&rgb]).unwrap_err().to_string();
-    assert!(err.contains("rgb.tif") && err.contains("4D"), "{err}");
+    assert_images_error(&Tiff3DIO, &[&rgb], &["rgb.tif", "4D"]);
     // A single page with three samples is a 3D array for tifffile, and so for nnU-Net.
     let planes = dir.path().join("planes.tif");
     TiffEncoder::new(File::create(&planes).unwrap())
@@ -159,7 +146,7 @@ fn probabilities_round_trip() {
     });
     let file = dir.path().join("case_probabilities.tif");
     Tiff3DIO
-        .write_probabilities(p.view(), &file, &props([1.0, 2.0, 3.0]))
+        .write_probabilities(p.view(), &file, &with_spacing([1.0, 2.0, 3.0]))
         .unwrap();
     assert_eq!(read_probabilities(&file).unwrap(), p);
     assert!(dir.path().join("case_probabilities.json").is_file());
@@ -168,14 +155,15 @@ fn probabilities_round_trip() {
 #[test]
 fn bad_inputs_are_named_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("missing_0000.tif");
-    let err = Tiff3DIO.read_images(&[&missing]).unwrap_err().to_string();
-    assert!(err.contains("missing_0000.tif"), "{err}");
-
-    let garbage = dir.path().join("garbage_0000.tif");
-    std::fs::write(&garbage, b"this is not a tiff file at all").unwrap();
-    let err = Tiff3DIO.read_images(&[&garbage]).unwrap_err().to_string();
-    assert!(err.contains("garbage_0000.tif"), "{err}");
+    let unreadable: [Unreadable; 2] = [
+        ("missing_0000.tif", None, &["missing_0000.tif"]),
+        (
+            "garbage_0000.tif",
+            Some(b"this is not a tiff file at all"),
+            &["garbage_0000.tif"],
+        ),
+    ];
+    assert_files_refused(&Tiff3DIO, dir.path(), &unreadable);
 
     let good = dir.path().join("good_0000.tif");
     let v = Array3::from_shape_fn((4, 16, 16), |(z, y, x)| ((z + y * x) % 7) as i16);
@@ -184,8 +172,11 @@ fn bad_inputs_are_named_errors() {
     for cut in [4, 8, 20, bytes.len() / 2, bytes.len() - 10] {
         let truncated = dir.path().join(format!("trunc{cut}_0000.tif"));
         std::fs::write(&truncated, &bytes[..cut]).unwrap();
-        let err = Tiff3DIO.read_images(&[&truncated]).unwrap_err().to_string();
-        assert!(err.contains(&format!("trunc{cut}_0000.tif")), "{err}");
+        assert_images_error(
+            &Tiff3DIO,
+            &[&truncated],
+            &[format!("trunc{cut}_0000.tif").as_str()],
+        );
     }
     // Flipped bytes anywhere never panic.
     for pos in (0..bytes.len()).step_by(7) {
@@ -197,36 +188,33 @@ fn bad_inputs_are_named_errors() {
     }
 
     std::fs::write(dir.path().join("good.json"), r#"{"spacing": [1, 2]}"#).unwrap();
-    let err = Tiff3DIO.read_images(&[&good]).unwrap_err().to_string();
-    assert!(
-        err.contains("good.json") && err.contains("three numbers"),
-        "{err}"
-    );
+    assert_images_error(&Tiff3DIO, &[&good], &["good.json", "three numbers"]);
     std::fs::write(dir.path().join("good.json"), r#"{"spacing": [0, 1, 1]}"#).unwrap();
-    let err = Tiff3DIO.read_images(&[&good]).unwrap_err().to_string();
-    assert!(err.contains("good.json") && err.contains("> 0"), "{err}");
+    assert_images_error(&Tiff3DIO, &[&good], &["good.json", "> 0"]);
     std::fs::write(dir.path().join("good.json"), "{not json").unwrap();
-    let err = Tiff3DIO.read_images(&[&good]).unwrap_err().to_string();
-    assert!(err.contains("good.json") && err.contains("JSON"), "{err}");
+    assert_images_error(&Tiff3DIO, &[&good], &["good.json", "JSON"]);
 
     let frac = dir.path().join("frac.tif");
     write_tiff(&frac, &[2, 1, 2], &[0.0f32, 1.0, 0.5, 2.0]).unwrap();
-    let err = Tiff3DIO.read_segmentation(&frac).unwrap_err().to_string();
-    assert!(
-        err.contains("frac.tif") && err.contains("not an integer label"),
-        "{err}"
+    assert_error(
+        Tiff3DIO.read_segmentation(&frac),
+        &["frac.tif", "not an integer label"],
     );
 
     let neg = Array3::from_elem((2, 2, 2), -1i16);
-    let err = Tiff3DIO
-        .write_segmentation(neg.view(), &dir.path().join("neg.tif"), &props([1.0; 3]))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("neg.tif") && err.contains("negative"), "{err}");
+    let neg_file = dir.path().join("neg.tif");
+    assert_error(
+        Tiff3DIO.write_segmentation(neg.view(), &neg_file, &with_spacing([1.0; 3])),
+        &["neg.tif", "negative"],
+    );
     let empty = Array3::<i16>::zeros((0, 2, 2));
     assert!(
         Tiff3DIO
-            .write_segmentation(empty.view(), &dir.path().join("e.tif"), &props([1.0; 3]))
+            .write_segmentation(
+                empty.view(),
+                &dir.path().join("e.tif"),
+                &with_spacing([1.0; 3])
+            )
             .is_err()
     );
 }

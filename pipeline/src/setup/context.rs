@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use nnunet_core::network::NetworkSpec;
+use nnunet_core::paths::TrainedModel;
 use nnunet_core::{Error, Registries, Result};
 use nnunet_dataset::DatasetJson;
-use nnunet_evaluation::model_selection::TrainedModel;
 use nnunet_inference::cascade::{
     cascade_labels, network_input_channels, predicted_next_stage_folder,
 };

@@ -195,6 +195,23 @@ pub fn prepare_run(
     Ok((run, state))
 }
 
+/// The augmentation context of the run of `ctx`: its patch size, augmentation geometry, labels
+/// and cascade inputs.
+fn run_pipeline_context(ctx: &RunContext) -> Result<PipelineContext> {
+    let patch_size = ctx.configuration.patch_size()?;
+    let geometry = configure_rotation_dummy_da_mirroring_and_initial_patch_size(
+        &patch_size,
+        &ctx.settings.augmentation,
+    )?;
+    pipeline_context(
+        &ctx.configuration,
+        &ctx.dataset_json.labels,
+        &patch_size,
+        geometry,
+        ctx.cascade_labels.clone(),
+    )
+}
+
 /// Builds the run of `ctx` on `device` (the trainer's network, loss, transforms and data loaders
 /// from `start`) and the trainer's optimiser, still without state.
 fn build_run(
@@ -214,19 +231,8 @@ fn build_run(
     })?;
 
     let configuration = &ctx.configuration;
-    let patch_size = configuration.patch_size()?;
     let batch_size = configuration.batch_size()?;
-    let geometry = configure_rotation_dummy_da_mirroring_and_initial_patch_size(
-        &patch_size,
-        &ctx.settings.augmentation,
-    )?;
-    let pipeline_context = pipeline_context(
-        &ctx.configuration,
-        &ctx.dataset_json.labels,
-        &patch_size,
-        geometry,
-        ctx.cascade_labels.clone(),
-    )?;
+    let pipeline_context = run_pipeline_context(ctx)?;
     let ds_scales = ctx
         .settings
         .enable_deep_supervision

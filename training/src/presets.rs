@@ -4,17 +4,14 @@
 //! reference's class of the same name makes; the families follow nnU-Net's `variants/` folders.
 //! A variant of a variant applies its base's changes first, as the Python subclass does.
 
-pub mod setup;
-pub mod validation;
-
-use nnunet_core::Trainer;
-use nnunet_core::register;
-use nnunet_training::{
+use crate::{
     BenchmarkMode, LrSchedule, MirrorAxes, NormKind, OptimizerKind, PipelineKind, TrainerSettings,
 };
+use nnunet_core::Trainer;
+use nnunet_core::register;
 
 /// A built-in trainer: the default recipe changed by one function.
-pub struct Preset(
+pub(crate) struct Preset(
     /// Changes nnU-Net's default settings into the trainer's.
     pub fn(&mut TrainerSettings),
 );
@@ -163,16 +160,27 @@ trainer!(
 
 // ---- Loss ---------------------------------------------------------------------------------------
 
+/// Cross-entropy alone (`nnUNetTrainerCELoss`).
+fn ce_loss(s: &mut TrainerSettings) {
+    s.loss = "RobustCrossEntropyLoss".into();
+}
+
+/// Cross-entropy over the hardest 10% of voxels (`nnUNetTrainerTopk10Loss`).
+fn topk10_loss(s: &mut TrainerSettings) {
+    s.loss = "TopKLoss".into();
+    s.topk_percent = 10.0;
+}
+
 trainer!(
     "nnUNetTrainerCELoss",
     "cross-entropy only (no Dice term)",
-    |s| { s.loss = "RobustCrossEntropyLoss".into() }
+    ce_loss
 );
 trainer!(
     "nnUNetTrainerCELoss_5epochs",
     "cross-entropy only, 5 epochs",
     |s| {
-        s.loss = "RobustCrossEntropyLoss".into();
+        ce_loss(s);
         s.num_epochs = 5;
     }
 );
@@ -189,17 +197,13 @@ trainer!(
 trainer!(
     "nnUNetTrainerTopk10Loss",
     "cross-entropy over the hardest 10% of voxels",
-    |s| {
-        s.loss = "TopKLoss".into();
-        s.topk_percent = 10.0;
-    }
+    topk10_loss
 );
 trainer!(
     "nnUNetTrainerTopk10LossLS01",
     "top-10% cross-entropy with label smoothing 0.1",
     |s| {
-        s.loss = "TopKLoss".into();
-        s.topk_percent = 10.0;
+        topk10_loss(s);
         s.label_smoothing = 0.1;
     }
 );
@@ -235,42 +239,41 @@ trainer!(
         s.oversampling_matches_fixed_rule = true;
     }
 );
+/// Foreground forced per sample at random with probability `p`.
+fn probabilistic_oversampling(s: &mut TrainerSettings, p: f64) {
+    s.probabilistic_oversampling = true;
+    s.oversample_foreground_percent = p;
+}
+
 trainer!(
     "nnUNetTrainer_probabilisticOversampling_033",
     "foreground forced per sample with probability 0.33",
-    |s| {
-        s.probabilistic_oversampling = true;
-        s.oversample_foreground_percent = 0.33;
-    }
+    |s| probabilistic_oversampling(s, 0.33)
 );
 trainer!(
     "nnUNetTrainer_probabilisticOversampling_010",
     "foreground forced per sample with probability 0.1",
-    |s| {
-        s.probabilistic_oversampling = true;
-        s.oversample_foreground_percent = 0.1;
-    }
+    |s| probabilistic_oversampling(s, 0.1)
 );
 
 // ---- Benchmarking -------------------------------------------------------------------------------
 
+/// 5 epochs without checkpoints, timed as `mode` says.
+fn benchmark_5epochs(s: &mut TrainerSettings, mode: BenchmarkMode) {
+    s.num_epochs = 5;
+    s.disable_checkpointing = true;
+    s.benchmark = Some(mode);
+}
+
 trainer!(
     "nnUNetTrainerBenchmark_5epochs",
     "5 epochs without checkpoints, reporting epoch times and iterations per second",
-    |s| {
-        s.num_epochs = 5;
-        s.disable_checkpointing = true;
-        s.benchmark = Some(BenchmarkMode::WithDataLoading);
-    }
+    |s| benchmark_5epochs(s, BenchmarkMode::WithDataLoading)
 );
 trainer!(
     "nnUNetTrainerBenchmark_5epochs_noDataLoading",
     "as nnUNetTrainerBenchmark_5epochs on one fixed random batch: network speed alone",
-    |s| {
-        s.num_epochs = 5;
-        s.disable_checkpointing = true;
-        s.benchmark = Some(BenchmarkMode::NoDataLoading);
-    }
+    |s| benchmark_5epochs(s, BenchmarkMode::NoDataLoading)
 );
 
 // ---- Data augmentation --------------------------------------------------------------------------
@@ -385,8 +388,8 @@ trainer!(
 
 #[cfg(test)]
 mod tests {
+    use crate::settings_of;
     use nnunet_core::Registries;
-    use nnunet_training::settings_of;
 
     fn settings(name: &str) -> nnunet_core::TrainerSettings {
         let r = Registries::builtin().unwrap();

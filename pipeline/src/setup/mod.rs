@@ -11,9 +11,9 @@ pub use context::{architecture_name, output_channels, run_context};
 use std::path::{Path, PathBuf};
 
 use nnunet_core::network::NetworkSpec;
+use nnunet_core::paths::TrainedModel;
 use nnunet_core::{Error, Result};
 use nnunet_dataset::DatasetJson;
-use nnunet_evaluation::model_selection::TrainedModel;
 use nnunet_preprocessing::plans::{Configuration, Plans};
 use nnunet_training::TrainerSettings;
 use nnunet_training::run::checkpoint_path;

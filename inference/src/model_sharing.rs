@@ -22,9 +22,9 @@ use std::path::{Component, Path, PathBuf};
 use zip::ZipArchive;
 use zip::write::SimpleFileOptions;
 
-use crate::model_selection::TrainedModel;
+use crate::predictor::checkpoint_file_name;
 use nnunet_core::error::{Error, Result};
-use nnunet_inference::predictor::checkpoint_file_name;
+use nnunet_core::paths::TrainedModel;
 
 /// What to put into a model ZIP file (`nnunet export-model`).
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ pub struct ExportRequest {
 /// The ZIP entry name of `path`, relative to `base`, with `/` separators.
 fn entry_name(base: &Path, path: &Path) -> Result<String> {
     let relative = path.strip_prefix(base).map_err(|_| {
-        Error::evaluation(format!(
+        Error::inference(format!(
             "{} is not inside {}",
             path.display(),
             base.display()
@@ -68,143 +68,132 @@ fn folds_string(folds: &[String]) -> String {
     folds.join("_")
 }
 
-/// Appends to `files` each of `names` inside `folder` that is a file, in order.
-fn push_existing(files: &mut Vec<PathBuf>, folder: &Path, names: &[&str]) {
-    for name in names {
-        let p = folder.join(name);
-        if p.is_file() {
-            files.push(p);
-        }
-    }
+/// The files of an export, gathered in order for one request.
+struct ExportFiles<'a> {
+    request: &'a ExportRequest,
+    /// The file names of the requested checkpoints (`checkpoint_final.safetensors`, …).
+    checkpoint_files: Vec<String>,
+    files: Vec<PathBuf>,
 }
 
-/// Appends the files of fold `fold` of a model (in `fold_folder`): `debug.json`, the chosen
-/// `checkpoint_files` (each required), the progress plot, the architecture and the validation
-/// summary.
-fn push_fold_files(
-    files: &mut Vec<PathBuf>,
-    fold_folder: &Path,
-    fold: &str,
-    checkpoint_files: &[String],
-) -> Result<()> {
-    if !fold_folder.is_dir() {
-        return Err(Error::evaluation_file(
-            fold_folder,
-            format!("fold {fold} was asked for but is not trained"),
-        ));
+impl ExportFiles<'_> {
+    /// Appends each of `names` inside `folder` that is a file, in order.
+    fn push_existing(&mut self, folder: &Path, names: &[&str]) {
+        for name in names {
+            let p = folder.join(name);
+            if p.is_file() {
+                self.files.push(p);
+            }
+        }
     }
-    push_existing(files, fold_folder, &["debug.json"]);
-    for checkpoint in checkpoint_files {
-        let p = fold_folder.join(checkpoint);
-        if !p.is_file() {
-            return Err(Error::evaluation_file(
-                &p,
-                "missing; choose the checkpoints that exist with -chk",
+
+    /// Appends the files of fold `fold` of a model (in `fold_folder`): `debug.json`, the chosen
+    /// checkpoints (each required), the progress plot, the architecture and the validation
+    /// summary.
+    fn push_fold(&mut self, fold_folder: &Path, fold: &str) -> Result<()> {
+        if !fold_folder.is_dir() {
+            return Err(Error::inference_file(
+                fold_folder,
+                format!("fold {fold} was asked for but is not trained"),
             ));
         }
-        files.push(p);
-    }
-    push_existing(
-        files,
-        fold_folder,
-        &[
+        self.push_existing(fold_folder, &["debug.json"]);
+        for checkpoint in &self.checkpoint_files {
+            let p = fold_folder.join(checkpoint);
+            if !p.is_file() {
+                return Err(Error::inference_file(
+                    &p,
+                    "missing; choose the checkpoints that exist with -chk",
+                ));
+            }
+            self.files.push(p);
+        }
+        let fold_extras = [
             "progress.png",
             "network_architecture.pdf",
             "validation/summary.json",
-        ],
-    );
-    Ok(())
-}
+        ];
+        self.push_existing(fold_folder, &fold_extras);
+        Ok(())
+    }
 
-/// Appends the files of the trained model folder `model`: its requested folds, the
-/// cross-validation summary and postprocessing of those folds, and its plans and dataset files.
-fn push_model_files(
-    files: &mut Vec<PathBuf>,
-    request: &ExportRequest,
-    model: &Path,
-    checkpoint_files: &[String],
-) -> Result<()> {
-    for required in ["plans.json", "dataset.json"] {
-        if !model.join(required).is_file() {
-            return Err(Error::evaluation_file(
-                model.join(required),
-                "missing; a trained model folder has it",
-            ));
+    /// Appends the files of the trained model folder `model`: its requested folds, the
+    /// cross-validation summary and postprocessing of those folds, and its plans and dataset
+    /// files.
+    fn push_model(&mut self, model: &Path) -> Result<()> {
+        for required in ["plans.json", "dataset.json"] {
+            if !model.join(required).is_file() {
+                return Err(Error::inference_file(
+                    model.join(required),
+                    "missing; a trained model folder has it",
+                ));
+            }
         }
+        let request = self.request;
+        for fold in &request.folds {
+            self.push_fold(&model.join(format!("fold_{fold}")), fold)?;
+        }
+        let crossval = format!("crossval_results_folds_{}", folds_string(&request.folds));
+        self.push_existing(&model.join(crossval), &SUMMARY_FILES);
+        let model_files = ["plans.json", "dataset_fingerprint.json", "dataset.json"];
+        self.push_existing(model, &model_files);
+        Ok(())
     }
-    for fold in &request.folds {
-        let fold_folder = model.join(format!("fold_{fold}"));
-        push_fold_files(files, &fold_folder, fold, checkpoint_files)?;
-    }
-    let crossval = model.join(format!(
-        "crossval_results_folds_{}",
-        folds_string(&request.folds)
-    ));
-    push_existing(
-        files,
-        &crossval,
-        &["summary.json", "postprocessing.pkl", "postprocessing.json"],
-    );
-    push_existing(
-        files,
-        model,
-        &["plans.json", "dataset_fingerprint.json", "dataset.json"],
-    );
-    Ok(())
-}
 
-/// Appends the summaries and postprocessing of the ensembles in `ensembles` whose members are all
-/// exported models (the request's trainer and plans in `exported_configurations`).
-fn push_ensemble_files(
-    files: &mut Vec<PathBuf>,
-    request: &ExportRequest,
-    ensembles: &Path,
-    exported_configurations: &[String],
-) -> Result<()> {
-    let mut names: Vec<String> = std::fs::read_dir(ensembles)
-        .map_err(|e| Error::io(ensembles, e))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    for name in names {
+    /// Appends the summaries and postprocessing of the ensembles in `ensembles` whose members are
+    /// all exported models (the request's trainer and plans in `exported`, the configurations).
+    fn push_ensembles(&mut self, ensembles: &Path, exported: &[String]) -> Result<()> {
+        let mut names: Vec<String> = std::fs::read_dir(ensembles)
+            .map_err(|e| Error::io(ensembles, e))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            if self.ensemble_is_exported(&name, exported) {
+                self.push_existing(&ensembles.join(&name), &SUMMARY_FILES);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `name` is an ensemble (`ensemble___A___B___folds`) of exported models only.
+    fn ensemble_is_exported(&self, name: &str, exported: &[String]) -> bool {
         let Some(rest) = name.strip_prefix("ensemble___") else {
-            continue;
+            return false;
         };
         let parts: Vec<&str> = rest.split("___").collect();
         if parts.len() < 2 {
-            continue;
+            return false;
         }
-        let members = &parts[..parts.len() - 1];
-        let all_exported = members.iter().all(|m| {
+        parts[..parts.len() - 1].iter().all(|m| {
             let fields: Vec<&str> = m.split("__").collect();
             fields.len() == 3
-                && fields[0] == request.trainer
-                && fields[1] == request.plans_identifier
-                && exported_configurations.iter().any(|c| c == fields[2])
-        });
-        if all_exported {
-            push_existing(
-                files,
-                &ensembles.join(&name),
-                &["summary.json", "postprocessing.pkl", "postprocessing.json"],
-            );
-        }
+                && fields[0] == self.request.trainer
+                && fields[1] == self.request.plans_identifier
+                && exported.iter().any(|c| c == fields[2])
+        })
     }
-    Ok(())
 }
+
+/// The summary and postprocessing files of cross-validation results and ensembles.
+const SUMMARY_FILES: [&str; 3] = ["summary.json", "postprocessing.pkl", "postprocessing.json"];
 
 /// The files [`export_model`] packs, in order (paths inside `request.results_folder`).
 pub fn files_to_export(request: &ExportRequest) -> Result<Vec<PathBuf>> {
     let dataset_folder = request.results_folder.join(&request.dataset_name);
-    let mut files = Vec::new();
-    let mut exported_configurations = Vec::new();
     let checkpoint_files = request
         .checkpoints
         .iter()
         .map(|c| checkpoint_file_name(c))
         .collect::<Result<Vec<_>>>()?;
+    let mut export = ExportFiles {
+        request,
+        checkpoint_files,
+        files: Vec::new(),
+    };
+    let mut exported_configurations = Vec::new();
     for configuration in &request.configurations {
         let model = dataset_folder.join(
             TrainedModel::new(&request.trainer, &request.plans_identifier, configuration)
@@ -212,7 +201,7 @@ pub fn files_to_export(request: &ExportRequest) -> Result<Vec<PathBuf>> {
         );
         if !model.is_dir() {
             if request.strict {
-                return Err(Error::evaluation_file(
+                return Err(Error::inference_file(
                     &model,
                     format!(
                         "no trained model of configuration '{configuration}' (trainer {}, plans \
@@ -224,19 +213,16 @@ pub fn files_to_export(request: &ExportRequest) -> Result<Vec<PathBuf>> {
             continue;
         }
         exported_configurations.push(configuration.clone());
-        push_model_files(&mut files, request, &model, &checkpoint_files)?;
+        export.push_model(&model)?;
     }
     let ensembles = dataset_folder.join("ensembles");
     if ensembles.is_dir() {
-        push_ensemble_files(&mut files, request, &ensembles, &exported_configurations)?;
+        export.push_ensembles(&ensembles, &exported_configurations)?;
     }
-    push_existing(
-        &mut files,
-        &dataset_folder,
-        &["inference_information.json", "inference_information.txt"],
-    );
+    let information = ["inference_information.json", "inference_information.txt"];
+    export.push_existing(&dataset_folder, &information);
     if exported_configurations.is_empty() {
-        return Err(Error::evaluation_file(
+        return Err(Error::inference_file(
             &dataset_folder,
             format!(
                 "has no trained model of trainer {} and plans {} in any of the configurations {}",
@@ -246,7 +232,7 @@ pub fn files_to_export(request: &ExportRequest) -> Result<Vec<PathBuf>> {
             ),
         ));
     }
-    Ok(files)
+    Ok(export.files)
 }
 
 /// Writes the model ZIP file `output` (see the module documentation); returns the entry names.
@@ -267,13 +253,13 @@ pub fn export_model(request: &ExportRequest, output: &Path) -> Result<Vec<String
                 .compression_method(zip::CompressionMethod::Deflated)
                 .large_file(size >= u32::MAX as u64);
             zip.start_file(name.as_str(), options)
-                .map_err(|e| Error::evaluation_file(output, format!("cannot add {name}: {e}")))?;
+                .map_err(|e| Error::inference_file(output, format!("cannot add {name}: {e}")))?;
             let mut input = File::open(path).map_err(|e| Error::io(path, e))?;
             std::io::copy(&mut input, &mut zip).map_err(|e| Error::io(output, e))?;
             names.push(name);
         }
         let mut inner = zip.finish().map_err(|e| {
-            Error::evaluation_file(output, format!("cannot finish the ZIP file: {e}"))
+            Error::inference_file(output, format!("cannot finish the ZIP file: {e}"))
         })?;
         inner.flush().map_err(|e| Error::io(output, e))?;
         Ok(())
@@ -360,18 +346,18 @@ fn plan_entry(
 ) -> Result<PlannedEntry> {
     let entry = archive
         .by_index(index)
-        .map_err(|e| Error::evaluation_file(zip_path, format!("cannot read entry {index}: {e}")))?;
+        .map_err(|e| Error::inference_file(zip_path, format!("cannot read entry {index}: {e}")))?;
     let name = entry
         .name()
         .map_err(|e| {
-            Error::evaluation_file(
+            Error::inference_file(
                 zip_path,
                 format!("entry {index} has an unreadable name: {e}"),
             )
         })?
         .into_owned();
     let refuse = |reason: &str| {
-        Error::evaluation_file(
+        Error::inference_file(
             zip_path,
             format!("entry '{name}' is refused: {reason}; nothing was installed"),
         )
@@ -429,7 +415,7 @@ fn extract_entry(archive: &mut ModelArchive, entry: &PlannedEntry, zip_path: &Pa
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
     let mut source = archive.by_index(entry.index).map_err(|e| {
-        Error::evaluation_file(zip_path, format!("cannot read entry '{}': {e}", entry.name))
+        Error::inference_file(zip_path, format!("cannot read entry '{}': {e}", entry.name))
     })?;
     let mut temporary = entry.target.clone().into_os_string();
     temporary.push(".installing");
@@ -439,7 +425,7 @@ fn extract_entry(archive: &mut ModelArchive, entry: &PlannedEntry, zip_path: &Pa
         let mut buffer = vec![0u8; 1 << 16];
         loop {
             let n = source.read(&mut buffer).map_err(|e| {
-                Error::evaluation_file(
+                Error::inference_file(
                     zip_path,
                     format!("entry '{}' cannot be decompressed: {e}", entry.name),
                 )
@@ -465,7 +451,7 @@ fn extract_entry(archive: &mut ModelArchive, entry: &PlannedEntry, zip_path: &Pa
 pub fn install_model(zip_path: &Path, results_folder: &Path, force: bool) -> Result<Vec<PathBuf>> {
     let file = File::open(zip_path).map_err(|e| Error::io(zip_path, e))?;
     let mut archive = ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| Error::evaluation_file(zip_path, format!("not a readable ZIP file: {e}")))?;
+        .map_err(|e| Error::inference_file(zip_path, format!("not a readable ZIP file: {e}")))?;
     let mut planned = Vec::with_capacity(archive.len());
     let mut seen = BTreeSet::new();
     for index in 0..archive.len() {
@@ -482,7 +468,7 @@ pub fn install_model(zip_path: &Path, results_folder: &Path, force: bool) -> Res
     for entry in planned.iter().filter(|e| !e.is_dir) {
         let prefix = format!("{}/", entry.name);
         if seen.iter().any(|other| other.starts_with(&prefix)) {
-            return Err(Error::evaluation_file(
+            return Err(Error::inference_file(
                 zip_path,
                 format!(
                     "entry '{}' is a file and also the folder of other entries; nothing was \
