@@ -264,7 +264,7 @@ fn direct_pairs(job: &DirectJob, dest: &mut [f32]) {
     let koff = channel_offsets(grid, job.taps, grid.c);
     let channels = job.src.channels;
     let w = |r: usize, c: usize, t: usize| if c < channels { job.w.at(r, c, t) } else { 0.0 };
-    let (mr, nr) = (m::DIRECT_MR, m::LANES * m::DIRECT_NV);
+    let (mr, nr) = (m::DIRECT_MR, 16 * m::DIRECT_NV);
     let packed = direct::pack(job.rows, koff.len(), mr, |r, kk| {
         let (cp, t) = (kk / nt, kk % nt);
         pair(w(r, 2 * cp, t), w(r, 2 * cp + 1, t))
