@@ -3,6 +3,7 @@
 // The command-line layer is where output is printed (the libraries return it).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod allocator;
 mod args;
 mod commands;
 mod output;
@@ -224,6 +225,7 @@ fn error_text(error: &anyhow::Error) -> String {
 
 /// Runs the command line and prints an error with its causes.
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     match run(std::env::args_os().collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

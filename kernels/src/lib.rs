@@ -1,14 +1,16 @@
 //! CPU compute kernels of nnunet-rs, on plain slices (no tensor library): 2D/3D convolution
 //! forward, input gradient and weight gradient read straight from padded grids (no im2col), in
 //! fp32 (AVX-512, AVX2 + FMA, portable) or with bf16 products (AMX, AVX512-BF16); the fused
-//! instance norm + affine + leaky ReLU forward and backward. The instruction set is chosen at run
-//! time ([`isa`]), so one binary runs on every x86-64 CPU and elsewhere.
+//! instance norm + affine + leaky ReLU forward and backward; the fused Dice + cross-entropy loss.
+//! The instruction set is chosen at run time ([`isa`]), so one binary runs on every x86-64 CPU
+//! and elsewhere.
 //!
 //! The patched flex backend (`third_party/burn-flex`) calls [`conv`]; the networks call [`norm`]
-//! through a backend extension.
+//! and the losses [`loss`] through a backend extension.
 
 pub mod conv;
 pub mod isa;
+pub mod loss;
 pub(crate) mod microkernel;
 pub mod norm;
 pub mod precision;

@@ -143,6 +143,11 @@ fn backward_body(x: &[f32], dy: &[f32], dx: &mut [f32], k: Coef) {
 }
 multiversion!(backward_plane, backward_body, (x: &[f32], dy: &[f32], dx: &mut [f32], k: Coef) -> ());
 
+/// `Σ x²` in f64 (for the global gradient norm), in parallel blocks.
+pub fn sum_of_squares(x: &[f32]) -> f64 {
+    x.par_chunks(1 << 16).map(|c| sums(c).1).sum()
+}
+
 /// Forward pass on `x` (`[n, c, s]`, `s = x.len() / (n·c)`): returns `y` and the statistics.
 pub fn forward(
     x: &[f32],

@@ -51,6 +51,30 @@ fn flat_gradient(grads: &GradientsParams, id: ParamId, rank: usize) -> Option<Te
     flat.map(|g| g.inner())
 }
 
+/// The global L2 norm of all gradients (one pass without temporaries on the CPU).
+fn global_norm(grads: &HashMap<String, Tensor<1>>) -> f64 {
+    if grads.values().all(nnunet_core::fused::supported) {
+        let squares: f64 = grads
+            .values()
+            .map(|g| nnunet_core::fused::sum_of_squares(g.clone()))
+            .sum();
+        return squares.sqrt();
+    }
+    let squares: Vec<Tensor<1>> = grads
+        .values()
+        .map(|g| (g.clone() * g.clone()).sum())
+        .collect();
+    if squares.is_empty() {
+        return 0.0;
+    }
+    f64::from(Tensor::cat(squares, 0).sum().into_scalar::<f32>()).sqrt()
+}
+
+/// `g · scale` (`g` itself for 1).
+fn scaled(g: Tensor<1>, scale: f64) -> Tensor<1> {
+    if scale != 1.0 { g * scale } else { g }
+}
+
 /// Collects the flat gradient of every parameter that is not frozen, by path.
 struct GradientCollector<'a> {
     grads: &'a GradientsParams,
@@ -70,11 +94,12 @@ impl ParameterUpdate for GradientCollector<'_> {
     }
 }
 
-/// Applies one optimiser step with gradients already collected.
+/// Applies one optimiser step with gradients already collected, scaled by `scale` (clipping).
 struct Step<'a> {
     optimizer: &'a mut Optimizer,
     grads: HashMap<String, Tensor<1>>,
     lr: f64,
+    scale: f64,
     groups: &'a [ParameterGroup],
 }
 
@@ -83,7 +108,7 @@ impl ParameterUpdate for Step<'_> {
         let grad = self.grads.remove(path)?;
         let param = value.flatten();
         let lr = self.lr * lr_factor(self.groups, path);
-        let new = self.optimizer.update_one(path, param, grad, lr);
+        let new = self.optimizer.update_one(path, param, grad, lr, self.scale);
         Some(ErasedTensor::from_flat(new, &value.dims()))
     }
 }
@@ -123,7 +148,13 @@ impl SgdRule {
     /// The same step in one pass over the values (f32 tensors on the CPU), instead of the eight
     /// passes and temporaries of [`composed`](Self::composed); every element goes through the
     /// same f32 operations in the same order, so the results are identical.
-    fn fused(self, p: Tensor<1>, g: Tensor<1>, buf: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
+    fn fused(
+        self,
+        p: Tensor<1>,
+        g: Tensor<1>,
+        buf: Tensor<1>,
+        scale: f32,
+    ) -> (Tensor<1>, Tensor<1>) {
         use rayon::prelude::*;
         const CHUNK: usize = 1 << 15;
         let device = p.device();
@@ -136,21 +167,23 @@ impl SgdRule {
         ps.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .zip(bs.par_chunks_mut(CHUNK))
-            .for_each(|((p, g), b)| self.apply(p, g, b));
+            .for_each(|((p, g), b)| self.apply(p, g, b, scale));
         (
             Tensor::from_data(p, &device),
             Tensor::from_data(buf, &device),
         )
     }
 
-    /// [`fused`](Self::fused) on one chunk.
-    fn apply(self, p: &mut [f32], g: &[f32], b: &mut [f32]) {
+    /// [`fused`](Self::fused) on one chunk, the gradient scaled by `scale` first (as the
+    /// clipping product `g · scale` would).
+    fn apply(self, p: &mut [f32], g: &[f32], b: &mut [f32], scale: f32) {
         let (lr, momentum, wd) = (
             self.lr as f32,
             self.momentum as f32,
             self.weight_decay as f32,
         );
         for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
+            let g = if scale != 1.0 { g * scale } else { g };
             let g = if self.weight_decay != 0.0 {
                 g + *p * wd
             } else {
@@ -216,37 +249,34 @@ impl Optimizer {
             out: HashMap::new(),
         };
         network.update_parameters(&mut collector);
-        let mut grads = collector.out;
-        let squares: Vec<Tensor<1>> = grads
-            .values()
-            .map(|g| (g.clone() * g.clone()).sum())
-            .collect();
-        let norm = if squares.is_empty() {
-            0.0
-        } else {
-            f64::from(Tensor::cat(squares, 0).sum().into_scalar::<f32>()).sqrt()
-        };
-        if let Some(max_norm) = max_norm {
-            let coefficient = max_norm / (norm + 1e-6);
-            if coefficient < 1.0 {
-                for g in grads.values_mut() {
-                    *g = g.clone() * coefficient;
-                }
-            }
-        }
+        let grads = collector.out;
+        let norm = global_norm(&grads);
+        // As clip_grad_norm_: gradients scaled by max_norm / (norm + 1e-6) where that is < 1.
+        let scale = max_norm
+            .map(|m| m / (norm + 1e-6))
+            .filter(|&c| c < 1.0)
+            .unwrap_or(1.0);
         self.steps += 1;
         let mut step = Step {
             optimizer: self,
             grads,
             lr,
+            scale,
             groups,
         };
         network.update_parameters(&mut step);
         norm
     }
 
-    /// The update of one parameter `p` with gradient `g` (both flat).
-    fn update_one(&mut self, path: &str, p: Tensor<1>, g: Tensor<1>, lr: f64) -> Tensor<1> {
+    /// The update of one parameter `p` with gradient `scale · g` (both flat).
+    fn update_one(
+        &mut self,
+        path: &str,
+        p: Tensor<1>,
+        g: Tensor<1>,
+        lr: f64,
+        scale: f64,
+    ) -> Tensor<1> {
         let wd = self.weight_decay;
         let t = self.steps as i32;
         let names = buffer_names(&self.kind);
@@ -265,12 +295,16 @@ impl Optimizer {
                 };
                 let buf = state.pop().expect("SGD keeps one buffer");
                 let (p, buf) = if nnunet_core::fused::supported(&p) {
-                    rule.fused(p, g, buf)
+                    rule.fused(p, g, buf, scale as f32)
                 } else {
-                    rule.composed(p, g, buf)
+                    rule.composed(p, scaled(g, scale), buf)
                 };
                 state.push(buf);
                 p
+            }
+            _ if scale != 1.0 => {
+                let g = scaled(g, scale);
+                self.update_one(path, p, g, lr, 1.0)
             }
             OptimizerKind::Adam {
                 beta1,
@@ -443,11 +477,14 @@ mod tests {
 
     #[test]
     fn fused_sgd_equals_the_composed_step_bit_for_bit() {
+        // A clipping scale is applied inside the fused step, as a product before the composed one.
         let n = 70_001;
         let wave = |k: f32| (0..n).map(|i| ((i as f32) * k).sin()).collect::<Vec<f32>>();
-        for (nesterov, first, weight_decay) in
-            [(true, true, 3e-5), (true, false, 3e-5), (false, false, 0.0)]
-        {
+        for (nesterov, first, weight_decay, scale) in [
+            (true, true, 3e-5, 1.0),
+            (true, false, 3e-5, 0.37),
+            (false, false, 0.0, 1.0),
+        ] {
             let rule = SgdRule {
                 lr: 0.01,
                 momentum: 0.99,
@@ -456,8 +493,8 @@ mod tests {
                 first,
             };
             let (p, g, b) = (wave(0.37), wave(1.13), wave(0.71));
-            let (fp, fb) = rule.fused(flex(p.clone()), flex(g.clone()), flex(b.clone()));
-            let (cp, cb) = rule.composed(flex(p), flex(g), flex(b));
+            let (fp, fb) = rule.fused(flex(p.clone()), flex(g.clone()), flex(b.clone()), scale);
+            let (cp, cb) = rule.composed(flex(p), scaled(flex(g), f64::from(scale)), flex(b));
             assert_eq!(values(fp), values(cp), "{rule:?}: parameters");
             assert_eq!(values(fb), values(cb), "{rule:?}: momentum buffer");
         }

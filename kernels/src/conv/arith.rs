@@ -249,8 +249,8 @@ fn direct_f32(job: &DirectJob, isa: Isa, round: bool, dest: &mut [f32]) {
     let nt = job.taps.len();
     let koff = channel_offsets(&src.grid, job.taps, src.channels);
     let (mr, nr, f) = fp32_direct_kernel(isa);
-    let packed = direct::pack(job.rows, koff.len(), mr, |r, kk| {
-        let v = job.w.at(r, kk / nt, kk % nt);
+    let packed = direct::pack(job.rows, (src.channels, nt), mr, |r, c, t| {
+        let v = job.w.at(r, c, t);
         if round { round_bf16(v) } else { v }
     });
     run_direct_kernel(job, &packed, data, &koff, (mr, nr), f, dest);
@@ -265,8 +265,7 @@ fn direct_pairs(job: &DirectJob, dest: &mut [f32]) {
     let channels = job.src.channels;
     let w = |r: usize, c: usize, t: usize| if c < channels { job.w.at(r, c, t) } else { 0.0 };
     let (mr, nr) = (m::DIRECT_MR, 16 * m::DIRECT_NV);
-    let packed = direct::pack(job.rows, koff.len(), mr, |r, kk| {
-        let (cp, t) = (kk / nt, kk % nt);
+    let packed = direct::pack(job.rows, (grid.c, nt), mr, |r, cp, t| {
         pair(w(r, 2 * cp, t), w(r, 2 * cp + 1, t))
     });
     // The CPU has AVX512-BF16 (mode detection).

@@ -19,6 +19,7 @@
 
 use nnunet_core::burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid, softmax};
 use nnunet_core::burn::tensor::{Int, Tensor, TensorData};
+use nnunet_core::fused::{self, DiceCe};
 use nnunet_core::loss::{Loss, LossSettings, Target};
 use nnunet_core::{Error, Result};
 
@@ -83,13 +84,33 @@ losses! {
 
 impl Loss for DcAndCeLoss {
     fn forward(&self, logits: Tensor<5>, target: &Target, s: &LossSettings) -> Result<Tensor<1>> {
-        let labels = checked_labels(&logits, target, s, "DC_and_CE_loss")?;
-        combine(
-            s,
-            || softmax_dice(logits.clone(), &labels, s),
-            || mean_cross_entropy(logits.clone(), &labels, s.label_smoothing),
-        )
+        match fused_settings(&logits, s) {
+            Some(settings) => fused_dice_ce(logits, target, s, settings),
+            None => composed_dice_ce(logits, target, s),
+        }
     }
+}
+
+/// `DC_and_CE_loss` in one fused CPU operation.
+fn fused_dice_ce(
+    logits: Tensor<5>,
+    target: &Target,
+    s: &LossSettings,
+    settings: DiceCe,
+) -> Result<Tensor<1>> {
+    check_settings(s)?;
+    let labels = fused_labels(&logits, label_target(target, "DC_and_CE_loss")?, s)?;
+    Ok(fused::dice_ce_loss(logits, labels, settings))
+}
+
+/// `DC_and_CE_loss` as burn operations (any backend).
+fn composed_dice_ce(logits: Tensor<5>, target: &Target, s: &LossSettings) -> Result<Tensor<1>> {
+    let labels = checked_labels(&logits, target, s, "DC_and_CE_loss")?;
+    combine(
+        s,
+        || softmax_dice(logits.clone(), &labels, s),
+        || mean_cross_entropy(logits.clone(), &labels, s.label_smoothing),
+    )
 }
 
 impl Loss for DcAndTopkLoss {
@@ -223,6 +244,77 @@ fn checked_labels(
     prepare_labels(logits, label_target(target, loss)?, s)
 }
 
+/// The settings of the fused CPU loss where it computes `DC_and_CE_loss` (f32 logits on the
+/// CPU, both terms weighted, a Dice term with at least one class); `None` elsewhere.
+fn fused_settings(logits: &Tensor<5>, s: &LossSettings) -> Option<DiceCe> {
+    let classes = logits.dims()[1];
+    let first = usize::from(!s.do_bg);
+    let usable = fused::supported(logits) && s.weight_ce != 0.0 && s.weight_dice != 0.0;
+    // The kernel takes i32 labels; an ignore label outside i32 goes the generic way.
+    let ignore = match s.ignore_label {
+        Some(i) => Some(i32::try_from(i).ok()?),
+        None => None,
+    };
+    (usable && classes > first).then_some(DiceCe {
+        classes,
+        ignore,
+        first,
+        batch_dice: s.batch_dice,
+        smooth: s.smooth,
+        weight_ce: s.weight_ce,
+        weight_dice: s.weight_dice,
+        label_smoothing: s.label_smoothing,
+    })
+}
+
+/// The label target as flat `i32` values for the fused loss, checked as [`prepare_labels`]
+/// checks it.
+fn fused_labels(
+    logits: &Tensor<5>,
+    labels: &Tensor<5, Int>,
+    s: &LossSettings,
+) -> Result<fused::Labels> {
+    let [b, c, z, y, x] = logits.dims();
+    check_label_shape(logits.dims(), labels.dims())?;
+    let values = labels
+        .to_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .map_err(|e| Error::training(format!("cannot read the label target: {e:?}")))?;
+    let valid = |v: i64| (0..c as i64).contains(&v) || s.ignore_label == Some(v);
+    let n_bad = values.iter().filter(|&&v| !valid(v)).count();
+    if n_bad > 0 {
+        return Err(bad_labels(n_bad, c, s));
+    }
+    debug_assert_eq!(values.len(), b * z * y * x);
+    // Checked: classes (< c) and the ignore label, which `fused_settings` took only in i32.
+    Ok(values.into_iter().map(|v| v as i32).collect())
+}
+
+/// Errors unless a `[b, 1, z, y, x]` label target fits `[b, c, z, y, x]` logits.
+fn check_label_shape(logits: [usize; 5], labels: [usize; 5]) -> Result<()> {
+    let [b, c, z, y, x] = logits;
+    let [tb, tc, tz, ty, tx] = labels;
+    if c == 0 || tc != 1 || [tb, tz, ty, tx] != [b, z, y, x] {
+        return Err(Error::training(format!(
+            "label target of shape [{tb}, {tc}, {tz}, {ty}, {tx}] does not fit logits of shape \
+             [{b}, {c}, {z}, {y}, {x}] (expected [{b}, 1, {z}, {y}, {x}])"
+        )));
+    }
+    Ok(())
+}
+
+/// The error for `n_bad` target voxels outside the classes of `c`-channel logits.
+fn bad_labels(n_bad: usize, c: usize, s: &LossSettings) -> Error {
+    let allowed = match s.ignore_label {
+        Some(i) => format!("0..{c} or the ignore label {i}"),
+        None => format!("0..{c}"),
+    };
+    Error::training(format!(
+        "{n_bad} target voxels have labels outside {allowed} for logits with {c} channels"
+    ))
+}
+
 /// A label target checked against the logits, on the logits' device.
 struct Labels {
     /// `[b, 1, z, y, x]` class indices, ignored voxels set to 0.
@@ -235,14 +327,8 @@ struct Labels {
 /// Checks `labels` (shape, range; the ignore label allowed) against the logits and moves them
 /// to the logits' device.
 fn prepare_labels(logits: &Tensor<5>, labels: &Tensor<5, Int>, s: &LossSettings) -> Result<Labels> {
-    let [b, c, z, y, x] = logits.dims();
-    let [tb, tc, tz, ty, tx] = labels.dims();
-    if c == 0 || tc != 1 || [tb, tz, ty, tx] != [b, z, y, x] {
-        return Err(Error::training(format!(
-            "label target of shape [{tb}, {tc}, {tz}, {ty}, {tx}] does not fit logits of shape \
-             [{b}, {c}, {z}, {y}, {x}] (expected [{b}, 1, {z}, {y}, {x}])"
-        )));
-    }
+    check_label_shape(logits.dims(), labels.dims())?;
+    let c = logits.dims()[1];
     let device = logits.device();
     let labels = labels.clone().to_device(&device);
     let out_of_range = labels
@@ -264,13 +350,7 @@ fn prepare_labels(logits: &Tensor<5>, labels: &Tensor<5, Int>, s: &LossSettings)
         .try_into_scalar()
         .map_err(|e| Error::training(format!("cannot read the label target: {e}")))?;
     if n_bad > 0 {
-        let allowed = match s.ignore_label {
-            Some(i) => format!("0..{c} or the ignore label {i}"),
-            None => format!("0..{c}"),
-        };
-        return Err(Error::training(format!(
-            "{n_bad} target voxels have labels outside {allowed} for logits with {c} channels"
-        )));
+        return Err(bad_labels(n_bad as usize, c, s));
     }
     Ok(Labels { index, valid })
 }
@@ -448,3 +528,6 @@ fn binary_cross_entropy(logits: Tensor<5>, regions: &Regions) -> Tensor<1> {
         None => bce.mean(),
     }
 }
+
+#[cfg(test)]
+mod tests;
