@@ -161,6 +161,12 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
         argv.insert(1, sub.into());
     }
     let cli = Cli::parse_from(args::normalize(argv));
+    if matches!(
+        cli.command,
+        Command::Train(_) | Command::Predict(_) | Command::Demo(_)
+    ) {
+        allocator::keep_freed_memory();
+    }
     let mut registries = Registries::builtin()?;
     let mut plugin_paths = nnunet_core::plugin::paths_from_env();
     plugin_paths.extend(cli.plugins.iter().cloned());
@@ -225,7 +231,6 @@ fn error_text(error: &anyhow::Error) -> String {
 
 /// Runs the command line and prints an error with its causes.
 fn main() -> ExitCode {
-    allocator::keep_freed_memory();
     match run(std::env::args_os().collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
