@@ -277,6 +277,11 @@ impl Optimizer {
         lr: f64,
         scale: f64,
     ) -> Tensor<1> {
+        // The fused SGD step scales inside its one pass; the other rules take the product.
+        let (g, scale) = match self.kind {
+            OptimizerKind::Sgd { .. } => (g, scale),
+            _ => (scaled(g, scale), 1.0),
+        };
         let wd = self.weight_decay;
         let t = self.steps as i32;
         let names = buffer_names(&self.kind);
@@ -301,10 +306,6 @@ impl Optimizer {
                 };
                 state.push(buf);
                 p
-            }
-            _ if scale != 1.0 => {
-                let g = scaled(g, scale);
-                self.update_one(path, p, g, lr, 1.0)
             }
             OptimizerKind::Adam {
                 beta1,
