@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array4, ArrayView3, ArrayView4};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Where an image sits in the world, kept so that predictions are written back with the input's
 /// geometry. `spacing` is in array axis order (`[z, y, x]`); `origin` and `direction` are in the
@@ -70,12 +70,20 @@ pub trait Reader: Send + Sync {
     ) -> Result<()>;
 
     /// Writes class probabilities `[classes, z, y, x]` with the geometry they were read with.
+    /// Optional: the pipeline keeps probabilities in `.npz` files, as nnU-Net does, so by default
+    /// this is an error naming `file`.
     fn write_probabilities(
         &self,
         probabilities: ArrayView4<'_, f32>,
         file: &Path,
         properties: &ImageProperties,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let _ = (probabilities, properties);
+        Err(Error::reader_file(
+            file,
+            "this reader does not write probability maps",
+        ))
+    }
 
     /// The files besides `file` that hold its data (the data files a detached header such as
     /// `.mhd` or `.nhdr` names), which must travel with it; none by default.
@@ -92,5 +100,48 @@ pub trait Reader: Send + Sync {
             .iter()
             .any(|e| name.ends_with(&e.to_lowercase()))
             && self.read_images(&[file]).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that writes label maps only.
+    struct LabelsOnly;
+
+    impl Reader for LabelsOnly {
+        fn file_endings(&self) -> &[&str] {
+            &[".lbl"]
+        }
+        fn read_images(&self, _: &[&Path]) -> Result<Image> {
+            Err(Error::reader("unreadable"))
+        }
+        fn read_segmentation(&self, _: &Path) -> Result<Segmentation> {
+            Err(Error::reader("unreadable"))
+        }
+        fn write_segmentation(
+            &self,
+            _: ArrayView3<'_, i16>,
+            _: &Path,
+            _: &ImageProperties,
+        ) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn probability_maps_are_refused_by_default_naming_the_file() {
+        let probabilities = Array4::<f32>::zeros((2, 1, 2, 2));
+        let err = LabelsOnly
+            .write_probabilities(
+                probabilities.view(),
+                Path::new("/out/case.lbl"),
+                &Default::default(),
+            )
+            .unwrap_err();
+        let (file, reason) = err.file_reason().expect("names the file");
+        assert_eq!(file, Path::new("/out/case.lbl"));
+        assert_eq!(reason, "this reader does not write probability maps");
     }
 }

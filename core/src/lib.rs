@@ -20,6 +20,7 @@ pub mod fused;
 pub mod io;
 pub mod loss;
 pub mod network;
+pub mod parallel;
 pub mod paths;
 pub mod planning;
 pub mod plugin;

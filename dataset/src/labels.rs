@@ -1,6 +1,7 @@
 //! The `labels` of `dataset.json` and the rules nnU-Net's label manager checks them by.
 
 use std::collections::BTreeSet;
+use std::fmt;
 
 use nnunet_core::error::{Error, Result};
 
@@ -190,5 +191,87 @@ impl Labels {
             .map(|(_, v)| v.values().to_vec())
             .filter(|v| !v.iter().all(|x| *x == 0) || v.is_empty())
             .collect()
+    }
+
+    /// The foreground classes, as nnU-Net evaluates them: the regions in `dataset.json` order
+    /// when the labels are region-based (an integer entry stays a label), otherwise the
+    /// foreground labels, sorted; never `ignore` or background.
+    pub fn foreground_classes(&self) -> Vec<LabelOrRegion> {
+        if !self.is_region_based() {
+            let labels = self.foreground_labels().into_iter();
+            return labels.map(LabelOrRegion::Label).collect();
+        }
+        self.entries
+            .iter()
+            .filter(|(name, _)| name != "ignore")
+            .filter_map(|(_, value)| match value {
+                LabelValue::Label(0) => None,
+                LabelValue::Label(v) => Some(LabelOrRegion::Label(*v)),
+                LabelValue::Region(v) if !v.is_empty() && v.iter().all(|x| *x == 0) => None,
+                LabelValue::Region(v) => Some(LabelOrRegion::Region(v.clone())),
+            })
+            .collect()
+    }
+}
+
+/// One class of a dataset: a label, or a region (the union of several labels). What a metric is
+/// computed on and what training samples locations of.
+///
+/// The two are distinct even with one label: `Label(3)` is nnU-Net's integer key `"3"`,
+/// `Region(vec![3])` its tuple key `"(3,)"`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LabelOrRegion {
+    /// One label value.
+    Label(i64),
+    /// A set of label values; the mask is their union.
+    Region(Vec<i64>),
+}
+
+impl LabelOrRegion {
+    /// The label values whose union is the mask.
+    pub fn labels(&self) -> &[i64] {
+        match self {
+            LabelOrRegion::Label(v) => std::slice::from_ref(v),
+            LabelOrRegion::Region(v) => v,
+        }
+    }
+
+    /// The key nnU-Net writes in `summary.json`: Python's `str()` of the int or tuple.
+    pub fn key(&self) -> String {
+        self.to_string()
+    }
+
+    /// Parses a key of `summary.json` back (`"1"`, `"(1, 2)"`, `"(3,)"`).
+    pub fn from_key(key: &str) -> Option<Self> {
+        let key = key.trim();
+        if let Ok(v) = key.parse::<i64>() {
+            return Some(LabelOrRegion::Label(v));
+        }
+        let inner = key.strip_prefix('(')?.strip_suffix(')')?;
+        let values = inner
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<i64>().ok())
+            .collect::<Option<Vec<_>>>()?;
+        Some(LabelOrRegion::Region(values))
+    }
+
+    /// Whether nnU-Net leaves this entry out of the foreground mean (only the integer label 0).
+    pub fn is_background(&self) -> bool {
+        matches!(self, LabelOrRegion::Label(0))
+    }
+}
+
+impl fmt::Display for LabelOrRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LabelOrRegion::Label(v) => write!(f, "{v}"),
+            LabelOrRegion::Region(v) if v.len() == 1 => write!(f, "({},)", v[0]),
+            LabelOrRegion::Region(v) => {
+                let parts: Vec<String> = v.iter().map(i64::to_string).collect();
+                write!(f, "({})", parts.join(", "))
+            }
+        }
     }
 }

@@ -19,7 +19,7 @@ mod reader_choice;
 pub use cases::{TrainingCase, training_cases};
 pub(crate) use cases::{channel_file_case_id, explicit_cases, file_names, folder_cases};
 pub use dataset_json::{CaseEntry, DatasetJson};
-pub use labels::{LabelValue, Labels};
+pub use labels::{LabelOrRegion, LabelValue, Labels};
 pub(crate) use partial::Partial;
 pub use reader_choice::{READER_PREFERENCE, choose_reader, choose_reader_for};
 

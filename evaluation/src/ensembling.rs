@@ -12,10 +12,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array4;
-use rayon::prelude::*;
 
 use nnunet_core::error::{Error, Result};
 use nnunet_core::io::Reader;
+use nnunet_core::parallel::try_map_ordered;
 use nnunet_inference::export::{LabelHandling, read_probabilities_npz, write_probabilities_npz};
 use nnunet_preprocessing::storage::read_properties;
 
@@ -129,12 +129,13 @@ pub fn merge_cases(
         .build()
         .map_err(|e| Error::evaluation(format!("cannot start {num_processes} threads: {e}")))?;
     pool.install(|| {
-        cases.par_iter().try_for_each(|case| {
+        try_map_ordered(cases, |case| {
             merge_case(case, labels, reader, file_ending, save_probabilities)?;
             progress();
             Ok(())
         })
-    })
+    })?;
+    Ok(())
 }
 
 /// The `.npz` file names in `folder`, sorted.

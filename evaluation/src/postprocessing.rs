@@ -18,7 +18,6 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, ArrayView3};
-use rayon::prelude::*;
 
 use crate::metrics::{
     LabelOrRegion, MeanMetrics, Summary, evaluate_dataset_folder, evaluation_targets,
@@ -26,6 +25,7 @@ use crate::metrics::{
 use nnunet_core::compat::json::{JsonValue, non_finite_to_null, python_float_repr};
 use nnunet_core::error::{Error, Result};
 use nnunet_core::io::Reader;
+use nnunet_core::parallel::try_map_ordered;
 use nnunet_dataset::DatasetJson;
 
 /// nnU-Net's name of the one postprocessing function.
@@ -258,12 +258,13 @@ fn postprocess_files(
 ) -> Result<()> {
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
     pool.install(|| {
-        names.par_iter().try_for_each(|name| {
+        try_map_ordered(names, |name| {
             let seg = reader.read_segmentation(&input.join(name))?;
             let processed = postprocessing.apply(seg.data.index_axis(ndarray::Axis(0), 0));
             reader.write_segmentation(processed.view(), &output.join(name), &seg.properties)
         })
-    })
+    })?;
+    Ok(())
 }
 
 /// nnU-Net's `apply_postprocessing_to_folder`: applies `postprocessing` to every file of `input`
@@ -276,12 +277,7 @@ pub fn apply_postprocessing_to_folder(
     file_ending: &str,
     num_processes: usize,
 ) -> Result<usize> {
-    if !input.is_dir() {
-        return Err(Error::evaluation_file(
-            input,
-            "no such folder (the predictions)",
-        ));
-    }
+    crate::metrics::require_folder(input, "the predictions")?;
     let names = crate::metrics::files_with_ending(input, file_ending)?;
     if names.is_empty() {
         return Err(Error::evaluation_file(

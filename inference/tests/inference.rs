@@ -420,14 +420,6 @@ impl Reader for RecordingReader {
         ));
         Ok(())
     }
-    fn write_probabilities(
-        &self,
-        _probabilities: ndarray::ArrayView4<'_, f32>,
-        _file: &Path,
-        _properties: &ImageProperties,
-    ) -> nnunet_core::Result<()> {
-        Err(nnunet_core::Error::Invalid("not used".into()))
-    }
 }
 
 /// The stored (uncompressed) zip entries of a file: name and bytes, checked against the CRC.

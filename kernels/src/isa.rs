@@ -136,44 +136,37 @@ fn env_capped<T: Copy + Ord>(var: &str, hardware: T, caps: [(&str, T); 2]) -> T 
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+/// The widest f32 family this CPU runs (portable code off x86-64).
 fn hardware_isa() -> Isa {
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        Isa::Avx512
-    } else if std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
+    #[cfg(target_arch = "x86_64")]
     {
-        Isa::Avx2
-    } else {
-        Isa::Portable
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") {
+            return Isa::Avx512;
+        }
+        if has!("avx2") && has!("fma") {
+            return Isa::Avx2;
+        }
     }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn hardware_isa() -> Isa {
     Isa::Portable
 }
 
-#[cfg(target_arch = "x86_64")]
+/// The best bf16 family this CPU runs: AMX tiles, AVX-512 bf16 dot products, or emulation
+/// (always off x86-64, and where AVX-512 is missing).
 fn hardware_bf16() -> Bf16Isa {
     static HW: OnceLock<Bf16Isa> = OnceLock::new();
     *HW.get_or_init(|| {
-        if hardware_isa() < Isa::Avx512 {
-            return Bf16Isa::Emulated;
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let bf16 = hardware_isa() == Isa::Avx512 && has!("avx512bf16") && has!("avx512bw");
+            if bf16 && crate::microkernel::amx::available() {
+                return Bf16Isa::Amx;
+            }
+            if bf16 {
+                return Bf16Isa::Avx512Bf16;
+            }
         }
-        let bf16 = std::arch::is_x86_feature_detected!("avx512bf16")
-            && std::arch::is_x86_feature_detected!("avx512bw");
-        if bf16 && crate::microkernel::amx::available() {
-            Bf16Isa::Amx
-        } else if bf16 {
-            Bf16Isa::Avx512Bf16
-        } else {
-            Bf16Isa::Emulated
-        }
+        Bf16Isa::Emulated
     })
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn hardware_bf16() -> Bf16Isa {
-    Bf16Isa::Emulated
 }

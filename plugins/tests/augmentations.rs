@@ -320,7 +320,14 @@ fn all_transforms_always(dummy: bool) -> Vec<(&'static str, Box<dyn Augmentation
         ("gamma inv", Box::new(g1)),
         ("gamma", Box::new(g2)),
         ("mirror", Box::new(MirrorTransform::new(None))),
-        ("mask", Box::new(MaskImageTransform::new(None, 0, 0.0))),
+        (
+            "mask",
+            Box::new(MaskImageTransform {
+                apply_to_channels: None,
+                channel_idx_in_seg: 0,
+                set_outside_to: 0.0,
+            }),
+        ),
     ]
 }
 
@@ -466,36 +473,39 @@ fn noda_and_da5_and_extra() {
     assert!(err.contains("did you mean GaussianNoiseTransform"), "{err}");
 }
 
+/// The transforms of nnU-Net 2.8.1 that the registry must hold.
+const TRANSFORMS: [&str; 23] = [
+    "SpatialTransform",
+    "GaussianNoiseTransform",
+    "GaussianBlurTransform",
+    "MultiplicativeBrightnessTransform",
+    "ContrastTransform",
+    "SimulateLowResolutionTransform",
+    "GammaTransform",
+    "MirrorTransform",
+    "MaskImageTransform",
+    "RemoveLabelTransform",
+    "MoveSegAsOneHotToDataTransform",
+    "ApplyRandomBinaryOperatorTransform",
+    "RemoveRandomConnectedComponentFromOneHotEncodingTransform",
+    "ConvertSegmentationToRegionsTransform",
+    "Rot90Transform",
+    "TransposeAxesTransform",
+    "MedianFilterTransform",
+    "BrightnessAdditiveTransform",
+    "BlankRectangleTransform",
+    "BrightnessGradientAdditiveTransform",
+    "LocalGammaTransform",
+    "SharpeningTransform",
+    "OneOfTransform",
+];
+
 #[test]
 fn all_transforms_are_registered() {
     let registries = Registries::builtin().unwrap();
-    for name in [
-        "SpatialTransform",
-        "GaussianNoiseTransform",
-        "GaussianBlurTransform",
-        "MultiplicativeBrightnessTransform",
-        "ContrastTransform",
-        "SimulateLowResolutionTransform",
-        "GammaTransform",
-        "MirrorTransform",
-        "MaskImageTransform",
-        "RemoveLabelTransform",
-        "MoveSegAsOneHotToDataTransform",
-        "ApplyRandomBinaryOperatorTransform",
-        "RemoveRandomConnectedComponentFromOneHotEncodingTransform",
-        "ConvertSegmentationToRegionsTransform",
-        "Rot90Transform",
-        "TransposeAxesTransform",
-        "MedianFilterTransform",
-        "BrightnessAdditiveTransform",
-        "BlankRectangleTransform",
-        "BrightnessGradientAdditiveTransform",
-        "LocalGammaTransform",
-        "SharpeningTransform",
-        "OneOfTransform",
-    ] {
-        assert!(registries.augmentations.contains(name), "{name}");
-    }
+    let mut missing = TRANSFORMS.to_vec();
+    missing.retain(|name| !registries.augmentations.contains(name));
+    assert!(missing.is_empty(), "not registered: {missing:?}");
 }
 
 /// Fraction of `n` seeds for which `t` changes the sample.
@@ -561,9 +571,13 @@ fn cascade_transforms_keep_one_hot() {
     let context = ctx(false);
     for seed in 0..8u64 {
         let mut s = random_sample(seed, 1, [6, 14, 14], 3, 2);
-        MoveSegAsOneHotToDataTransform::new(1, Some(vec![1, 2]), true)
-            .apply(&mut s, &context, &mut StdRng::seed_from_u64(seed))
-            .unwrap();
+        MoveSegAsOneHotToDataTransform {
+            source_channel_idx: 1,
+            all_labels: Some(vec![1, 2]),
+            remove_channel_from_source: true,
+        }
+        .apply(&mut s, &context, &mut StdRng::seed_from_u64(seed))
+        .unwrap();
         let mut op =
             ApplyRandomBinaryOperatorTransform::nnunet_default(ChannelSelection::Last(2), 1.0);
         op.p = 1.0;
@@ -599,9 +613,13 @@ fn errors_not_panics_on_bad_input() {
     );
     let mut s = random_sample(1, 1, [4, 8, 8], 2, 1);
     assert!(
-        MoveSegAsOneHotToDataTransform::new(1, None, true)
-            .apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
-            .is_err()
+        MoveSegAsOneHotToDataTransform {
+            source_channel_idx: 1,
+            all_labels: None,
+            remove_channel_from_source: true,
+        }
+        .apply(&mut s, &ctx(false), &mut StdRng::seed_from_u64(0))
+        .is_err()
     );
     let op = ApplyRandomBinaryOperatorTransform {
         p: 1.0,

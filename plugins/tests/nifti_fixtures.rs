@@ -72,15 +72,18 @@ fn nibabelio_matches_nibabel() {
     assert!(checked >= 4);
 }
 
+/// Fixtures read as label maps and written back.
+const LABEL_FIXTURES: [&str; 4] = [
+    "labels_u8.nii",
+    "ct_int16.nii.gz",
+    "q_vs_s.nii.gz",
+    "slice_2d.nii.gz",
+];
+
 #[test]
 fn fixture_label_maps_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    for name in [
-        "labels_u8.nii",
-        "ct_int16.nii.gz",
-        "q_vs_s.nii.gz",
-        "slice_2d.nii.gz",
-    ] {
+    for name in LABEL_FIXTURES {
         let file = fixtures().join(name);
         for (reader, nibabel) in [(&SimpleItkIO as &dyn Reader, false), (&NibabelIO, true)] {
             if nibabel && name.starts_with("slice") {

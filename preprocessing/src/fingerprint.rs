@@ -24,7 +24,6 @@
 use std::path::Path;
 
 use ndarray::{ArrayView3, Axis, Zip};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::cropping::{bbox_shape, crop_to_nonzero};
@@ -35,6 +34,7 @@ use nnunet_core::compat::statistics::{
 };
 use nnunet_core::error::{Error, Result};
 use nnunet_core::io::Reader;
+use nnunet_core::parallel::try_map_ordered;
 use nnunet_dataset::{DatasetJson, TrainingCase, training_cases};
 
 /// nnU-Net's total number of foreground samples per channel (`10e7`), spread over the cases.
@@ -305,17 +305,14 @@ pub fn extract_fingerprint_with(
         p(FingerprintProgress::CaseDone { done: 0, total });
     }
     let analyses: Vec<CaseAnalysis> = pool.install(|| {
-        cases
-            .par_iter()
-            .map(|case| {
-                let a = analyze_case(case, num_channels, reader, per_case)?;
-                let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if let Some(p) = options.progress {
-                    p(FingerprintProgress::CaseDone { done: d, total });
-                }
-                Ok(a)
-            })
-            .collect::<Result<Vec<_>>>()
+        try_map_ordered(cases, |case| {
+            let a = analyze_case(case, num_channels, reader, per_case)?;
+            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if let Some(p) = options.progress {
+                p(FingerprintProgress::CaseDone { done: d, total });
+            }
+            Ok(a)
+        })
     })?;
 
     let mut properties = Vec::with_capacity(num_channels);

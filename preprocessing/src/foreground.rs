@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use ndarray::ArrayView3;
 
 use nnunet_core::compat::numpy_random::RandomState;
+use nnunet_dataset::LabelOrRegion;
 
 /// Voxels drawn per class at least (or all of them if fewer).
 const MIN_SAMPLES: usize = 10_000;
@@ -16,59 +17,31 @@ const MIN_COVERAGE: f64 = 0.01;
 /// Seed of the draw.
 const SEED: u32 = 1234;
 
-/// What to collect locations for: a single label, or a region (a set of labels sampled together).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum ClassSet {
-    /// The voxels of one label.
-    Label(i64),
-    /// The voxels of any of these labels.
-    Region(Vec<i64>),
-}
-
-impl ClassSet {
-    /// The key in the properties JSON: the label (`"1"`), or the region's labels joined by commas
-    /// (`"1,2"`).
-    pub(crate) fn key(&self) -> String {
-        match self {
-            ClassSet::Label(l) => l.to_string(),
-            ClassSet::Region(r) => r.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
-        }
-    }
-
-    fn labels(&self) -> &[i64] {
-        match self {
-            ClassSet::Label(l) => std::slice::from_ref(l),
-            ClassSet::Region(r) => r,
-        }
-    }
+/// The key of `class` in the properties JSON: the label (`"1"`), or the region's labels joined
+/// by commas (`"1,2"`).
+fn location_key(class: &LabelOrRegion) -> String {
+    let labels: Vec<String> = class.labels().iter().map(i64::to_string).collect();
+    labels.join(",")
 }
 
 /// The classes nnU-Net collects locations for: every foreground label (or region), and with an
 /// ignore label additionally the region of every annotated voxel (`-1` outside the nonzero mask
 /// plus all labels), so that training can sample annotated areas.
-pub(crate) fn classes_to_sample(labels: &nnunet_dataset::Labels) -> Vec<ClassSet> {
-    let mut out: Vec<ClassSet> = if labels.is_region_based() {
-        labels.regions().into_iter().map(ClassSet::Region).collect()
-    } else {
-        labels
-            .foreground_labels()
-            .into_iter()
-            .map(ClassSet::Label)
-            .collect()
-    };
+pub(crate) fn classes_to_sample(labels: &nnunet_dataset::Labels) -> Vec<LabelOrRegion> {
+    let mut out = labels.foreground_classes();
     if labels.ignore_label().is_some() {
         let mut all = vec![-1];
         all.extend(labels.all_labels());
-        out.push(ClassSet::Region(all));
+        out.push(LabelOrRegion::Region(all));
     }
     out
 }
 
 /// Samples voxel locations `[z, y, x]` per class from `seg`. Classes absent from `seg` get an
-/// empty list. The result is keyed by [`ClassSet::key`], in the order of `classes`.
+/// empty list. The result is keyed by [`location_key`], in the order of `classes`.
 pub(crate) fn sample_class_locations(
     seg: ArrayView3<'_, i16>,
-    classes: &[ClassSet],
+    classes: &[LabelOrRegion],
 ) -> Vec<(String, Vec<[u32; 3]>)> {
     // Voxels of every requested label, grouped by label, each group in C order: the same order
     // as a stable sort by label of the C-ordered voxel list.
@@ -94,7 +67,7 @@ pub(crate) fn sample_class_locations(
             .collect();
         let total: usize = blocks.iter().map(|b| b.len()).sum();
         if total == 0 {
-            out.push((class.key(), Vec::new()));
+            out.push((location_key(class), Vec::new()));
             continue;
         }
         let wanted = MIN_SAMPLES
@@ -112,7 +85,7 @@ pub(crate) fn sample_class_locations(
                 offset -= block.len();
             }
         }
-        out.push((class.key(), locations));
+        out.push((location_key(class), locations));
     }
     out
 }
@@ -127,7 +100,10 @@ mod tests {
         let mut seg = Array3::<i16>::zeros((2, 3, 4));
         seg[[1, 2, 3]] = 1;
         seg[[0, 0, 1]] = 1;
-        let out = sample_class_locations(seg.view(), &[ClassSet::Label(1), ClassSet::Label(2)]);
+        let out = sample_class_locations(
+            seg.view(),
+            &[LabelOrRegion::Label(1), LabelOrRegion::Label(2)],
+        );
         assert_eq!(out[0].0, "1");
         let mut got = out[0].1.clone();
         got.sort();
@@ -140,7 +116,7 @@ mod tests {
         let mut seg = Array3::<i16>::zeros((1, 1, 6));
         seg[[0, 0, 0]] = 1;
         seg[[0, 0, 5]] = 2;
-        let out = sample_class_locations(seg.view(), &[ClassSet::Region(vec![1, 2])]);
+        let out = sample_class_locations(seg.view(), &[LabelOrRegion::Region(vec![1, 2])]);
         assert_eq!(out[0].0, "1,2");
         assert_eq!(out[0].1.len(), 2);
     }

@@ -23,9 +23,9 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::plans::{Configuration, Plans};
-use foreground::ClassSet;
 use nnunet_core::error::{Error, Result};
 use nnunet_core::io::{Image, Reader, Segmentation};
+use nnunet_dataset::LabelOrRegion;
 use nnunet_dataset::{DatasetJson, Labels, TrainingCase, training_cases};
 use normalization::Scheme;
 use storage::{CaseFiles, CaseProperties};
@@ -50,7 +50,7 @@ pub struct CaseSettings {
     intensity: Vec<Option<crate::fingerprint::IntensityProperties>>,
     data_resampling: resampling::ResamplingSettings,
     seg_resampling: resampling::ResamplingSettings,
-    classes: Vec<ClassSet>,
+    classes: Vec<LabelOrRegion>,
 }
 
 impl CaseSettings {

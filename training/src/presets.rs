@@ -429,31 +429,36 @@ mod tests {
         );
     }
 
+    /// One trainer of each family nnU-Net 2.8.1 ships.
+    const NNUNET_TRAINERS: [&str; 18] = [
+        "nnUNetTrainer",
+        "nnUNetTrainer_1epoch",
+        "nnUNetTrainer_8000epochs",
+        "nnUNetTrainerAdam",
+        "nnUNetTrainerVanillaAdam",
+        "nnUNetTrainerAdan",
+        "nnUNetTrainerCELoss",
+        "nnUNetTrainerDiceLoss",
+        "nnUNetTrainerTopk10Loss",
+        "nnUNetTrainerDiceTopK10Loss",
+        "nnUNetTrainerCosAnneal",
+        "nnUNetTrainer_warmup",
+        "nnUNetTrainerNoDeepSupervision",
+        "nnUNetTrainerBN",
+        "nnUNetTrainer_probabilisticOversampling_010",
+        "nnUNetTrainerBenchmark_5epochs",
+        "nnUNetTrainerNoDA",
+        "nnUNetTrainerNoMirroring",
+    ];
+
     #[test]
     fn all_nnunet_families_are_registered() {
         let r = Registries::builtin().unwrap();
-        for name in [
-            "nnUNetTrainer",
-            "nnUNetTrainer_1epoch",
-            "nnUNetTrainer_8000epochs",
-            "nnUNetTrainerAdam",
-            "nnUNetTrainerVanillaAdam",
-            "nnUNetTrainerAdan",
-            "nnUNetTrainerCELoss",
-            "nnUNetTrainerDiceLoss",
-            "nnUNetTrainerTopk10Loss",
-            "nnUNetTrainerDiceTopK10Loss",
-            "nnUNetTrainerCosAnneal",
-            "nnUNetTrainer_warmup",
-            "nnUNetTrainerNoDeepSupervision",
-            "nnUNetTrainerBN",
-            "nnUNetTrainer_probabilisticOversampling_010",
-            "nnUNetTrainerBenchmark_5epochs",
-            "nnUNetTrainerNoDA",
-            "nnUNetTrainerNoMirroring",
-        ] {
-            assert!(r.trainers.contains(name), "{name} missing");
-        }
+        let missing: Vec<&str> = NNUNET_TRAINERS
+            .into_iter()
+            .filter(|name| !r.trainers.contains(name))
+            .collect();
+        assert!(missing.is_empty(), "not registered: {missing:?}");
         assert_eq!(r.trainers.len(), 57);
     }
 }

@@ -426,13 +426,8 @@ fn deep_supervision_targets_are_nearest_downsampled() {
         Oversampling::Fixed { fraction: 1.0 },
     );
     let mut cfg = loader_config(2, 2, 5);
-    let scales = deep_supervision_scales_from_strides(&[
-        vec![1, 1, 1],
-        vec![2, 2, 2],
-        vec![1, 2, 2],
-        vec![2, 2, 2],
-    ])
-    .unwrap();
+    // the scales of strides [1, 1, 1], [2, 2, 2], [1, 2, 2], [2, 2, 2]
+    let scales = vec![vec![1.0; 3], vec![0.5; 3], vec![0.5, 0.25, 0.25]];
     cfg.deep_supervision_scales = Some(scales);
     let batch = DataLoader::new(sampler, cfg).unwrap().next_batch().unwrap();
     let shapes: Vec<&[usize]> = batch.targets.iter().map(|t| t.shape()).collect();

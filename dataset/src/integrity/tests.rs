@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ndarray::{Array4, ArrayView3, ArrayView4};
+use ndarray::{Array4, ArrayView3};
 
 use super::*;
 use crate::{DatasetJson, choose_reader};
@@ -42,14 +42,6 @@ impl Reader for FakeIO {
     fn write_segmentation(
         &self,
         _: ArrayView3<'_, i16>,
-        _: &Path,
-        _: &ImageProperties,
-    ) -> nnunet_core::Result<()> {
-        unimplemented!()
-    }
-    fn write_probabilities(
-        &self,
-        _: ArrayView4<'_, f32>,
         _: &Path,
         _: &ImageProperties,
     ) -> nnunet_core::Result<()> {
@@ -112,6 +104,13 @@ impl Fixture {
 
     fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
+    }
+
+    /// Replaces `dataset.json` with `text`; gives its path.
+    fn write_dataset_json(&self, text: &str) -> PathBuf {
+        let json = self.path("dataset.json");
+        std::fs::write(&json, text).unwrap();
+        json
     }
 
     fn set(&mut self, rel: &str, image: Image) {
@@ -361,13 +360,10 @@ fn layout_problems_are_all_listed() {
 #[test]
 fn dataset_json_problems_are_listed_and_checks_go_on() {
     let fixture = Fixture::new(2, 1);
-    let json = fixture.path("dataset.json");
-    std::fs::write(
-        &json,
+    let json = fixture.write_dataset_json(
         r#"{"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1, "b": 3},
                 "numTraining": 5, "file_ending": ".fake"}"#,
-    )
-    .unwrap();
+    );
     let report = fixture.verify();
     assert!(has(&report.problems, &json, "labels must be consecutive"));
     assert!(has(
@@ -377,12 +373,10 @@ fn dataset_json_problems_are_listed_and_checks_go_on() {
     ));
     assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
     // Unknown reader name: the nearest names are suggested.
-    std::fs::write(
-        &json,
+    fixture.write_dataset_json(
         r#"{"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1},
                 "numTraining": 2, "file_ending": ".fake", "overwrite_image_reader_writer": "FakeI0"}"#,
-    )
-    .unwrap();
+    );
     let report = fixture.verify();
     assert!(
         has(
@@ -401,9 +395,7 @@ fn dataset_json_problems_are_listed_and_checks_go_on() {
 #[test]
 fn explicit_dataset_entries() {
     let fixture = Fixture::new(2, 1);
-    let json = fixture.path("dataset.json");
-    std::fs::write(
-        &json,
+    let json = fixture.write_dataset_json(
         r#"{"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1, "b": 2},
                 "numTraining": 3, "file_ending": ".fake", "dataset": {
                   "x": {"images": ["imagesTr/case0_0000.fake"], "label": "labelsTr/case0.fake"},
@@ -411,8 +403,7 @@ fn explicit_dataset_entries() {
                         "label": "labelsTr/case1.fake"},
                   "z": {"images": ["elsewhere/z.fake"], "label": "labelsTr/case0.fake"},
                   "x": {"images": ["other.fake"], "label": "other.fake"}}}"#,
-    )
-    .unwrap();
+    );
     let report = fixture.verify();
     let p = &report.problems;
     assert!(fixture.has(

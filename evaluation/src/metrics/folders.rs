@@ -2,10 +2,9 @@
 
 use std::path::Path;
 
-use rayon::prelude::*;
-
 use nnunet_core::error::{Error, Result};
 use nnunet_core::io::{Reader, required_file};
+use nnunet_core::parallel::try_map_ordered;
 
 use nnunet_dataset::DatasetJson;
 
@@ -48,18 +47,8 @@ pub fn pair_files(
     chill: bool,
     skip_unreferenced: bool,
 ) -> Result<Vec<EvaluationCase>> {
-    if !reference_folder.is_dir() {
-        return Err(Error::evaluation_file(
-            reference_folder,
-            "no such folder (the reference segmentations)",
-        ));
-    }
-    if !prediction_folder.is_dir() {
-        return Err(Error::evaluation_file(
-            prediction_folder,
-            "no such folder (the predicted segmentations)",
-        ));
-    }
+    require_folder(reference_folder, "the reference segmentations")?;
+    require_folder(prediction_folder, "the predicted segmentations")?;
     let predictions = files_with_ending(prediction_folder, file_ending)?;
     if !chill {
         require_every_prediction(
@@ -149,12 +138,7 @@ pub fn with_rois(
     roi_suffix: &str,
     file_ending: &str,
 ) -> Result<Vec<EvaluationCase>> {
-    if !roi_folder.is_dir() {
-        return Err(Error::evaluation_file(
-            roi_folder,
-            "no such folder (the regions of interest)",
-        ));
-    }
+    require_folder(roi_folder, "the regions of interest")?;
     cases
         .into_iter()
         .map(|mut case| {
@@ -198,14 +182,11 @@ pub fn evaluate_pairs(
         .build()
         .map_err(|e| Error::evaluation(format!("cannot start {num_processes} threads: {e}")))?;
     let scored = pool.install(|| {
-        cases
-            .par_iter()
-            .map(|case| {
-                let scored = evaluate_case(case, reader, scoring);
-                progress();
-                scored
-            })
-            .collect::<Result<Vec<_>>>()
+        try_map_ordered(cases, |case| {
+            let scored = evaluate_case(case, reader, scoring);
+            progress();
+            scored
+        })
     })?;
     Ok(Summary::from_cases(scored, &scoring.regions))
 }
@@ -274,4 +255,13 @@ pub fn evaluate_dataset_folder(
     )?;
     summary.write_json(&folder.join("summary.json"))?;
     Ok(summary)
+}
+
+/// Nothing if `folder` is a folder, else an error naming it: `no such folder (<what>)`.
+pub(crate) fn require_folder(folder: &Path, what: &str) -> Result<()> {
+    if folder.is_dir() {
+        return Ok(());
+    }
+    let reason = format!("no such folder ({what})");
+    Err(Error::evaluation_file(folder, reason))
 }

@@ -12,87 +12,26 @@
 //! floats in Python's shortest `repr`, label keys `"1"` and region keys `"(1, 2)"` / `"(3,)"`.
 //! Sums are numpy's pairwise sums, so the means are bit for bit nnU-Net's.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use ndarray::{ArrayView, Dimension, Zip};
 
 use nnunet_core::error::{Error, Result};
-use nnunet_dataset::{LabelValue, Labels};
+pub use nnunet_dataset::LabelOrRegion;
+use nnunet_dataset::Labels;
 
 mod case;
 mod folders;
 mod summary;
 
 pub use case::{EvaluationCase, Scoring, ValueCheck, evaluate_case, read_label_map};
-pub(crate) use folders::files_with_ending;
 pub use folders::{
     FolderEvaluation, evaluate_dataset_folder, evaluate_folders, evaluate_pairs, pair_files,
     with_rois,
 };
+pub(crate) use folders::{files_with_ending, require_folder};
 pub use nnunet_core::compat::statistics::numpy_sum;
 pub use summary::Summary;
-
-/// What a metric is computed on: one label, or a region (the union of several labels).
-///
-/// The two are distinct even with one label: `Label(3)` is nnU-Net's integer key `"3"`,
-/// `Region(vec![3])` its tuple key `"(3,)"`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum LabelOrRegion {
-    /// One label value.
-    Label(i64),
-    /// A set of label values; the mask is their union.
-    Region(Vec<i64>),
-}
-
-impl LabelOrRegion {
-    /// The label values whose union is the mask.
-    pub fn labels(&self) -> &[i64] {
-        match self {
-            LabelOrRegion::Label(v) => std::slice::from_ref(v),
-            LabelOrRegion::Region(v) => v,
-        }
-    }
-
-    /// The key nnU-Net writes in `summary.json`: Python's `str()` of the int or tuple.
-    pub fn key(&self) -> String {
-        self.to_string()
-    }
-
-    /// Parses a key of `summary.json` back (`"1"`, `"(1, 2)"`, `"(3,)"`).
-    pub fn from_key(key: &str) -> Option<Self> {
-        let key = key.trim();
-        if let Ok(v) = key.parse::<i64>() {
-            return Some(LabelOrRegion::Label(v));
-        }
-        let inner = key.strip_prefix('(')?.strip_suffix(')')?;
-        let values = inner
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<i64>().ok())
-            .collect::<Option<Vec<_>>>()?;
-        Some(LabelOrRegion::Region(values))
-    }
-
-    /// Whether nnU-Net leaves this entry out of the foreground mean (only the integer label 0).
-    pub fn is_background(&self) -> bool {
-        matches!(self, LabelOrRegion::Label(0))
-    }
-}
-
-impl fmt::Display for LabelOrRegion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LabelOrRegion::Label(v) => write!(f, "{v}"),
-            LabelOrRegion::Region(v) if v.len() == 1 => write!(f, "({},)", v[0]),
-            LabelOrRegion::Region(v) => {
-                let parts: Vec<String> = v.iter().map(i64::to_string).collect();
-                write!(f, "({})", parts.join(", "))
-            }
-        }
-    }
-}
 
 /// Each label as a one-label region, as nnU-Net's `labels_to_list_of_regions`.
 pub fn labels_to_list_of_regions(labels: &[i64]) -> Vec<LabelOrRegion> {
@@ -106,25 +45,7 @@ pub fn labels_to_list_of_regions(labels: &[i64]) -> Vec<LabelOrRegion> {
 /// labels are region-based, and otherwise its foreground labels, sorted (the ignore label is never
 /// among them).
 pub fn evaluation_targets(labels: &Labels) -> Vec<LabelOrRegion> {
-    if labels.is_region_based() {
-        labels
-            .entries()
-            .iter()
-            .filter(|(name, _)| name != "ignore")
-            .filter_map(|(_, value)| match value {
-                LabelValue::Label(0) => None,
-                LabelValue::Label(v) => Some(LabelOrRegion::Label(*v)),
-                LabelValue::Region(v) if !v.is_empty() && v.iter().all(|x| *x == 0) => None,
-                LabelValue::Region(v) => Some(LabelOrRegion::Region(v.clone())),
-            })
-            .collect()
-    } else {
-        labels
-            .foreground_labels()
-            .into_iter()
-            .map(LabelOrRegion::Label)
-            .collect()
-    }
+    labels.foreground_classes()
 }
 
 /// The metrics of one label or region in one case.

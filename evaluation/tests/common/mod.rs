@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{ArrayView3, ArrayView4};
+use ndarray::ArrayView3;
 use nnunet_core::io::{Image, ImageProperties, Reader, Segmentation};
 use nnunet_core::{Error, Result};
 
@@ -64,14 +64,5 @@ impl Reader for LabelReader {
             Some(write) => write(segmentation, file),
             None => Err(Error::invalid_file(file, "the test reader does not write")),
         }
-    }
-
-    fn write_probabilities(
-        &self,
-        _probabilities: ArrayView4<'_, f32>,
-        file: &Path,
-        _properties: &ImageProperties,
-    ) -> Result<()> {
-        Err(Error::invalid_file(file, "not supported"))
     }
 }

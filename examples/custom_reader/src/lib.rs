@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
 use nnunet_api::io::{Image, ImageProperties, Reader, Segmentation};
-use nnunet_api::ndarray::{self, Array3, ArrayD, ArrayView3, ArrayView4, Axis, Ix2, Ix3};
+use nnunet_api::ndarray::{self, Array3, ArrayD, ArrayView3, Axis, Ix2, Ix3};
 use nnunet_api::{Error, Result, serde_json};
 
 /// The `.npy` reader/writer.
@@ -200,16 +200,6 @@ impl Reader for NpyIO {
         } else {
             write_npy(&segmentation.to_owned(), file)?;
         }
-        write_json_spacing(file, false, properties)
-    }
-
-    fn write_probabilities(
-        &self,
-        probabilities: ArrayView4<'_, f32>,
-        file: &Path,
-        properties: &ImageProperties,
-    ) -> Result<()> {
-        write_npy(&probabilities.to_owned(), file)?;
         write_json_spacing(file, false, properties)
     }
 }

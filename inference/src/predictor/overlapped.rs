@@ -48,18 +48,13 @@ impl Predictor {
                 error = Some(Error::inference("the reading thread panicked"));
             }
             match (error, written) {
-                (Some(e), _) => Err(e),
-                (None, Err(e)) => Err(e),
-                (None, Ok(written)) => {
-                    if written.len() != cases.len() {
-                        return Err(Error::inference(format!(
-                            "only {} of {} cases were predicted",
-                            written.len(),
-                            cases.len()
-                        )));
-                    }
-                    Ok(written)
-                }
+                (Some(e), _) | (None, Err(e)) => Err(e),
+                (None, Ok(written)) if written.len() == cases.len() => Ok(written),
+                (None, Ok(written)) => Err(Error::inference(format!(
+                    "only {} of {} cases were predicted",
+                    written.len(),
+                    cases.len()
+                ))),
             }
         })
     }

@@ -411,30 +411,26 @@ fn grad_tile(options: &[(usize, usize)], lanes: usize, channels: usize) -> (usiz
 type GradTile<'a> =
     dyn Fn(usize, usize, usize, usize, &weight_grad::Packed, *mut f32, usize) + Sync + 'a;
 
-/// Runs the weight gradient of `krows` grid rows with tiles of `mr` rows × `cols` channels
-/// computed by `tile` (over gradient position pairs where `pairs`); returns `acc` and its
-/// padded column count as [`weight_grad::run`] does.
+/// Runs the weight gradient of the grid rows at offsets `koff` (of a grid of `len` values) with
+/// tiles of `mr` rows × `cols` channels computed by `tile` (over gradient position pairs where
+/// `pairs`); returns `acc` and its padded column count as [`weight_grad::run`] does. Checks
+/// first that blocks reading up to `q_end` stay inside the grid.
 fn run_grad(
     (mr, cols, pairs): (usize, usize, bool),
     tile: &GradTile,
-    krows: usize,
+    (koff, len): (&[isize], usize),
     q_end: usize,
     map: &OutMap,
     g: &[f32],
 ) -> (Vec<f32>, usize) {
+    check_reach(koff, q_end, weight_grad::BLOCK / direct::TILES, len);
     let t = GradTiler {
         mr,
         cols,
         pairs,
         tile,
     };
-    weight_grad::run(&t, krows, q_end, map, g)
-}
-
-/// Checks that weight-gradient blocks reading from offsets `koff` up to `q_end` stay inside
-/// `len`.
-fn check_grad_reach(koff: &[isize], q_end: usize, len: usize) {
-    check_reach(koff, q_end, weight_grad::BLOCK / direct::TILES, len);
+    weight_grad::run(&t, koff.len(), q_end, map, g)
 }
 
 /// Pointers to the `MR` grid rows of row tile `kt` (offsets `koff`), each at position `q0`.
@@ -460,7 +456,6 @@ fn grad_f32(
     map: &OutMap,
     g: &[f32],
 ) -> (Vec<f32>, usize) {
-    check_grad_reach(koff, q_end, data.len());
     macro_rules! with {
         ($f:path, $mr:literal, $nv:literal, $lanes:literal) => {{
             let tile: &GradTile = &|kt, c0, q0, len, p, acc, ld| {
@@ -470,7 +465,14 @@ fn grad_f32(
                 // holds mr rows of ld; the CPU has the kernel's features (detection).
                 unsafe { $f(len, &rows, p.f32s[c0..].as_ptr(), cpad, acc, ld) }
             };
-            run_grad(($mr, $nv * $lanes, false), tile, koff.len(), q_end, map, g)
+            run_grad(
+                ($mr, $nv * $lanes, false),
+                tile,
+                (koff, data.len()),
+                q_end,
+                map,
+                g,
+            )
         }};
     }
     let co = map.channels;
@@ -501,7 +503,6 @@ fn grad_pairs(
     g: &[f32],
 ) -> (Vec<f32>, usize) {
     use microkernel::avx512bf16 as m;
-    check_grad_reach(koff, q_end, data.len());
     macro_rules! with {
         ($mr:literal, $nv:literal) => {{
             let tile: &GradTile = &|kt, c0, q0, len, p, acc, ld| {
@@ -518,7 +519,14 @@ fn grad_pairs(
                     )
                 }
             };
-            run_grad(($mr, $nv * 16, true), tile, koff.len(), q_end, map, g)
+            run_grad(
+                ($mr, $nv * 16, true),
+                tile,
+                (koff, data.len()),
+                q_end,
+                map,
+                g,
+            )
         }};
     }
     match grad_tile(&[(6, 4), (8, 3), (12, 2), (12, 1)], 16, map.channels) {
@@ -546,7 +554,6 @@ fn grad_amx(
         .iter()
         .flat_map(|t| (0..c).map(move |ch| src.grid.offset(t.phase, ch, t.shift) as isize))
         .collect();
-    check_grad_reach(&by_tap, q_end, data.len());
     let a_stride = src.grid.plane() * 2;
     let tile: &GradTile = &|kt, c0, q0, len, p, acc, ld| {
         let a = by_tap[kt * 32] as usize + q0;
@@ -565,5 +572,5 @@ fn grad_amx(
             )
         }
     };
-    run_grad((32, 32, true), tile, by_tap.len(), q_end, map, g)
+    run_grad((32, 32, true), tile, (&by_tap, data.len()), q_end, map, g)
 }

@@ -130,12 +130,41 @@ fn encoder_stages<T>(
         .collect()
 }
 
-/// Implements `check_input` and [`SegmentationModule`](nnunet_core::network::SegmentationModule)
-/// for a U-Net type with the fields `encoder` (whose `forward` returns every stage's output,
-/// highest resolution first), `decoder`, `layout` and `deep_supervision`.
-macro_rules! unet_segmentation_module {
-    ($unet:ident) => {
+/// Defines a U-Net type: the struct with the fields `encoder` (of type `$encoder`, built for
+/// `$family`, whose `forward` returns every stage's output, highest resolution first),
+/// `decoder`, `layout` and `deep_supervision`, and its `new` (`$init` describes the
+/// initialisation), `check_input` and
+/// [`SegmentationModule`](nnunet_core::network::SegmentationModule).
+macro_rules! define_unet {
+    (
+        $(#[$doc:meta])*
+        $unet:ident, $(#[$encoder_doc:meta])* $encoder:ident, $family:expr, $init:literal
+    ) => {
+        $(#[$doc])*
+        #[derive(Module, Debug)]
+        pub struct $unet {
+            $(#[$encoder_doc])*
+            pub encoder: $encoder,
+            /// The decoder with its segmentation heads.
+            pub decoder: UNetDecoder,
+            #[module(skip)]
+            layout: InputLayout,
+            #[module(skip)]
+            deep_supervision: bool,
+        }
+
         impl $unet {
+            #[doc = concat!("A freshly initialised network: ", $init, ".")]
+            pub fn new(spec: &NetworkSpec, device: &Device) -> Result<Self> {
+                let setup = UNetSetup::new(spec, $family)?;
+                Ok($unet {
+                    encoder: $encoder::new(&setup, spec.input_channels, device),
+                    decoder: setup.decoder(spec, device),
+                    layout: setup.layout,
+                    deep_supervision: spec.deep_supervision,
+                })
+            }
+
             /// Checks that `dims` (`[b, c, z, y, x]`) is an input this network can segment.
             pub fn check_input(&self, dims: [usize; 5]) -> Result<()> {
                 self.layout.check(dims)
@@ -163,7 +192,7 @@ macro_rules! unet_segmentation_module {
         }
     };
 }
-use unet_segmentation_module;
+use define_unet;
 
 /// What inputs a network accepts, and how 2D networks see 5D tensors.
 #[derive(Clone, Debug)]

@@ -10,7 +10,7 @@ use nnunet_core::network::{NetworkSpec, SegmentationModule};
 
 use super::blocks::{StackedConvBlocks, UNetDecoder};
 use super::kwargs::UNetFamily;
-use super::{InputLayout, UNetSetup, encoder_stages, unet_segmentation_module};
+use super::{InputLayout, UNetSetup, define_unet, encoder_stages};
 
 /// `PlainConvEncoder`. Each stage is torch's `nn.Sequential` holding one `StackedConvBlocks`,
 /// hence the inner one-element `Vec` (paths `stages.S.0.convs.I`).
@@ -42,35 +42,13 @@ impl PlainConvEncoder {
     }
 }
 
-/// dynamic_network_architectures' `PlainConvUNet`, with torch's parameter names
-/// (`encoder.stages.S.0.convs.I.{conv,norm}.{weight,bias}`,
-/// `decoder.{stages.S.convs.I…,transpconvs.S…,seg_layers.S…}`).
-#[derive(Module, Debug)]
-pub struct PlainConvUNet {
+define_unet!(
+    /// dynamic_network_architectures' `PlainConvUNet`, with torch's parameter names
+    /// (`encoder.stages.S.0.convs.I.{conv,norm}.{weight,bias}`,
+    /// `decoder.{stages.S.convs.I…,transpconvs.S…,seg_layers.S…}`).
+    PlainConvUNet,
     /// The encoder.
-    pub encoder: PlainConvEncoder,
-    /// The decoder with its segmentation heads.
-    pub decoder: UNetDecoder,
-    #[module(skip)]
-    layout: InputLayout,
-    #[module(skip)]
-    deep_supervision: bool,
-}
-
-impl PlainConvUNet {
-    /// A freshly initialised network (`InitWeights_He(1e-2)`: kaiming-normal kernels, zero
-    /// biases, unit norm weights).
-    pub fn new(spec: &NetworkSpec, device: &Device) -> Result<Self> {
-        let setup = UNetSetup::new(spec, UNetFamily::Plain)?;
-        let encoder = PlainConvEncoder::new(&setup, spec.input_channels, device);
-        let decoder = setup.decoder(spec, device);
-        Ok(PlainConvUNet {
-            encoder,
-            decoder,
-            layout: setup.layout,
-            deep_supervision: spec.deep_supervision,
-        })
-    }
-}
-
-unet_segmentation_module!(PlainConvUNet);
+    PlainConvEncoder,
+    UNetFamily::Plain,
+    "`InitWeights_He(1e-2)` (kaiming-normal kernels, zero biases, unit norm weights)"
+);

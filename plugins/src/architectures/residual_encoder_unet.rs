@@ -10,7 +10,7 @@ use nnunet_core::network::{NetworkSpec, SegmentationModule};
 
 use super::blocks::{StackShape, StackedConvBlocks, StackedResidualBlocks, UNetDecoder};
 use super::kwargs::UNetFamily;
-use super::{InputLayout, UNetSetup, encoder_stages, unet_segmentation_module};
+use super::{InputLayout, UNetSetup, define_unet, encoder_stages};
 
 /// `ResidualEncoder`: `stem.convs.0`, then `stages.S.blocks.B`.
 #[derive(Module, Debug)]
@@ -53,35 +53,13 @@ impl ResidualEncoder {
     }
 }
 
-/// dynamic_network_architectures' `ResidualEncoderUNet` (BasicBlockD blocks), with torch's
-/// parameter names (`encoder.stem.convs.0…`,
-/// `encoder.stages.S.blocks.B.{conv1,conv2,skip.N}.{conv,norm}.{weight,bias}`, `decoder.…`).
-#[derive(Module, Debug)]
-pub struct ResidualEncoderUNet {
+define_unet!(
+    /// dynamic_network_architectures' `ResidualEncoderUNet` (BasicBlockD blocks), with torch's
+    /// parameter names (`encoder.stem.convs.0…`,
+    /// `encoder.stages.S.blocks.B.{conv1,conv2,skip.N}.{conv,norm}.{weight,bias}`, `decoder.…`).
+    ResidualEncoderUNet,
     /// The residual encoder.
-    pub encoder: ResidualEncoder,
-    /// The decoder with its segmentation heads.
-    pub decoder: UNetDecoder,
-    #[module(skip)]
-    layout: InputLayout,
-    #[module(skip)]
-    deep_supervision: bool,
-}
-
-impl ResidualEncoderUNet {
-    /// A freshly initialised network: `InitWeights_He(1e-2)` and, as the reference,
-    /// `init_last_bn_before_add_to_0` (each block's `conv2.norm` weight and bias are zero).
-    pub fn new(spec: &NetworkSpec, device: &Device) -> Result<Self> {
-        let setup = UNetSetup::new(spec, UNetFamily::ResidualEncoder)?;
-        let encoder = ResidualEncoder::new(&setup, spec.input_channels, device);
-        let decoder = setup.decoder(spec, device);
-        Ok(ResidualEncoderUNet {
-            encoder,
-            decoder,
-            layout: setup.layout,
-            deep_supervision: spec.deep_supervision,
-        })
-    }
-}
-
-unet_segmentation_module!(ResidualEncoderUNet);
+    ResidualEncoder,
+    UNetFamily::ResidualEncoder,
+    "`InitWeights_He(1e-2)`, then `init_last_bn_before_add_to_0` (zero `conv2.norm` per block)"
+);

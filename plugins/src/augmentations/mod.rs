@@ -203,14 +203,22 @@ register_augmentations! {
         => MirrorTransform::new(None);
     "MaskImageTransform",
     "sets every image channel to 0 outside the nonzero region (seg < 0)"
-        => MaskImageTransform::new(None, 0, 0.0);
+        => MaskImageTransform {
+            apply_to_channels: None,
+            channel_idx_in_seg: 0,
+            set_outside_to: 0.0,
+        };
     "RemoveLabelTransform",
     "segmentation label -1 becomes 0"
         => RemoveLabelTransform::new(-1, 0);
     "MoveSegAsOneHotToDataTransform",
     "moves segmentation channel 1 (previous stage) to the image as one-hot channels of the \
      labels present in it"
-        => MoveSegAsOneHotToDataTransform::new(1, None, true);
+        => MoveSegAsOneHotToDataTransform {
+            source_channel_idx: 1,
+            all_labels: None,
+            remove_channel_from_source: true,
+        };
     "ApplyRandomBinaryOperatorTransform",
     "random dilation/erosion/opening/closing (ball radius U(1, 8)) of the last image channel \
      (p 0.4, p per label 0.5)"
@@ -227,7 +235,10 @@ register_augmentations! {
         );
     "ConvertSegmentationToRegionsTransform",
     "segmentation to one binary channel per label present (labels > 0)"
-        => ConvertSegmentationToRegionsTransform::new(Vec::new(), 0);
+        => ConvertSegmentationToRegionsTransform {
+            regions: Vec::new(),
+            channel_in_seg: 0,
+        };
     "Rot90Transform",
     "0-3 quarter turns of image and segmentation in a random plane of the equal-length axes \
      (p 0.5)"

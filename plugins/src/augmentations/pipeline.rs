@@ -98,7 +98,11 @@ fn push_mask(out: &mut Vec<Box<dyn Augmentation>>, ctx: &PipelineContext) {
             .filter(|(_, m)| **m)
             .map(|(i, _)| i)
             .collect();
-        out.push(Box::new(MaskImageTransform::new(Some(channels), 0, 0.0)));
+        out.push(Box::new(MaskImageTransform {
+            apply_to_channels: Some(channels),
+            channel_idx_in_seg: 0,
+            set_outside_to: 0.0,
+        }));
     }
 }
 
@@ -121,11 +125,11 @@ fn label_tail_p(
 ) {
     out.push(Box::new(RemoveLabelTransform::new(-1, 0)));
     if let Some(labels) = &ctx.cascade_foreground_labels {
-        out.push(Box::new(MoveSegAsOneHotToDataTransform::new(
-            1,
-            Some(labels.clone()),
-            true,
-        )));
+        out.push(Box::new(MoveSegAsOneHotToDataTransform {
+            source_channel_idx: 1,
+            all_labels: Some(labels.clone()),
+            remove_channel_from_source: true,
+        }));
         if with_cascade_da && !labels.is_empty() {
             let p = cascade_p_per_label;
             out.push(Box::new(
@@ -143,9 +147,10 @@ fn label_tail_p(
         }
     }
     if let Some(regions) = ctx.region_list() {
-        out.push(Box::new(ConvertSegmentationToRegionsTransform::new(
-            regions, 0,
-        )));
+        out.push(Box::new(ConvertSegmentationToRegionsTransform {
+            regions,
+            channel_in_seg: 0,
+        }));
     }
 }
 

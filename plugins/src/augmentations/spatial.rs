@@ -5,6 +5,7 @@
 use ndarray::{Array4, ArrayView3, Axis};
 use nnunet_core::augmentation::Sample;
 use nnunet_core::{Error, Result};
+use nnunet_preprocessing::resampling::CornerVotes;
 use rand::{Rng, RngCore};
 use rayon::prelude::*;
 
@@ -512,19 +513,12 @@ fn interior_labels(
 /// The label with the largest summed weight among the corners `lw` (float16 scores, ties to
 /// the nearest neighbour's label `nn()` when it is among the tied ones, else the lowest).
 fn vote(lw: &[(i16, f64)], pad: i16, nn: impl FnOnce() -> i16) -> i16 {
-    let mut labels = [0i16; 8];
-    let mut scores = [0f64; 8];
-    let mut k = 0;
+    let mut votes = CornerVotes::default();
     for &(l, w) in lw {
-        match labels[..k].iter().position(|&x| x == l) {
-            Some(j) => scores[j] += w,
-            None => {
-                labels[k] = l;
-                scores[k] = w;
-                k += 1;
-            }
-        }
+        votes.add(l, w);
     }
+    let (labels, scores) = votes.parts();
+    let k = labels.len();
     let mut best = f32::NEG_INFINITY;
     let mut best_label = pad;
     let mut tied = false;

@@ -95,21 +95,6 @@ pub struct MaskImageTransform {
     pub set_outside_to: f32,
 }
 
-impl MaskImageTransform {
-    /// A transform with the given fields.
-    pub fn new(
-        apply_to_channels: Option<Vec<usize>>,
-        channel_idx_in_seg: usize,
-        set_outside_to: f32,
-    ) -> Self {
-        Self {
-            apply_to_channels,
-            channel_idx_in_seg,
-            set_outside_to,
-        }
-    }
-}
-
 impl SampleTransform for MaskImageTransform {
     fn transform(&self, sample: &mut Sample) -> Result<()> {
         let nc = sample.image.shape()[0];
@@ -184,21 +169,6 @@ pub struct MoveSegAsOneHotToDataTransform {
     pub remove_channel_from_source: bool,
 }
 
-impl MoveSegAsOneHotToDataTransform {
-    /// A transform with the given fields.
-    pub fn new(
-        source_channel_idx: usize,
-        all_labels: Option<Vec<i16>>,
-        remove_channel_from_source: bool,
-    ) -> Self {
-        Self {
-            source_channel_idx,
-            all_labels,
-            remove_channel_from_source,
-        }
-    }
-}
-
 impl SampleTransform for MoveSegAsOneHotToDataTransform {
     fn transform(&self, sample: &mut Sample) -> Result<()> {
         let ns = sample.segmentation.shape()[0];
@@ -247,16 +217,6 @@ pub struct ConvertSegmentationToRegionsTransform {
     pub regions: Vec<Vec<i16>>,
     /// The segmentation channel to convert.
     pub channel_in_seg: usize,
-}
-
-impl ConvertSegmentationToRegionsTransform {
-    /// A transform with the given fields.
-    pub fn new(regions: Vec<Vec<i16>>, channel_in_seg: usize) -> Self {
-        Self {
-            regions,
-            channel_in_seg,
-        }
-    }
 }
 
 impl SampleTransform for ConvertSegmentationToRegionsTransform {

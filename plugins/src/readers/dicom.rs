@@ -231,11 +231,17 @@ pub fn find_series(dir: &Path) -> Result<Found> {
 /// The geometry tags of one slice.
 #[derive(Clone, Debug)]
 struct Slice {
+    /// The file holding the slice.
     file: PathBuf,
+    /// `ImagePositionPatient`: the first voxel's centre (mm, LPS).
     position: [f64; 3],
+    /// `ImageOrientationPatient`: the row and column directions.
     orientation: [f64; 6],
+    /// `PixelSpacing`: between rows, then between columns (mm).
     pixel_spacing: [f64; 2],
+    /// `Rows`.
     rows: usize,
+    /// `Columns`.
     columns: usize,
 }
 

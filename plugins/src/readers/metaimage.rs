@@ -34,7 +34,7 @@ use serde_json::{Map, Value, json};
 use super::itk::{
     HeaderLines, ItkGeometry, ItkImage, PixelType, Pixels, TypeNames, byte_count, compressed,
     data_reader, find_field, name_of_type, number, open_regular, parse_text_values, pattern_files,
-    read_split_data, read_voxel_bytes, type_by_name, write_header_and_data,
+    read_split_data, read_voxel_bytes, tail_start, type_by_name, write_header_and_data,
 };
 use super::orientation::itk_orientation_code;
 
@@ -229,12 +229,7 @@ fn read_file_data(
 ) -> Result<Vec<u8>> {
     let (mut f, len) = open_regular(file)?;
     let start = if skip < 0 && !compressed {
-        len.checked_sub(nbytes).ok_or_else(|| {
-            Error::reader_file(
-                file,
-                format!("truncated: expected {nbytes} bytes of voxel data, the file has {len}"),
-            )
-        })?
+        tail_start(file, len, nbytes)?
     } else {
         offset.saturating_add(skip.max(0) as u64)
     };

@@ -66,9 +66,7 @@ fn linear_label_argmax(seg: ArrayView3<i16>, new_shape: [usize; 3]) -> Array3<i1
         for (y, row) in p.chunks_mut(new_shape[2]).enumerate() {
             for (x, v) in row.iter_mut().enumerate() {
                 let k = [z, y, x];
-                let mut labels = [0i16; 8];
-                let mut scores = [0f64; 8];
-                let mut count = 0;
+                let mut votes = CornerVotes::default();
                 // corners in scipy's order (last axis fastest); product w0 * w1 * w2
                 for c in 0..8 {
                     let f = [(c >> 2) & 1, (c >> 1) & 1, c & 1];
@@ -77,21 +75,43 @@ fn linear_label_argmax(seg: ArrayView3<i16>, new_shape: [usize; 3]) -> Array3<i1
                     let l = taps[2].idx[k[2] * 2 + f[2]];
                     let p = taps[0].w[k[0]][f[0]] * taps[1].w[k[1]][f[1]] * taps[2].w[k[2]][f[2]];
                     let label = src[(i * d1 + j) * d2 + l];
-                    match labels[..count].iter().position(|&q| q == label) {
-                        Some(s) => scores[s] += p,
-                        None => {
-                            labels[count] = label;
-                            scores[count] = p;
-                            count += 1;
-                        }
-                    }
+                    votes.add(label, p);
                 }
                 let nn_label = src[(nn[0][z] * d1 + nn[1][y]) * d2 + nn[2][x]];
-                *v = pick_label(&labels[..count], &mut scores[..count], nn_label);
+                let (labels, scores) = votes.parts();
+                *v = pick_label(labels, scores, nn_label);
             }
         }
     });
     out
+}
+
+/// The distinct labels among up to eight interpolation corners with their summed weights, in
+/// order of first appearance: the candidates of a linear resize of a label map.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CornerVotes {
+    labels: [i16; 8],
+    scores: [f64; 8],
+    len: usize,
+}
+
+impl CornerVotes {
+    /// Adds `weight` to `label`'s score; a label not seen yet takes the next of the 8 places.
+    pub fn add(&mut self, label: i16, weight: f64) {
+        match self.labels[..self.len].iter().position(|&l| l == label) {
+            Some(j) => self.scores[j] += weight,
+            None => {
+                self.labels[self.len] = label;
+                self.scores[self.len] = weight;
+                self.len += 1;
+            }
+        }
+    }
+
+    /// The labels and their scores, index for index.
+    pub fn parts(&mut self) -> (&[i16], &mut [f64]) {
+        (&self.labels[..self.len], &mut self.scores[..self.len])
+    }
 }
 
 /// The argmax with batchgenerators' tie rule over the candidate labels of one voxel (scores are

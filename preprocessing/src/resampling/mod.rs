@@ -30,8 +30,8 @@ mod spline;
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 use rayon::prelude::*;
 
-pub use labels::resize_segmentation;
 use labels::threshold_labels_along_axis;
+pub use labels::{CornerVotes, resize_segmentation};
 use nnunet_core::error::{Error, Result};
 use spline::{interpolate, nearest_resize, resample_axis};
 
@@ -156,38 +156,15 @@ pub fn resample_data(
     target_spacing: [f64; 3],
     settings: &ResamplingSettings,
 ) -> Result<Array4<f32>> {
-    let (channels, shape) = checked_dims(data.dim(), settings)?;
-    if shape == new_shape {
-        return Ok(data.to_owned());
-    }
-    let out_shape = (channels, new_shape[0], new_shape[1], new_shape[2]);
-    if new_shape.contains(&0) || channels == 0 {
-        return Ok(Array4::zeros(out_shape));
-    }
-    if shape.contains(&0) {
-        return Err(Error::dataset(format!(
-            "resampling: cannot resample an empty image of shape {shape:?} to {new_shape:?}"
-        )));
-    }
-    let axis = separate_z_axis(settings.force_separate_z, current_spacing, target_spacing);
-    let results: Vec<Array3<f32>> = (0..channels)
-        .into_par_iter()
-        .map(|c| {
-            let vol = data.index_axis(Axis(0), c).mapv(f64::from);
-            let out = match axis {
-                None => resize_volume(vol.view(), new_shape, settings.order),
-                Some(a) => {
-                    resize_separate(vol.view(), new_shape, a, settings.order, settings.order_z)
-                }
-            };
-            out.mapv(|v| v as f32)
-        })
-        .collect();
-    let mut out = Array4::zeros(out_shape);
-    for (c, r) in results.into_iter().enumerate() {
-        out.index_axis_mut(Axis(0), c).assign(&r);
-    }
-    Ok(out)
+    let spacings = [current_spacing, target_spacing];
+    resample_channels(data, new_shape, spacings, settings, false, |vol, axis| {
+        let vol = vol.mapv(f64::from);
+        let out = match axis {
+            None => resize_volume(vol.view(), new_shape, settings.order),
+            Some(a) => resize_separate(vol.view(), new_shape, a, settings.order, settings.order_z),
+        };
+        out.mapv(|v| v as f32)
+    })
 }
 
 /// Resamples a label map `[c, z, y, x]` (values such as -1, 0, 1, …) to `new_shape` as nnU-Net
@@ -200,35 +177,62 @@ pub fn resample_segmentation(
     target_spacing: [f64; 3],
     settings: &ResamplingSettings,
 ) -> Result<Array4<i16>> {
-    let (channels, shape) = checked_dims(seg.dim(), settings)?;
+    let spacings = [current_spacing, target_spacing];
+    // batchgenerators returns zeros for an empty input
+    resample_channels(seg, new_shape, spacings, settings, true, |vol, axis| {
+        let Some(a) = axis else {
+            return resize_segmentation(vol, new_shape, settings.order);
+        };
+        let mut plane_shape = new_shape;
+        plane_shape[a] = vol.shape()[a];
+        // a 3-D resize that keeps axis `a` is the per-slice 2-D resize, bit for bit
+        let here = resize_segmentation(vol, plane_shape, settings.order);
+        if plane_shape == new_shape {
+            here
+        } else if settings.order_z == 0 {
+            nearest_resize(here.view(), new_shape)
+        } else {
+            threshold_labels_along_axis(here.view(), a, new_shape[a], settings.order_z)
+        }
+    })
+}
+
+/// The frame both resamplers share: checks `settings` and the shape, returns a copy for an
+/// unchanged shape and zeros for an empty output (or, with `empty_input_zeros`, an empty
+/// input; otherwise that is an error), and else resizes each channel (in parallel) with
+/// `resize(channel, separate_axis)`.
+fn resample_channels<T, F>(
+    data: ArrayView4<T>,
+    new_shape: [usize; 3],
+    [current_spacing, target_spacing]: [[f64; 3]; 2],
+    settings: &ResamplingSettings,
+    empty_input_zeros: bool,
+    resize: F,
+) -> Result<Array4<T>>
+where
+    T: Clone + Default + Send + Sync,
+    F: Fn(ArrayView3<T>, Option<usize>) -> Array3<T> + Sync,
+{
+    let (channels, shape) = checked_dims(data.dim(), settings)?;
     if shape == new_shape {
-        return Ok(seg.to_owned());
+        return Ok(data.to_owned());
     }
     let out_shape = (channels, new_shape[0], new_shape[1], new_shape[2]);
-    if new_shape.contains(&0) || channels == 0 || shape.contains(&0) {
-        // batchgenerators returns zeros for an empty input
-        return Ok(Array4::zeros(out_shape));
+    if new_shape.contains(&0) || channels == 0 || (empty_input_zeros && shape.contains(&0)) {
+        return Ok(Array4::default(out_shape));
+    }
+    if shape.contains(&0) {
+        return Err(Error::dataset(format!(
+            "resampling: cannot resample an empty image of shape {shape:?} to {new_shape:?}"
+        )));
     }
     let axis = separate_z_axis(settings.force_separate_z, current_spacing, target_spacing);
-    let mut out = Array4::zeros(out_shape);
-    for c in 0..channels {
-        let vol = seg.index_axis(Axis(0), c);
-        let r = match axis {
-            None => resize_segmentation(vol, new_shape, settings.order),
-            Some(a) => {
-                let mut plane_shape = new_shape;
-                plane_shape[a] = shape[a];
-                // a 3-D resize that keeps axis `a` is the per-slice 2-D resize, bit for bit
-                let here = resize_segmentation(vol, plane_shape, settings.order);
-                if shape[a] == new_shape[a] {
-                    here
-                } else if settings.order_z == 0 {
-                    nearest_resize(here.view(), new_shape)
-                } else {
-                    threshold_labels_along_axis(here.view(), a, new_shape[a], settings.order_z)
-                }
-            }
-        };
+    let results: Vec<Array3<T>> = (0..channels)
+        .into_par_iter()
+        .map(|c| resize(data.index_axis(Axis(0), c), axis))
+        .collect();
+    let mut out = Array4::default(out_shape);
+    for (c, r) in results.into_iter().enumerate() {
         out.index_axis_mut(Axis(0), c).assign(&r);
     }
     Ok(out)

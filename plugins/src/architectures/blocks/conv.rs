@@ -67,20 +67,28 @@ fn zero_bias(channels: usize, device: &Device) -> Param<Tensor<1>> {
 }
 
 impl ConvLayer {
-    /// A layer with a He-initialised kernel of `shape` (fan-in `fan_in`), then a zero bias of
-    /// `channels_out` entries when `bias`.
+    /// A layer with a He-initialised kernel of `shape` (`[out, in, …]`, transposed
+    /// `[in, out, …]`), then a zero bias of one entry per output channel when `bias`. The fan-in
+    /// is torch's: dimension 1 times the spatial size (for a transposed kernel the output
+    /// channels).
     fn build(
         shape: &[usize],
-        fan_in: usize,
-        channels_out: usize,
         bias: bool,
-        geometry: ConvGeometry,
+        stride: &[usize],
+        padding: Vec<usize>,
+        transposed: bool,
         device: &Device,
     ) -> Self {
+        let fan_in = shape[1..].iter().product();
+        let channels_out = shape[usize::from(transposed)];
         ConvLayer {
             weight: kernel_param(shape, fan_in, device),
             bias: bias.then(|| zero_bias(channels_out, device)),
-            geometry,
+            geometry: ConvGeometry {
+                stride: stride.to_vec(),
+                padding,
+                transposed,
+            },
         }
     }
 
@@ -93,14 +101,9 @@ impl ConvLayer {
         bias: bool,
         device: &Device,
     ) -> Self {
+        let padding = kernel.iter().map(|k| (k - 1) / 2).collect();
         let shape = [&[channels_out, channels_in], kernel].concat();
-        let fan_in = channels_in * kernel.iter().product::<usize>();
-        let geometry = ConvGeometry {
-            stride: stride.to_vec(),
-            padding: kernel.iter().map(|k| (k - 1) / 2).collect(),
-            transposed: false,
-        };
-        Self::build(&shape, fan_in, channels_out, bias, geometry, device)
+        Self::build(&shape, bias, stride, padding, false, device)
     }
 
     /// A transposed convolution with kernel = stride (the decoder's upsampling).
@@ -112,14 +115,7 @@ impl ConvLayer {
         device: &Device,
     ) -> Self {
         let shape = [&[channels_in, channels_out], stride].concat();
-        // torch computes a weight's fan-in from its dimension 1, here the output channels.
-        let fan_in = channels_out * stride.iter().product::<usize>();
-        let geometry = ConvGeometry {
-            stride: stride.to_vec(),
-            padding: vec![0; stride.len()],
-            transposed: true,
-        };
-        Self::build(&shape, fan_in, channels_out, bias, geometry, device)
+        Self::build(&shape, bias, stride, vec![0; stride.len()], true, device)
     }
 
     /// Applies the layer to `[b, c, z, y, x]` (`z = 1` for a 2D layer), in `x`'s float type: the

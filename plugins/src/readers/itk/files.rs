@@ -35,6 +35,17 @@ pub(crate) fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
     Ok((file, meta.len()))
 }
 
+/// Where the last `nbytes` of a file of `len` bytes start (a header's skip of -1: the data sits
+/// at the end); a shorter file is an error naming `path`.
+pub(crate) fn tail_start(path: &Path, len: u64, nbytes: u64) -> Result<u64> {
+    len.checked_sub(nbytes).ok_or_else(|| {
+        Error::reader_file(
+            path,
+            format!("truncated: expected {nbytes} bytes of voxel data, the file has {len}"),
+        )
+    })
+}
+
 /// Reads up to `buf.len()` bytes, fewer only at the end of the stream.
 pub(crate) fn read_exact_or_eof(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;

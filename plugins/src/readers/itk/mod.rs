@@ -24,7 +24,7 @@ use nnunet_core::{Error, Result};
 pub(crate) use files::{
     HeaderLines, byte_count, compressed, data_reader, encode_value, find_field, open_regular,
     parse_text_values, pattern_files, read_exact_or_eof, read_split_data, read_voxel_bytes,
-    write_header_and_data,
+    tail_start, write_header_and_data,
 };
 pub(crate) use output::{is_two_d, number, output_geometry, probability_image, segmentation_image};
 pub(crate) use sitk::{

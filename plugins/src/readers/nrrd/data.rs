@@ -9,6 +9,7 @@ use nnunet_core::{Error, Result};
 use super::header::{Header, read_header};
 use crate::readers::itk::{
     PixelType, data_reader, open_regular, parse_text_values, pattern_files, read_voxel_bytes,
+    tail_start,
 };
 
 /// The file(s) holding the data of a detached header.
@@ -138,12 +139,7 @@ pub(super) fn read_data(
         int(&["byte skip", "byteskip"])?,
     );
     let start = if byte_skip < 0 && enc == Encoding::Raw {
-        len.checked_sub(nbytes).ok_or_else(|| {
-            Error::reader_file(
-                file,
-                format!("truncated: {nbytes} bytes of data expected, the file has {len}"),
-            )
-        })?
+        tail_start(file, len, nbytes)?
     } else {
         offset
     };
