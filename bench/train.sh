@@ -5,8 +5,9 @@
 # 40×56×40 volumes, patch 40×56×40, batch 2):
 #  1. ms per training iteration (forward, backward, optimiser step) on one fixed batch (ours:
 #     nnUNetTrainerBenchmark_5epochs_noDataLoading; reference: its train_step in a loop), the peak
-#     memory (max RSS) of each process, and the fraction of the machine's measured fp32 GEMM peak
-#     (PyTorch 4096² product) that each fp32 step reaches (FLOPs by PyTorch's FLOP counter);
+#     memory (max RSS) of each process, and the fraction of the machine's measured GEMM peak in
+#     that precision (PyTorch 4096² product, fp32 and bf16) that each step reaches (FLOPs by
+#     PyTorch's FLOP counter);
 #  2. a whole short run (EPOCHS × ITERATIONS_PER_EPOCH, 5 validation iterations, final
 #     validation) with the same seed: wall time, peak memory and validation Dice in each precision.
 #
@@ -40,7 +41,8 @@ peak_mb() { grep "Maximum resident" "$1" | awk '{printf "%.0f", $6/1024}'; }
 elapsed() { grep "Elapsed (wall" "$1" | awk '{print $NF}' | awk -F: '{s=0; for(i=1;i<=NF;i++) s=s*60+$i; print s}'; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 GEMM=$("$PY" bench/train_reference.py peak 2>/dev/null | tail -1 | awk '{print $1}')
-echo "threads $THREADS; fp32 GEMM peak (PyTorch 4096² product): $GEMM GFLOP/s"
+GEMM16=$("$PY" bench/train_reference.py peak bf16 2>/dev/null | tail -1 | awk '{print $1}')
+echo "threads $THREADS; GEMM peak (PyTorch 4096² product): fp32 $GEMM GFLOP/s, bf16 $GEMM16 GFLOP/s"
 datasets=("960 2d Dataset960_Synthetic2D" "961 3d_fullres Dataset961_Synthetic3D")
 trainer=nnUNetTrainerBenchmark_5epochs_noDataLoading
 if [[ " $PARTS " == *" steps "* ]]; then
@@ -58,7 +60,7 @@ for entry in "${datasets[@]}"; do
     ips=$(python3 -c "import json;print(json.load(open('$WORK/results/$name/${trainer}__nnUNetPlans__$config/fold_0/benchmark_result.json'))['train_iterations_per_second'])")
     ours=$(python3 -c "print(f'{1000 / $ips:.0f}')")
     echo "  nnunet $p: $ours ms, peak $(peak_mb "$WORK/ours.time") MB, ratio ours/reference $(ratio "$ours" "$ref")$(
-      [ "$p" = fp32 ] && python3 -c "print(f', {$gflop / $ours * 1e3 / $GEMM:.0%} of the fp32 peak')")"
+      python3 -c "peak = $GEMM if '$p' == 'fp32' else $GEMM16; print(f', {$gflop / $ours * 1e3 / peak:.0%} of the $p peak')")"
   done
 done
 fi

@@ -5,8 +5,9 @@
       the planned batch and patch size, after 2 warm-up iterations.
   python train_reference.py flops PREPROCESSED_DATASET_FOLDER CONFIG
       GFLOP of one training iteration (forward + backward) by PyTorch's FLOP counter.
-  python train_reference.py peak
-      GFLOP/s of a 4096² fp32 matrix product (the machine's measured fp32 GEMM peak).
+  python train_reference.py peak [bf16]
+      GFLOP/s of a 4096² fp32 (or bf16) matrix product (the machine's measured GEMM peak; PyTorch
+      multiplies bf16 with AMX or AVX512-BF16 where the CPU has them).
   python train_reference.py dice PREPROCESSED_DATASET_FOLDER CONFIG EPOCHS ITERATIONS VAL_ITERATIONS
       trains fold 0 with that schedule (nnUNetTrainer otherwise), validates, prints the mean
       foreground Dice of validation/summary.json.
@@ -74,8 +75,8 @@ def flops(pre, config):
     print(f"{counter.get_total_flops() / 1e9:.1f} GFLOP/iteration")
 
 
-def peak():
-    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+def peak(dtype):
+    a, b = torch.randn(4096, 4096, dtype=dtype), torch.randn(4096, 4096, dtype=dtype)
     a @ b
     best = min(timed(lambda: a @ b) for _ in range(5))
     print(f"{2 * 4096**3 / best / 1e9:.0f} GFLOP/s")
@@ -106,7 +107,7 @@ def dice(pre, config, epochs, iterations, val_iterations):
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "peak":
-        peak()
+        peak(torch.bfloat16 if sys.argv[2:] == ["bf16"] else torch.float32)
         sys.exit()
     pre, config = sys.argv[2], sys.argv[3]
     if mode == "iteration":

@@ -1,4 +1,5 @@
 //! Times the convolution kernels on nnU-Net-sized shapes: `cargo run --release -p nnunet-kernels --example convbench`.
+//! `PRECISION=bf16` computes in bf16.
 
 // Tests report what they measured.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -45,6 +46,10 @@ fn main() {
             shape(2, 32, 64, [40, 56, 40], [3; 3], [2; 3], [1; 3]),
         ),
         (
+            "3d 128->128 k3 10x14x10",
+            shape(2, 128, 128, [10, 14, 10], [3; 3], [1; 3], [1; 3]),
+        ),
+        (
             "3d 256->256 k3 5x7x5",
             shape(2, 256, 256, [5, 7, 5], [3; 3], [1; 3], [1; 3]),
         ),
@@ -53,8 +58,24 @@ fn main() {
             shape(2, 32, 32, [1, 320, 256], [1, 3, 3], [1; 3], [0, 1, 1]),
         ),
         (
+            "3d 320->320 k3 5x7x5 s2",
+            shape(2, 320, 320, [5, 7, 5], [3; 3], [2; 3], [1; 3]),
+        ),
+        (
+            "2d 256->256 k3 40x32",
+            shape(2, 256, 256, [1, 40, 32], [1, 3, 3], [1; 3], [0, 1, 1]),
+        ),
+        (
+            "2d 512->512 k3 20x16",
+            shape(2, 512, 512, [1, 20, 16], [1, 3, 3], [1; 3], [0, 1, 1]),
+        ),
+        (
             "2d 512->512 k3 10x8",
             shape(2, 512, 512, [1, 10, 8], [1, 3, 3], [1; 3], [0, 1, 1]),
+        ),
+        (
+            "2d 512->512 k3 5x4",
+            shape(2, 512, 512, [1, 5, 4], [1, 3, 3], [1; 3], [0, 1, 1]),
         ),
     ];
     for (name, s) in shapes {
@@ -80,7 +101,7 @@ fn main() {
             gf(dx),
             gf(dw),
             f + dx + dw,
-            3.0 * gf(f + dx + dw) / 3.0 * 3.0
+            3.0 * gf(f + dx + dw)
         );
     }
 }

@@ -28,18 +28,19 @@ pub(crate) fn overreach(nr: usize) -> usize {
     nr * TILES
 }
 
-/// Checks that reading `nr`-wide blocks up to `q_end` from offsets `koff` stays inside `len`.
+/// Checks that reading blocks of `TILES` tiles of `nr` positions, each starting before `q_end`,
+/// from offsets `koff` stays inside `len`.
 pub(crate) fn check_reach(koff: &[isize], q_end: usize, nr: usize, len: usize) {
     assert!(koff.iter().all(|&o| o >= 0), "negative grid offset");
     let max_off = koff.iter().copied().max().unwrap_or(0) as usize;
     assert!(
-        max_off + q_end.div_ceil(nr * TILES) * nr * TILES <= len,
+        max_off + q_end + nr * TILES <= len,
         "grid too short for the job"
     );
 }
 
-/// Runs a direct convolution of `rows` output rows over positions `[0, q_end)`, writing through
-/// `map` into `dest` and adding `bias`.
+/// Runs a direct convolution of `rows` output rows over the positions in `[0, q_end)` of the rows
+/// that `map` writes, writing through `map` into `dest` and adding `bias`.
 pub(crate) fn run(
     t: &Tiler,
     rows: usize,
@@ -48,11 +49,12 @@ pub(crate) fn run(
     bias: Option<&[f32]>,
     dest: &mut [f32],
 ) {
-    if q_end == 0 || rows == 0 {
+    let qb = t.nr * TILES;
+    let blocks = map.live_blocks(q_end, qb, t.nr);
+    let nblocks = blocks.len();
+    if nblocks == 0 || rows == 0 {
         return;
     }
-    let qb = t.nr * TILES;
-    let nblocks = q_end.div_ceil(qb);
     let mblocks = rows.div_ceil(t.mr);
     let threads = rayon::current_num_threads();
     let mchunks = if nblocks >= 2 * threads {
@@ -66,7 +68,7 @@ pub(crate) fn run(
         || vec![0f32; t.mr * qb],
         |buf, task| {
             let (b, mc) = (task / mchunks, task % mchunks);
-            let (q0, q1) = (b * qb, ((b + 1) * qb).min(q_end));
+            let (q0, q1) = blocks[b];
             let tiles = (q1 - q0).div_ceil(t.nr);
             for mb in mc * per_chunk..((mc + 1) * per_chunk).min(mblocks) {
                 for i in 0..tiles {

@@ -175,6 +175,55 @@ impl OutMap {
         self.dest.iter().product()
     }
 
+    /// The blocks (at most `block` positions each) that cover every grid position in `[0, q_end)`
+    /// on a row that lands in the destination. The rows outside the axes' ranges (the padding
+    /// between planes and between samples) are skipped where that saves work: kernels compute
+    /// whole tiles of `tile` positions, so two runs of rows are joined, gap and all, when that
+    /// takes no more tiles than computing them apart.
+    pub(super) fn live_blocks(
+        &self,
+        q_end: usize,
+        block: usize,
+        tile: usize,
+    ) -> Vec<(usize, usize)> {
+        let tiles = |len: usize| len.div_ceil(tile);
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        for (start, end) in self.live_rows(q_end) {
+            match ranges.last_mut() {
+                Some(last)
+                    if tiles(end - last.0) <= tiles(last.1 - last.0) + tiles(end - start) =>
+                {
+                    last.1 = end
+                }
+                _ => ranges.push((start, end)),
+            }
+        }
+        ranges
+            .into_iter()
+            .flat_map(|(start, end)| {
+                (start..end)
+                    .step_by(block)
+                    .map(move |q| (q, (q + block).min(end)))
+            })
+            .collect()
+    }
+
+    /// The runs of grid positions in `[0, q_end)` on rows inside the axes' ranges, one per
+    /// sample and plane, in order.
+    fn live_rows(&self, q_end: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let gw = self.grid.dims[2];
+        let [ad, ah, _] = self.axes;
+        let rows = (ah.lo < ah.hi).then_some(ah.lo..ah.hi);
+        (0..self.grid.n)
+            .flat_map(move |n| (ad.lo..ad.hi).map(move |z| (n, z)))
+            .filter_map(move |(n, z)| {
+                let rows = rows.clone()?;
+                let start = self.grid.flat(n, [z, rows.start, 0]);
+                let end = (self.grid.flat(n, [z, rows.end - 1, 0]) + gw).min(q_end);
+                (start < end).then_some((start, end))
+            })
+    }
+
     /// Calls `f(n, base, first, len)` for each run of grid positions `[q0, q1)` along a grid row
     /// that lands in the destination: sample `n`, the destination offset `base` of the run's
     /// first position within one channel (successive positions `axes[2].step` apart), that
@@ -205,5 +254,53 @@ impl OutMap {
             }
             q = run_end;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The blocks are disjoint, in order, at most `block` long, and cover exactly the positions
+    /// before `q_end` on rows inside the axes' ranges.
+    #[test]
+    fn live_blocks_cover_the_rows_that_land_and_skip_the_rest() {
+        let grid = Grid {
+            phases: [1; 3],
+            dims: [4, 5, 6],
+            n: 2,
+            c: 1,
+        };
+        let axis = |lo, hi| Axis {
+            lo,
+            hi,
+            start: 0,
+            step: 1,
+        };
+        let map = OutMap {
+            grid,
+            axes: [axis(0, 3), axis(1, 4), axis(0, 6)],
+            dest: [3, 3, 6],
+            channels: 1,
+        };
+        let q_end = grid.flat(1, [2, 3, 5]) + 1;
+        let blocks = map.live_blocks(q_end, 7, 1);
+        let mut covered = vec![false; q_end];
+        let mut last_end = 0;
+        for &(q0, q1) in &blocks {
+            assert!(q0 >= last_end && q0 < q1 && q1 - q0 <= 7 && q1 <= q_end);
+            covered[q0..q1].iter_mut().for_each(|c| *c = true);
+            last_end = q1;
+        }
+        for (q, &c) in covered.iter().enumerate() {
+            let (z, y) = ((q % 120) / 30, (q % 30) / 6);
+            assert_eq!(c, z < 3 && (1..4).contains(&y), "position {q}");
+        }
+        // Consecutive live rows share blocks: 6 live planes of 3 rows of 6 = 18 positions each.
+        assert_eq!(blocks.len(), 6 * 3);
+        // With tiles of 16 positions, skipping the 12-position gaps between planes saves no
+        // tile, skipping the 42 between the samples does.
+        let joined = map.live_blocks(q_end, 1000, 16);
+        assert_eq!(joined, vec![(6, 84), (126, q_end)]);
     }
 }

@@ -12,6 +12,10 @@ use crate::precision::to_bf16;
 
 /// Positions per block (a multiple of 32, the AMX step).
 pub(crate) const BLOCK: usize = 256;
+/// The unit in which blocks are counted when runs of output rows are joined across padding
+/// ([`OutMap::live_blocks`]): besides its positions, each block costs a load and store of every
+/// accumulator tile, so a gap is skipped only where that saves whole units of this many positions.
+const STEP: usize = 32;
 
 /// The transposed output gradient of one block.
 pub(crate) struct Packed {
@@ -43,7 +47,8 @@ pub(crate) fn run(
     let channels = map.channels;
     let kpad = krows.div_ceil(t.mr) * t.mr;
     let cpad = channels.div_ceil(t.cols) * t.cols;
-    let nblocks = q_end.div_ceil(BLOCK);
+    let blocks = map.live_blocks(q_end, BLOCK, STEP);
+    let nblocks = blocks.len();
     let ktiles = kpad / t.mr;
     let threads = rayon::current_num_threads();
     let kchunks = if nblocks >= 2 * threads {
@@ -65,7 +70,7 @@ pub(crate) fn run(
             let mut packed_block = usize::MAX;
             for task in (wk..tasks).step_by(workers) {
                 let (b, kc) = (task / kchunks, task % kchunks);
-                let (q0, q1) = (b * BLOCK, ((b + 1) * BLOCK).min(q_end));
+                let (q0, q1) = blocks[b];
                 if packed_block != b {
                     pack_transposed(map, g, q0, q1, cpad, &mut packed.f32s);
                     if t.pairs {
