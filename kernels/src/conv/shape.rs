@@ -211,15 +211,13 @@ impl OutMap {
     /// The runs of grid positions in `[0, q_end)` on rows inside the axes' ranges, one per
     /// sample and plane, in order.
     fn live_rows(&self, q_end: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let gw = self.grid.dims[2];
         let [ad, ah, _] = self.axes;
-        let rows = (ah.lo < ah.hi).then_some(ah.lo..ah.hi);
+        let len = ah.hi.saturating_sub(ah.lo) * self.grid.dims[2];
         (0..self.grid.n)
             .flat_map(move |n| (ad.lo..ad.hi).map(move |z| (n, z)))
             .filter_map(move |(n, z)| {
-                let rows = rows.clone()?;
-                let start = self.grid.flat(n, [z, rows.start, 0]);
-                let end = (self.grid.flat(n, [z, rows.end - 1, 0]) + gw).min(q_end);
+                let start = self.grid.flat(n, [z, ah.lo, 0]);
+                let end = (start + len).min(q_end);
                 (start < end).then_some((start, end))
             })
     }
