@@ -134,9 +134,18 @@ pub(crate) struct Weights<'a> {
 }
 
 impl Weights<'_> {
+    /// The weight of `row`, `channel` and tap index `tap` (AMX packs tile by tile).
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn at(&self, row: usize, channel: usize, tap: usize) -> f32 {
         self.data[row * self.row_stride + channel * self.channel_stride + self.taps[tap]]
+    }
+
+    /// The weights of `row` and `channel`, in tap order.
+    #[inline(always)]
+    fn taps_of(&self, row: usize, channel: usize) -> impl Iterator<Item = f32> + '_ {
+        let base = &self.data[row * self.row_stride + channel * self.channel_stride..];
+        self.taps.iter().map(move |&t| base[t])
     }
 }
 
@@ -249,9 +258,10 @@ fn direct_f32(job: &DirectJob, isa: Isa, round: bool, dest: &mut [f32]) {
     let nt = job.taps.len();
     let koff = channel_offsets(&src.grid, job.taps, src.channels);
     let (mr, nr, f) = fp32_direct_kernel(isa);
-    let packed = direct::pack(job.rows, (src.channels, nt), mr, |r, c, t| {
-        let v = job.w.at(r, c, t);
-        if round { round_bf16(v) } else { v }
+    let packed = direct::pack(job.rows, (src.channels, nt), mr, |r, c, out| {
+        for (o, v) in out.iter_mut().zip(job.w.taps_of(r, c)) {
+            *o = if round { round_bf16(v) } else { v };
+        }
     });
     run_direct_kernel(job, &packed, data, &koff, (mr, nr), f, dest);
 }
@@ -263,10 +273,17 @@ fn direct_pairs(job: &DirectJob, dest: &mut [f32]) {
     let nt = job.taps.len();
     let koff = channel_offsets(grid, job.taps, grid.c);
     let channels = job.src.channels;
-    let w = |r: usize, c: usize, t: usize| if c < channels { job.w.at(r, c, t) } else { 0.0 };
     let (mr, nr) = (m::DIRECT_MR, 16 * m::DIRECT_NV);
-    let packed = direct::pack(job.rows, (grid.c, nt), mr, |r, cp, t| {
-        pair(w(r, 2 * cp, t), w(r, 2 * cp + 1, t))
+    let packed = direct::pack(job.rows, (grid.c, nt), mr, |r, cp, out| {
+        let lo = job.w.taps_of(r, 2 * cp);
+        if 2 * cp + 1 < channels {
+            let hi = job.w.taps_of(r, 2 * cp + 1);
+            out.iter_mut()
+                .zip(lo.zip(hi))
+                .for_each(|(o, (l, h))| *o = pair(l, h));
+        } else {
+            out.iter_mut().zip(lo).for_each(|(o, l)| *o = pair(l, 0.0));
+        }
     });
     // The CPU has AVX512-BF16 (mode detection).
     run_direct_kernel(job, &packed, data, &koff, (mr, nr), m::direct, dest);
@@ -349,49 +366,53 @@ pub(crate) fn weight_grad(
     let k = src.channels * nt;
     let co = map.channels;
     let by_channel = channel_offsets(&src.grid, taps, src.channels);
-    let write = |acc: &[f32], cpad: usize, row_to_k: &RowToK| transpose(acc, cpad, k, co, row_to_k);
     match mode() {
         Mode::Fp32(isa) => {
             let (acc, cpad) = grad_f32(src.f32s(false), &by_channel, isa, q_end, map, g);
-            write(&acc, cpad, &|r| r)
+            transpose(&acc, cpad, (k, co), |r| r)
         }
         Mode::Emulated(isa) => {
             let g: Vec<f32> = g.iter().map(|&v| round_bf16(v)).collect();
             let (acc, cpad) = grad_f32(src.f32s(true), &by_channel, isa, q_end, map, &g);
-            write(&acc, cpad, &|r| r)
+            transpose(&acc, cpad, (k, co), |r| r)
         }
         #[cfg(target_arch = "x86_64")]
         Mode::Amx if src.channels.is_multiple_of(32) => {
             let (acc, cpad) = grad_amx(src, taps, q_end, map, g);
             let c = src.channels;
-            write(&acc, cpad, &move |r| (r % c) * nt + r / c)
+            transpose(&acc, cpad, (k, co), move |r| (r % c) * nt + r / c)
         }
         #[cfg(target_arch = "x86_64")]
         Mode::Pairs | Mode::Amx => {
             let (acc, cpad) = grad_pairs(src.plain(), &by_channel, q_end, map, g);
-            write(&acc, cpad, &|r| r)
+            transpose(&acc, cpad, (k, co), |r| r)
         }
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("bf16 instructions exist on x86-64 only"),
     }
 }
 
-/// The grid row of each `dW` column `c · taps + t`.
-type RowToK = dyn Fn(usize) -> usize + Sync;
-
 /// `dW[co][row_to_k(row)] = acc[row][co]` for the first `k` rows of `acc` (`cpad` columns), in
-/// parallel blocks of 16 output channels (one cache line of `acc` per row).
-fn transpose(acc: &[f32], cpad: usize, k: usize, co: usize, row_to_k: &RowToK) -> Vec<f32> {
+/// parallel blocks of 16 output channels (one cache line of `acc` per row), 16 rows at a time:
+/// the rows of `dW` lie `k` values apart, so writing one row of `acc` at a time touched a new cache
+/// line per value, in few cache sets.
+fn transpose(
+    acc: &[f32],
+    cpad: usize,
+    (k, co): (usize, usize),
+    row_to_k: impl Fn(usize) -> usize + Sync,
+) -> Vec<f32> {
     const BLOCK: usize = 16;
     let mut dw = crate::zeroed(co * k);
     dw.par_chunks_mut(BLOCK * k)
         .enumerate()
         .for_each(|(b, out)| {
             let n = out.len() / k;
-            for row in 0..k {
-                let kk = row_to_k(row);
-                for (j, &v) in acc[row * cpad + b * BLOCK..][..n].iter().enumerate() {
-                    out[j * k + kk] = v;
+            for row0 in (0..k).step_by(BLOCK) {
+                for (j, out) in out.chunks_exact_mut(k).take(n).enumerate() {
+                    for row in row0..(row0 + BLOCK).min(k) {
+                        out[row_to_k(row)] = acc[row * cpad + b * BLOCK + j];
+                    }
                 }
             }
         });

@@ -95,31 +95,45 @@ pub(crate) fn run(
     (sum, cpad)
 }
 
-/// `bt[q - q0][co] = g[n][co][position of q]` for output positions, 0 elsewhere.
+/// `bt[q - q0][co] = g[n][co][position of q]` for output positions, 0 elsewhere. Copied in tiles
+/// of 16 channels × 16 positions: `bt`'s rows lie `cpad` values apart and `g`'s channels a plane
+/// apart, both often a multiple of 4 KiB, so a whole row or column at a time lands in few cache
+/// sets; a tile reads one cache line per channel and keeps its 16 destination lines.
 fn pack_transposed(map: &OutMap, g: &[f32], q0: usize, q1: usize, cpad: usize, bt: &mut [f32]) {
+    const TILE: usize = 16;
     bt.fill(0.0);
     let step = map.axes[2].step;
     let dvol = map.dest_volume();
     map.for_each_run(q0, q1, |n, base, row0, len| {
-        for co in 0..map.channels {
-            let src = &g[(n * map.channels + co) * dvol + base..];
-            for j in 0..len {
-                bt[(row0 + j) * cpad + co] = src[j * step];
+        for c0 in (0..map.channels).step_by(TILE) {
+            for j0 in (0..len).step_by(TILE) {
+                let j1 = (j0 + TILE).min(len);
+                for co in c0..(c0 + TILE).min(map.channels) {
+                    let src = &g[(n * map.channels + co) * dvol + base..];
+                    for j in j0..j1 {
+                        bt[(row0 + j) * cpad + co] = src[j * step];
+                    }
+                }
             }
         }
     });
 }
 
-/// Rows `2i` and `2i + 1` of `bt` (`cpad` columns) as bf16 pairs, row `i` of `pairs`.
+/// Rows `2i` and `2i + 1` of `bt` (`cpad` columns) as bf16 pairs, row `i` of `pairs` (an odd
+/// last row pairs with zeros). Whole pairs of rows go through one branch-free loop, which
+/// vectorises.
 fn to_pairs(bt: &[f32], cpad: usize, pairs: &mut Vec<u32>) {
     let rows = bt.len() / cpad;
     pairs.resize(rows.div_ceil(2) * cpad, 0);
-    for (i, out) in pairs.chunks_mut(cpad).enumerate() {
-        let lo = &bt[2 * i * cpad..][..cpad];
-        let hi = bt.get((2 * i + 1) * cpad..(2 * i + 2) * cpad);
-        for (c, o) in out.iter_mut().enumerate() {
-            let h = hi.map_or(0, |h| to_bf16(h[c]) as u32);
-            *o = to_bf16(lo[c]) as u32 | (h << 16);
+    let (whole, last) = pairs.split_at_mut(rows / 2 * cpad);
+    for (out, two) in whole.chunks_exact_mut(cpad).zip(bt.chunks_exact(2 * cpad)) {
+        let (lo, hi) = two.split_at(cpad);
+        for ((o, &l), &h) in out.iter_mut().zip(lo).zip(hi) {
+            *o = to_bf16(l) as u32 | ((to_bf16(h) as u32) << 16);
         }
+    }
+    let lo = &bt[rows / 2 * 2 * cpad..][..last.len()];
+    for (o, &l) in last.iter_mut().zip(lo) {
+        *o = to_bf16(l) as u32;
     }
 }
