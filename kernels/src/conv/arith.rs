@@ -119,7 +119,9 @@ impl<'a> Operand<'a> {
     }
 }
 
-fn pair(lo: f32, hi: f32) -> u32 {
+/// `lo` and `hi` rounded to bf16, as one pair (`lo` in the low half).
+#[inline(always)]
+pub(super) fn pair(lo: f32, hi: f32) -> u32 {
     to_bf16(lo) as u32 | ((to_bf16(hi) as u32) << 16)
 }
 

@@ -7,8 +7,8 @@
 
 use rayon::prelude::*;
 
+use super::arith::pair;
 use super::shape::OutMap;
-use crate::precision::to_bf16;
 
 /// Positions per block (a multiple of 32, the AMX step).
 pub(crate) const BLOCK: usize = 256;
@@ -129,11 +129,11 @@ fn to_pairs(bt: &[f32], cpad: usize, pairs: &mut Vec<u32>) {
     for (out, two) in whole.chunks_exact_mut(cpad).zip(bt.chunks_exact(2 * cpad)) {
         let (lo, hi) = two.split_at(cpad);
         for ((o, &l), &h) in out.iter_mut().zip(lo).zip(hi) {
-            *o = to_bf16(l) as u32 | ((to_bf16(h) as u32) << 16);
+            *o = pair(l, h);
         }
     }
     let lo = &bt[rows / 2 * 2 * cpad..][..last.len()];
     for (o, &l) in last.iter_mut().zip(lo) {
-        *o = to_bf16(l) as u32;
+        *o = pair(l, 0.0);
     }
 }
