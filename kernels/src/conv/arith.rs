@@ -409,9 +409,8 @@ fn transpose(
     dw.par_chunks_mut(BLOCK * k)
         .enumerate()
         .for_each(|(b, out)| {
-            let n = out.len() / k;
             for row0 in (0..k).step_by(BLOCK) {
-                for (j, out) in out.chunks_exact_mut(k).take(n).enumerate() {
+                for (j, out) in out.chunks_exact_mut(k).enumerate() {
                     for row in row0..(row0 + BLOCK).min(k) {
                         out[row_to_k(row)] = acc[row * cpad + b * BLOCK + j];
                     }
